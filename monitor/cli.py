@@ -1,0 +1,62 @@
+"""``heatmon``: the command line. Each subcommand lives in ``monitor/commands/<name>.py``
+and registers itself through ``register(subparsers)``; this module only wires them up."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from monitor import __version__
+from monitor.errors import HeatmonError
+
+log = logging.getLogger(__name__)
+
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "replay",
+)
+"""Modules under ``monitor.commands``, in the order ``--help`` lists them."""
+
+DISCLAIMER = (
+    "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heatmon",
+        description="Warns people with MS to cool down before exercise heat brings on "
+        "symptoms. " + DISCLAIMER,
+    )
+    parser.add_argument("--version", action="version", version=f"heatmon {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"monitor.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except HeatmonError as err:
+        print(f"heatmon: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per ``heatmon`` subcommand; each defines ``register(subparsers)``."""

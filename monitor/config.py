@@ -1,0 +1,139 @@
+"""The one configuration file: a TOML document, validated at start.
+
+Secrets never live in the file: every ``*_password`` / ``*_token`` key may be set from
+the environment (``HEATMON_<SECTION>_<KEY>``, e.g. ``HEATMON_INFLUXDB_TOKEN``), which
+also overrides the file. Errors name the key and say what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from monitor.errors import ConfigError
+from monitor.profile import PatientProfile
+
+ENV_PREFIX = "HEATMON_"
+
+
+class DeviceConfig(BaseModel):
+    """A wearable, and which patient wears it in which role."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(min_length=1)
+    patient: str
+    role: str = Field(pattern=r"^(heart_rate|skin_temp|core)$")
+    name: str | None = None
+
+
+class EngineConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    estimator: str = "heat_balance"
+    step_s: float = Field(default=10.0, gt=0, le=60)
+    stale_after_s: float = Field(default=30.0, gt=0)
+    use_measured_core: bool = True
+
+
+class MonitorConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance: str = Field(default="heatmon", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    data_dir: str = "var"
+
+
+class HeatmonConfig(BaseModel):
+    """The whole file. ``sources`` and ``sinks`` are plugin name → that plugin's options."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    monitor: MonitorConfig = MonitorConfig()
+    engine: EngineConfig = EngineConfig()
+    patients: tuple[PatientProfile, ...] = ()
+    devices: tuple[DeviceConfig, ...] = ()
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    web: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> HeatmonConfig:
+        ids = [p.id for p in self.patients]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"patient ids must be unique; repeated: {', '.join(dupes)}")
+        known = set(ids)
+        for n, device in enumerate(self.devices):
+            if device.patient not in known:
+                raise ValueError(
+                    f"devices[{n}].patient {device.patient!r} is not one of the patients"
+                )
+        return self
+
+    def profile(self, patient: str) -> PatientProfile | None:
+        for p in self.patients:
+            if p.id == patient:
+                return p
+        return None
+
+
+def _format_validation_error(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid configuration"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Override ``[section] key`` (and ``[sinks.name] key``) from ``HEATMON_SECTION_KEY``."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for group in ("sources", "sinks"):
+        plugins = out.get(group)
+        if isinstance(plugins, dict):
+            out[group] = {k: dict(v) if isinstance(v, dict) else v for k, v in plugins.items()}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("_", 1)
+        if len(parts) != 2:
+            continue
+        section, key = parts
+        for group in ("sinks", "sources"):
+            plugins = out.get(group)
+            if isinstance(plugins, dict) and isinstance(plugins.get(section), dict):
+                plugins[section][key] = value
+                break
+        else:
+            if isinstance(out.get(section), dict):
+                out[section][key] = value
+    return out
+
+
+def parse_config(
+    data: dict[str, Any], *, where: str = "config", environ: Mapping[str, str] | None = None
+) -> HeatmonConfig:
+    merged = apply_env(data, os.environ if environ is None else environ)
+    try:
+        return HeatmonConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, where)) from err
+
+
+def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> HeatmonConfig:
+    """Read, override from the environment and validate ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read configuration: {err.strerror}") from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    return parse_config(data, where=str(path), environ=environ)

@@ -1,0 +1,117 @@
+"""Sources and sinks: small interfaces, chosen by name from configuration.
+
+Like Telegraf's inputs and outputs, each plugin is self-contained: it validates its own
+options (``from_options``), has its own section in the README and a sample block in
+``heatmon.sample.toml``. The names are registered below, in one immutable table; the
+module is only imported when a configuration names it.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Self
+
+from monitor.errors import ConfigError
+from monitor.model import (
+    Acknowledgement,
+    Event,
+    Sample,
+    SampleFlag,
+    SessionRecord,
+    SymptomReport,
+    ThermalState,
+)
+
+Emit = Callable[[Sample], Awaitable[None]]
+"""What a source calls for every sample it produces."""
+
+
+class Source(abc.ABC):
+    """Produces samples until cancelled. Bad input is counted and logged, never raised."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
+        """Validate this plugin's options; raise :class:`ConfigError` naming the key."""
+
+    @abc.abstractmethod
+    async def run(self, emit: Emit) -> None:
+        """Produce samples through ``emit`` until cancelled."""
+
+
+class Sink(abc.ABC):
+    """Receives everything the engine produces. ``submit_*`` never block and never raise:
+    a sink queues what it gets and delivers it from its own task, so the engine and the
+    alerts never wait on an output."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
+        """Validate this plugin's options; raise :class:`ConfigError` naming the key."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect and start the delivery task."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Flush what can be flushed, persist the rest, and stop."""
+
+    def submit_sample(self, sample: Sample, flag: SampleFlag) -> None:  # noqa: B027
+        """A raw sample with the quality flag the engine gave it."""
+
+    def submit_state(self, state: ThermalState) -> None:  # noqa: B027
+        """A derived thermal state (one per engine step)."""
+
+    def submit_event(self, event: Event) -> None:  # noqa: B027
+        """An alert level change, a recovery, a quality change."""
+
+    def submit_record(self, record: SymptomReport | Acknowledgement | SessionRecord) -> None:  # noqa: B027
+        """A symptom report, an acknowledgement, or a session opened/closed."""
+
+
+class PluginContext:
+    """What a plugin may know about the rest of the service."""
+
+    __slots__ = ("config", "instance")
+
+    def __init__(self, *, config: Any, instance: str) -> None:
+        self.config = config
+        self.instance = instance
+
+
+SOURCES: Mapping[str, str] = MappingProxyType(
+    {
+        "simulator": "adapters.simulator:SimulatorSource",
+    }
+)
+SINKS: Mapping[str, str] = MappingProxyType(
+    {
+        "jsonl": "monitor.sinks:JsonlEventSink",
+    }
+)
+
+
+def _load(table: Mapping[str, str], kind: str, name: str) -> type[Any]:
+    try:
+        target = table[name]
+    except KeyError:
+        known = ", ".join(sorted(table))
+        raise ConfigError(f"{kind}s.{name}: unknown {kind} {name!r}; known: {known}") from None
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls: type[Any] = getattr(module, attr)
+    return cls
+
+
+def source_class(name: str) -> type[Source]:
+    return _load(SOURCES, "source", name)
+
+
+def sink_class(name: str) -> type[Sink]:
+    return _load(SINKS, "sink", name)

@@ -1,0 +1,67 @@
+"""A patient's profile: the thresholds and facts the engine needs, set with a clinician.
+
+Defaults come from the literature summarised in ``docs/physiology.md``: a core rise of
+about 0.5 °C is the figure most often cited as enough to bring on Uhthoff symptoms.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PATIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Pseudonymous ids: letters, digits, ``.``, ``_``, ``-``; safe in MQTT topics and URLs."""
+
+
+class Activity(StrEnum):
+    STRENGTH = "strength"
+    AEROBIC = "aerobic"
+    BALANCE = "balance"
+    FLEXIBILITY = "flexibility"
+
+
+class PatientProfile(BaseModel):
+    """Per-patient settings. ``id`` is a pseudonym; ``display_name`` never leaves the UI."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=PATIENT_ID_PATTERN)
+    display_name: str | None = Field(default=None, max_length=80)
+    threshold_rise_c: float = Field(default=0.5, gt=0.1, le=2.0)
+    caution_margin_c: float = Field(default=0.2, ge=0.0, le=1.0)
+    forecast_horizon_min: float = Field(default=10.0, ge=0.0, le=60.0)
+    cool_down_lead_min: float = Field(default=3.0, ge=0.0, le=30.0)
+    age: int = Field(default=45, ge=10, le=110)
+    resting_hr_bpm: float | None = Field(default=None, ge=30, le=120)
+    max_hr_bpm: float | None = Field(default=None, ge=80, le=230)
+    baseline_core_c: float | None = Field(default=None, ge=35.5, le=38.0)
+    medical_clearance: bool = True
+    unwell_today: bool = False
+    activity: Activity = Activity.AEROBIC
+
+    @model_validator(mode="after")
+    def _check_hr(self) -> PatientProfile:
+        if (
+            self.resting_hr_bpm is not None
+            and self.max_hr_bpm is not None
+            and self.resting_hr_bpm >= self.max_hr_bpm
+        ):
+            raise ValueError("resting_hr_bpm must be below max_hr_bpm")
+        if self.caution_margin_c >= self.threshold_rise_c:
+            raise ValueError("caution_margin_c must be smaller than threshold_rise_c")
+        return self
+
+    @property
+    def effective_max_hr(self) -> float:
+        """Profile value, else age-predicted maximum (Tanaka et al. 2001: 208 − 0.7 × age)."""
+        return self.max_hr_bpm if self.max_hr_bpm is not None else 208.0 - 0.7 * self.age
+
+    @property
+    def effective_threshold_c(self) -> float:
+        """The cool-down threshold; "unwell / relapse today" tightens it by a fifth."""
+        return self.threshold_rise_c * (0.8 if self.unwell_today else 1.0)
+
+    @property
+    def caution_at_c(self) -> float:
+        return self.effective_threshold_c - self.caution_margin_c
