@@ -20,9 +20,7 @@ COMMANDS: tuple[str, ...] = (
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 
-DISCLAIMER = (
-    "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
-)
+DISCLAIMER = "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
 
 
 def build_parser() -> argparse.ArgumentParser:
