@@ -1,0 +1,100 @@
+// Shared helpers of the heatmon pages: the session (with its CSRF token), JSON calls and
+// formatting. No patient data is cached in the browser beyond the open page.
+
+let current = null;
+
+export async function session() {
+  const resp = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
+  if (!resp.ok) throw new Error(`session: HTTP ${resp.status}`);
+  current = await resp.json();
+  return current;
+}
+
+export function setCsrf(token) {
+  if (current) current.csrf = token;
+  else current = { csrf: token };
+}
+
+export async function post(url, body = {}) {
+  if (!current) await session();
+  const resp = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": current.csrf },
+    body: JSON.stringify(body),
+  });
+  let data = {};
+  try { data = await resp.json(); } catch { /* empty body */ }
+  return { ok: resp.ok, status: resp.status, data };
+}
+
+export async function getJson(url) {
+  const resp = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(data.error || `HTTP ${resp.status}`);
+  return data;
+}
+
+export const LEVEL_LABEL = { ok: "OK", caution: "Getting warm", cool_down: "Cool down now" };
+export const QUALITY_LABEL = {
+  no_data: "no data",
+  sensor_off: "sensor off",
+  stale: "data stale",
+};
+export const FLAG_LABEL = {
+  invalid: "invalid reading",
+  out_of_range: "out of range",
+  zero: "strap off skin",
+  no_contact: "no skin contact",
+  doubled: "HR artefact",
+  duplicate: "duplicate",
+  out_of_order: "out of order",
+};
+
+export function num(value, digits) {
+  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
+}
+
+export function signed(value, digits) {
+  if (value === null || value === undefined) return "–";
+  const v = Number(value);
+  return (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(digits);
+}
+
+export function clock(epochSeconds) {
+  return new Date(epochSeconds * 1000).toLocaleTimeString([], {
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+// Server-Sent Events with a visible connection state; `handlers` maps event names to
+// functions of the parsed data. The browser reconnects by itself and the server then sends
+// a fresh snapshot.
+export function stream(url, handlers, connEl) {
+  const source = new EventSource(url, { withCredentials: true });
+  for (const [name, fn] of Object.entries(handlers)) {
+    source.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
+  }
+  source.addEventListener("open", () => {
+    if (connEl) { connEl.dataset.state = "live"; connEl.textContent = "live"; }
+  });
+  source.addEventListener("error", () => {
+    if (connEl) { connEl.dataset.state = "lost"; connEl.textContent = "reconnecting…"; }
+    if (source.readyState === EventSource.CLOSED) {
+      // The server refused the stream (logged out or expired): back to the login.
+      setTimeout(() => { window.location.href = "/login"; }, 1000);
+    }
+  });
+  return source;
+}

@@ -1,0 +1,231 @@
+"""Who may see what: caregiver passwords (argon2), server-side sessions, CSRF tokens, login
+rate limiting and patients' access tokens.
+
+- Sessions live on the server; the browser only holds a random id (256 bits) in an
+  ``HttpOnly; SameSite=Strict`` cookie (``Secure`` behind HTTPS). The id changes at login, so
+  a session id planted before login is worthless after it.
+- Every session carries its own CSRF token; every state-changing request (login, logout,
+  acknowledge, symptoms) must send it back in the ``X-CSRF-Token`` header.
+- Failed logins are counted per login name and per client address; past the limit the
+  answer is ``429`` until the window has passed, whatever the password.
+- Patients never get a password: their phone opens ``/patient/<id>?token=...`` once and
+  then holds a patient session for that one patient. Only the SHA-256 of a token is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "heatmon_session"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_ID_BYTES = 32
+CSRF_BYTES = 32
+PATIENT_TOKEN_BYTES = 24
+MAX_LIMITER_KEYS = 10_000
+"""Failed-login counters kept at most; the oldest are forgotten first."""
+
+Clock = Callable[[], float]
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash (argon2-cffi's recommended parameters) for ``[web.users.X]``."""
+    return PasswordHasher().hash(password)
+
+
+def token_digest(token: str) -> str:
+    """What ``[web.patient_tokens]`` stores for a patient's access token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_patient_token() -> tuple[str, str]:
+    """A fresh random token and its digest."""
+    token = secrets.token_urlsafe(PATIENT_TOKEN_BYTES)
+    return token, token_digest(token)
+
+
+def same_secret(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+class PasswordChecker:
+    """Checks caregiver passwords off the event loop (argon2 is slow on purpose).
+
+    Unknown logins are checked against a dummy hash so that the answer takes as long as
+    for a known login with a wrong password.
+    """
+
+    __slots__ = ("_dummy", "_hasher", "_hashes")
+
+    def __init__(self, *, hashes: Mapping[str, str]) -> None:
+        self._hasher = PasswordHasher()
+        self._hashes = dict(hashes)
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def _verify(self, login: str, password: str) -> bool:
+        stored = self._hashes.get(login)
+        try:
+            self._hasher.verify(stored or self._dummy, password)
+        except VerifyMismatchError:
+            return False
+        except (VerificationError, InvalidHashError):
+            log.warning("stored password hash of a caregiver is not a valid argon2 hash")
+            return False
+        return stored is not None
+
+    async def verify(self, login: str, password: str) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._verify, login, password
+        )
+
+
+@dataclass(slots=True)
+class Session:
+    """A browser's session: anonymous (only a CSRF token), a caregiver, or a patient."""
+
+    id: str
+    csrf: str
+    created: float
+    last_seen: float
+    login: str | None = None
+    patient: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        if self.login is not None:
+            return "caregiver"
+        if self.patient is not None:
+            return "patient"
+        return "anonymous"
+
+
+class SessionStore:
+    """Sessions in memory, bounded: past ``max_sessions`` the least recently used go first."""
+
+    __slots__ = ("_clock", "_max", "_sessions", "_ttl_s")
+
+    def __init__(self, *, ttl_s: float, max_sessions: int, clock: Clock = time.time) -> None:
+        self._ttl_s = ttl_s
+        self._max = max_sessions
+        self._clock = clock
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def new(self, *, login: str | None = None, patient: str | None = None) -> Session:
+        now = self._clock()
+        session = Session(
+            id=secrets.token_urlsafe(SESSION_ID_BYTES),
+            csrf=secrets.token_urlsafe(CSRF_BYTES),
+            created=now,
+            last_seen=now,
+            login=login,
+            patient=patient,
+        )
+        self._sessions[session.id] = session
+        while len(self._sessions) > self._max:
+            self._sessions.popitem(last=False)
+        return session
+
+    def get(self, session_id: str | None) -> Session | None:
+        if not session_id:
+            return None
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        now = self._clock()
+        if now - session.last_seen > self._ttl_s:
+            del self._sessions[session_id]
+            return None
+        session.last_seen = now
+        self._sessions.move_to_end(session_id)
+        return session
+
+    def drop(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def drop_login(self, login: str) -> None:
+        for sid in [s.id for s in self._sessions.values() if s.login == login]:
+            del self._sessions[sid]
+
+
+class LoginLimiter:
+    """Counts failed logins per key (login name, client address) in a sliding window."""
+
+    __slots__ = ("_clock", "_failures", "_max", "_window_s")
+
+    def __init__(self, *, max_failures: int, window_s: float, clock: Clock = time.time) -> None:
+        self._max = max_failures
+        self._window_s = window_s
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, key: str) -> deque[float] | None:
+        times = self._failures.get(key)
+        if times is None:
+            return None
+        horizon = self._clock() - self._window_s
+        while times and times[0] < horizon:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+            return None
+        return times
+
+    def retry_after(self, *keys: str) -> float:
+        """Seconds until another attempt is allowed (0 when allowed now)."""
+        wait = 0.0
+        for key in keys:
+            times = self._recent(key)
+            if times is not None and len(times) >= self._max:
+                wait = max(wait, times[0] + self._window_s - self._clock())
+        return wait
+
+    def failed(self, *keys: str) -> None:
+        now = self._clock()
+        for key in keys:
+            times = self._failures.setdefault(key, deque(maxlen=self._max))
+            times.append(now)
+            self._failures.move_to_end(key)
+        while len(self._failures) > MAX_LIMITER_KEYS:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.pop(key, None)
+
+
+class PatientTokens:
+    """Patients' access tokens, by digest. Tokens can be added at run time (the demo does)."""
+
+    __slots__ = ("_digests",)
+
+    def __init__(self, *, digests: Mapping[str, str]) -> None:
+        self._digests = dict(digests)
+
+    def check(self, patient: str, token: str) -> bool:
+        digest = self._digests.get(patient)
+        return digest is not None and same_secret(digest, token_digest(token))
+
+    def issue(self, patient: str) -> str:
+        """A new token for ``patient`` (replacing the old one); returns the token."""
+        token, digest = new_patient_token()
+        self._digests[patient] = digest
+        return token
+
+    def __contains__(self, patient: object) -> bool:
+        return patient in self._digests

@@ -1,0 +1,155 @@
+"""The ``web`` sink: the live dashboard as a plugin of the service.
+
+It keeps the board (latest state and 30 minutes of compact history per patient) and runs
+the dashboard's HTTP server for its lifetime. Configure it with an empty ``[sinks.web]``
+block (options there override ``[web]``'s ``host`` and ``port``); users, assignments and
+tokens live in ``[web]`` (see :mod:`monitor.web.config`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Self
+
+from aiohttp import web
+
+from monitor.errors import ConfigError
+from monitor.model import (
+    Acknowledgement,
+    Event,
+    Sample,
+    SampleFlag,
+    SessionRecord,
+    SymptomReport,
+    ThermalState,
+)
+from monitor.plugins import PluginContext, Sink
+from monitor.web.app import MonitorControl, WebState, build_app
+from monitor.web.auth import PatientTokens
+from monitor.web.board import Board
+from monitor.web.config import WebConfig, parse_web_config
+
+log = logging.getLogger(__name__)
+
+SINK_OPTIONS = frozenset({"host", "port"})
+
+
+class WebSink(Sink):
+    """Feeds the live dashboard and serves it. ``submit_*`` only update memory and queue
+    frames for open streams: they never block and never raise."""
+
+    name = "web"
+
+    def __init__(
+        self,
+        *,
+        config: WebConfig,
+        control: MonitorControl | None = None,
+        display_names: Mapping[str, str | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.board = Board(
+            display_names=display_names or {},
+            history_minutes=config.history_minutes,
+            backlog=config.max_subscriber_backlog,
+        )
+        self.tokens = PatientTokens(digests=config.patient_tokens)
+        self.state = WebState(
+            config=config, board=self.board, control=control, tokens=self.tokens
+        )
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
+        unknown = sorted(set(options) - SINK_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"sinks.web: unknown option(s) {', '.join(unknown)}; "
+                "users, assignments and tokens belong in [web]"
+            )
+        web_section = dict(getattr(context.config, "web", {}) or {})
+        web_section.update(options)
+        config = parse_web_config(web_section)
+        names: dict[str, str | None] = {}
+        for profile in getattr(context.config, "patients", ()):
+            names[profile.id] = profile.display_name
+        control: MonitorControl | None = getattr(context, "monitor", None)
+        return cls(config=config, control=control, display_names=names)
+
+    def attach(self, control: MonitorControl) -> None:
+        """Set what acknowledgements and symptom reports call (when made before the monitor)."""
+        self.state.control = control
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the web sink is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/")
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    def patient_url(self, patient: str) -> str:
+        """A fresh one-time link for ``patient``'s phone (a new token replaces the old)."""
+        token = self.tokens.issue(patient)
+        return f"{self.base_url}/patient/{patient}?token={token}"
+
+    async def start(self) -> None:
+        app = build_app(self.state)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port)
+        await site.start()
+        self._runner = runner
+        addresses = runner.addresses
+        self._port = int(addresses[0][1]) if addresses else self.config.port
+        log.info("dashboard listening on %s:%d", self.config.host, self._port)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        self.board.close_all()
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- from the engine -------------------------------------------------------------------
+
+    def submit_sample(self, sample: Sample, flag: SampleFlag) -> None:
+        try:
+            self.board.on_sample(sample, flag)
+        except Exception:  # a dashboard bug must never reach the engine
+            log.exception("web sink: sample of %s not shown", sample.patient)
+
+    def submit_state(self, state: ThermalState) -> None:
+        try:
+            self.board.on_state(state)
+        except Exception:
+            log.exception("web sink: state of %s not shown", state.patient)
+
+    def submit_event(self, event: Event) -> None:
+        try:
+            self.board.on_event(event)
+        except Exception:
+            log.exception("web sink: event of %s not shown", event.patient)
+
+    def submit_record(self, record: SymptomReport | Acknowledgement | SessionRecord) -> None:
+        try:
+            self.board.on_record(record)
+        except Exception:
+            log.exception("web sink: record of %s not shown", record.patient)
