@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 COMMANDS: tuple[str, ...] = (
     "demo",
     "replay",
+    "simulate",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 

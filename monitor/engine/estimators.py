@@ -46,8 +46,10 @@ HB_PRODUCTION_C_PER_MIN = 0.045
 """Core warming rate at 100 % heart-rate reserve with no heat loss (°C/min)."""
 HB_LOSS_PER_MIN = 0.05
 """Fraction of the excess core-to-skin-gradient-adjusted rise lost per minute (1/min)."""
-HB_SKIN_COUPLING = 1.0
-"""How much a change of skin temperature shifts the core equilibrium (°C per °C)."""
+HB_SKIN_COUPLING = 0.5
+"""How much a warming of the skin shifts the core equilibrium up (°C per °C). Only warming
+counts: a falling skin temperature during exercise is ambiguous (sweat and airflow cool the
+skin while the core still rises), so it never lowers the estimate."""
 
 
 def ectemp_hr_model(core_c: float) -> float:
@@ -240,7 +242,7 @@ class HeatBalanceEstimator:
             and self._skin0 is not None
             and (self._skin_age_s <= self.SKIN_HOLD_S)
         ):
-            skin_shift = HB_SKIN_COUPLING * (self._skin - self._skin0)
+            skin_shift = HB_SKIN_COUPLING * max(0.0, self._skin - self._skin0)
         # Time update: Euler step of the heat balance, linearised for the variance.
         if heart_rate is not None:
             r = (heart_rate - self._hr_rest) / (self._hr_max - self._hr_rest)
