@@ -115,6 +115,7 @@ SOURCES: Mapping[str, str] = MappingProxyType(
 SINKS: Mapping[str, str] = MappingProxyType(
     {
         "jsonl": "monitor.sinks:JsonlEventSink",
+        "web": "monitor.web.sink:WebSink",
     }
 )
 

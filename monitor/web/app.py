@@ -11,17 +11,18 @@ phone only that patient.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from monitor.errors import InputError
+from monitor.plugins import MonitorControl
 from monitor.profile import PATIENT_ID_PATTERN
 from monitor.web.auth import (
     CSRF_HEADER,
@@ -51,14 +52,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-
-
-class MonitorControl(Protocol):
-    """What the web app calls back into (``monitor.service.Monitor``)."""
-
-    def acknowledge(self, patient: str, event_id: str, *, by: str, time: float) -> object: ...
-
-    def report_symptom(self, patient: str, *, time: float, note: str) -> object: ...
 
 
 class WebState:
@@ -129,8 +122,7 @@ def _state(request: web.Request) -> WebState:
 
 
 def _session(request: web.Request) -> Session | None:
-    s: Session | None = request.get("session")
-    return s
+    return _state(request).sessions.get(request.cookies.get(SESSION_COOKIE))
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -154,7 +146,6 @@ def _ensure_session(request: web.Request, response: web.StreamResponse) -> Sessi
     session = _session(request)
     if session is None:
         session = _state(request).sessions.new()
-        request["session"] = session
         _set_cookie(request, response, session)
     return session
 
@@ -167,12 +158,6 @@ def _may_see(request: web.Request, patient: str) -> bool:
     return patient in _state(request).visible(_session(request))
 
 
-async def _call(result: object) -> object:
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
 # -- middleware ---------------------------------------------------------------------------
 
 
@@ -181,8 +166,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    st = _state(request)
-    request["session"] = st.sessions.get(request.cookies.get(SESSION_COOKIE))
     if request.method not in SAFE_METHODS:
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
@@ -416,7 +399,10 @@ async def api_ack(request: web.Request) -> web.StreamResponse:
     if st.control is None:
         return _error(503, "the monitor is not running")
     assert session.login is not None
-    await _call(st.control.acknowledge(patient, event_id, by=session.login, time=time.time()))
+    try:
+        st.control.acknowledge(patient, event_id, by=session.login, time=time.time())
+    except InputError:
+        return _error(404, "no such alert waiting for acknowledgement")
     return web.json_response({"ok": True, "patient": patient, "event_id": event_id})
 
 
@@ -433,7 +419,7 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
         return _error(400, f"note is longer than {MAX_NOTE_CHARS} characters")
     if st.control is None:
         return _error(503, "the monitor is not running")
-    await _call(st.control.report_symptom(patient, time=time.time(), note=note))
+    st.control.report_symptom(patient, time=time.time(), note=note)
     return web.json_response({"ok": True, "patient": patient})
 
 

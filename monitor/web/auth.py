@@ -86,9 +86,7 @@ class PasswordChecker:
         return stored is not None
 
     async def verify(self, login: str, password: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(
-            None, self._verify, login, password
-        )
+        return await asyncio.get_running_loop().run_in_executor(None, self._verify, login, password)
 
 
 @dataclass(slots=True)

@@ -34,6 +34,8 @@ from monitor.model import (
     iso_utc,
 )
 
+log = logging.getLogger(__name__)
+
 HISTORY_MAX_POINTS = 1000
 """Per patient, whatever the step: bounds memory even with a very short engine step."""
 RECENT_FLAGS_S = 60.0
@@ -242,6 +244,7 @@ class Board:
             if patient in sub.patients and not sub.offer(frame):
                 self._subscribers.discard(sub)
                 self.dropped += 1
+                log.info("dashboard stream fell behind and was closed; the browser reconnects")
 
     # -- updates from the engine ----------------------------------------------------------
 

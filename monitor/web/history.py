@@ -72,7 +72,7 @@ def _fields(names: tuple[str, ...]) -> str:
 def sessions_query(patient: str) -> str:
     return (
         f'SELECT {_fields(SESSION_FIELDS)}, "session" FROM "{SESSIONS}" '
-        f"WHERE \"patient\" = {_literal(patient)} ORDER BY time DESC LIMIT {MAX_SESSIONS}"
+        f'WHERE "patient" = {_literal(patient)} ORDER BY time DESC LIMIT {MAX_SESSIONS}'
     )
 
 

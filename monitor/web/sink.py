@@ -24,8 +24,8 @@ from monitor.model import (
     SymptomReport,
     ThermalState,
 )
-from monitor.plugins import PluginContext, Sink
-from monitor.web.app import MonitorControl, WebState, build_app
+from monitor.plugins import MonitorControl, PluginContext, Sink
+from monitor.web.app import WebState, build_app
 from monitor.web.auth import PatientTokens
 from monitor.web.board import Board
 from monitor.web.config import WebConfig, parse_web_config
@@ -55,11 +55,10 @@ class WebSink(Sink):
             backlog=config.max_subscriber_backlog,
         )
         self.tokens = PatientTokens(digests=config.patient_tokens)
-        self.state = WebState(
-            config=config, board=self.board, control=control, tokens=self.tokens
-        )
+        self.state = WebState(config=config, board=self.board, control=control, tokens=self.tokens)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._context: PluginContext | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
@@ -75,8 +74,9 @@ class WebSink(Sink):
         names: dict[str, str | None] = {}
         for profile in getattr(context.config, "patients", ()):
             names[profile.id] = profile.display_name
-        control: MonitorControl | None = getattr(context, "monitor", None)
-        return cls(config=config, control=control, display_names=names)
+        sink = cls(config=config, control=context.monitor, display_names=names)
+        sink._context = context
+        return sink
 
     def attach(self, control: MonitorControl) -> None:
         """Set what acknowledgements and symptom reports call (when made before the monitor)."""
@@ -105,6 +105,9 @@ class WebSink(Sink):
         return f"{self.base_url}/patient/{patient}?token={token}"
 
     async def start(self) -> None:
+        if self.state.control is None and self._context is not None:
+            # The service sets ``context.monitor`` after building its plugins.
+            self.state.control = self._context.monitor
         app = build_app(self.state)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()

@@ -88,8 +88,8 @@ function applyState(t, s) {
   t.root.dataset.level = s.level;
   t.chip.dataset.level = s.level;
   t.chip.textContent = LEVEL_LABEL[s.level] || s.level;
-  const ci = s.core_temp_sd_c != null ? ` <small>± ${num(Z95 * s.core_temp_sd_c, 2)}</small>` : "";
-  t.rise.innerHTML = `${signed(s.core_delta_c, 2)}${ci} °C`;
+  const ci = s.core_temp_sd_c != null ? ` <small>±${num(Z95 * s.core_temp_sd_c, 2)}</small>` : "";
+  t.rise.innerHTML = `${signed(s.core_delta_c, 2)} °C${ci}`;
   t.rise.title = "estimated rise of core temperature since the start of the session, ± 95 % interval";
   if (s.heart_rate_bpm != null && !t.hr.dataset.time) t.hr.textContent = `${num(s.heart_rate_bpm, 0)} bpm`;
   if (s.skin_temp_c != null) t.skin.textContent = `${num(s.skin_temp_c, 1)} °C`;
