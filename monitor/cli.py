@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "replay",
     "simulate",
+    "web",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 

@@ -1,0 +1,44 @@
+"""``heatmon web hash-password`` / ``patient-token``: what they print works in [web]."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from argon2 import PasswordHasher
+
+from monitor.cli import main
+from monitor.web.auth import PatientTokens
+from monitor.web.config import parse_web_config
+
+
+def test_hash_password_prints_a_hash_the_config_accepts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["web", "hash-password"]) == 0
+    digest = capsys.readouterr().out.strip()
+    assert PasswordHasher().verify(digest, "a long enough password")
+    config = parse_web_config({"users": {"carol": {"password_hash": digest, "patients": ["p-1"]}}})
+    assert config.users["carol"].patients == ("p-1",)
+
+
+def test_hash_password_refuses_short_passwords(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["web", "hash-password"]) == 2
+    assert "at least 12 characters" in capsys.readouterr().err
+
+
+def test_patient_token_prints_a_token_and_its_digest(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["web", "patient-token", "p-1"]) == 0
+    out = capsys.readouterr().out
+    token = re.search(r"not stored\): (\S+)", out)
+    line = re.search(r'^"p-1" = "([0-9a-f]{64})"$', out, re.MULTILINE)
+    assert token and line
+    config = parse_web_config({"patient_tokens": {"p-1": line.group(1)}})
+    tokens = PatientTokens(digests=config.patient_tokens)
+    assert tokens.check("p-1", token.group(1))
+    assert not tokens.check("p-1", token.group(1) + "x")
