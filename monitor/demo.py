@@ -26,6 +26,7 @@ from monitor.engine import MonitorEngine
 from monitor.model import Event, EventKind, Level, Quality, ThermalState
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
+from monitor.web.demo import demo_dashboard, demo_links
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,11 @@ class TerminalView:
         return Group(table, Panel(events, title="alerts"), Text(DISCLAIMER, style="italic"))
 
 
-async def run_demo(*, speed: float, duration_s: float | None, live: bool) -> Monitor:
+async def run_demo(
+    *, speed: float, duration_s: float | None, live: bool, web_port: int | None = None
+) -> Monitor:
+    """Run the demo; with ``web_port`` (0: any free port) the live dashboard is served too
+    and its URLs are printed."""
     profiles = demo_profiles()
     source = SimulatorSource(
         options=SimulatorOptions(
@@ -123,11 +128,15 @@ async def run_demo(*, speed: float, duration_s: float | None, live: bool) -> Mon
     )
     engine = MonitorEngine(profiles=profiles, config=EngineConfig())
     start_wall = time.time()
+    web = demo_dashboard(profiles, port=web_port) if web_port is not None else None
     monitor = Monitor(
         engine=engine,
         sources=[source],
+        sinks=[web[0]] if web is not None else [],
         clock=lambda: start_wall + (time.time() - start_wall) * speed,
     )
+    if web is not None:
+        web[0].attach(monitor)
     view = TerminalView(profiles=profiles, speed=speed)
     monitor.add_listener(view)
 
@@ -139,6 +148,8 @@ async def run_demo(*, speed: float, duration_s: float | None, live: bool) -> Mon
 
     monitor.add_listener(heed)
     async with monitor:
+        if web is not None:
+            print(demo_links(*web), flush=True)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         live_ctx = Live(view.render(), refresh_per_second=4) if live else None
         with live_ctx if live_ctx is not None else contextlib.nullcontext():

@@ -42,3 +42,14 @@ def test_patient_token_prints_a_token_and_its_digest(capsys: pytest.CaptureFixtu
     tokens = PatientTokens(digests=config.patient_tokens)
     assert tokens.check("p-1", token.group(1))
     assert not tokens.check("p-1", token.group(1) + "x")
+
+
+def test_demo_prints_the_dashboard_urls(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--duration", "2", "--web-port", "0", "--speed", "50"]) == 0
+    out = capsys.readouterr().out
+    caregiver = re.search(r"Caregiver view: (http://127\.0\.0\.1:\d+)/caregiver", out)
+    assert caregiver, out
+    for patient in ("p-ana", "p-ben", "p-cas", "p-dia"):
+        assert re.search(rf"{patient}: http://127\.0\.0\.1:\d+/patient/{patient}\?token=\S+", out)

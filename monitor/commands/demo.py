@@ -21,11 +21,25 @@ def register(sub: Any) -> None:
         "--speed", type=float, default=20.0, help="simulated seconds per second (default 20)"
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--web-port",
+        type=int,
+        default=8080,
+        help="port of the live dashboard (default 8080; 0 picks a free one)",
+    )
+    p.add_argument("--no-web", action="store_true", help="terminal view only, no dashboard")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     print(DISCLAIMER, file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(speed=args.speed, duration_s=args.duration, live=True))
+        asyncio.run(
+            run_demo(
+                speed=args.speed,
+                duration_s=args.duration,
+                live=True,
+                web_port=None if args.no_web else args.web_port,
+            )
+        )
     return 0
