@@ -1,0 +1,1 @@
+"""Sources of samples: wearables, gateways, recordings, the simulator."""
