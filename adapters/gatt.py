@@ -251,7 +251,8 @@ class Float11073(NamedTuple):
             return math.nan
         if self.exponent >= 0:
             return float(self.mantissa * 10**self.exponent)
-        return self.mantissa / 10 ** (-self.exponent)  # correctly rounded
+        scale: int = 10 ** (-self.exponent)
+        return self.mantissa / scale  # int / int is correctly rounded
 
     @classmethod
     def from_value(cls, value: float, *, exponent: int = -2) -> Float11073:
@@ -445,7 +446,7 @@ def parse_ess_temperature(
     raw = _bytes(data)
     _need(raw, 0, 2, "temperature (sint16)", where)
     _no_trailing(raw, 2, where)
-    (value,) = struct.unpack("<h", raw)
+    value: int = struct.unpack("<h", raw)[0]
     if value == ESS_TEMPERATURE_UNKNOWN:
         return None
     return value / 100
