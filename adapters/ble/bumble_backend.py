@@ -74,8 +74,8 @@ class CentralFactory(Protocol):
         """A powered-on bumble device on the link, for one scanner or one client."""
         ...
 
-    async def release_central(self, device: Device) -> None:
-        """Power the device off and take it off the link."""
+    def release_central(self, device: Device) -> None:
+        """Take the device off the link."""
         ...
 
 
@@ -97,7 +97,12 @@ def advertisement_data(adv: Advertisement) -> AdvertisementData:
     uuids: list[str] = []
     for ad_type in _UUID_LIST_TYPES:
         for item in data.get_all(ad_type):
-            uuids.extend(bleak_uuid(u) for u in item if bleak_uuid(u) not in uuids)
+            if not isinstance(item, list):
+                continue
+            for u in item:
+                text = bleak_uuid(u)
+                if text not in uuids:  # adverts and scan responses both list them
+                    uuids.append(text)
     manufacturer: dict[int, bytes] = {}
     for raw in data.get_all(AdvertisingData.MANUFACTURER_SPECIFIC_DATA, raw=True):
         if len(raw) >= 2:
@@ -145,7 +150,7 @@ class BumbleScannerBackend(BaseBleakScanner):
         try:
             await central.stop_scanning()
         finally:
-            await self.link.release_central(central)
+            self.link.release_central(central)
 
     def _on_advertisement(self, adv: Advertisement) -> None:
         data = advertisement_data(adv)
@@ -238,7 +243,7 @@ class BumbleClientBackend(BaseBleakClient):
         self._subscribers.clear()
         central, self._central = self._central, None
         if central is not None:
-            asyncio.get_running_loop().create_task(self.link.release_central(central))
+            self.link.release_central(central)
         if self._disconnected_callback is not None:
             self._disconnected_callback()
 
@@ -247,7 +252,7 @@ class BumbleClientBackend(BaseBleakClient):
         self._peer = None
         central, self._central = self._central, None
         if central is not None:
-            await self.link.release_central(central)
+            self.link.release_central(central)
 
     async def disconnect(self) -> None:
         connection = self._connection
@@ -286,7 +291,9 @@ class BumbleClientBackend(BaseBleakClient):
             characteristic.obj, bytes(data), with_response=response
         )
 
-    async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: SizedBuffer) -> None:
+    async def write_gatt_descriptor(
+        self, descriptor: BleakGATTDescriptor, data: SizedBuffer
+    ) -> None:
         await self._require_peer().write_value(descriptor.obj, bytes(data), with_response=True)
 
     async def start_notify(

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -64,6 +64,8 @@ STORED_MEASUREMENTS = 120
 CENTRAL_ADDRESS_PREFIX = "D0:00:00:00"
 
 _SIG_BASE_SUFFIX = "-0000-1000-8000-00805f9b34fb"
+_UUIDS_16 = AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS
+_UUIDS_128 = AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS
 
 
 def bumble_uuid(uuid: str) -> BumbleUUID:
@@ -88,7 +90,7 @@ class VirtualWearable:
         self.interval_s = interval_s
         self._battery = gatt.encode_battery_level(battery_percent)
         self._device: Device | None = None
-        self._battery_char = Characteristic(
+        self._battery_char = Characteristic[bytes](
             bumble_uuid(gatt.BATTERY_LEVEL),
             Characteristic.Properties.READ | Characteristic.Properties.NOTIFY,
             Characteristic.READABLE,
@@ -96,6 +98,7 @@ class VirtualWearable:
         )
         self._advertise = False
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.notifications_sent = 0
         self.connections = 0
 
@@ -108,7 +111,9 @@ class VirtualWearable:
         """Take one measurement and send it to whoever subscribed."""
         raise NotImplementedError
 
-    def on_subscription(self, connection: Connection, characteristic: Characteristic) -> None:
+    def on_subscription(
+        self, connection: Connection, characteristic: Characteristic[bytes]
+    ) -> None:
         """A central enabled notifications or indications on ``characteristic``."""
 
     # -- lifetime, driven by VirtualWorld --
@@ -144,10 +149,12 @@ class VirtualWearable:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
     async def detach(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [t for t in (self._task, *self._background) if t is not None]
+        self._task = None
+        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._advertise = False
         if self._device is not None:
@@ -178,9 +185,13 @@ class VirtualWearable:
         ]
         items: list[tuple[int, bytes]] = [(AdvertisingData.FLAGS, b"\x06")]
         if short:
-            items.append((AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, b"".join(short)))
+            items.append(
+                (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, b"".join(short))
+            )
         if long:
-            items.append((AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, b"".join(long)))
+            items.append(
+                (AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, b"".join(long))
+            )
         items.append((AdvertisingData.COMPLETE_LOCAL_NAME, self.name.encode()))
         return bytes(AdvertisingData(items))
 
@@ -217,19 +228,25 @@ class VirtualWearable:
 
     def _on_disconnection(self, _reason: int) -> None:
         if self._advertise and self._device is not None:
-            asyncio.get_running_loop().create_task(self.start_advertising())
+            self.spawn(self.start_advertising())
 
     def _on_subscription(
-        self, connection: Any, characteristic: Characteristic, notify: bool, indicate: bool
+        self, connection: Any, characteristic: Characteristic[bytes], notify: bool, indicate: bool
     ) -> None:
         if notify or indicate:
             self.on_subscription(connection, characteristic)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def set_battery(self, percent: int) -> None:
         self._battery = gatt.encode_battery_level(percent)
         await self.device.notify_subscribers(self._battery_char, self._battery)
 
-    async def notify(self, characteristic: Characteristic, value: bytes) -> None:
+    async def notify(self, characteristic: Characteristic[bytes], value: bytes) -> None:
         if self.connected:
             await self.device.notify_subscribers(characteristic, value)
             self.notifications_sent += 1
@@ -255,21 +272,21 @@ class VirtualChestStrap(VirtualWearable):
         self._heart_rate = heart_rate
         self.energy_kj = 0.0
         self._last = gatt.encode_heart_rate_measurement(gatt.HeartRateMeasurement(0, False))
-        self._hrm = Characteristic(
+        self._hrm = Characteristic[bytes](
             bumble_uuid(gatt.HEART_RATE_MEASUREMENT),
             Characteristic.Properties.NOTIFY,
-            0,
+            Characteristic.Permissions(0),
             b"",
         )
 
     def services(self) -> list[Service]:
-        location = Characteristic(
+        location = Characteristic[bytes](
             bumble_uuid(gatt.BODY_SENSOR_LOCATION),
             Characteristic.Properties.READ,
             Characteristic.READABLE,
             bytes([gatt.BodySensorLocation.CHEST]),
         )
-        control = Characteristic(
+        control = Characteristic[bytes](
             bumble_uuid(gatt.HEART_RATE_CONTROL_POINT),
             Characteristic.Properties.WRITE,
             Characteristic.WRITEABLE,
@@ -331,16 +348,16 @@ class VirtualSkinSensor(VirtualWearable):
         self._stored: deque[bytes] = deque(maxlen=STORED_MEASUREMENTS)
         self._last_sent: bytes | None = None
         self._sending = asyncio.Lock()
-        self._tm = Characteristic(
+        self._tm = Characteristic[bytes](
             bumble_uuid(gatt.TEMPERATURE_MEASUREMENT),
             Characteristic.Properties.INDICATE,
-            0,
+            Characteristic.Permissions(0),
             b"",
         )
         self.resent = 0
 
     def services(self) -> list[Service]:
-        kind = Characteristic(
+        kind = Characteristic[bytes](
             bumble_uuid(gatt.TEMPERATURE_TYPE),
             Characteristic.Properties.READ,
             Characteristic.READABLE,
@@ -378,9 +395,11 @@ class VirtualSkinSensor(VirtualWearable):
             if self._stored or not await self._indicate(value):
                 self._stored.append(value)
 
-    def on_subscription(self, connection: Connection, characteristic: Characteristic) -> None:
+    def on_subscription(
+        self, connection: Connection, characteristic: Characteristic[bytes]
+    ) -> None:
         if characteristic is self._tm:
-            asyncio.get_running_loop().create_task(self._send_stored())
+            self.spawn(self._send_stored())
 
     async def _send_stored(self) -> None:
         async with self._sending:
@@ -412,24 +431,24 @@ class VirtualCoreSensor(VirtualWearable):
         self._core_temp = core_temp
         self._skin_temp = skin_temp
         self._hsi = heat_strain_index
-        self._core = Characteristic(
+        self._core = Characteristic[bytes](
             bumble_uuid(gatt.CORE_TEMPERATURE),
             Characteristic.Properties.READ | Characteristic.Properties.NOTIFY,
             Characteristic.READABLE,
             CharacteristicValue(read=lambda _conn: self._last_core),
         )
-        self._hts = Characteristic(
+        self._hts = Characteristic[bytes](
             bumble_uuid(gatt.TEMPERATURE_MEASUREMENT),
             Characteristic.Properties.NOTIFY,
-            0,
+            Characteristic.Permissions(0),
             b"",
         )
-        self._last_core = gatt.encode_core_measurement(
+        self._last_core: bytes = gatt.encode_core_measurement(
             gatt.CoreMeasurement(core_raw=gatt.CORE_NOT_AVAILABLE)
         )
 
     def services(self) -> list[Service]:
-        control = Characteristic(
+        control = Characteristic[bytes](
             bumble_uuid(gatt.CORE_CONTROL_POINT),
             Characteristic.Properties.WRITE | Characteristic.Properties.INDICATE,
             Characteristic.WRITEABLE,
@@ -443,14 +462,15 @@ class VirtualCoreSensor(VirtualWearable):
     def measurement(self) -> bytes:
         core = self._core_temp()
         hsi = self._hsi() if self._hsi is not None else math.nan
+        hsi_raw = (
+            max(0, min(100, round(hsi * 10))) if math.isfinite(hsi) else gatt.CORE_HSI_NOT_AVAILABLE
+        )
         return gatt.encode_core_measurement(
             gatt.CoreMeasurement(
                 core_raw=gatt.core_raw(core),
                 skin_raw=gatt.core_raw(self._skin_temp()) if self._skin_temp else None,
                 state=0x04 if math.isfinite(core) else 0x07,  # excellent; HR not supported
-                hsi_raw=(
-                    max(0, min(100, round(hsi * 10))) if math.isfinite(hsi) else gatt.CORE_HSI_NOT_AVAILABLE
-                ),
+                hsi_raw=hsi_raw,
             )
         )
 
@@ -475,7 +495,7 @@ class VirtualWorld:
 
     def __init__(self, *, wearables: Sequence[VirtualWearable] = ()) -> None:
         self._wearables = list(wearables)
-        self._link: LocalLink | None = None
+        self._link: LocalLink | None = None  # created in __aenter__, inside the loop
         self._centrals = 0
         scanner, client = backends_for(self)
         self.scanner_backend: type[BaseBleakScanner] = scanner
@@ -498,7 +518,7 @@ class VirtualWorld:
         return self._link
 
     async def __aenter__(self) -> Self:
-        self._link = LocalLink()
+        self._link = LocalLink()  # type: ignore[no-untyped-call]
         for w in self._wearables:
             await w.attach(self._link)
         return self
@@ -531,7 +551,7 @@ class VirtualWorld:
         await device.power_on()
         return device
 
-    async def release_central(self, device: Device) -> None:
+    def release_central(self, device: Device) -> None:
         """Take the central's controller off the link (its connections are already gone)."""
         link = self._link
         controller = device.host.controller if device.host is not None else None
