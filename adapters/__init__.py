@@ -1,1 +1,1 @@
-"""Sources of samples: wearables, gateways, recordings, the simulator."""
+"""Every source of samples: wearables (BLE), the simulator, gateways, recordings."""

@@ -17,12 +17,11 @@ log = logging.getLogger(__name__)
 COMMANDS: tuple[str, ...] = (
     "demo",
     "replay",
+    "simulate",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 
-DISCLAIMER = (
-    "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
-)
+DISCLAIMER = "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
 
 
 def build_parser() -> argparse.ArgumentParser:
