@@ -33,6 +33,10 @@ SKIN = "C0:00:00:00:00:02"
 CORE = "C0:00:00:00:00:03"
 
 
+def const(value: float) -> Callable[[], float]:
+    return lambda: value
+
+
 class Collector:
     """Collects emitted samples; lets a test await a condition on them."""
 
@@ -218,8 +222,10 @@ async def test_recovers_after_drop_reports_gap_and_emits_no_duplicates() -> None
         source = ble_source(world, devices, on_gap=lambda *gap: gaps.append(gap))
         async with running(source) as got:
             await got.wait_for(
-                lambda _: len(got.of(STRAP, SampleKind.HEART_RATE)) >= 3
-                and len(got.of(SKIN, SampleKind.SKIN_TEMP)) >= 2
+                lambda _: (
+                    len(got.of(STRAP, SampleKind.HEART_RATE)) >= 3
+                    and len(got.of(SKIN, SampleKind.SKIN_TEMP)) >= 2
+                )
             )
             # the strap drops the link and advertises again at once; the thermometer goes
             # out of range for a while and stores what it measures meanwhile
@@ -231,8 +237,10 @@ async def test_recovers_after_drop_reports_gap_and_emits_no_duplicates() -> None
             await asyncio.sleep(2.5)
             await skin.start_advertising()
             await got.wait_for(
-                lambda _: len(got.of(STRAP, SampleKind.HEART_RATE)) >= hr_before + 3
-                and len(got.of(SKIN, SampleKind.SKIN_TEMP)) >= skin_before + 4
+                lambda _: (
+                    len(got.of(STRAP, SampleKind.HEART_RATE)) >= hr_before + 3
+                    and len(got.of(SKIN, SampleKind.SKIN_TEMP)) >= skin_before + 4
+                )
             )
             await asyncio.sleep(0.3)  # let the re-sent measurement arrive and be dropped
         stats = source.stats
@@ -267,22 +275,18 @@ async def test_eight_wearables_on_four_patients() -> None:
         strap_address = f"C0:00:00:00:01:{n:02X}"
         temp_address = f"C0:00:00:00:02:{n:02X}"
         wearables.append(
-            VirtualChestStrap(
-                address=strap_address, heart_rate=lambda n=n: 70.0 + n, interval_s=0.2
-            )
+            VirtualChestStrap(address=strap_address, heart_rate=const(70.0 + n), interval_s=0.2)
         )
         devices.append(DeviceConfig(address=strap_address, patient=patient, role="heart_rate"))
         if n % 2:
-            wearables.append(
-                VirtualSkinSensor(address=temp_address, skin_temp=lambda n=n: 33.0 + n)
-            )
+            wearables.append(VirtualSkinSensor(address=temp_address, skin_temp=const(33.0 + n)))
             devices.append(DeviceConfig(address=temp_address, patient=patient, role="skin_temp"))
         else:
             wearables.append(
                 VirtualCoreSensor(
                     address=temp_address,
-                    core_temp=lambda n=n: 37.0 + n / 10,
-                    skin_temp=lambda n=n: 33.0 + n,
+                    core_temp=const(37.0 + n / 10),
+                    skin_temp=const(33.0 + n),
                     interval_s=0.2,
                 )
             )
@@ -292,7 +296,10 @@ async def test_eight_wearables_on_four_patients() -> None:
         async with running(source) as got:
             await got.wait_for(
                 lambda samples: all(
-                    sum(s.device == d.address.upper() and s.kind is not SampleKind.BATTERY for s in samples)
+                    sum(
+                        s.device == d.address.upper() and s.kind is not SampleKind.BATTERY
+                        for s in samples
+                    )
                     >= 2
                     for d in devices
                 ),

@@ -321,7 +321,8 @@ class VirtualChestStrap(VirtualWearable):
 class VirtualSkinSensor(VirtualWearable):
     """A skin thermometer on the Health Thermometer service (indications, time stamps).
 
-    Time stamps have whole-second resolution, so ``interval_s`` must be at least 1 s.
+    Time stamps have whole-second resolution (of ``clock``): it sends at most one
+    measurement per second of its clock, as a thermometer would.
     """
 
     services_advertised = (gatt.HEALTH_THERMOMETER_SERVICE, gatt.BATTERY_SERVICE)
@@ -337,8 +338,6 @@ class VirtualSkinSensor(VirtualWearable):
         clock: Callable[[], float] = time.time,
         battery_percent: int = 87,
     ) -> None:
-        if interval_s < 1.0:
-            raise ValueError("a thermometer with second time stamps needs interval_s >= 1")
         super().__init__(
             address=address, name=name, interval_s=interval_s, battery_percent=battery_percent
         )
@@ -347,6 +346,7 @@ class VirtualSkinSensor(VirtualWearable):
         self._clock = clock
         self._stored: deque[bytes] = deque(maxlen=STORED_MEASUREMENTS)
         self._last_sent: bytes | None = None
+        self._last_stamp: gatt.DateTime | None = None
         self._sending = asyncio.Lock()
         self._tm = Characteristic[bytes](
             bumble_uuid(gatt.TEMPERATURE_MEASUREMENT),
@@ -365,14 +365,19 @@ class VirtualSkinSensor(VirtualWearable):
         )
         return [Service(bumble_uuid(gatt.HEALTH_THERMOMETER_SERVICE), [self._tm, kind])]
 
-    def measurement(self) -> bytes:
+    def measurement(self) -> bytes | None:
+        """The next measurement, or ``None`` within the same second as the last one."""
+        stamp = gatt.DateTime.from_epoch(self._clock())
+        if stamp == self._last_stamp:
+            return None
+        self._last_stamp = stamp
         celsius = self._skin_temp()
         value = celsius * 9 / 5 + 32 if self._fahrenheit else celsius
         return gatt.encode_temperature_measurement(
             gatt.TemperatureMeasurement(
                 temperature=gatt.Float11073.from_value(value, exponent=-2),
                 fahrenheit=self._fahrenheit,
-                timestamp=gatt.DateTime.from_epoch(self._clock()),
+                timestamp=stamp,
             )
         )
 
@@ -391,6 +396,8 @@ class VirtualSkinSensor(VirtualWearable):
 
     async def tick(self) -> None:
         value = self.measurement()
+        if value is None:
+            return
         async with self._sending:
             if self._stored or not await self._indicate(value):
                 self._stored.append(value)
@@ -560,9 +567,16 @@ class VirtualWorld:
 
 
 class VitalsLike(Protocol):
-    heart_rate_bpm: float
-    skin_temp_c: float
-    core_temp_c: float
+    """What a simulated patient's ``step`` returns (``adapters.simulator.Vitals``)."""
+
+    @property
+    def heart_rate_bpm(self) -> float: ...
+
+    @property
+    def skin_temp_c(self) -> float: ...
+
+    @property
+    def core_temp_c(self) -> float: ...
 
 
 class VitalsFeed:
