@@ -358,3 +358,14 @@ def test_plugin_registered_and_options_validated() -> None:
         BleSource.from_options({"scan_timeout": 3}, context=context)
     with pytest.raises(ConfigError, match=r"sources.ble.scan_timeout_s: must be > 0"):
         BleSource.from_options({"scan_timeout_s": 0}, context=context)
+
+
+def test_devices_scan_lists_the_virtual_wearables(capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+
+    assert main(["devices", "scan", "--virtual", "--timeout", "0.5", "--connect"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("HRM 0") == 4  # four demo patients, one strap each
+    assert out.count("SkinTemp 0") == 4
+    assert out.count("CORE 0") == 2
+    assert "chest" in out  # body sensor location read over GATT
