@@ -360,8 +360,12 @@ def test_plugin_registered_and_options_validated() -> None:
         BleSource.from_options({"scan_timeout_s": 0}, context=context)
 
 
-def test_devices_scan_lists_the_virtual_wearables(capsys: pytest.CaptureFixture[str]) -> None:
+def test_devices_scan_lists_the_virtual_wearables(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from monitor.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per device
 
     assert main(["devices", "scan", "--virtual", "--timeout", "0.5", "--connect"]) == 0
     out = capsys.readouterr().out
