@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 COMMANDS: tuple[str, ...] = (
     "demo",
     "devices",
+    "run",
     "replay",
     "simulate",
 )

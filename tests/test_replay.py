@@ -150,3 +150,29 @@ def test_simulate_then_replay_with_measured_core(tmp_path: Path) -> None:
     with est.open() as f:
         rows = list(csv.DictReader(f))
     assert all(row["measured_core_c"] for row in rows[-5:])
+
+
+def _peak_rss_kib(src: Path, tmp_path: Path) -> int:
+    code = (
+        "import resource, sys\nfrom pathlib import Path\nfrom monitor.replay import replay\n"
+        "with open(sys.argv[2], 'w') as e, open(sys.argv[3], 'w') as s:\n"
+        "    replay(Path(sys.argv[1]), events_out=e, estimates_out=s)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(tmp_path / "e"), str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(r.stdout)
+
+
+def test_replay_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
+    short, long = tmp_path / "short.csv", tmp_path / "long.csv"
+    for path, minutes in ((short, "5"), (long, "30")):
+        r = heatmon("simulate", path, "--patients", "50", "--minutes", minutes, "--no-core")
+        assert r.returncode == 0, r.stderr
+    assert long.stat().st_size > 5 * short.stat().st_size
+    grown_kib = _peak_rss_kib(long, tmp_path) - _peak_rss_kib(short, tmp_path)
+    assert grown_kib < 4 * 1024
