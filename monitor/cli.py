@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 COMMANDS: tuple[str, ...] = (
     "demo",
+    "devices",
+    "run",
     "replay",
     "simulate",
     "web",

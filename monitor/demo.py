@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from rich.console import Group
 from rich.live import Live
@@ -20,10 +21,18 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from adapters.simulator import SimulatedPatientOptions, SimulatorOptions, SimulatorSource
+from adapters.ble.demo import DemoWearables
+from adapters.simulator import (
+    SCENARIOS,
+    SimulatedPatient,
+    SimulatedPatientOptions,
+    SimulatorOptions,
+    SimulatorSource,
+)
 from monitor.config import EngineConfig
 from monitor.engine import MonitorEngine
 from monitor.model import Event, EventKind, Level, Quality, ThermalState
+from monitor.plugins import Source
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
 from monitor.web.demo import demo_dashboard, demo_links
@@ -48,16 +57,20 @@ DEMO_PATIENTS: tuple[DemoPatient, ...] = (
     DemoPatient("p-dia", "Dia", "heat_sensitive", 52),
 )
 
-LEVEL_STYLE: Mapping[Level, str] = {
-    Level.OK: "bold green",
-    Level.CAUTION: "bold yellow",
-    Level.COOL_DOWN: "bold white on red",
-}
-LEVEL_TEXT: Mapping[Level, str] = {
-    Level.OK: "ok",
-    Level.CAUTION: "getting warm",
-    Level.COOL_DOWN: "COOL DOWN NOW",
-}
+LEVEL_STYLE: Mapping[Level, str] = MappingProxyType(
+    {
+        Level.OK: "bold green",
+        Level.CAUTION: "bold yellow",
+        Level.COOL_DOWN: "bold white on red",
+    }
+)
+LEVEL_TEXT: Mapping[Level, str] = MappingProxyType(
+    {
+        Level.OK: "ok",
+        Level.CAUTION: "getting warm",
+        Level.COOL_DOWN: "COOL DOWN NOW",
+    }
+)
 
 
 def demo_profiles() -> dict[str, PatientProfile]:
@@ -112,28 +125,53 @@ class TerminalView:
 
 
 async def run_demo(
-    *, speed: float, duration_s: float | None, live: bool, web_port: int | None = None
+    *,
+    speed: float,
+    duration_s: float | None,
+    live: bool,
+    wearables: bool = True,
+    web_port: int | None = None,
 ) -> Monitor:
-    """Run the demo; with ``web_port`` (0: any free port) the live dashboard is served too
-    and its URLs are printed."""
+    """Run the demo. With ``wearables`` (the default) the simulated patients wear virtual
+    Bluetooth wearables (bumble GATT servers) read by the ``ble`` source through bleak;
+    without, the simulator feeds the engine directly. With ``web_port`` (0: any free port)
+    the live dashboard is served too and its URLs are printed."""
     profiles = demo_profiles()
-    source = SimulatorSource(
-        options=SimulatorOptions(
-            speed=speed,
-            patients=tuple(
-                SimulatedPatientOptions(patient=p.id, scenario=p.scenario, seed=n)
-                for n, p in enumerate(DEMO_PATIENTS)
-            ),
-        ),
-    )
-    engine = MonitorEngine(profiles=profiles, config=EngineConfig())
     start_wall = time.time()
+
+    def clock() -> float:
+        return start_wall + (time.time() - start_wall) * speed
+
+    patients: Mapping[str, SimulatedPatient]
+    source: Source
+    kit: DemoWearables | None = None
+    if wearables:
+        patients = {
+            p.id: SimulatedPatient(scenario=SCENARIOS[p.scenario], seed=n)
+            for n, p in enumerate(DEMO_PATIENTS)
+        }
+        kit = DemoWearables(
+            patients={pid: sim.step for pid, sim in patients.items()}, speed=speed, clock=clock
+        )
+        source = kit.source
+    else:
+        simulator = SimulatorSource(
+            options=SimulatorOptions(
+                speed=speed,
+                patients=tuple(
+                    SimulatedPatientOptions(patient=p.id, scenario=p.scenario, seed=n)
+                    for n, p in enumerate(DEMO_PATIENTS)
+                ),
+            ),
+        )
+        patients, source = simulator.patients, simulator
+    engine = MonitorEngine(profiles=profiles, config=EngineConfig())
     web = demo_dashboard(profiles, port=web_port) if web_port is not None else None
     monitor = Monitor(
         engine=engine,
         sources=[source],
         sinks=[web[0]] if web is not None else [],
-        clock=lambda: start_wall + (time.time() - start_wall) * speed,
+        clock=clock,
     )
     if web is not None:
         web[0].attach(monitor)
@@ -142,12 +180,15 @@ async def run_demo(
 
     def heed(item: ThermalState | Event) -> None:
         if isinstance(item, Event) and item.level is Level.COOL_DOWN and item.requires_ack:
-            sim = source.patients.get(item.patient)
+            sim = patients.get(item.patient)
             if sim is not None:
                 sim.heed_cool_down()
 
     monitor.add_listener(heed)
-    async with monitor:
+    async with (
+        kit if kit is not None else contextlib.nullcontext(),
+        monitor,
+    ):
         if web is not None:
             print(demo_links(*web), flush=True)
         deadline = None if duration_s is None else time.monotonic() + duration_s

@@ -22,6 +22,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument(
+        "--no-wearables",
+        dest="wearables",
+        action="store_false",
+        help="feed the simulator straight into the engine instead of through virtual "
+        "Bluetooth wearables (bumble GATT servers read with bleak)",
+    )
+    p.add_argument(
         "--web-port",
         type=int,
         default=8080,
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
                 speed=args.speed,
                 duration_s=args.duration,
                 live=True,
+                wearables=args.wearables,
                 web_port=None if args.no_web else args.web_port,
             )
         )
