@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(python3-venv mosquitto influxdb victoria-metrics chromium)
+DEBS=(python3-venv mosquitto influxdb victoria-metrics chromium docker-compose)
+# Node.js and npm install the dashboard's charting library; any install of them will do
+# (Debian's packages, or NodeSource's nodejs which bundles npm).
+command -v npm >/dev/null 2>&1 || DEBS+=(nodejs npm)
 need=()
 for pkg in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
@@ -29,4 +32,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >&2
     .venv/bin/python -m pip install -q -e ".[dev]" >&2
     touch "$stamp"
+fi
+
+# The dashboard's charting library (uPlot), pinned by dashboards/web/package-lock.json.
+web=dashboards/web
+if [ ! -d "$web/node_modules/uplot" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+    echo "setup: installing the dashboard's JavaScript dependencies (npm ci)" >&2
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi

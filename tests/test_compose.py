@@ -1,0 +1,171 @@
+"""docker-compose.yml: valid against the Compose specification's JSON schema, and every
+variable, port and service name the app reads is set.
+
+The schema is the one Debian's ``docker-compose`` package ships
+(``compose/config/compose_spec.json``, from github.com/compose-spec/compose-spec);
+``scripts/setup.sh`` installs it, and the same package's ``docker-compose config`` is run
+as a second, independent validator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from monitor.config import parse_config
+from monitor.plugins import PluginContext
+from monitor.web.sink import WebSink
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+SCHEMA = Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json")
+DOCKER_COMPOSE = Path("/usr/bin/docker-compose")
+VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def env_example() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if name in env and (env[name] or not op or not op.startswith(":")):
+            return env[name]
+        if op and op.endswith("-"):
+            return arg
+        raise AssertionError(f"docker-compose.yml: ${{{name}}} is not set: {arg}")
+
+    return VARIABLE.sub(sub, text).replace("$$", "$")
+
+
+def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
+    text = COMPOSE.read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(interpolate(text, env_example() if env is None else env))
+    return data
+
+
+def test_compose_file_is_valid_against_the_compose_spec_schema() -> None:
+    if not SCHEMA.exists():
+        pytest.fail(f"{SCHEMA} is missing: run scripts/setup.sh (Debian package docker-compose)")
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft201909Validator(
+        schema, format_checker=jsonschema.Draft201909Validator.FORMAT_CHECKER
+    )
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(compose())]
+    assert errors == []
+
+
+def test_the_schema_check_catches_a_mistake() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    bad = compose()
+    bad["services"]["heatmon"]["healthcheck"]["intervall"] = "10s"
+    assert list(jsonschema.Draft201909Validator(schema).iter_errors(bad))
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    if not DOCKER_COMPOSE.exists():
+        pytest.fail("docker-compose is missing: run scripts/setup.sh")
+    proc = subprocess.run(
+        [str(DOCKER_COMPOSE), "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_variable_is_set_or_has_a_default() -> None:
+    env = env_example()
+    for m in VARIABLE.finditer(COMPOSE.read_text(encoding="utf-8")):
+        name, op = m.group(1), m.group(2)
+        assert name in env or (op is not None and op.endswith("-")), f"${{{name}}} is not set"
+    with pytest.raises(AssertionError, match="INFLUXDB_ADMIN_PASSWORD"):
+        compose({k: v for k, v in env.items() if k != "INFLUXDB_ADMIN_PASSWORD"})
+
+
+def test_every_service_has_a_healthcheck_and_its_mounts_exist() -> None:
+    services = compose()["services"]
+    assert {"influxdb", "mosquitto", "grafana", "heatmon", "simulated-patients"} <= set(services)
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+
+
+def heatmon_config(service: dict[str, Any], config_path: str) -> tuple[Any, dict[str, str]]:
+    environ = {k: str(v) for k, v in service["environment"].items()}
+    mounts = dict(v.split(":")[1::-1] for v in service["volumes"] if v.startswith("./"))
+    text = (ROOT / mounts[config_path]).read_text(encoding="utf-8")
+    return parse_config(tomllib.loads(text), where=config_path, environ=environ), environ
+
+
+def test_heatmon_reads_ports_hosts_and_secrets_that_compose_sets() -> None:
+    data = compose()
+    services = data["services"]
+    heatmon = services["heatmon"]
+    config, environ = heatmon_config(heatmon, "/etc/heatmon/heatmon.toml")
+    # The dashboard listens where compose publishes it and where the healthcheck looks.
+    context = PluginContext(config=config, instance="t")
+    sink = WebSink.from_options(config.sinks["web"], context=context)
+    port = sink.config.port
+    assert sink.config.host == "0.0.0.0"
+    published = [p.split(":") for p in heatmon["ports"]]
+    assert [str(port), str(port)] in published
+    assert environ["HEATMON_WEB_PORT"] == str(port)
+    # Every server it talks to is a compose service.
+    influx = config.sinks["influxdb"]
+    host = re.match(r"http://(\w+):8086$", influx["url"])
+    assert host is not None and host.group(1) in services
+    assert config.sinks["mqtt"]["host"] in services
+    assert environ["HEATMON_INFLUXDB_URL"] == influx["url"]
+    assert influx["bucket"] == environ["INFLUXDB_BUCKET"]
+    # Secrets come from the environment, never from the file.
+    assert "HEATMON_MQTT_PASSWORD" in environ and "password" not in influx
+    assert environ["HEATMON_CAREGIVER_PASSWORD"]
+    patients = {p.id for p in config.patients}
+    assert set(re.findall(r'"([^"]+)"', environ["HEATMON_CAREGIVER_PATIENTS"])) == patients
+
+
+def test_simulated_patients_publish_as_the_gateway_user() -> None:
+    services = compose()["services"]
+    sim = services["simulated-patients"]
+    config, environ = heatmon_config(sim, "/etc/heatmon/simulator.toml")
+    assert config.sinks["mqtt"]["host"] in services
+    assert config.sinks["mqtt"]["username"] == "gateway"
+    assert environ["HEATMON_MQTT_PASSWORD"] == env_example()["MQTT_GATEWAY_PASSWORD"]
+    acl = (ROOT / "docker" / "mosquitto" / "acl").read_text(encoding="utf-8")
+    block = acl.split("user gateway", 1)[1].split("\nuser ", 1)[0]
+    rules = [line for line in block.splitlines() if line.startswith("topic ")]
+    assert rules == ["topic write heatmon/v1/patients/+/samples"]
+
+
+def test_grafana_gets_what_its_provisioning_reads() -> None:
+    grafana = compose()["services"]["grafana"]
+    provisioning = (
+        ROOT / "dashboards" / "grafana" / "provisioning" / "datasources" / "heatmon.yaml"
+    ).read_text(encoding="utf-8")
+    for name in re.findall(r"\$\{([A-Z_]+)\}", provisioning):
+        assert name in grafana["environment"], name
+    (token_file,) = re.findall(r"\$__file\{([^}]+)\}", provisioning)
+    mounts = [v.split(":")[1] for v in grafana["volumes"]]
+    assert any(token_file.startswith(m + "/") for m in mounts)
+    init = (ROOT / "docker" / "influxdb" / "init-tokens.sh").read_text(encoding="utf-8")
+    assert Path(token_file).name in init
