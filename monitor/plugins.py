@@ -92,6 +92,7 @@ SOURCES: Mapping[str, str] = MappingProxyType(
 )
 SINKS: Mapping[str, str] = MappingProxyType(
     {
+        "influxdb": "monitor.storage.sink:InfluxSink",
         "jsonl": "monitor.sinks:JsonlEventSink",
     }
 )
