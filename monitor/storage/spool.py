@@ -256,9 +256,10 @@ class Spool:
                 self.max_bytes,
                 self._pending_points,
             )
-        elif reached < self._warned and reached == 0.0:
+            self._warned = reached
+        elif reached == 0.0 and self._warned:
             log.info("InfluxDB spool %s is below half full again", self.directory)
-        self._warned = reached
+            self._warned = 0.0
 
     # -- reading ---------------------------------------------------------------------------
 
