@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 COMMANDS: tuple[str, ...] = (
     "demo",
     "replay",
+    "query",
+    "export",
+    "downsample",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 
