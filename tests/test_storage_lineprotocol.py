@@ -177,3 +177,17 @@ def test_every_model_type_is_accepted_with_stable_field_types(influx_db: InfluxD
     invalid = influx_db.query('SELECT * FROM "vitals" WHERE "flag" = \'invalid\'')
     row = dict(zip(invalid[0]["columns"], invalid[0]["values"][0], strict=True))
     assert row["value"] is None and row["accepted"] is False
+
+
+@pytest.mark.parametrize("ident", AWKWARD_IDS)
+@pytest.mark.parametrize("flag", list(SampleFlag))
+def test_fast_sample_line_equals_the_generic_encoder(ident: str, flag: SampleFlag) -> None:
+    for sample in (
+        Sample(ident, SampleKind.HEART_RATE, 71.5, T0, ident, ident, (0.8, 0.81), True),
+        Sample(ident, SampleKind.SKIN_TEMP, math.nan, T0 + 0.1234567),
+        Sample(ident, SampleKind.BATTERY, 50, T0, sensor_contact=False),
+    ):
+        for precision in lp.PRECISIONS:
+            assert lp.sample_line(sample, flag, precision) == lp.sample_line_generic(
+                sample, flag, precision
+            )
