@@ -16,16 +16,16 @@ log = logging.getLogger(__name__)
 
 COMMANDS: tuple[str, ...] = (
     "demo",
+    "run",
     "replay",
+    "simulate",
     "query",
     "export",
     "downsample",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 
-DISCLAIMER = (
-    "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
-)
+DISCLAIMER = "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
 
 
 def build_parser() -> argparse.ArgumentParser:

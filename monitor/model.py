@@ -81,6 +81,7 @@ class SampleFlag(StrEnum):
     INVALID = "invalid"  # NaN or infinite
     OUT_OF_RANGE = "out_of_range"
     ZERO = "zero"  # heart rate 0: strap off the skin
+    NO_CONTACT = "no_contact"  # the strap says it has no skin contact
     DOUBLED = "doubled"  # heart rate doubled or halved by a beat-detection artefact
     DUPLICATE = "duplicate"  # same timestamp as the previous sample of this kind
     OUT_OF_ORDER = "out_of_order"
@@ -115,6 +116,7 @@ class ThermalState:
     skin_temp_c: float | None
     measured_core_c: float | None
     minutes_to_threshold: float | None
+    minutes_to_recovery: float | None
     strain_index: float | None
     estimator: str
 
@@ -196,7 +198,7 @@ def parse_time(text: str) -> float:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SymptomReport:
-    """"I feel symptoms now", from the patient, with the estimated rise at that moment."""
+    """ "I feel symptoms now", from the patient, with the estimated rise at that moment."""
 
     patient: str
     time: float

@@ -12,7 +12,7 @@ import abc
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from monitor.errors import ConfigError
 from monitor.model import (
@@ -75,14 +75,36 @@ class Sink(abc.ABC):
         """A symptom report, an acknowledgement, or a session opened/closed."""
 
 
+class MonitorControl(Protocol):
+    """What a plugin may call on the running service (:class:`monitor.service.Monitor`)."""
+
+    async def ingest(self, sample: Sample) -> None: ...
+
+    def acknowledge(
+        self, patient: str, event_id: str, *, by: str, time: float
+    ) -> Acknowledgement: ...
+
+    def report_symptom(self, patient: str, *, time: float, note: str = "") -> SymptomReport: ...
+
+    def state(self, patient: str) -> ThermalState | None: ...
+
+    def open_alerts(self, patient: str) -> list[Event]: ...
+
+
 class PluginContext:
-    """What a plugin may know about the rest of the service."""
+    """What a plugin may know about the rest of the service: the configuration, the instance
+    name, and (once the service is built) the :class:`monitor.service.Monitor`, through which
+    a plugin with an input side (acknowledgements, symptom reports, gateway samples) calls
+    back."""
 
-    __slots__ = ("config", "instance")
+    __slots__ = ("config", "instance", "monitor")
 
-    def __init__(self, *, config: Any, instance: str) -> None:
+    def __init__(
+        self, *, config: Any, instance: str, monitor: MonitorControl | None = None
+    ) -> None:
         self.config = config
         self.instance = instance
+        self.monitor = monitor
 
 
 SOURCES: Mapping[str, str] = MappingProxyType(

@@ -31,7 +31,7 @@ class PatientProfile(BaseModel):
     threshold_rise_c: float = Field(default=0.5, gt=0.1, le=2.0)
     caution_margin_c: float = Field(default=0.2, ge=0.0, le=1.0)
     forecast_horizon_min: float = Field(default=10.0, ge=0.0, le=60.0)
-    cool_down_lead_min: float = Field(default=3.0, ge=0.0, le=30.0)
+    cool_down_lead_min: float = Field(default=5.0, ge=0.0, le=30.0)
     age: int = Field(default=45, ge=10, le=110)
     resting_hr_bpm: float | None = Field(default=None, ge=30, le=120)
     max_hr_bpm: float | None = Field(default=None, ge=80, le=230)

@@ -1,0 +1,1 @@
+"""Every source of samples: wearables (BLE), the simulator, gateways, recordings."""

@@ -1,0 +1,99 @@
+"""The engine: pure, no I/O. Samples and times in; thermal state and events out.
+
+``MonitorEngine`` holds one :class:`PatientEngine` a patient and is the one API the rest of
+heatmon (service, replay, tests) uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from monitor.config import EngineConfig
+from monitor.engine.estimators import ESTIMATORS, ECTempEstimator, Estimator, HeatBalanceEstimator
+from monitor.engine.patient import QUIET, PatientEngine, StepResult
+from monitor.errors import InputError
+from monitor.model import Event, Sample, SampleFlag, SessionRecord, SymptomReport, ThermalState
+from monitor.profile import PatientProfile
+
+__all__ = [
+    "ESTIMATORS",
+    "ECTempEstimator",
+    "Estimator",
+    "HeatBalanceEstimator",
+    "MonitorEngine",
+    "PatientEngine",
+    "StepResult",
+]
+
+
+class MonitorEngine:
+    """Every patient's engine. Unknown patients are refused unless ``default_profile`` makes
+    one (replay does; the live service does not)."""
+
+    __slots__ = ("_config", "_default_profile", "_engines", "_profiles")
+
+    def __init__(
+        self,
+        *,
+        profiles: Mapping[str, PatientProfile],
+        config: EngineConfig | None = None,
+        default_profile: Callable[[str], PatientProfile] | None = None,
+    ) -> None:
+        self._config = config or EngineConfig()
+        self._profiles = dict(profiles)
+        self._default_profile = default_profile
+        self._engines: dict[str, PatientEngine] = {}
+
+    @property
+    def patients(self) -> list[str]:
+        return sorted(set(self._profiles) | set(self._engines))
+
+    def engine(self, patient: str) -> PatientEngine:
+        engine = self._engines.get(patient)
+        if engine is None:
+            profile = self._profiles.get(patient)
+            if profile is None:
+                if self._default_profile is None:
+                    raise InputError(f"unknown patient {patient!r}", where="engine")
+                profile = self._default_profile(patient)
+                self._profiles[patient] = profile
+            engine = self._engines[patient] = PatientEngine(profile=profile, config=self._config)
+        return engine
+
+    def ingest(self, sample: Sample) -> StepResult:
+        return self.engine(sample.patient).ingest(sample)
+
+    def advance(self, now: float) -> StepResult:
+        states: list[ThermalState] = []
+        events: list[Event] = []
+        records: list[SessionRecord] = []
+        for engine in self._engines.values():
+            r = engine.advance(now)
+            states.extend(r.states)
+            events.extend(r.events)
+            records.extend(r.records)
+        if not (states or events or records):
+            return QUIET[SampleFlag.OK]
+        return StepResult(SampleFlag.OK, tuple(states), tuple(events), tuple(records))
+
+    def close(self) -> Iterator[StepResult]:
+        for engine in self._engines.values():
+            yield engine.close()
+
+    def report_symptom(self, patient: str, *, time: float, note: str = "") -> SymptomReport:
+        engine = self.engine(patient)
+        state = engine.state
+        return SymptomReport(
+            patient=patient,
+            time=time,
+            session=engine.session or "",
+            core_delta_c=state.core_delta_c if state is not None else None,
+            note=note,
+        )
+
+    def state(self, patient: str) -> ThermalState | None:
+        engine = self._engines.get(patient)
+        return engine.state if engine is not None else None
+
+    def profile(self, patient: str) -> PatientProfile | None:
+        return self._profiles.get(patient)

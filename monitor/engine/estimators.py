@@ -1,0 +1,271 @@
+"""Core-temperature estimators, behind one small interface.
+
+Two models ship:
+
+* :class:`ECTempEstimator` — the published ECTemp extended Kalman filter on heart rate
+  (Buller et al., Physiol. Meas. 34:781, 2013). **Patented in the US (US 10702165)**:
+  check your rights before deploying it there; the estimator is pluggable for that reason.
+* :class:`HeatBalanceEstimator` — heatmon's own model: ECTemp's heart-rate observation on top
+  of a first-order heat-balance process driven by heart-rate reserve (heat production) and the
+  core-to-skin gradient (heat loss), so a hot skin speeds the predicted rise and a cool skin
+  slows it. Without skin temperature it falls back to the heart-rate-only process. Its
+  parameters are plausible rates from the exercise-physiology literature, **not** a validated
+  fit; see ``docs/physiology.md``.
+
+Both may also take a measured core temperature (CORE sensor, ingestible pill) as a direct
+observation. Both are individualised the same way: the heart-rate observation model is shifted
+so that the patient's resting heart rate maps to their baseline core temperature.
+
+An estimator is pure arithmetic on a few floats: no I/O, no clock, a few hundred bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Protocol
+
+# ECTemp (Buller et al. 2013), per one-minute step.
+ECTEMP_A = 1.0
+ECTEMP_GAMMA = 0.022**2
+"""Process variance per minute (°C²)."""
+ECTEMP_B0 = -7887.1
+ECTEMP_B1 = 384.4286
+ECTEMP_B2 = -4.5714
+ECTEMP_SIGMA2 = 18.88**2
+"""Heart-rate observation variance (bpm²) for one-minute mean heart rate."""
+DEFAULT_START_CORE_C = 37.1
+
+MEASURED_CORE_SIGMA2 = 0.15**2
+"""Variance (°C²) given to a measured core temperature (CORE sensor accuracy is a few tenths
+of a degree; ingestible pills are better)."""
+
+# Heat-balance process (per minute).
+HB_PRODUCTION_C_PER_MIN = 0.045
+"""Core warming rate at 100 % heart-rate reserve with no heat loss (°C/min)."""
+HB_LOSS_PER_MIN = 0.05
+"""Fraction of the excess core-to-skin-gradient-adjusted rise lost per minute (1/min)."""
+HB_SKIN_COUPLING = 0.5
+"""How much a warming of the skin shifts the core equilibrium up (°C per °C). Only warming
+counts: a falling skin temperature during exercise is ambiguous (sweat and airflow cool the
+skin while the core still rises), so it never lowers the estimate."""
+
+
+def ectemp_hr_model(core_c: float) -> float:
+    """Heart rate that ECTemp's observation model expects at ``core_c``."""
+    return ECTEMP_B2 * core_c * core_c + ECTEMP_B1 * core_c + ECTEMP_B0
+
+
+class Estimator(Protocol):
+    """What the engine needs of a core-temperature estimator."""
+
+    name: str
+
+    @property
+    def core_c(self) -> float: ...
+
+    @property
+    def sd_c(self) -> float:
+        """One standard deviation of the estimate (°C)."""
+        ...
+
+    def calibrate(
+        self,
+        *,
+        baseline_core_c: float,
+        resting_hr_bpm: float,
+        max_hr_bpm: float,
+        baseline_skin_c: float | None,
+    ) -> None:
+        """Set the patient's own baseline (from the rest period or the profile)."""
+        ...
+
+    def step(
+        self,
+        dt_s: float,
+        *,
+        heart_rate: float | None,
+        skin_temp: float | None,
+        measured_core: float | None,
+    ) -> None:
+        """Advance by ``dt_s`` seconds and take in the mean readings of that interval."""
+        ...
+
+
+class _KalmanCore:
+    """The one-state extended Kalman filter both estimators share."""
+
+    __slots__ = ("hr_offset", "v", "x")
+
+    def __init__(self, *, start_core_c: float, start_variance: float) -> None:
+        self.x = start_core_c
+        self.v = start_variance
+        self.hr_offset = 0.0
+
+    def observe_hr(self, heart_rate: float, variance: float) -> None:
+        x = self.x
+        c = 2.0 * ECTEMP_B2 * x + ECTEMP_B1
+        k = self.v * c / (c * c * self.v + variance)
+        self.x = x + k * (heart_rate - (ectemp_hr_model(x) + self.hr_offset))
+        self.v = (1.0 - k * c) * self.v
+
+    def observe_core(self, core: float, variance: float) -> None:
+        k = self.v / (self.v + variance)
+        self.x += k * (core - self.x)
+        self.v *= 1.0 - k
+
+
+class ECTempEstimator:
+    """ECTemp: random-walk core temperature observed through heart rate.
+
+    With ``step(60, heart_rate=…)`` and no calibration this is exactly the published filter.
+    Shorter steps scale the process variance by ``dt/60`` and the observation variance by
+    ``60/dt``, so a minute holds the same information whatever the step.
+    """
+
+    name = "ectemp"
+    __slots__ = ("_kf",)
+
+    def __init__(
+        self, *, start_core_c: float = DEFAULT_START_CORE_C, start_variance: float = 0.0
+    ) -> None:
+        self._kf = _KalmanCore(start_core_c=start_core_c, start_variance=start_variance)
+
+    @property
+    def core_c(self) -> float:
+        return self._kf.x
+
+    @property
+    def sd_c(self) -> float:
+        return math.sqrt(max(self._kf.v, 0.0))
+
+    @property
+    def variance(self) -> float:
+        return self._kf.v
+
+    def calibrate(
+        self,
+        *,
+        baseline_core_c: float,
+        resting_hr_bpm: float,
+        max_hr_bpm: float,
+        baseline_skin_c: float | None,
+    ) -> None:
+        self._kf.x = baseline_core_c
+        self._kf.hr_offset = resting_hr_bpm - ectemp_hr_model(baseline_core_c)
+
+    def step(
+        self,
+        dt_s: float,
+        *,
+        heart_rate: float | None,
+        skin_temp: float | None,
+        measured_core: float | None,
+    ) -> None:
+        q = dt_s / 60.0
+        kf = self._kf
+        kf.v = ECTEMP_A * ECTEMP_A * kf.v + ECTEMP_GAMMA * q
+        if heart_rate is not None:
+            kf.observe_hr(heart_rate, ECTEMP_SIGMA2 / q)
+        if measured_core is not None:
+            kf.observe_core(measured_core, MEASURED_CORE_SIGMA2)
+
+
+class HeatBalanceEstimator:
+    """Heat-balance process + ECTemp heart-rate observation (+ skin temperature when present).
+
+    Process, per minute: d(core − baseline)/dt = P·r − L·[(core − baseline) − s·(skin − skin₀)]
+    with r the heart-rate reserve fraction (heat production), L the loss rate and s the skin
+    coupling. A skin reading is held for ``SKIN_HOLD_S``; after that the model assumes the skin
+    is back at its baseline, which is the heart-rate-only fallback.
+    """
+
+    name = "heat_balance"
+    SKIN_HOLD_S = 120.0
+    __slots__ = ("_baseline", "_hr_max", "_hr_rest", "_kf", "_skin", "_skin0", "_skin_age_s")
+
+    def __init__(
+        self, *, start_core_c: float = DEFAULT_START_CORE_C, start_variance: float = 0.0
+    ) -> None:
+        self._kf = _KalmanCore(start_core_c=start_core_c, start_variance=start_variance)
+        self._baseline = start_core_c
+        self._hr_rest = 70.0
+        self._hr_max = 180.0
+        self._skin0: float | None = None
+        self._skin: float | None = None
+        self._skin_age_s = math.inf
+
+    @property
+    def core_c(self) -> float:
+        return self._kf.x
+
+    @property
+    def sd_c(self) -> float:
+        return math.sqrt(max(self._kf.v, 0.0))
+
+    def calibrate(
+        self,
+        *,
+        baseline_core_c: float,
+        resting_hr_bpm: float,
+        max_hr_bpm: float,
+        baseline_skin_c: float | None,
+    ) -> None:
+        self._kf.x = baseline_core_c
+        self._kf.hr_offset = resting_hr_bpm - ectemp_hr_model(baseline_core_c)
+        self._baseline = baseline_core_c
+        self._hr_rest = resting_hr_bpm
+        self._hr_max = max(max_hr_bpm, resting_hr_bpm + 20.0)
+        self._skin0 = baseline_skin_c
+
+    def step(
+        self,
+        dt_s: float,
+        *,
+        heart_rate: float | None,
+        skin_temp: float | None,
+        measured_core: float | None,
+    ) -> None:
+        q = dt_s / 60.0
+        kf = self._kf
+        if skin_temp is not None:
+            self._skin = skin_temp
+            self._skin_age_s = 0.0
+            if self._skin0 is None:
+                self._skin0 = skin_temp
+        else:
+            self._skin_age_s += dt_s
+        skin_shift = 0.0
+        if (
+            self._skin is not None
+            and self._skin0 is not None
+            and (self._skin_age_s <= self.SKIN_HOLD_S)
+        ):
+            skin_shift = HB_SKIN_COUPLING * max(0.0, self._skin - self._skin0)
+        # Time update: Euler step of the heat balance, linearised for the variance.
+        if heart_rate is not None:
+            r = (heart_rate - self._hr_rest) / (self._hr_max - self._hr_rest)
+            r = 0.0 if r < 0.0 else (1.2 if r > 1.2 else r)
+        else:
+            r = 0.0
+        rise = kf.x - self._baseline
+        loss = HB_LOSS_PER_MIN * (rise - skin_shift)
+        kf.x += q * (HB_PRODUCTION_C_PER_MIN * r - loss)
+        a = 1.0 - HB_LOSS_PER_MIN * q
+        kf.v = a * a * kf.v + ECTEMP_GAMMA * q
+        if heart_rate is not None:
+            kf.observe_hr(heart_rate, ECTEMP_SIGMA2 / q)
+        if measured_core is not None:
+            kf.observe_core(measured_core, MEASURED_CORE_SIGMA2)
+
+
+EstimatorFactory = Callable[[], Estimator]
+
+ESTIMATORS: Mapping[str, EstimatorFactory] = MappingProxyType(
+    {
+        ECTempEstimator.name: ECTempEstimator,
+        HeatBalanceEstimator.name: HeatBalanceEstimator,
+    }
+)
+"""Estimators by the name used in ``[engine] estimator``."""

@@ -1,0 +1,236 @@
+"""The service: sources → engine → sinks, in one asyncio process.
+
+:class:`Monitor` owns the pure engine, the sources (each in its own task, restarted with
+backoff if it fails) and the sinks (which queue and deliver on their own, so the engine and
+the alerts never wait on an output). Inputs that come back from people (acknowledgements,
+symptom reports) enter through :meth:`Monitor.acknowledge` and :meth:`Monitor.report_symptom`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Self
+
+from monitor.backoff import Backoff
+from monitor.config import HeatmonConfig
+from monitor.engine import MonitorEngine, StepResult
+from monitor.errors import HeatmonError, InputError
+from monitor.model import (
+    Acknowledgement,
+    Event,
+    Sample,
+    SampleFlag,
+    SessionRecord,
+    SymptomReport,
+    ThermalState,
+)
+from monitor.plugins import PluginContext, Sink, Source, sink_class, source_class
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+"""How often the engine is told that time passes (stale data, session end)."""
+MAX_OPEN_ALERTS = 50
+"""Unacknowledged alerts kept per patient (the oldest go first)."""
+
+
+class Monitor:
+    """The running service. Use as ``async with Monitor(...) as monitor:``."""
+
+    def __init__(
+        self,
+        *,
+        engine: MonitorEngine,
+        sources: Sequence[Source] = (),
+        sinks: Sequence[Sink] = (),
+        clock: Callable[[], float] = time.time,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self.engine = engine
+        self._sources = list(sources)
+        self._sinks = list(sinks)
+        self._clock = clock
+        self._tick_s = tick_s
+        self._tasks: list[asyncio.Task[None]] = []
+        self._open_alerts: dict[str, dict[str, Event]] = {}
+        self.counters: dict[str, int] = {}
+        self._listeners: list[Callable[[ThermalState | Event], None]] = []
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        for sink in self._sinks:
+            await sink.start()
+        self._tasks.append(asyncio.create_task(self._ticker(), name="heatmon-ticker"))
+        for source in self._sources:
+            self._tasks.append(
+                asyncio.create_task(self._supervise(source), name=f"source-{source.name}")
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for result in self.engine.close():
+            self._fan_out(result)
+        for sink in reversed(self._sinks):
+            try:
+                await sink.stop()
+            except Exception:
+                log.exception("sink %s failed to stop cleanly", sink.name)
+
+    def add_source(self, source: Source) -> None:
+        self._sources.append(source)
+        if self._tasks:
+            self._tasks.append(
+                asyncio.create_task(self._supervise(source), name=f"source-{source.name}")
+            )
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        return tuple(self._sinks)
+
+    def add_listener(self, listener: Callable[[ThermalState | Event], None]) -> None:
+        """Call ``listener`` with every state and event (the terminal view uses this)."""
+        self._listeners.append(listener)
+
+    async def _supervise(self, source: Source) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                await source.run(self.ingest)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                delay = backoff.next_delay()
+                self._count(f"source_failures.{source.name}")
+                log.warning(
+                    "source %s failed (%s: %s); restarting in %.1f s",
+                    source.name,
+                    type(err).__name__,
+                    err,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            self._fan_out(self.engine.advance(self._clock()))
+
+    # -- inputs -----------------------------------------------------------------------
+
+    async def ingest(self, sample: Sample) -> None:
+        """Take one sample from any source. Never raises for bad input: counts it."""
+        try:
+            result = self.engine.ingest(sample)
+        except InputError as err:
+            self._count("rejected_samples")
+            log.warning("sample rejected: %s", err.reason)
+            return
+        for sink in self._sinks:
+            sink.submit_sample(sample, result.flag)
+        if result.flag is not SampleFlag.OK:
+            self._count(f"flag.{result.flag.value}")
+        if result.states or result.events or result.records:
+            self._fan_out(result)
+
+    def acknowledge(self, patient: str, event_id: str, *, by: str, time: float) -> Acknowledgement:
+        """A caregiver acknowledged ``event_id``; raises :class:`InputError` if there is no
+        such open alert for ``patient``."""
+        alerts = self._open_alerts.get(patient, {})
+        if event_id not in alerts:
+            raise InputError(f"no open alert {event_id!r} for this patient", where="acknowledge")
+        del alerts[event_id]
+        ack = Acknowledgement(patient=patient, event_id=event_id, time=time, by=by)
+        for sink in self._sinks:
+            sink.submit_record(ack)
+        return ack
+
+    def report_symptom(self, patient: str, *, time: float, note: str = "") -> SymptomReport:
+        report = self.engine.report_symptom(patient, time=time, note=note)
+        for sink in self._sinks:
+            sink.submit_record(report)
+        return report
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def state(self, patient: str) -> ThermalState | None:
+        return self.engine.state(patient)
+
+    def open_alerts(self, patient: str) -> list[Event]:
+        """Alerts that still need acknowledging, oldest first."""
+        return list(self._open_alerts.get(patient, {}).values())
+
+    def _fan_out(self, result: StepResult) -> None:
+        for record in result.records:
+            self._submit_record(record)
+        for state in result.states:
+            for sink in self._sinks:
+                sink.submit_state(state)
+            for listener in self._listeners:
+                listener(state)
+        for event in result.events:
+            if event.requires_ack:
+                alerts = self._open_alerts.setdefault(event.patient, {})
+                alerts[event.id] = event
+                while len(alerts) > MAX_OPEN_ALERTS:
+                    del alerts[next(iter(alerts))]
+            for sink in self._sinks:
+                sink.submit_event(event)
+            for listener in self._listeners:
+                listener(event)
+
+    def _submit_record(self, record: SessionRecord) -> None:
+        for sink in self._sinks:
+            sink.submit_record(record)
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+
+def build_plugins(
+    config: HeatmonConfig, *, instance: str | None = None
+) -> tuple[list[Source], list[Sink], PluginContext]:
+    """Instantiate the sources and sinks that ``config`` names, each validating its options."""
+    context = PluginContext(config=config, instance=instance or config.monitor.instance)
+    sources: list[Source] = []
+    sinks: list[Sink] = []
+    for name, options in config.sources.items():
+        if options.get("enabled", True) is False:
+            continue
+        opts = {k: v for k, v in options.items() if k != "enabled"}
+        sources.append(source_class(name).from_options(opts, context=context))
+    for name, options in config.sinks.items():
+        if options.get("enabled", True) is False:
+            continue
+        opts = {k: v for k, v in options.items() if k != "enabled"}
+        sinks.append(sink_class(name).from_options(opts, context=context))
+    return sources, sinks, context
+
+
+def build_monitor(config: HeatmonConfig) -> Monitor:
+    """The service as ``config`` describes it (``heatmon run``)."""
+    sources, sinks, context = build_plugins(config)
+    engine = MonitorEngine(profiles={p.id: p for p in config.patients}, config=config.engine)
+    monitor = Monitor(engine=engine, sources=sources, sinks=sinks)
+    context.monitor = monitor
+    return monitor
+
+
+__all__ = ["HeatmonError", "Monitor", "build_monitor", "build_plugins"]
