@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Group
 from rich.live import Live
@@ -24,12 +25,20 @@ from adapters.simulator import SimulatedPatientOptions, SimulatorOptions, Simula
 from monitor.config import EngineConfig
 from monitor.engine import MonitorEngine
 from monitor.model import Event, EventKind, Level, Quality, ThermalState
+from monitor.plugins import Sink
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
+from monitor.storage.localserver import local_influxdb
+from monitor.storage.options import InfluxOptions
+from monitor.storage.sink import InfluxSink
 
 log = logging.getLogger(__name__)
 
 DISCLAIMER = "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
+
+
+DEMO_DATA_DIR = Path("var") / "demo"
+"""The demo's InfluxDB data and spool (kept between runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +130,28 @@ async def run_demo(*, speed: float, duration_s: float | None, live: bool) -> Mon
             ),
         ),
     )
+    async with local_influxdb(DEMO_DATA_DIR / "influxdb") as influx_url:
+        sinks: list[Sink] = []
+        if influx_url is not None:
+            options = InfluxOptions(url=influx_url, database="heatmon")
+            sinks.append(InfluxSink(options=options, data_dir=DEMO_DATA_DIR / "influx-sink"))
+        return await _run_monitor(source, profiles, sinks, speed, duration_s, live)
+
+
+async def _run_monitor(
+    source: SimulatorSource,
+    profiles: dict[str, PatientProfile],
+    sinks: list[Sink],
+    speed: float,
+    duration_s: float | None,
+    live: bool,
+) -> Monitor:
     engine = MonitorEngine(profiles=profiles, config=EngineConfig())
     start_wall = time.time()
     monitor = Monitor(
         engine=engine,
         sources=[source],
+        sinks=sinks,
         clock=lambda: start_wall + (time.time() - start_wall) * speed,
     )
     view = TerminalView(profiles=profiles, speed=speed)

@@ -9,6 +9,7 @@ the outage tests need.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -112,6 +114,41 @@ def ping(url: str, *, timeout_s: float = 1.0) -> str | None:
             return version
     except (urllib.error.URLError, OSError, TimeoutError):
         return None
+
+
+DEFAULT_URL = "http://127.0.0.1:8086"
+"""Where the demo looks for an InfluxDB that is already running."""
+
+
+@contextlib.asynccontextmanager
+async def local_influxdb(
+    data_dir: Path, *, url: str = DEFAULT_URL, binary: str = INFLUXD
+) -> AsyncIterator[str | None]:
+    """The URL of a local InfluxDB for the demo, or None when there is none.
+
+    An InfluxDB already answering at ``url`` is used as it is; otherwise Debian's
+    ``influxd`` is started on loopback with its data in ``data_dir`` (kept between runs)
+    and stopped on exit.
+    """
+    if await asyncio.to_thread(ping, url) is not None:
+        log.info("storing to the InfluxDB at %s", url)
+        yield url
+        return
+    if not influxd_available(binary):
+        log.info("no InfluxDB found (install Debian's influxdb package to store the demo)")
+        yield None
+        return
+    server = InfluxServer(data_dir=data_dir, binary=binary)
+    try:
+        await asyncio.to_thread(server.start)
+    except LocalServerError as err:
+        log.warning("could not start a local InfluxDB: %s", err)
+        yield None
+        return
+    try:
+        yield server.url
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 class InfluxServer:
