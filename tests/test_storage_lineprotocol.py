@@ -126,6 +126,7 @@ def test_every_model_type_is_accepted_with_stable_field_types(influx_db: InfluxD
         skin_temp_c=None,
         measured_core_c=None,
         minutes_to_threshold=4.5,
+        minutes_to_recovery=None,
         strain_index=5.1,
         estimator="heat_balance",
     )

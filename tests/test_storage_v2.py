@@ -138,13 +138,17 @@ async def test_v2_write_while_the_server_is_down_is_spooled_then_delivered(
 async def test_auto_detects_influxdb_1x_and_uses_the_v1_api(
     influx_db: InfluxDatabase, tmp_path: Path
 ) -> None:
-    options = InfluxOptions(url=influx_db.url, database=influx_db.name, flush_interval_s=0.05)
+    options = InfluxOptions(
+        url=influx_db.url, database=influx_db.name, flush_interval_s=0.05, downsample=True
+    )
     async with InfluxSink(options=options, data_dir=tmp_path) as sink:
         sink.submit_sample(samples(1)[0], SampleFlag.OK)
         assert await sink.drain(timeout_s=10)
         assert sink.writer.api == "v1"
         assert sink.writer.server_version is not None
         assert sink.writer.server_version.startswith("1.")
+    cqs = [s for s in influx_db.query("SHOW CONTINUOUS QUERIES") if s["name"] == influx_db.name]
+    assert sorted(row[0] for row in cqs[0]["values"]) == ["thermal_1m", "vitals_1m"]
 
 
 def test_version_header_picks_the_api() -> None:

@@ -10,7 +10,8 @@ vitals        patient, kind, flag, device, source    value, accepted, sensor_con
                                                      rr_intervals_s, rr_count
 thermal       patient, session, estimator            core_temp_c, core_temp_sd_c, core_delta_c,
                                                      baseline_core_c, threshold_rise_c,
-                                                     minutes_to_threshold, strain_index, level,
+                                                     minutes_to_threshold, minutes_to_recovery,
+                                                     strain_index, level,
                                                      level_rank, quality, heart_rate_bpm,
                                                      skin_temp_c, measured_core_c
 alerts        patient, session, kind                 event_id, level, level_rank,
@@ -232,6 +233,7 @@ def state_line(state: ThermalState, precision: Precision = "ns") -> str:
         "baseline_core_c": float(state.baseline_core_c),
         "threshold_rise_c": float(state.threshold_rise_c),
         "minutes_to_threshold": _opt(state.minutes_to_threshold),
+        "minutes_to_recovery": _opt(state.minutes_to_recovery),
         "strain_index": _opt(state.strain_index),
         "level": state.level.value,
         "level_rank": state.level.rank,

@@ -29,7 +29,7 @@ from typing import Any, Self
 from pydantic import ValidationError
 
 from monitor.backoff import Backoff
-from monitor.errors import ConfigError, InputError
+from monitor.errors import ConfigError, HeatmonError, InputError
 from monitor.model import (
     Acknowledgement,
     Event,
@@ -100,6 +100,7 @@ class InfluxSink(Sink):
         self._tasks: list[asyncio.Task[None]] = []
         self._outage_since: float | None = None
         self._outage_logged_at = 0.0
+        self._downsample_done = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
@@ -260,6 +261,8 @@ class InfluxSink(Sink):
             self.stats.batches_written += 1
             backoff.reset()
             self._note_recovery()
+            if self.options.downsample and not self._downsample_done:
+                await self._set_up_downsampling()
             self._delivered.set()
 
     async def _deliver(self, payload: bytes, points: int) -> None:
@@ -281,6 +284,22 @@ class InfluxSink(Sink):
                 return
             raise
         self.stats.written += points
+
+    async def _set_up_downsampling(self) -> None:
+        """Create the one-minute continuous queries (InfluxDB 1.x only; 2.x uses a task)."""
+        self._downsample_done = True
+        if self.writer.api != "v1":
+            log.info("downsample: on InfluxDB 2.x/3.x install docs/influxdb2-downsample.flux")
+            return
+        from monitor.storage.downsample import ensure_continuous_queries
+        from monitor.storage.query import HeatmonStore
+
+        try:
+            await asyncio.to_thread(
+                ensure_continuous_queries, HeatmonStore.from_options(self.options)
+            )
+        except HeatmonError as err:
+            log.warning("could not create the one-minute continuous queries: %s", err)
 
     def _note_outage(self, err: WriteError, chunk: Chunk) -> None:
         now = time.monotonic()
