@@ -182,6 +182,9 @@ class InfluxSink(Sink):
         except InputError as err:
             self._rejected.append((err.reason, repr(args[0])[:2000]))
             return
+        except (TypeError, ValueError, AttributeError) as err:  # never raise into the engine
+            self._rejected.append((f"{type(err).__name__}: {err}", repr(args[0])[:2000]))
+            return
         self._buffer.append(line)
         if len(self._buffer) >= self.options.batch_size:
             self._full.set()
