@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS: tuple[str, ...] = (
     "demo",
+    "devices",
     "run",
     "replay",
     "simulate",

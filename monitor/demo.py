@@ -21,11 +21,18 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from adapters.simulator import SimulatedPatientOptions, SimulatorOptions, SimulatorSource
+from adapters.ble.demo import DemoWearables
+from adapters.simulator import (
+    SCENARIOS,
+    SimulatedPatient,
+    SimulatedPatientOptions,
+    SimulatorOptions,
+    SimulatorSource,
+)
 from monitor.config import EngineConfig
 from monitor.engine import MonitorEngine
 from monitor.model import Event, EventKind, Level, Quality, ThermalState
-from monitor.plugins import Sink
+from monitor.plugins import Sink, Source
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
 from monitor.storage.localserver import local_influxdb
@@ -119,52 +126,71 @@ class TerminalView:
         return Group(table, Panel(events, title="alerts"), Text(DISCLAIMER, style="italic"))
 
 
-async def run_demo(*, speed: float, duration_s: float | None, live: bool) -> Monitor:
-    profiles = demo_profiles()
-    source = SimulatorSource(
-        options=SimulatorOptions(
-            speed=speed,
-            patients=tuple(
-                SimulatedPatientOptions(patient=p.id, scenario=p.scenario, seed=n)
-                for n, p in enumerate(DEMO_PATIENTS)
-            ),
-        ),
-    )
+async def run_demo(
+    *, speed: float, duration_s: float | None, live: bool, wearables: bool = True
+) -> Monitor:
+    """Run the demo. With ``wearables`` (the default) the simulated patients wear virtual
+    Bluetooth wearables (bumble GATT servers) read by the ``ble`` source through bleak;
+    without, the simulator feeds the engine directly. Everything is stored to a local
+    InfluxDB when one is present (see :func:`monitor.storage.localserver.local_influxdb`)."""
     async with local_influxdb(DEMO_DATA_DIR / "influxdb") as influx_url:
         sinks: list[Sink] = []
         if influx_url is not None:
             options = InfluxOptions(url=influx_url, database="heatmon")
             sinks.append(InfluxSink(options=options, data_dir=DEMO_DATA_DIR / "influx-sink"))
-        return await _run_monitor(source, profiles, sinks, speed, duration_s, live)
+        return await _run_demo(
+            speed=speed, duration_s=duration_s, live=live, wearables=wearables, sinks=sinks
+        )
 
 
-async def _run_monitor(
-    source: SimulatorSource,
-    profiles: dict[str, PatientProfile],
-    sinks: list[Sink],
-    speed: float,
-    duration_s: float | None,
-    live: bool,
+async def _run_demo(
+    *, speed: float, duration_s: float | None, live: bool, wearables: bool, sinks: list[Sink]
 ) -> Monitor:
-    engine = MonitorEngine(profiles=profiles, config=EngineConfig())
+    profiles = demo_profiles()
     start_wall = time.time()
-    monitor = Monitor(
-        engine=engine,
-        sources=[source],
-        sinks=sinks,
-        clock=lambda: start_wall + (time.time() - start_wall) * speed,
-    )
+
+    def clock() -> float:
+        return start_wall + (time.time() - start_wall) * speed
+
+    patients: Mapping[str, SimulatedPatient]
+    source: Source
+    kit: DemoWearables | None = None
+    if wearables:
+        patients = {
+            p.id: SimulatedPatient(scenario=SCENARIOS[p.scenario], seed=n)
+            for n, p in enumerate(DEMO_PATIENTS)
+        }
+        kit = DemoWearables(
+            patients={pid: sim.step for pid, sim in patients.items()}, speed=speed, clock=clock
+        )
+        source = kit.source
+    else:
+        simulator = SimulatorSource(
+            options=SimulatorOptions(
+                speed=speed,
+                patients=tuple(
+                    SimulatedPatientOptions(patient=p.id, scenario=p.scenario, seed=n)
+                    for n, p in enumerate(DEMO_PATIENTS)
+                ),
+            ),
+        )
+        patients, source = simulator.patients, simulator
+    engine = MonitorEngine(profiles=profiles, config=EngineConfig())
+    monitor = Monitor(engine=engine, sources=[source], sinks=sinks, clock=clock)
     view = TerminalView(profiles=profiles, speed=speed)
     monitor.add_listener(view)
 
     def heed(item: ThermalState | Event) -> None:
         if isinstance(item, Event) and item.level is Level.COOL_DOWN and item.requires_ack:
-            sim = source.patients.get(item.patient)
+            sim = patients.get(item.patient)
             if sim is not None:
                 sim.heed_cool_down()
 
     monitor.add_listener(heed)
-    async with monitor:
+    async with (
+        kit if kit is not None else contextlib.nullcontext(),
+        monitor,
+    ):
         deadline = None if duration_s is None else time.monotonic() + duration_s
         live_ctx = Live(view.render(), refresh_per_second=4) if live else None
         with live_ctx if live_ctx is not None else contextlib.nullcontext():

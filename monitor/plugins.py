@@ -90,6 +90,8 @@ class MonitorControl(Protocol):
 
     def open_alerts(self, patient: str) -> list[Event]: ...
 
+    def report_gap(self, patient: str, device: str, *, start: float, end: float) -> None: ...
+
 
 class PluginContext:
     """What a plugin may know about the rest of the service: the configuration, the instance
@@ -110,6 +112,7 @@ class PluginContext:
 SOURCES: Mapping[str, str] = MappingProxyType(
     {
         "simulator": "adapters.simulator:SimulatorSource",
+        "ble": "adapters.ble.source:BleSource",
     }
 )
 SINKS: Mapping[str, str] = MappingProxyType(
