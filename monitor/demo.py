@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from rich.console import Group
 from rich.live import Live
@@ -63,16 +64,20 @@ DEMO_PATIENTS: tuple[DemoPatient, ...] = (
     DemoPatient("p-dia", "Dia", "heat_sensitive", 52),
 )
 
-LEVEL_STYLE: Mapping[Level, str] = {
-    Level.OK: "bold green",
-    Level.CAUTION: "bold yellow",
-    Level.COOL_DOWN: "bold white on red",
-}
-LEVEL_TEXT: Mapping[Level, str] = {
-    Level.OK: "ok",
-    Level.CAUTION: "getting warm",
-    Level.COOL_DOWN: "COOL DOWN NOW",
-}
+LEVEL_STYLE: Mapping[Level, str] = MappingProxyType(
+    {
+        Level.OK: "bold green",
+        Level.CAUTION: "bold yellow",
+        Level.COOL_DOWN: "bold white on red",
+    }
+)
+LEVEL_TEXT: Mapping[Level, str] = MappingProxyType(
+    {
+        Level.OK: "ok",
+        Level.CAUTION: "getting warm",
+        Level.COOL_DOWN: "COOL DOWN NOW",
+    }
+)
 
 
 def demo_profiles() -> dict[str, PatientProfile]:

@@ -98,7 +98,9 @@ async def test_simulated_patient_reaches_cool_down_and_caregiver_acknowledges() 
         with pytest.raises(InputError):
             monitor.acknowledge("p1", alert.id, by="carol", time=alert.time + 31)
         report = monitor.report_symptom("p1", time=alert.time + 40, note="blurred vision")
-        assert report.core_delta_c is not None and report.core_delta_c > 0.3
+        state = monitor.state("p1")
+        assert state is not None and report.core_delta_c == state.core_delta_c
+        assert report.core_delta_c > 0.2 and report.session == alert.session
         monitor.report_gap("p1", "strap", start=alert.time, end=alert.time + 20)
     assert ack in sink.records and report in sink.records
     assert any(isinstance(r, SessionRecord) and r.stop is not None for r in sink.records)
