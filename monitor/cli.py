@@ -20,6 +20,9 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "replay",
     "simulate",
+    "query",
+    "export",
+    "downsample",
     "web",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 from rich.console import Group
@@ -32,14 +33,23 @@ from adapters.simulator import (
 from monitor.config import EngineConfig
 from monitor.engine import MonitorEngine
 from monitor.model import Event, EventKind, Level, Quality, ThermalState
-from monitor.plugins import Source
+from monitor.plugins import Sink, Source
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
-from monitor.web.demo import demo_dashboard, demo_links
+from monitor.storage.localserver import local_influxdb
+from monitor.storage.options import InfluxOptions
+from monitor.storage.sink import InfluxSink
+from monitor.web.config import HistoryConfig
+from monitor.web.demo import DemoUser, demo_dashboard, demo_links
+from monitor.web.sink import WebSink
 
 log = logging.getLogger(__name__)
 
 DISCLAIMER = "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
+
+
+DEMO_DATA_DIR = Path("var") / "demo"
+"""The demo's InfluxDB data and spool (kept between runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +144,34 @@ async def run_demo(
 ) -> Monitor:
     """Run the demo. With ``wearables`` (the default) the simulated patients wear virtual
     Bluetooth wearables (bumble GATT servers) read by the ``ble`` source through bleak;
-    without, the simulator feeds the engine directly. With ``web_port`` (0: any free port)
-    the live dashboard is served too and its URLs are printed."""
+    without, the simulator feeds the engine directly. Everything is stored to a local
+    InfluxDB when one is present (see :func:`monitor.storage.localserver.local_influxdb`).
+    With ``web_port`` (0: any free port) the live dashboard is served too (its history view
+    reading that InfluxDB) and its URLs are printed."""
+    async with local_influxdb(DEMO_DATA_DIR / "influxdb") as influx_url:
+        sinks: list[Sink] = []
+        if influx_url is not None:
+            options = InfluxOptions(url=influx_url, database="heatmon")
+            sinks.append(InfluxSink(options=options, data_dir=DEMO_DATA_DIR / "influx-sink"))
+        web = None
+        if web_port is not None:
+            history = HistoryConfig(url=influx_url or "", database="heatmon")
+            web = demo_dashboard(demo_profiles(), port=web_port, history=history)
+            sinks.append(web[0])
+        return await _run_demo(
+            speed=speed, duration_s=duration_s, live=live, wearables=wearables, sinks=sinks, web=web
+        )
+
+
+async def _run_demo(
+    *,
+    speed: float,
+    duration_s: float | None,
+    live: bool,
+    wearables: bool,
+    sinks: list[Sink],
+    web: tuple[WebSink, DemoUser] | None = None,
+) -> Monitor:
     profiles = demo_profiles()
     start_wall = time.time()
 
@@ -166,13 +202,7 @@ async def run_demo(
         )
         patients, source = simulator.patients, simulator
     engine = MonitorEngine(profiles=profiles, config=EngineConfig())
-    web = demo_dashboard(profiles, port=web_port) if web_port is not None else None
-    monitor = Monitor(
-        engine=engine,
-        sources=[source],
-        sinks=[web[0]] if web is not None else [],
-        clock=clock,
-    )
+    monitor = Monitor(engine=engine, sources=[source], sinks=sinks, clock=clock)
     if web is not None:
         web[0].attach(monitor)
     view = TerminalView(profiles=profiles, speed=speed)

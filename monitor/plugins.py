@@ -117,6 +117,7 @@ SOURCES: Mapping[str, str] = MappingProxyType(
 )
 SINKS: Mapping[str, str] = MappingProxyType(
     {
+        "influxdb": "monitor.storage.sink:InfluxSink",
         "jsonl": "monitor.sinks:JsonlEventSink",
         "web": "monitor.web.sink:WebSink",
     }

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(python3-venv mosquitto influxdb victoria-metrics chromium docker-compose)
+DEBS=(python3-venv mosquitto influxdb victoria-metrics chromium curl docker-compose)
 # Node.js and npm install the dashboard's charting library; any install of them will do
 # (Debian's packages, or NodeSource's nodejs which bundles npm).
 command -v npm >/dev/null 2>&1 || DEBS+=(nodejs npm)

@@ -116,15 +116,10 @@ class _KalmanCore:
         self.v *= 1.0 - k
 
 
-class ECTempEstimator:
-    """ECTemp: random-walk core temperature observed through heart rate.
+class _KalmanEstimator:
+    """What both estimators share: the filter, its readout, the personal calibration and
+    the observation step."""
 
-    With ``step(60, heart_rate=…)`` and no calibration this is exactly the published filter.
-    Shorter steps scale the process variance by ``dt/60`` and the observation variance by
-    ``60/dt``, so a minute holds the same information whatever the step.
-    """
-
-    name = "ectemp"
     __slots__ = ("_kf",)
 
     def __init__(
@@ -155,6 +150,24 @@ class ECTempEstimator:
         self._kf.x = baseline_core_c
         self._kf.hr_offset = resting_hr_bpm - ectemp_hr_model(baseline_core_c)
 
+    def _observe(self, q: float, heart_rate: float | None, measured_core: float | None) -> None:
+        if heart_rate is not None:
+            self._kf.observe_hr(heart_rate, ECTEMP_SIGMA2 / q)
+        if measured_core is not None:
+            self._kf.observe_core(measured_core, MEASURED_CORE_SIGMA2)
+
+
+class ECTempEstimator(_KalmanEstimator):
+    """ECTemp: random-walk core temperature observed through heart rate.
+
+    With ``step(60, heart_rate=…)`` and no calibration this is exactly the published filter.
+    Shorter steps scale the process variance by ``dt/60`` and the observation variance by
+    ``60/dt``, so a minute holds the same information whatever the step.
+    """
+
+    name = "ectemp"
+    __slots__ = ()
+
     def step(
         self,
         dt_s: float,
@@ -166,13 +179,10 @@ class ECTempEstimator:
         q = dt_s / 60.0
         kf = self._kf
         kf.v = ECTEMP_A * ECTEMP_A * kf.v + ECTEMP_GAMMA * q
-        if heart_rate is not None:
-            kf.observe_hr(heart_rate, ECTEMP_SIGMA2 / q)
-        if measured_core is not None:
-            kf.observe_core(measured_core, MEASURED_CORE_SIGMA2)
+        self._observe(q, heart_rate, measured_core)
 
 
-class HeatBalanceEstimator:
+class HeatBalanceEstimator(_KalmanEstimator):
     """Heat-balance process + ECTemp heart-rate observation (+ skin temperature when present).
 
     Process, per minute: d(core − baseline)/dt = P·r − L·[(core − baseline) − s·(skin − skin₀)]
@@ -183,26 +193,18 @@ class HeatBalanceEstimator:
 
     name = "heat_balance"
     SKIN_HOLD_S = 120.0
-    __slots__ = ("_baseline", "_hr_max", "_hr_rest", "_kf", "_skin", "_skin0", "_skin_age_s")
+    __slots__ = ("_baseline", "_hr_max", "_hr_rest", "_skin", "_skin0", "_skin_age_s")
 
     def __init__(
         self, *, start_core_c: float = DEFAULT_START_CORE_C, start_variance: float = 0.0
     ) -> None:
-        self._kf = _KalmanCore(start_core_c=start_core_c, start_variance=start_variance)
+        super().__init__(start_core_c=start_core_c, start_variance=start_variance)
         self._baseline = start_core_c
         self._hr_rest = 70.0
         self._hr_max = 180.0
         self._skin0: float | None = None
         self._skin: float | None = None
         self._skin_age_s = math.inf
-
-    @property
-    def core_c(self) -> float:
-        return self._kf.x
-
-    @property
-    def sd_c(self) -> float:
-        return math.sqrt(max(self._kf.v, 0.0))
 
     def calibrate(
         self,
@@ -212,8 +214,12 @@ class HeatBalanceEstimator:
         max_hr_bpm: float,
         baseline_skin_c: float | None,
     ) -> None:
-        self._kf.x = baseline_core_c
-        self._kf.hr_offset = resting_hr_bpm - ectemp_hr_model(baseline_core_c)
+        super().calibrate(
+            baseline_core_c=baseline_core_c,
+            resting_hr_bpm=resting_hr_bpm,
+            max_hr_bpm=max_hr_bpm,
+            baseline_skin_c=baseline_skin_c,
+        )
         self._baseline = baseline_core_c
         self._hr_rest = resting_hr_bpm
         self._hr_max = max(max_hr_bpm, resting_hr_bpm + 20.0)
@@ -254,10 +260,7 @@ class HeatBalanceEstimator:
         kf.x += q * (HB_PRODUCTION_C_PER_MIN * r - loss)
         a = 1.0 - HB_LOSS_PER_MIN * q
         kf.v = a * a * kf.v + ECTEMP_GAMMA * q
-        if heart_rate is not None:
-            kf.observe_hr(heart_rate, ECTEMP_SIGMA2 / q)
-        if measured_core is not None:
-            kf.observe_core(measured_core, MEASURED_CORE_SIGMA2)
+        self._observe(q, heart_rate, measured_core)
 
 
 EstimatorFactory = Callable[[], Estimator]
