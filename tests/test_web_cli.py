@@ -53,3 +53,15 @@ def test_demo_prints_the_dashboard_urls(
     assert caregiver, out
     for patient in ("p-ana", "p-ben", "p-cas", "p-dia"):
         assert re.search(rf"{patient}: http://127\.0\.0\.1:\d+/patient/{patient}\?token=\S+", out)
+
+
+def test_sample_configuration_web_block_is_valid() -> None:
+    from pathlib import Path
+
+    from monitor.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "heatmon.sample.toml", environ={})
+    web = parse_web_config(config.web)
+    assert web.port == 8080 and not web.users
+    assert config.sinks["web"] == {"enabled": False}
