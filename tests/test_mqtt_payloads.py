@@ -171,7 +171,9 @@ def test_symptom_and_ack(codec: PayloadCodec) -> None:
     with pytest.raises(InputError, match="event_id"):
         codec.decode_ack(b'{"v": 1, "by": "anna"}', where="w")
     with pytest.raises(InputError, match="note"):
-        codec.decode_symptom(json.dumps({"v": 1, "time": NOW, "note": "x" * 501}).encode(), where="w")
+        codec.decode_symptom(
+            json.dumps({"v": 1, "time": NOW, "note": "x" * 501}).encode(), where="w"
+        )
 
 
 def test_topics_parse_and_refuse_wildcards() -> None:

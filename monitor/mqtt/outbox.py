@@ -77,7 +77,13 @@ class Outbox:
         return int(self._pending)
 
     def put(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, key: str | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        key: str | None = None,
     ) -> bool:
         """Queue a message; ``False`` (and nothing queued) if ``key`` was queued before."""
         db = self._db

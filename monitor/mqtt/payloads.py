@@ -98,7 +98,9 @@ class PayloadCodec:
     def validate(self, name: str, document: Any, *, where: str) -> None:
         """Raise :class:`InputError` naming the first problem's place in ``document``."""
         if not isinstance(document, dict):
-            raise InputError(f"payload must be a JSON object, not {type(document).__name__}", where=where)
+            raise InputError(
+                f"payload must be a JSON object, not {type(document).__name__}", where=where
+            )
         version = document.get("v")
         if version != SCHEMA_VERSION:
             raise InputError(
@@ -111,9 +113,7 @@ class PayloadCodec:
 
     def check(self, name: str, document: Any) -> list[str]:
         """Every schema violation of ``document`` (for tests and tools)."""
-        return [
-            f"{_path(e)}: {e.message}" for e in self._validators[name].iter_errors(document)
-        ]
+        return [f"{_path(e)}: {e.message}" for e in self._validators[name].iter_errors(document)]
 
     # -- inbound ------------------------------------------------------------------------
 
