@@ -79,6 +79,8 @@ class MqttSink(Sink):
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.counters: dict[str, int] = {}
+        self.counted = asyncio.Event()
+        """Set whenever a counter changes (tests and tools wait on it)."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
@@ -348,4 +350,5 @@ class MqttSink(Sink):
     def _count(self, name: str, n: int = 1) -> int:
         value = self.counters.get(name, 0) + n
         self.counters[name] = value
+        self.counted.set()
         return value
