@@ -62,6 +62,8 @@ class Gateway:
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
         self.counters: dict[str, int] = {}
+        self.counted = asyncio.Event()
+        """Set whenever a counter changes (tests and tools wait on it)."""
 
     async def __aenter__(self) -> Self:
         self._outbox = Outbox(path=self._outbox_path)
@@ -161,3 +163,4 @@ class Gateway:
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+        self.counted.set()
