@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 COMMANDS: tuple[str, ...] = (
     "demo",
+    "devices",
+    "run",
     "replay",
+    "simulate",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 

@@ -111,8 +111,9 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
                 plugins[section][key] = value
                 break
         else:
-            if isinstance(out.get(section), dict):
-                out[section][key] = value
+            if section in ("monitor", "engine", "web"):
+                current = out.get(section)
+                out[section] = {**(current if isinstance(current, dict) else {}), key: value}
     return out
 
 

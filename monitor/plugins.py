@@ -110,6 +110,7 @@ class PluginContext:
 SOURCES: Mapping[str, str] = MappingProxyType(
     {
         "simulator": "adapters.simulator:SimulatorSource",
+        "ble": "adapters.ble.source:BleSource",
     }
 )
 SINKS: Mapping[str, str] = MappingProxyType(

@@ -44,10 +44,16 @@ def level_message(
 ) -> tuple[str, tuple[str, ...]]:
     """The message and advice for entering ``level``."""
     rise = f"+{max(delta_c, 0.0):.1f} °C"
+    limit = profile.effective_threshold_c
     if level is Level.COOL_DOWN:
+        if delta_c >= limit:
+            where = f"up {rise}, at or past your limit of +{limit:.1f} °C"
+        else:
+            soon = f" within about {minutes_to_threshold:.0f} min" if minutes_to_threshold else ""
+            where = f"up {rise} and rising fast toward your limit of +{limit:.1f} °C{soon}"
         message = (
-            f"Cool down now. Your core temperature is estimated up {rise}, where heat "
-            "symptoms often begin. Any symptoms from heat are temporary and ease as you cool."
+            f"Cool down now. Your core temperature is estimated {where}. Any symptoms from "
+            "heat are temporary and ease as you cool."
         )
         return message, _COOL_DOWN_ADVICE + _extra(profile)
     if level is Level.CAUTION:

@@ -306,6 +306,8 @@ class PatientEngine:
         end = self._win_end
         if self._hr_n or self._skin_n or self._core_n:
             self._step(end, states, events)
+        else:
+            self._update_quality(end, events)
         step = self._step_s
         if time >= end:
             self._win_end = end + (math.floor((time - end) / step) + 1) * step

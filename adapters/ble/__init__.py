@@ -1,0 +1,1 @@
+"""Bluetooth wearables through bleak: the adapter, the virtual wearables, the bumble backend."""

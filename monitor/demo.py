@@ -1,0 +1,179 @@
+"""``heatmon demo``: the whole pipeline with embedded defaults.
+
+Four simulated patients (one per scenario) exercise on a clock that runs faster than the
+wall clock; their vitals flow through the engine; a live terminal view shows each patient's
+level, and simulated patients heed "cool down now" the way a person would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from adapters.ble.demo import DemoWearables
+from adapters.simulator import (
+    SCENARIOS,
+    SimulatedPatient,
+    SimulatedPatientOptions,
+    SimulatorOptions,
+    SimulatorSource,
+)
+from monitor.config import EngineConfig
+from monitor.engine import MonitorEngine
+from monitor.model import Event, EventKind, Level, Quality, ThermalState
+from monitor.plugins import Source
+from monitor.profile import PatientProfile
+from monitor.service import Monitor
+
+log = logging.getLogger(__name__)
+
+DISCLAIMER = "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPatient:
+    id: str
+    display_name: str
+    scenario: str
+    age: int
+
+
+DEMO_PATIENTS: tuple[DemoPatient, ...] = (
+    DemoPatient("p-ana", "Ana", "hot_day_aerobic", 41),
+    DemoPatient("p-ben", "Ben", "cool_gym_strength", 45),
+    DemoPatient("p-cas", "Cas", "intervals", 38),
+    DemoPatient("p-dia", "Dia", "heat_sensitive", 52),
+)
+
+LEVEL_STYLE: Mapping[Level, str] = {
+    Level.OK: "bold green",
+    Level.CAUTION: "bold yellow",
+    Level.COOL_DOWN: "bold white on red",
+}
+LEVEL_TEXT: Mapping[Level, str] = {
+    Level.OK: "ok",
+    Level.CAUTION: "getting warm",
+    Level.COOL_DOWN: "COOL DOWN NOW",
+}
+
+
+def demo_profiles() -> dict[str, PatientProfile]:
+    return {
+        p.id: PatientProfile(id=p.id, display_name=p.display_name, age=p.age) for p in DEMO_PATIENTS
+    }
+
+
+class TerminalView:
+    """Keeps the latest state and message of each patient and renders them as a table."""
+
+    def __init__(self, *, profiles: Mapping[str, PatientProfile], speed: float) -> None:
+        self._profiles = profiles
+        self._speed = speed
+        self._states: dict[str, ThermalState] = {}
+        self._messages: dict[str, str] = {}
+        self._log: list[str] = []
+
+    def __call__(self, item: ThermalState | Event) -> None:
+        if isinstance(item, ThermalState):
+            self._states[item.patient] = item
+            return
+        if item.kind is not EventKind.QUALITY or item.quality is not Quality.GOOD:
+            self._messages[item.patient] = item.message
+        stamp = time.strftime("%H:%M:%S", time.gmtime(item.time))
+        self._log.append(f"{stamp} {item.patient}: {item.message}")
+        del self._log[:-6]
+
+    def render(self) -> Group:
+        table = Table(expand=True, title=f"heatmon demo — simulated time ×{self._speed:g}")
+        for col in ("patient", "level", "heart rate", "skin", "core rise", "to limit", "data"):
+            table.add_column(col)
+        table.add_column("message", ratio=3)
+        for pid in sorted(self._profiles):
+            s = self._states.get(pid)
+            name = self._profiles[pid].display_name or pid
+            if s is None:
+                table.add_row(name, "…", "", "", "", "", "no data", "")
+                continue
+            table.add_row(
+                name,
+                Text(LEVEL_TEXT[s.level], style=LEVEL_STYLE[s.level]),
+                f"{s.heart_rate_bpm:.0f} bpm" if s.heart_rate_bpm is not None else "–",
+                f"{s.skin_temp_c:.1f} °C" if s.skin_temp_c is not None else "–",
+                f"+{s.core_delta_c:.2f} ± {s.core_temp_sd_c:.2f} °C",
+                f"{s.minutes_to_threshold:.0f} min" if s.minutes_to_threshold else "–",
+                s.quality.value,
+                self._messages.get(pid, ""),
+            )
+        events = Text("\n".join(self._log) or "(no alerts yet)", style="dim")
+        return Group(table, Panel(events, title="alerts"), Text(DISCLAIMER, style="italic"))
+
+
+async def run_demo(
+    *, speed: float, duration_s: float | None, live: bool, wearables: bool = True
+) -> Monitor:
+    """Run the demo. With ``wearables`` (the default) the simulated patients wear virtual
+    Bluetooth wearables (bumble GATT servers) read by the ``ble`` source through bleak;
+    without, the simulator feeds the engine directly."""
+    profiles = demo_profiles()
+    start_wall = time.time()
+
+    def clock() -> float:
+        return start_wall + (time.time() - start_wall) * speed
+
+    patients: Mapping[str, SimulatedPatient]
+    source: Source
+    kit: DemoWearables | None = None
+    if wearables:
+        patients = {
+            p.id: SimulatedPatient(scenario=SCENARIOS[p.scenario], seed=n)
+            for n, p in enumerate(DEMO_PATIENTS)
+        }
+        kit = DemoWearables(
+            patients={pid: sim.step for pid, sim in patients.items()}, speed=speed, clock=clock
+        )
+        source = kit.source
+    else:
+        simulator = SimulatorSource(
+            options=SimulatorOptions(
+                speed=speed,
+                patients=tuple(
+                    SimulatedPatientOptions(patient=p.id, scenario=p.scenario, seed=n)
+                    for n, p in enumerate(DEMO_PATIENTS)
+                ),
+            ),
+        )
+        patients, source = simulator.patients, simulator
+    engine = MonitorEngine(profiles=profiles, config=EngineConfig())
+    monitor = Monitor(engine=engine, sources=[source], clock=clock)
+    view = TerminalView(profiles=profiles, speed=speed)
+    monitor.add_listener(view)
+
+    def heed(item: ThermalState | Event) -> None:
+        if isinstance(item, Event) and item.level is Level.COOL_DOWN and item.requires_ack:
+            sim = patients.get(item.patient)
+            if sim is not None:
+                sim.heed_cool_down()
+
+    monitor.add_listener(heed)
+    async with (
+        kit if kit is not None else contextlib.nullcontext(),
+        monitor,
+    ):
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        live_ctx = Live(view.render(), refresh_per_second=4) if live else None
+        with live_ctx if live_ctx is not None else contextlib.nullcontext():
+            while deadline is None or time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                if live_ctx is not None:
+                    live_ctx.update(view.render())
+    return monitor

@@ -1,0 +1,246 @@
+"""Replay: re-run detection over a recording, as fast as the machine allows.
+
+Input CSV (``time,patient,heart_rate_bpm,skin_temp_c[,core_temp_c]``) is streamed row by
+row: memory holds only the per-patient engines, whatever the file size. A malformed row is
+reported with its line number and skipped; the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TextIO
+
+from pydantic import ValidationError
+
+from monitor.config import EngineConfig
+from monitor.engine import MonitorEngine, PatientEngine, StepResult
+from monitor.errors import InputError
+from monitor.model import EventKind, SampleKind, ThermalState, iso_utc
+from monitor.profile import PatientProfile
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("time", "patient", "heart_rate_bpm", "skin_temp_c")
+OPTIONAL_COLUMNS = ("core_temp_c",)
+ESTIMATE_COLUMNS = (
+    "time",
+    "patient",
+    "core_temp_c",
+    "core_delta_c",
+    "core_temp_sd_c",
+    "level",
+    "quality",
+    "heart_rate_bpm",
+    "skin_temp_c",
+    "measured_core_c",
+    "minutes_to_threshold",
+    "strain_index",
+    "session",
+)
+MAX_ERRORS_SHOWN = 20
+PROGRESS_EVERY_ROWS = 20_000
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    rows: int = 0
+    samples: int = 0
+    rejected_rows: int = 0
+    estimates: int = 0
+    events: int = 0
+    patients: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _number(text: str, column: str) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{column} {text!r} is not a number") from None
+    return value
+
+
+def _time(text: str) -> float:
+    if not text:
+        raise ValueError("time is empty")
+    try:
+        if text[0].isdigit() and "-" not in text and ":" not in text:
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"time {text!r} is neither ISO 8601 nor epoch seconds") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"time {text!r} has no zone; use UTC (…Z)")
+    return dt.timestamp()
+
+
+class _Writers:
+    """Streams estimates and events to their files as the engine produces them."""
+
+    def __init__(self, events: TextIO, estimates: TextIO, *, all_events: bool) -> None:
+        self._events = events
+        self._est = csv.writer(estimates, lineterminator="\n")
+        self._est.writerow(ESTIMATE_COLUMNS)
+        self._all_events = all_events
+        self.n_events = 0
+        self.n_estimates = 0
+
+    def write(self, result: StepResult) -> None:
+        for state in result.states:
+            self._state(state)
+        for event in result.events:
+            if event.kind is EventKind.LEVEL or self._all_events:
+                self._events.write(json.dumps(event.to_json_dict(), ensure_ascii=False) + "\n")
+                self.n_events += 1
+
+    def _state(self, s: ThermalState) -> None:
+        self._est.writerow(
+            (
+                iso_utc(s.time),
+                s.patient,
+                f"{s.core_temp_c:.3f}",
+                f"{s.core_delta_c:.3f}",
+                f"{s.core_temp_sd_c:.3f}",
+                s.level.value,
+                s.quality.value,
+                _fmt(s.heart_rate_bpm, 1),
+                _fmt(s.skin_temp_c, 2),
+                _fmt(s.measured_core_c, 2),
+                _fmt(s.minutes_to_threshold, 1),
+                _fmt(s.strain_index, 2),
+                s.session,
+            )
+        )
+        self.n_estimates += 1
+
+
+def _lines(raw: IO[bytes], progress: Callable[[int], None] | None) -> Iterator[str]:
+    done = 0
+    for count, line in enumerate(raw, start=1):
+        done += len(line)
+        if progress is not None and count % PROGRESS_EVERY_ROWS == 0:
+            progress(done)
+        yield line.decode("utf-8", errors="replace")
+    if progress is not None:
+        progress(done)
+
+
+def replay(
+    input_path: Path,
+    *,
+    events_out: TextIO,
+    estimates_out: TextIO,
+    profiles: Mapping[str, PatientProfile] | None = None,
+    config: EngineConfig | None = None,
+    all_events: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> ReplayReport:
+    """Replay ``input_path`` through the engine. ``progress`` gets bytes read so far;
+    ``on_error`` gets each rejected row's message (file:line: what is wrong)."""
+    report = ReplayReport()
+    engine = MonitorEngine(
+        profiles=profiles or {},
+        config=config or EngineConfig(),
+        default_profile=lambda pid: PatientProfile(id=pid),
+    )
+    writers = _Writers(events_out, estimates_out, all_events=all_events)
+    name = input_path.name
+
+    def reject(line: int, message: str) -> None:
+        report.rejected_rows += 1
+        text = f"{name}:{line}: {message}"
+        if len(report.errors) < MAX_ERRORS_SHOWN:
+            report.errors.append(text)
+        if on_error is not None:
+            on_error(text)
+
+    engines: dict[str, PatientEngine] = {}
+    hr_kind, skin_kind, core_kind = (
+        SampleKind.HEART_RATE,
+        SampleKind.SKIN_TEMP,
+        SampleKind.CORE_TEMP,
+    )
+    with input_path.open("rb") as raw:
+        reader = csv.reader(_lines(raw, progress))
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise InputError("empty file: no header", where=f"{name}:1") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise InputError(
+                f"header lacks {', '.join(missing)}; expected {','.join(REQUIRED_COLUMNS)}"
+                f"[,{','.join(OPTIONAL_COLUMNS)}]",
+                where=f"{name}:1",
+            )
+        i_time, i_pat = header.index("time"), header.index("patient")
+        i_hr, i_skin = header.index("heart_rate_bpm"), header.index("skin_temp_c")
+        i_core = header.index("core_temp_c") if "core_temp_c" in header else -1
+        width = len(header)
+        write = writers.write
+        for row in reader:
+            report.rows += 1
+            if len(row) != width:
+                if not row or row == [""]:
+                    report.rows -= 1
+                    continue
+                reject(reader.line_num, f"expected {width} cells, found {len(row)}")
+                continue
+            try:
+                t = _time(row[i_time])
+                hr = _number(row[i_hr], "heart_rate_bpm")
+                skin = _number(row[i_skin], "skin_temp_c")
+                core = _number(row[i_core], "core_temp_c") if i_core >= 0 else None
+            except ValueError as err:
+                reject(reader.line_num, str(err))
+                continue
+            patient = row[i_pat]
+            pe = engines.get(patient)
+            if pe is None:
+                try:
+                    pe = engines[patient] = engine.engine(patient)
+                except (ValidationError, InputError):
+                    reject(reader.line_num, f"patient id {patient!r} is not a valid pseudonym")
+                    continue
+            for kind, value in ((hr_kind, hr), (skin_kind, skin), (core_kind, core)):
+                if value is None:
+                    continue
+                report.samples += 1
+                r = pe.ingest_value(kind, value, t)
+                if r.states or r.events:
+                    write(r)
+    for result in engine.close():
+        writers.write(result)
+    report.patients = len(engines)
+    for pe in engines.values():
+        for flag, n in pe.counters.items():
+            report.flags[flag] = report.flags.get(flag, 0) + n
+    report.estimates = writers.n_estimates
+    report.events = writers.n_events
+    return report
+
+
+def load_profiles(path: Path) -> dict[str, PatientProfile]:
+    """Profiles from a TOML file with ``[[patients]]`` tables (the config file will do)."""
+    from monitor.config import load_config
+
+    config = load_config(path)
+    return {p.id: p for p in config.patients}

@@ -1,0 +1,69 @@
+"""Configuration: one TOML file, validated at start, errors that name the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config, parse_config
+from monitor.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_commented_sample_is_valid() -> None:
+    config = load_config(ROOT / "heatmon.sample.toml", environ={})
+    assert [p.id for p in config.patients] == ["p-7f3a", "p-91c2"]
+    assert config.profile("p-7f3a") is not None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"patients": [{"id": "p1", "threshold_rise_c": -1}]}, "patients.0.threshold_rise_c"),
+        ({"patients": [{"id": "a/b"}]}, "patients.0.id"),
+        ({"patients": [{"id": "p1", "colour": "red"}]}, "patients.0.colour"),
+        ({"patients": [{"id": "p1"}, {"id": "p1"}]}, "repeated: p1"),
+        (
+            {"devices": [{"address": "x", "patient": "nobody", "role": "heart_rate"}]},
+            "devices[0].patient 'nobody'",
+        ),
+        ({"engine": {"step_s": 0}}, "engine.step_s"),
+        ({"monitor": {"log_level": "LOUD"}}, "monitor.log_level"),
+    ],
+)
+def test_errors_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_config(data, environ={})
+
+
+def test_environment_overrides_secrets() -> None:
+    config = parse_config(
+        {"sinks": {"influxdb": {"url": "http://x", "token": "in-file"}}},
+        environ={"HEATMON_INFLUXDB_TOKEN": "from-env", "HEATMON_MONITOR_INSTANCE": "m2"},
+    )
+    assert config.sinks["influxdb"]["token"] == "from-env"
+    assert config.monitor.instance == "m2"
+
+
+def test_bad_toml_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "h.toml"
+    bad.write_text("[monitor\n")
+    with pytest.raises(ConfigError, match=r"h\.toml: not valid TOML"):
+        load_config(bad, environ={})
+
+
+def test_run_check_reports_errors_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "h.toml"
+    bad.write_text('[[patients]]\nid = "p1"\nage = 300\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "run", "--config", str(bad), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert "patients.0.age" in r.stderr

@@ -1,0 +1,135 @@
+"""The per-patient engine on the simulator's scenarios and on hand-made input."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.simulator import SCENARIOS, SimulatedPatient
+from monitor.config import EngineConfig
+from monitor.engine import MonitorEngine, StepResult
+from monitor.errors import InputError
+from monitor.memory import deep_sizeof
+from monitor.model import Event, EventKind, Level, Quality, Sample, SampleFlag, SampleKind
+from monitor.profile import PatientProfile
+
+T0 = 1_750_000_000.0
+
+
+def run_scenario(name: str, seed: int, estimator: str = "heat_balance") -> dict[str, float | None]:
+    sc = SCENARIOS[name]
+    sim = SimulatedPatient(scenario=sc, seed=seed)
+    engine = MonitorEngine(
+        profiles={"p": PatientProfile(id="p", age=sc.age, activity=sc.activity)},
+        config=EngineConfig(estimator=estimator),
+    )
+    first_cool_down = crossed = None
+    while not sim.finished:
+        v = sim.step(1.0)
+        t = T0 + v.time_s
+        for kind, value in (
+            (SampleKind.HEART_RATE, v.heart_rate_bpm),
+            (SampleKind.SKIN_TEMP, v.skin_temp_c),
+        ):
+            r = engine.ingest(Sample("p", kind, value, t))
+            for e in r.events:
+                if e.level is Level.COOL_DOWN and first_cool_down is None:
+                    first_cool_down = v.time_s
+        if crossed is None and sim.core_rise_c >= 0.5:
+            crossed = v.time_s
+    return {"cool_down": first_cool_down, "crossed": crossed}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", [n for n, s in SCENARIOS.items() if s.hot])
+def test_cool_down_comes_before_the_rise_reaches_the_threshold(name: str, seed: int) -> None:
+    r = run_scenario(name, seed)
+    assert r["crossed"] is not None, "the hot scenario must really get hot"
+    assert r["cool_down"] is not None
+    assert r["cool_down"] < r["crossed"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_cool_down_in_the_cool_light_session(seed: int) -> None:
+    r = run_scenario("cool_gym_strength", seed)
+    assert r["crossed"] is None
+    assert r["cool_down"] is None
+
+
+def hr(engine: MonitorEngine, t: float, value: float) -> StepResult:
+    return engine.ingest(Sample("p", SampleKind.HEART_RATE, value, T0 + t))
+
+
+def test_unknown_patient_is_refused_without_a_default() -> None:
+    engine = MonitorEngine(profiles={})
+    with pytest.raises(InputError, match="unknown patient"):
+        engine.ingest(Sample("x", SampleKind.HEART_RATE, 70.0, T0))
+
+
+def test_stale_data_is_reported_and_recovers() -> None:
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p", resting_hr_bpm=65)})
+    for t in range(60):
+        hr(engine, t, 70.0)
+    r = engine.advance(T0 + 200)
+    kinds = [(e.kind, e.quality) for e in r.events]
+    assert (EventKind.QUALITY, Quality.STALE) in kinds
+    assert "out of range" in r.events[-1].message or "No fresh data" in r.events[-1].message
+    for t in range(300, 330):
+        hr(engine, t, 70.0)
+    state = engine.state("p")
+    assert state is not None and state.quality is Quality.GOOD
+
+
+def test_strap_off_is_sensor_off_not_a_drop_in_heart_rate() -> None:
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p", resting_hr_bpm=65)})
+    for t in range(60):
+        hr(engine, t, 70.0)
+    flags: list[SampleFlag] = []
+    events: list[Event] = []
+    for t in range(60, 90):
+        r = engine.ingest(Sample("p", SampleKind.HEART_RATE, 0.0, T0 + t))
+        flags.append(r.flag)
+        events.extend(r.events)
+    assert set(flags) == {SampleFlag.ZERO}
+    assert any(e.quality is Quality.SENSOR_OFF for e in events)
+    state = engine.state("p")
+    assert state is not None and state.heart_rate_bpm == 70.0
+
+
+def test_every_event_has_plain_advice_and_cool_down_needs_ack() -> None:
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p", resting_hr_bpm=60)})
+    events: list[Event] = []
+    for t in range(0, 3600):
+        events.extend(hr(engine, t, 60.0 if t < 300 else 150.0).events)
+    levels = [e for e in events if e.kind is EventKind.LEVEL]
+    assert [e.level for e in levels][:2] == [Level.CAUTION, Level.COOL_DOWN]
+    cool = levels[1]
+    assert cool.requires_ack
+    assert "Cool down now" in cool.message
+    assert any("cold" in a for a in cool.advice)
+    assert len({e.id for e in events}) == len(events)
+
+
+def test_unwell_today_tightens_the_threshold() -> None:
+    well = PatientProfile(id="p")
+    unwell = PatientProfile(id="p", unwell_today=True)
+    assert unwell.effective_threshold_c < well.effective_threshold_c
+
+
+def test_a_new_session_after_a_long_pause_gets_a_new_baseline() -> None:
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p", resting_hr_bpm=65)})
+    first = hr(engine, 0, 70.0)
+    second = hr(engine, 3600, 70.0)
+    assert first.records[0].stop is None
+    closed, opened = second.records
+    assert closed.stop == T0 and opened.start == T0 + 3600
+    assert closed.session != opened.session
+
+
+def test_state_per_patient_is_small() -> None:
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p")})
+    sim = SimulatedPatient(scenario=SCENARIOS["intervals"], seed=0)
+    for _ in range(1800):
+        v = sim.step(1.0)
+        engine.ingest(Sample("p", SampleKind.HEART_RATE, v.heart_rate_bpm, T0 + v.time_s, "strap"))
+        engine.ingest(Sample("p", SampleKind.SKIN_TEMP, v.skin_temp_c, T0 + v.time_s, "skin"))
+    assert deep_sizeof(engine.engine("p")) < 10_000
