@@ -20,6 +20,8 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "replay",
     "simulate",
+    "gateway",
+    "mqtt",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 

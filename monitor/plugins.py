@@ -116,6 +116,7 @@ SOURCES: Mapping[str, str] = MappingProxyType(
 SINKS: Mapping[str, str] = MappingProxyType(
     {
         "jsonl": "monitor.sinks:JsonlEventSink",
+        "mqtt": "monitor.mqtt.sink:MqttSink",
     }
 )
 
