@@ -8,6 +8,8 @@ import aiomqtt
 
 from monitor.mqtt.options import MqttOptions
 
+PENDING_CALLS_WARN = 1000
+"""aiomqtt warns above this many unanswered calls; alerts and batches are sent in parallel."""
 PUBLISH_TIMEOUT_S = 10.0
 """Longest wait for a PUBACK before the connection is treated as broken."""
 
@@ -27,7 +29,7 @@ def make_client(
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
     password = options.password.get_secret_value() if options.password is not None else None
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         options.host,
         options.port,
         username=options.username,
@@ -39,6 +41,8 @@ def make_client(
         tls_params=tls_params,
         timeout=PUBLISH_TIMEOUT_S,
     )
+    client.pending_calls_threshold = PENDING_CALLS_WARN
+    return client
 
 
 def payload_bytes(payload: object) -> bytes:
