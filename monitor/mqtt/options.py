@@ -101,8 +101,9 @@ class MqttOptions(BaseModel):
 
 
 def parse_options(options: Mapping[str, Any], *, section: str = "sinks.mqtt") -> MqttOptions:
+    opts = {k: v for k, v in options.items() if k != "enabled"}  # the service's switch
     try:
-        return MqttOptions.model_validate(dict(options))
+        return MqttOptions.model_validate(opts)
     except ValidationError as err:
         detail = "; ".join(
             f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
