@@ -22,6 +22,9 @@ COMMANDS: tuple[str, ...] = (
     "simulate",
     "gateway",
     "mqtt",
+    "query",
+    "export",
+    "downsample",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 

@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
 
 from rich.console import Group
 from rich.live import Live
@@ -31,13 +33,20 @@ from adapters.simulator import (
 from monitor.config import EngineConfig
 from monitor.engine import MonitorEngine
 from monitor.model import Event, EventKind, Level, Quality, ThermalState
-from monitor.plugins import Source
+from monitor.plugins import Sink, Source
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
+from monitor.storage.localserver import local_influxdb
+from monitor.storage.options import InfluxOptions
+from monitor.storage.sink import InfluxSink
 
 log = logging.getLogger(__name__)
 
 DISCLAIMER = "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
+
+
+DEMO_DATA_DIR = Path("var") / "demo"
+"""The demo's InfluxDB data and spool (kept between runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +64,20 @@ DEMO_PATIENTS: tuple[DemoPatient, ...] = (
     DemoPatient("p-dia", "Dia", "heat_sensitive", 52),
 )
 
-LEVEL_STYLE: Mapping[Level, str] = {
-    Level.OK: "bold green",
-    Level.CAUTION: "bold yellow",
-    Level.COOL_DOWN: "bold white on red",
-}
-LEVEL_TEXT: Mapping[Level, str] = {
-    Level.OK: "ok",
-    Level.CAUTION: "getting warm",
-    Level.COOL_DOWN: "COOL DOWN NOW",
-}
+LEVEL_STYLE: Mapping[Level, str] = MappingProxyType(
+    {
+        Level.OK: "bold green",
+        Level.CAUTION: "bold yellow",
+        Level.COOL_DOWN: "bold white on red",
+    }
+)
+LEVEL_TEXT: Mapping[Level, str] = MappingProxyType(
+    {
+        Level.OK: "ok",
+        Level.CAUTION: "getting warm",
+        Level.COOL_DOWN: "COOL DOWN NOW",
+    }
+)
 
 
 def demo_profiles() -> dict[str, PatientProfile]:
@@ -123,7 +136,21 @@ async def run_demo(
 ) -> Monitor:
     """Run the demo. With ``wearables`` (the default) the simulated patients wear virtual
     Bluetooth wearables (bumble GATT servers) read by the ``ble`` source through bleak;
-    without, the simulator feeds the engine directly."""
+    without, the simulator feeds the engine directly. Everything is stored to a local
+    InfluxDB when one is present (see :func:`monitor.storage.localserver.local_influxdb`)."""
+    async with local_influxdb(DEMO_DATA_DIR / "influxdb") as influx_url:
+        sinks: list[Sink] = []
+        if influx_url is not None:
+            options = InfluxOptions(url=influx_url, database="heatmon")
+            sinks.append(InfluxSink(options=options, data_dir=DEMO_DATA_DIR / "influx-sink"))
+        return await _run_demo(
+            speed=speed, duration_s=duration_s, live=live, wearables=wearables, sinks=sinks
+        )
+
+
+async def _run_demo(
+    *, speed: float, duration_s: float | None, live: bool, wearables: bool, sinks: list[Sink]
+) -> Monitor:
     profiles = demo_profiles()
     start_wall = time.time()
 
@@ -154,7 +181,7 @@ async def run_demo(
         )
         patients, source = simulator.patients, simulator
     engine = MonitorEngine(profiles=profiles, config=EngineConfig())
-    monitor = Monitor(engine=engine, sources=[source], clock=clock)
+    monitor = Monitor(engine=engine, sources=[source], sinks=sinks, clock=clock)
     view = TerminalView(profiles=profiles, speed=speed)
     monitor.add_listener(view)
 

@@ -90,6 +90,8 @@ class MonitorControl(Protocol):
 
     def open_alerts(self, patient: str) -> list[Event]: ...
 
+    def report_gap(self, patient: str, device: str, *, start: float, end: float) -> None: ...
+
 
 class PluginContext:
     """What a plugin may know about the rest of the service: the configuration, the instance
@@ -115,6 +117,7 @@ SOURCES: Mapping[str, str] = MappingProxyType(
 )
 SINKS: Mapping[str, str] = MappingProxyType(
     {
+        "influxdb": "monitor.storage.sink:InfluxSink",
         "jsonl": "monitor.sinks:JsonlEventSink",
         "mqtt": "monitor.mqtt.sink:MqttSink",
     }

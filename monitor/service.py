@@ -168,6 +168,16 @@ class Monitor:
             sink.submit_record(report)
         return report
 
+    def report_gap(self, patient: str, device: str, *, start: float, end: float) -> None:
+        """A source lost ``device`` from ``start`` to ``end`` (and has it back): a
+        data-quality event for the patient's caregivers and the store."""
+        try:
+            result = self.engine.engine(patient).note_gap(device, start=start, end=end)
+        except InputError as err:
+            log.warning("gap report rejected: %s", err.reason)
+            return
+        self._fan_out(result)
+
     # -- outputs ----------------------------------------------------------------------
 
     def state(self, patient: str) -> ThermalState | None:

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(python3-venv mosquitto influxdb victoria-metrics chromium)
+DEBS=(python3-venv mosquitto influxdb victoria-metrics chromium curl)
 need=()
 for pkg in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")

@@ -133,3 +133,13 @@ def test_state_per_patient_is_small() -> None:
         engine.ingest(Sample("p", SampleKind.HEART_RATE, v.heart_rate_bpm, T0 + v.time_s, "strap"))
         engine.ingest(Sample("p", SampleKind.SKIN_TEMP, v.skin_temp_c, T0 + v.time_s, "skin"))
     assert deep_sizeof(engine.engine("p")) < 10_000
+
+
+def test_a_reported_gap_is_a_quality_event() -> None:
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p", resting_hr_bpm=65)})
+    for t in range(30):
+        hr(engine, t, 70.0)
+    r = engine.engine("p").note_gap("strap", start=T0 + 29, end=T0 + 41)
+    (event,) = r.events
+    assert event.kind is EventKind.QUALITY
+    assert "12 s" in event.message and event.patient == "p"

@@ -224,7 +224,12 @@ class BleSource(Source):
             if number <= 0:
                 raise ConfigError(f"sources.ble.{key}: must be > 0, got {value!r}")
             kwargs[key] = number
-        return cls(devices=config.devices, **kwargs)
+
+        def on_gap(patient: str, device: str, start: float, end: float) -> None:
+            if context.monitor is not None:
+                context.monitor.report_gap(patient, device, start=start, end=end)
+
+        return cls(devices=config.devices, on_gap=on_gap, **kwargs)
 
     @property
     def stats(self) -> Mapping[str, DeviceStats]:

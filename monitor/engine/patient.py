@@ -216,6 +216,22 @@ class PatientEngine:
             self._close_session(records)
         return StepResult(SampleFlag.OK, tuple(states), tuple(events), tuple(records))
 
+    def note_gap(self, device: str, *, start: float, end: float) -> StepResult:
+        """A source reports that ``device`` sent nothing from ``start`` to ``end`` (a dropped
+        connection, now back): a data-quality event beside the level."""
+        self.counters["gaps"] = self.counters.get("gaps", 0) + 1
+        seconds = max(0.0, end - start)
+        role = f" ({device})" if device else ""
+        message = (
+            f"A wearable{role} was out of touch for {seconds:.0f} s and is back; "
+            "nothing was estimated from it in that time."
+        )
+        level = self._risk.level
+        event = self._event(
+            end, EventKind.QUALITY, level, level, self._last_delta or 0.0, message, ()
+        )
+        return StepResult(SampleFlag.GAP, (), (event,))
+
     def flush(self) -> StepResult:
         """End of input (replay): close the last, partial window."""
         if self._session is None:

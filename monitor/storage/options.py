@@ -1,0 +1,48 @@
+"""Options of the ``influxdb`` sink (``[sinks.influxdb]`` in ``heatmon.toml``).
+
+Secrets (``token``, ``password``) come from the environment
+(``HEATMON_INFLUXDB_TOKEN``, ``HEATMON_INFLUXDB_PASSWORD``) and are never logged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from monitor.storage.lineprotocol import Precision
+
+
+class InfluxOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(default="http://127.0.0.1:8086", pattern=r"^https?://[^\s/]+(/.*)?$")
+    api: Literal["auto", "v1", "v2"] = "auto"
+    database: str = Field(default="heatmon", min_length=1, max_length=200)
+    retention_policy: str = ""
+    bucket: str = ""
+    org: str = ""
+    token: SecretStr = SecretStr("")
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    precision: Precision = "ns"
+    gzip: bool = True
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    create_database: bool = True
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    spool_dir: str = ""
+    """Default: ``<monitor.data_dir>/influxdb/spool``."""
+    spool_max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
+    spool_fsync: bool = True
+    quarantine_file: str = ""
+    """Default: ``<monitor.data_dir>/influxdb/quarantine.jsonl``."""
+    stop_timeout_s: float = Field(default=5.0, ge=0, le=300)
+    """On stop, how long to keep trying to deliver what is spooled before leaving it."""
+    downsample: bool = False
+    """Create the one-minute continuous queries (InfluxDB 1.x) at start."""
+
+    @field_validator("url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")

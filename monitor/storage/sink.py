@@ -1,0 +1,347 @@
+"""The ``influxdb`` sink: everything the engine produces, stored, surviving outages.
+
+``submit_*`` only encode one line of line protocol and append it to a list: the engine
+and the alerts never wait on storage. Two tasks do the rest:
+
+- the *flusher* cuts the list into batches (``batch_size`` points, or whatever arrived
+  within ``flush_interval_s``) and appends each batch to the durable :class:`Spool`;
+- the *sender* sends the oldest spooled batches (several at once after an outage, up to
+  ``batch_size`` points) and marks them delivered; while InfluxDB is down or slow it
+  backs off (:class:`monitor.backoff.Backoff`) and batches pile up in the spool.
+
+A batch InfluxDB refuses (400/422) goes to the quarantine file (JSON lines, with the
+reason) and is never retried; a point that cannot be written at all (a tag value with a
+line break) goes there too. A restart resumes the spool where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import ValidationError
+
+from monitor.backoff import Backoff
+from monitor.errors import ConfigError, HeatmonError, InputError
+from monitor.model import (
+    Acknowledgement,
+    Event,
+    Sample,
+    SampleFlag,
+    SessionRecord,
+    SymptomReport,
+    ThermalState,
+    iso_utc,
+)
+from monitor.plugins import PluginContext, Sink
+from monitor.storage import lineprotocol as lp
+from monitor.storage.options import InfluxOptions
+from monitor.storage.spool import Chunk, Spool
+from monitor.storage.writer import InfluxWriter, WriteError
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_S = 0.2
+"""First wait after a failed write."""
+RETRY_MAX_S = 10.0
+"""Longest wait between two write attempts while InfluxDB is down."""
+OUTAGE_LOG_INTERVAL_S = 30.0
+"""While InfluxDB stays unreachable, the sink repeats its warning this often."""
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """Counters of the InfluxDB sink (points unless named otherwise)."""
+
+    submitted: int = 0
+    written: int = 0
+    quarantined: int = 0
+    batches_written: int = 0
+    write_failures: int = 0
+    spool_dropped: int = 0
+    spooled: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class InfluxSink(Sink):
+    """Stores samples, thermal state, alerts, acknowledgements, sessions and symptoms."""
+
+    name = "influxdb"
+
+    def __init__(self, *, options: InfluxOptions, data_dir: Path) -> None:
+        self.options = options
+        spool_dir = Path(options.spool_dir) if options.spool_dir else data_dir / "spool"
+        self.quarantine_path = (
+            Path(options.quarantine_file)
+            if options.quarantine_file
+            else data_dir / "quarantine.jsonl"
+        )
+        self.spool = Spool(
+            directory=spool_dir, max_bytes=options.spool_max_bytes, fsync=options.spool_fsync
+        )
+        self.writer = InfluxWriter(options=options)
+        self.stats = SinkStats()
+        self._buffer: list[str] = []
+        self._rejected: list[tuple[str, str]] = []
+        self._full = asyncio.Event()
+        self._spooled = asyncio.Event()
+        self._delivered = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._outage_since: float | None = None
+        self._outage_logged_at = 0.0
+        self._downsample_done = False
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
+        try:
+            parsed = InfluxOptions.model_validate(dict(options))
+        except ValidationError as err:
+            problems = "; ".join(
+                f"sinks.influxdb.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in err.errors()
+            )
+            raise ConfigError(problems) from err
+        monitor_cfg = getattr(context.config, "monitor", None)
+        base = Path(getattr(monitor_cfg, "data_dir", "var"))
+        return cls(options=parsed, data_dir=base / "influxdb")
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.spool.open)
+        self.stats.spooled = self.spool.pending_points
+        await self.writer.start()
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="influxdb-flush"),
+            asyncio.create_task(self._send_loop(), name="influxdb-send"),
+        ]
+        if self.spool.pending_points:
+            self._spooled.set()
+
+    async def stop(self) -> None:
+        """Spool what is buffered, try to deliver for ``stop_timeout_s``, then stop; what
+        is still spooled is sent at the next start."""
+        if not self._tasks:
+            return
+        flusher, sender = self._tasks
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await self._flush_buffer()
+        if not await self.drain(timeout_s=self.options.stop_timeout_s):
+            log.warning(
+                "InfluxDB sink stops with %d points in the spool %s; they are sent at the "
+                "next start",
+                self.spool.pending_points,
+                self.spool.directory,
+            )
+        self._stopping.set()
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        self._tasks = []
+        await self.writer.close()
+        await asyncio.to_thread(self.spool.close)
+
+    async def drain(self, *, timeout_s: float) -> bool:
+        """Spool what is buffered and wait until the spool is delivered; False on timeout."""
+        await self._flush_buffer()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self.spool.empty:
+                    self._delivered.clear()
+                    await self._delivered.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- submit (never blocks, never raises) -------------------------------------------
+
+    def _add(self, make: Any, *args: Any) -> None:
+        self.stats.submitted += 1
+        try:
+            line: str = make(*args, self.options.precision)
+        except InputError as err:
+            self._rejected.append((err.reason, repr(args[0])[:2000]))
+            return
+        except (TypeError, ValueError, AttributeError) as err:  # never raise into the engine
+            self._rejected.append((f"{type(err).__name__}: {err}", repr(args[0])[:2000]))
+            return
+        self._buffer.append(line)
+        if len(self._buffer) >= self.options.batch_size:
+            self._full.set()
+
+    def submit_sample(self, sample: Sample, flag: SampleFlag) -> None:
+        self._add(lp.sample_line, sample, flag)
+
+    def submit_state(self, state: ThermalState) -> None:
+        self._add(lp.state_line, state)
+
+    def submit_event(self, event: Event) -> None:
+        self._add(lp.event_line, event)
+
+    def submit_record(self, record: SymptomReport | Acknowledgement | SessionRecord) -> None:
+        self._add(lp.record_line, record)
+
+    # -- flusher -------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.options.flush_interval_s):
+                    await self._full.wait()
+            self._full.clear()
+            await self._flush_buffer()
+
+    async def _flush_buffer(self) -> None:
+        async with self._flush_lock:
+            rejected, self._rejected = self._rejected, []
+            for reason, item in rejected:
+                await self._quarantine(f"cannot encode: {reason}", item, 1)
+            size = self.options.batch_size
+            while self._buffer:
+                part = self._buffer[:size]
+                payload = "\n".join(part).encode()
+                try:
+                    await asyncio.to_thread(self.spool.append, payload, len(part))
+                except OSError as err:
+                    log.error(
+                        "cannot append to the InfluxDB spool %s (%s); keeping %d points in "
+                        "memory and trying again",
+                        self.spool.directory,
+                        err,
+                        len(self._buffer),
+                    )
+                    return
+                del self._buffer[: len(part)]
+                self.stats.spooled = self.spool.pending_points
+                self.stats.spool_dropped = self.spool.dropped_points
+                self._spooled.set()
+
+    # -- sender --------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        backoff = Backoff(base_s=RETRY_BASE_S, max_s=RETRY_MAX_S)
+        while True:
+            chunk = await asyncio.to_thread(self.spool.read, max_points=self.options.batch_size)
+            if chunk is None:
+                self._delivered.set()
+                self._spooled.clear()
+                if self.spool.empty:
+                    await self._spooled.wait()
+                continue
+            try:
+                await self._deliver(chunk.payload, chunk.points)
+            except WriteError as err:
+                self.stats.write_failures += 1
+                self._note_outage(err, chunk)
+                delay = err.retry_after_s if err.retry_after_s is not None else 0.0
+                delay = max(delay, backoff.next_delay())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+                continue
+            await asyncio.to_thread(self.spool.commit, chunk)
+            self.stats.spooled = self.spool.pending_points
+            self.stats.batches_written += 1
+            backoff.reset()
+            self._note_recovery()
+            if self.options.downsample and not self._downsample_done:
+                await self._set_up_downsampling()
+            self._delivered.set()
+
+    async def _deliver(self, payload: bytes, points: int) -> None:
+        """Write, quarantine (drop) or split; raise :class:`WriteError` to retry later."""
+        try:
+            await self.writer.write(payload)
+        except WriteError as err:
+            if err.action == "drop":
+                await self._quarantine(str(err), payload.decode(), points)
+                return
+            if err.action == "split":
+                lines = payload.split(b"\n")
+                if len(lines) == 1:
+                    await self._quarantine(str(err), payload.decode(), 1)
+                    return
+                half = len(lines) // 2
+                await self._deliver(b"\n".join(lines[:half]), half)
+                await self._deliver(b"\n".join(lines[half:]), len(lines) - half)
+                return
+            raise
+        self.stats.written += points
+
+    async def _set_up_downsampling(self) -> None:
+        """Create the one-minute continuous queries (InfluxDB 1.x only; 2.x uses a task)."""
+        self._downsample_done = True
+        if self.writer.api != "v1":
+            log.info("downsample: on InfluxDB 2.x/3.x install docs/influxdb2-downsample.flux")
+            return
+        from monitor.storage.downsample import ensure_continuous_queries
+        from monitor.storage.query import HeatmonStore
+
+        try:
+            await asyncio.to_thread(
+                ensure_continuous_queries, HeatmonStore.from_options(self.options)
+            )
+        except HeatmonError as err:
+            log.warning("could not create the one-minute continuous queries: %s", err)
+
+    def _note_outage(self, err: WriteError, chunk: Chunk) -> None:
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            self._outage_logged_at = now
+            log.warning("InfluxDB write failed (%s); points are kept in the spool and retried", err)
+        elif now - self._outage_logged_at >= OUTAGE_LOG_INTERVAL_S:
+            self._outage_logged_at = now
+            log.warning(
+                "InfluxDB still failing after %.0f s (%s); %d points waiting in the spool",
+                now - self._outage_since,
+                err,
+                self.spool.pending_points,
+            )
+        log.debug("batch of %d points not written: %s", chunk.points, err)
+
+    def _note_recovery(self) -> None:
+        if self._outage_since is not None:
+            log.info(
+                "InfluxDB writes work again after %.1f s; %d points still to replay",
+                time.monotonic() - self._outage_since,
+                self.spool.pending_points,
+            )
+            self._outage_since = None
+
+    async def _quarantine(self, reason: str, lines: str, points: int) -> None:
+        self.stats.quarantined += points
+        record = {"time": iso_utc(time.time()), "reason": reason, "points": points}
+        log.error(
+            "%d points quarantined, not retried (%s); kept in %s",
+            points,
+            reason[:200],
+            self.quarantine_path,
+        )
+        text = json.dumps({**record, "lines": lines}, ensure_ascii=False) + "\n"
+        await asyncio.to_thread(self._append_quarantine, text)
+
+    def _append_quarantine(self, text: str) -> None:
+        self.quarantine_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.quarantine_path.open("a", encoding="utf-8") as f:
+            f.write(text)

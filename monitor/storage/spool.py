@@ -1,0 +1,410 @@
+"""A durable, bounded, append-only spool of line-protocol batches.
+
+Every batch the InfluxDB sink forms is appended here first and delivered from here,
+oldest first; so a batch survives an InfluxDB outage and a restart of heatmon, and
+delivery order is the order in which the points were produced.
+
+Layout under ``directory``: segment files ``seg-<seq>.lp`` holding records
+(``HMSP`` magic, payload length, point count, CRC-32, then the payload: lines joined by
+``\\n``), and ``position`` (the first undelivered record: ``<seq> <offset>``). The
+position is saved at most once a second, so after a crash a few delivered batches may
+be sent again; that is harmless because every point has a fixed time and tag set and
+InfluxDB overwrites it (see :mod:`monitor.storage.lineprotocol`).
+
+A torn record at the end of the newest segment (a crash during a write) is cut off on
+open, with a warning. The spool is bounded in bytes: it warns as it fills (50 %, 80 %,
+95 %) and, when full, drops the oldest segment, as Telegraf's buffer drops its oldest
+metrics, counting and logging every point dropped.
+
+All methods are synchronous and thread-safe; the sink calls them through
+``asyncio.to_thread`` so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from monitor.errors import HeatmonError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"HMSP"
+HEADER = struct.Struct("<4sIII")  # magic, payload length, point count, crc32
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+"""Default bound of the spool on disk."""
+DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+"""A segment is closed and a new one started beyond this size."""
+POSITION_SAVE_INTERVAL_S = 1.0
+"""The delivered position is written to disk at most this often (and on close)."""
+CACHE_BYTES = 16 * 1024 * 1024
+"""Recently appended records are kept in memory up to this size, to be sent without
+reading them back from disk."""
+WARN_FRACTIONS = (0.5, 0.8, 0.95)
+"""Fill levels at which the spool warns, loudly."""
+
+
+class SpoolError(HeatmonError):
+    """The spool directory cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Consecutive records read from the spool, to be sent as one request."""
+
+    payload: bytes
+    points: int
+    records: int
+    end: tuple[int, int]
+
+
+@dataclass(slots=True)
+class _Cached:
+    pos: tuple[int, int]
+    payload: bytes
+    points: int
+    end: tuple[int, int]
+
+
+def _seg_name(seq: int) -> str:
+    return f"seg-{seq:012d}.lp"
+
+
+class Spool:
+    """Segment files of line-protocol batches; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fsync: bool = True,
+    ) -> None:
+        if max_bytes < 2 * segment_bytes:
+            segment_bytes = max(4096, max_bytes // 4)
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._sizes: dict[int, int] = {}
+        self._read: tuple[int, int] = (0, 0)
+        self._writer: BinaryIO | None = None
+        self._writer_seq = -1
+        self._pending_points = 0
+        self._cache: deque[_Cached] = deque()
+        self._cache_bytes = 0
+        self._position_saved_at = 0.0
+        self._position_dirty = False
+        self._warned = 0.0
+        self.dropped_points = 0
+        self._opened = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Scan the directory, cut a torn tail, and resume from the saved position."""
+        with self._lock:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise SpoolError(f"{self.directory}: cannot create spool: {err}") from err
+            seqs = sorted(
+                int(p.name[4:16])
+                for p in self.directory.glob("seg-*.lp")
+                if p.name[4:16].isdigit() and len(p.name) == 19
+            )
+            read = self._load_position()
+            for seq in seqs:
+                if seq < read[0]:
+                    (self.directory / _seg_name(seq)).unlink(missing_ok=True)
+            seqs = [s for s in seqs if s >= read[0]]
+            if seqs and read[0] < seqs[0]:
+                read = (seqs[0], 0)
+            if not seqs:
+                read = (read[0], 0)
+            self._read = read
+            for n, seq in enumerate(seqs):
+                path = self.directory / _seg_name(seq)
+                valid_end, points = self._scan(
+                    path, start=read[1] if seq == read[0] else 0, last=n == len(seqs) - 1
+                )
+                self._sizes[seq] = valid_end
+                self._pending_points += points
+            if seqs and self._read[1] > self._sizes[seqs[0]]:
+                self._read = (seqs[0], self._sizes[seqs[0]])
+            self._writer_seq = seqs[-1] if seqs else read[0]
+            self._opened = True
+            if self._pending_points:
+                log.warning(
+                    "InfluxDB spool %s holds %d points from before; they will be sent first",
+                    self.directory,
+                    self._pending_points,
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._save_position(force=True)
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            self._opened = False
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def pending_points(self) -> int:
+        return self._pending_points
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(self._sizes.values())
+
+    @property
+    def pending_bytes(self) -> int:
+        return max(0, self.disk_bytes - (self._read[1] if self._read[0] in self._sizes else 0))
+
+    @property
+    def empty(self) -> bool:
+        return self._pending_points == 0
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, payload: bytes, points: int) -> None:
+        """Append one batch durably (flushed, and fsynced unless ``fsync=False``)."""
+        record = HEADER.pack(MAGIC, len(payload), points, zlib.crc32(payload)) + payload
+        with self._lock:
+            if not self._opened:
+                raise SpoolError("spool is not open")
+            self._make_room(len(record))
+            writer = self._writer_for(len(record))
+            offset = self._sizes[self._writer_seq]
+            writer.write(record)
+            writer.flush()
+            if self.fsync:
+                os.fsync(writer.fileno())
+            end = (self._writer_seq, offset + len(record))
+            self._sizes[self._writer_seq] = end[1]
+            self._pending_points += points
+            if self._cache_bytes + len(payload) <= CACHE_BYTES:
+                self._cache.append(_Cached((self._writer_seq, offset), payload, points, end))
+                self._cache_bytes += len(payload)
+            self._warn_fill()
+
+    def _writer_for(self, size: int) -> BinaryIO:
+        current = self._sizes.get(self._writer_seq)
+        if current is None or (current > 0 and current + size > self.segment_bytes):
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            if current is not None:
+                self._writer_seq += 1
+            self._writer_seq = max(self._writer_seq, 0)
+            self._sizes[self._writer_seq] = 0
+        if self._writer is None:
+            path = self.directory / _seg_name(self._writer_seq)
+            self._writer = path.open("ab")
+            if self._sizes[self._writer_seq] == 0 and self.fsync:
+                self._fsync_dir()
+        return self._writer
+
+    def _make_room(self, size: int) -> None:
+        while self.disk_bytes + size > self.max_bytes and len(self._sizes) > 0:
+            oldest = min(self._sizes)
+            if oldest == self._writer_seq:
+                if self._writer is not None:  # close the active segment so it can go
+                    self._writer.close()
+                    self._writer = None
+                self._writer_seq += 1
+            start = self._read[1] if self._read[0] == oldest else 0
+            _, lost = self._scan(self.directory / _seg_name(oldest), start=start, last=False)
+            self._remove_segment(oldest)
+            self._pending_points -= lost
+            self.dropped_points += lost
+            nxt = min(self._sizes) if self._sizes else self._writer_seq
+            self._read = (nxt, 0)
+            self._position_dirty = True
+            self._save_position(force=True)
+            log.error(
+                "InfluxDB spool %s is full (%d bytes): dropped its oldest %d points "
+                "(%d dropped in all); InfluxDB has been unreachable too long",
+                self.directory,
+                self.max_bytes,
+                lost,
+                self.dropped_points,
+            )
+
+    def _warn_fill(self) -> None:
+        fill = self.disk_bytes / self.max_bytes
+        reached = max((f for f in WARN_FRACTIONS if fill >= f), default=0.0)
+        if reached > self._warned:
+            log.warning(
+                "InfluxDB spool %s is %.0f%% full (%d of %d bytes, %d points waiting); "
+                "when full, the oldest points are dropped",
+                self.directory,
+                fill * 100,
+                self.disk_bytes,
+                self.max_bytes,
+                self._pending_points,
+            )
+            self._warned = reached
+        elif reached == 0.0 and self._warned:
+            log.info("InfluxDB spool %s is below half full again", self.directory)
+            self._warned = 0.0
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self, *, max_points: int) -> Chunk | None:
+        """The oldest undelivered records (at least one, then up to ``max_points``)."""
+        with self._lock:
+            payloads: list[bytes] = []
+            points = 0
+            pos = self._read
+            while True:
+                rec = self._record_at(pos)
+                if rec is None:
+                    break
+                payload, count, end = rec
+                if payloads and points + count > max_points:
+                    break
+                payloads.append(payload)
+                points += count
+                pos = end
+                if points >= max_points:
+                    break
+            if not payloads:
+                return None
+            return Chunk(b"\n".join(payloads), points, len(payloads), pos)
+
+    def _record_at(self, pos: tuple[int, int]) -> tuple[bytes, int, tuple[int, int]] | None:
+        seq, offset = pos
+        while self._cache and self._cache[0].pos < pos:
+            self._cache_bytes -= len(self._cache.popleft().payload)
+        for cached in self._cache:
+            if cached.pos == pos:
+                return cached.payload, cached.points, cached.end
+            if cached.pos > pos:
+                break
+        size = self._sizes.get(seq)
+        if size is None:
+            return None
+        if offset >= size:
+            later = [s for s in self._sizes if s > seq]
+            if not later:
+                return None
+            return self._record_at((min(later), 0))
+        path = self.directory / _seg_name(seq)
+        with path.open("rb") as f:
+            f.seek(offset)
+            head = f.read(HEADER.size)
+            magic, length, count, crc = HEADER.unpack(head)
+            payload = f.read(length)
+        if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
+            log.error(
+                "InfluxDB spool segment %s is corrupt at byte %d; skipping its rest", path, offset
+            )
+            self._sizes[seq] = offset
+            return self._record_at((seq, offset))
+        return payload, count, (seq, offset + HEADER.size + length)
+
+    def commit(self, chunk: Chunk) -> None:
+        """Mark ``chunk`` delivered; delete segments that are fully delivered."""
+        with self._lock:
+            self._read = chunk.end
+            self._pending_points -= chunk.points
+            for seq in sorted(self._sizes):
+                if seq < chunk.end[0] or (
+                    seq == chunk.end[0]
+                    and seq != self._writer_seq
+                    and chunk.end[1] >= self._sizes[seq]
+                ):
+                    self._remove_segment(seq)
+            if self._read[0] not in self._sizes and self._sizes:
+                self._read = (min(self._sizes), 0)
+            self._position_dirty = True
+            self._save_position(force=False)
+            if self._warned and self.disk_bytes < self.max_bytes * WARN_FRACTIONS[0]:
+                self._warn_fill()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _remove_segment(self, seq: int) -> None:
+        if seq == self._writer_seq and self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._sizes.pop(seq, None)
+        (self.directory / _seg_name(seq)).unlink(missing_ok=True)
+        self._position_dirty = True
+
+    def _scan(self, path: Path, *, start: int, last: bool) -> tuple[int, int]:
+        """(end of the last whole record, points after ``start``); cuts a torn tail."""
+        points = 0
+        offset = 0
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            while offset + HEADER.size <= size:
+                f.seek(offset)
+                magic, length, count, crc = HEADER.unpack(f.read(HEADER.size))
+                if magic != MAGIC or offset + HEADER.size + length > size:
+                    break
+                if last:
+                    payload = f.read(length)
+                    if zlib.crc32(payload) != crc:
+                        break
+                if offset >= start:
+                    points += count
+                offset += HEADER.size + length
+        if offset != size:
+            log.warning(
+                "InfluxDB spool segment %s ends in a torn record (crash during a write); "
+                "cutting %d bytes",
+                path,
+                size - offset,
+            )
+            with path.open("r+b") as f:
+                f.truncate(offset)
+        return offset, points
+
+    def _load_position(self) -> tuple[int, int]:
+        path = self.directory / "position"
+        try:
+            seq_text, off_text = path.read_text(encoding="ascii").split()
+            return int(seq_text), int(off_text)
+        except FileNotFoundError:
+            return (0, 0)
+        except (OSError, ValueError):
+            log.warning("InfluxDB spool position file %s is unreadable; replaying all", path)
+            return (0, 0)
+
+    def _save_position(self, *, force: bool) -> None:
+        if not self._position_dirty:
+            return
+        now = time.monotonic()
+        if not force and now - self._position_saved_at < POSITION_SAVE_INTERVAL_S:
+            return
+        path = self.directory / "position"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="ascii") as f:
+            f.write(f"{self._read[0]} {self._read[1]}\n")
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        tmp.replace(path)
+        self._position_saved_at = now
+        self._position_dirty = False
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

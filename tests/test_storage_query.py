@@ -1,0 +1,194 @@
+"""Researchers' access: the pandas API, ``heatmon query``/``export``/``downsample``,
+against a real InfluxDB filled through the sink."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from monitor.commands import downsample as downsample_cmd
+from monitor.commands import export as export_cmd
+from monitor.commands import query as query_cmd
+from monitor.errors import HeatmonError
+from monitor.model import (
+    Acknowledgement,
+    Event,
+    EventKind,
+    Level,
+    Quality,
+    SampleFlag,
+    SessionRecord,
+    SymptomReport,
+)
+from monitor.storage.query import HeatmonStore, QueryError, quote_literal
+from tests.fixtures.influxdb import InfluxDatabase
+from tests.test_storage_sink import T0, make_sink, samples
+
+START, STOP = "2024-05-17T12:00:00Z", "2024-05-17T13:00:00Z"  # T0 is 12:30 UTC
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="heatmon")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (query_cmd, export_cmd, downsample_cmd):
+        module.register(sub)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+@pytest.fixture
+async def filled(influx_db: InfluxDatabase, tmp_path: Path) -> InfluxDatabase:
+    event = Event(
+        id="p-001-7",
+        patient="p-001",
+        time=T0 + 30,
+        session="s1",
+        kind=EventKind.LEVEL,
+        level=Level.CAUTION,
+        previous_level=Level.OK,
+        quality=Quality.GOOD,
+        core_delta_c=0.31,
+        message="Getting warm",
+        requires_ack=True,
+    )
+    async with make_sink(influx_db, tmp_path) as sink:
+        for s in samples(1200):  # two minutes of heart rate at 10 Hz
+            sink.submit_sample(s, SampleFlag.OK)
+        for s in samples(3, patient="p-002"):
+            sink.submit_sample(s, SampleFlag.OK)
+        sink.submit_event(event)
+        sink.submit_record(
+            Acknowledgement(patient="p-001", event_id="p-001-7", time=T0 + 95, by="physio-a")
+        )
+        sink.submit_record(
+            SessionRecord(
+                patient="p-001", session="s1", start=T0, stop=T0 + 120, activity="aerobic"
+            )
+        )
+        sink.submit_record(
+            SymptomReport(
+                patient="p-001", time=T0 + 60, session="s1", core_delta_c=0.4, note="tingling"
+            )
+        )
+        assert await sink.drain(timeout_s=20)
+    return influx_db
+
+
+def store(db: InfluxDatabase) -> HeatmonStore:
+    return HeatmonStore(url=db.url, database=db.name)
+
+
+async def test_python_api_returns_dataframes(filled: InfluxDatabase) -> None:
+    s = store(filled)
+    hr = s.vitals("p-001", START, STOP, kind="heart_rate")
+    sent = samples(1200)
+    assert len(hr) == 1200
+    assert list(hr["value"]) == [x.value for x in sent]
+    assert str(hr["time"].dtype) == "datetime64[ns, UTC]"
+    assert hr["time"].iloc[0] == pd.Timestamp(T0, unit="s", tz="UTC")
+    assert set(hr["patient"]) == {"p-001"}  # the other patient is not mixed in
+    alerts = s.alerts("p-001", START, STOP)
+    assert list(alerts["event_id"]) == ["p-001-7"]
+    assert alerts["acked_by"].iloc[0] == "physio-a"
+    assert alerts["acked_at"].iloc[0] == pd.Timestamp(T0 + 95, unit="s", tz="UTC")
+    sessions = s.sessions("p-001", START, STOP)
+    assert sessions[["activity", "duration_s", "open"]].values.tolist() == [
+        ["aerobic", 120.0, False]
+    ]
+    assert s.symptoms("p-001", START, STOP)["note"].tolist() == ["tingling"]
+    assert s.patients() == ["p-001", "p-002"]
+    assert s.vitals("p-001", "2024-05-18T00:00:00Z", "2024-05-18T01:00:00Z").empty
+
+
+def test_bad_queries_say_what_is_wrong(influx_db: InfluxDatabase) -> None:
+    with pytest.raises(QueryError, match=r"InfluxQL error|refused"):
+        store(influx_db).query("SELEKT nonsense")
+    with pytest.raises(HeatmonError, match="no zone"):
+        store(influx_db).vitals("p", "2024-05-17T12:00:00", STOP)
+    assert quote_literal("it's") == "'it\\'s'"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+async def test_export_writes_one_readable_file_per_measurement(
+    filled: InfluxDatabase, tmp_path: Path, fmt: str
+) -> None:
+    out = tmp_path / "export"
+    code = run_cli(
+        "export",
+        "--patient",
+        "p-001",
+        "--start",
+        START,
+        "--stop",
+        STOP,
+        "--format",
+        fmt,
+        "--out",
+        str(out),
+        "--url",
+        filled.url,
+        "--database",
+        filled.name,
+    )
+    assert code == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted(
+        f"p-001_{m}.{fmt}" for m in ("vitals", "thermal", "alerts", "sessions", "symptoms")
+    )
+    path = out / f"p-001_vitals.{fmt}"
+    if fmt == "csv":
+        vitals = pd.read_csv(path)
+    elif fmt == "parquet":
+        vitals = pd.read_parquet(path)
+    else:
+        vitals = pd.read_json(path, lines=True)
+    assert len(vitals) == 1200
+    assert vitals["value"].tolist() == pytest.approx([x.value for x in samples(1200)], rel=1e-15)
+    assert set(vitals["patient"]) == {"p-001"}
+    if fmt == "jsonl":
+        first = json.loads(path.read_text().splitlines()[0])
+        assert first["time"] == "2024-05-17T12:30:00.000000Z"
+
+
+async def test_query_command_prints_csv(
+    filled: InfluxDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_cli(
+        "query",
+        "SELECT count(\"value\") FROM vitals WHERE patient = 'p-001'",
+        "--format",
+        "csv",
+        "--url",
+        filled.url,
+        "--database",
+        filled.name,
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "time,count"
+    assert lines[1].endswith(",1200")
+
+
+async def test_downsampling_creates_cqs_and_backfills_minutes(
+    filled: InfluxDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("--url", filled.url, "--database", filled.name)
+    assert run_cli("downsample", "--backfill", "--start", START, "--stop", STOP, *args) == 0
+    cqs = {
+        row[0]
+        for s in filled.query("SHOW CONTINUOUS QUERIES")
+        if s["name"] == filled.name
+        for row in s.get("values", [])
+    }
+    assert {"vitals_1m", "thermal_1m"} <= cqs
+    minutes = store(filled).measurement("vitals_1m", "p-001", START, STOP)
+    sent = pd.Series([x.value for x in samples(1200)])
+    assert minutes["count"].tolist() == [600, 600]
+    assert minutes["mean"].tolist() == pytest.approx([sent[:600].mean(), sent[600:].mean()])
+    assert run_cli("downsample", *args) == 0
+    assert "none (all present)" in capsys.readouterr().out
