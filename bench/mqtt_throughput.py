@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from monitor.engine import MonitorEngine
 from monitor.model import Sample, SampleKind
 from monitor.mqtt import payloads
+from monitor.mqtt.localbroker import MosquittoBroker
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import PluginContext
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
-from tests.fixtures.mosquitto import MosquittoBroker
 
 USER, PASSWORD = "bench", "bench-password"
 BLOCK = 10

@@ -15,12 +15,12 @@ import aiomqtt
 from monitor.engine import MonitorEngine
 from monitor.model import Acknowledgement, Sample, SampleKind, SessionRecord, SymptomReport
 from monitor.mqtt.client import payload_bytes
+from monitor.mqtt.localbroker import MosquittoBroker
 from monitor.mqtt.options import AclOptions, MqttOptions
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import Emit, PluginContext, Sink, Source
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
-from tests.fixtures.mosquitto import MosquittoBroker
 
 PASSWORDS: Mapping[str, str] = {
     "heatmon": "pw-monitor",
