@@ -7,17 +7,23 @@ Used by the test fixtures, the benchmark and ``heatmon demo``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import getpass
+import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.errors import HeatmonError
 from monitor.netutil import free_port, wait_for_port
+
+log = logging.getLogger(__name__)
 
 
 class LocalBrokerError(HeatmonError):
@@ -128,3 +134,68 @@ class MosquittoBroker:
     def log(self) -> str:
         path = self.workdir / "mosquitto.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBroker:
+    """A broker the demo started: where it is and the logins it made (random passwords)."""
+
+    host: str
+    port: int
+    monitor_user: str
+    monitor_password: str
+    viewer_user: str
+    viewer_password: str
+
+
+@contextlib.asynccontextmanager
+async def local_mosquitto(
+    workdir: Path, *, topic_prefix: str = "heatmon/v1"
+) -> AsyncIterator[LocalBroker | None]:
+    """Start a Mosquitto on loopback for the demo, or yield None when there is none.
+
+    Two logins: the monitor (read/write under ``topic_prefix``) and a read-only viewer, each
+    with a fresh random password; anonymous access is off.
+    """
+    if not mosquitto_available():
+        log.info("no Mosquitto found (install Debian's mosquitto package for MQTT in the demo)")
+        yield None
+        return
+    info = LocalBroker(
+        host="127.0.0.1",
+        port=free_port(),
+        monitor_user="heatmon",
+        monitor_password=secrets.token_urlsafe(12),
+        viewer_user="viewer",
+        viewer_password=secrets.token_urlsafe(12),
+    )
+    acl = (
+        f"user {info.monitor_user}\ntopic readwrite {topic_prefix}/#\n"
+        "topic readwrite homeassistant/#\n\n"
+        f"user {info.viewer_user}\ntopic read {topic_prefix}/#\n"
+    )
+
+    def make() -> MosquittoBroker:
+        shutil.rmtree(workdir, ignore_errors=True)
+        broker = MosquittoBroker(
+            workdir=workdir,
+            users={
+                info.monitor_user: info.monitor_password,
+                info.viewer_user: info.viewer_password,
+            },
+            acl=acl,
+            port=info.port,
+        )
+        broker.start()
+        return broker
+
+    try:
+        broker = await asyncio.to_thread(make)
+    except LocalBrokerError as err:
+        log.warning("could not start a local Mosquitto: %s", err)
+        yield None
+        return
+    try:
+        yield info
+    finally:
+        await asyncio.to_thread(broker.stop)
