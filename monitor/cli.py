@@ -20,6 +20,8 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "replay",
     "simulate",
+    "gateway",
+    "mqtt",
     "query",
     "export",
     "downsample",

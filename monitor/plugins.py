@@ -119,6 +119,7 @@ SINKS: Mapping[str, str] = MappingProxyType(
     {
         "influxdb": "monitor.storage.sink:InfluxSink",
         "jsonl": "monitor.sinks:JsonlEventSink",
+        "mqtt": "monitor.mqtt.sink:MqttSink",
         "web": "monitor.web.sink:WebSink",
     }
 )

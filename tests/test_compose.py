@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from monitor.config import parse_config
-from monitor.plugins import PluginContext
+from monitor.plugins import PluginContext, sink_class, source_class
 from monitor.web.sink import WebSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,3 +169,22 @@ def test_grafana_gets_what_its_provisioning_reads() -> None:
     assert any(token_file.startswith(m + "/") for m in mounts)
     init = (ROOT / "docker" / "influxdb" / "init-tokens.sh").read_text(encoding="utf-8")
     assert Path(token_file).name in init
+
+
+@pytest.mark.parametrize(
+    ("service", "config_path"),
+    [
+        ("heatmon", "/etc/heatmon/heatmon.toml"),
+        ("simulated-patients", "/etc/heatmon/simulator.toml"),
+    ],
+)
+def test_every_plugin_in_the_container_configs_accepts_its_options(
+    service: str, config_path: str
+) -> None:
+    config, _ = heatmon_config(compose()["services"][service], config_path)
+    context = PluginContext(config=config, instance="compose-test")
+    for name, options in config.sinks.items():
+        sink_class(name).from_options(options, context=context)
+    for name, options in config.sources.items():
+        source_class(name).from_options(options, context=context)
+    assert config.sinks

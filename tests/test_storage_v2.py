@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from monitor.model import SampleFlag
+from monitor.netutil import free_port
 from monitor.storage import lineprotocol as lp
-from monitor.storage.localserver import free_port
 from monitor.storage.options import InfluxOptions
 from monitor.storage.sink import InfluxSink
 from monitor.storage.writer import api_for_version, classify

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from monitor.errors import HeatmonError
+from monitor.netutil import free_port
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,6 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 class LocalServerError(HeatmonError):
     """The local InfluxDB could not be started."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def influxd_available(binary: str = INFLUXD) -> bool:

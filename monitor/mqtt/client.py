@@ -1,0 +1,54 @@
+"""One place that turns :class:`MqttOptions` into an ``aiomqtt.Client`` (auth, TLS, will)."""
+
+from __future__ import annotations
+
+import ssl
+
+import aiomqtt
+
+from monitor.mqtt.options import MqttOptions
+
+PENDING_CALLS_WARN = 1000
+"""aiomqtt warns above this many unanswered calls; alerts and batches are sent in parallel."""
+PUBLISH_TIMEOUT_S = 10.0
+"""Longest wait for a PUBACK before the connection is treated as broken."""
+
+
+def make_client(
+    options: MqttOptions, *, identifier: str, will: aiomqtt.Will | None = None
+) -> aiomqtt.Client:
+    """A client with a persistent session (``clean_session=False``): the broker keeps our
+    subscriptions and queues QoS 1 messages for us while we are away."""
+    tls_params: aiomqtt.TLSParameters | None = None
+    if options.tls:
+        tls_params = aiomqtt.TLSParameters(
+            ca_certs=str(options.ca_file) if options.ca_file else None,
+            certfile=str(options.cert_file) if options.cert_file else None,
+            keyfile=str(options.key_file) if options.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    password = options.password.get_secret_value() if options.password is not None else None
+    client = aiomqtt.Client(
+        options.host,
+        options.port,
+        username=options.username,
+        password=password,
+        identifier=identifier,
+        clean_session=False,
+        will=will,
+        keepalive=options.keepalive_s,
+        tls_params=tls_params,
+        timeout=PUBLISH_TIMEOUT_S,
+    )
+    client.pending_calls_threshold = PENDING_CALLS_WARN
+    return client
+
+
+def payload_bytes(payload: object) -> bytes:
+    """An incoming message's payload as bytes."""
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode("utf-8")

@@ -1,0 +1,332 @@
+"""MQTT payloads: JSON with a schema version (``"v": 1``), checked against the JSON Schemas
+in ``monitor/mqtt/schemas/`` (draft 2020-12).
+
+Inbound payloads (samples, symptoms, acknowledgements) are decoded by :class:`PayloadCodec`,
+which raises :class:`~monitor.errors.InputError` with a reason a person can act on: not
+JSON, too big, wrong schema, wrong unit, impossible value, patient id that is not a
+pseudonym or that differs from the topic's. Outbound payloads are built here too, so the
+same module owns both sides of every schema.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time as _time
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import jsonschema_rs
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from monitor import __version__
+from monitor.errors import InputError
+from monitor.model import Event, EventKind, Sample, SampleKind, ThermalState, iso_utc, parse_time
+from monitor.mqtt.topics import check_patient_id
+
+SCHEMA_VERSION = 1
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Larger inbound payloads are rejected before they are parsed."""
+MAX_BATCH = 1000
+"""Samples in one batch (also in the schema)."""
+MAX_FUTURE_S = 300.0
+"""A sample time further ahead of this monitor's clock is impossible (a broken clock)."""
+SCHEMA_NAMES = (
+    "sample",
+    "sample_batch",
+    "symptom",
+    "ack",
+    "state",
+    "alert",
+    "recovered",
+    "status",
+    "error",
+)
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema ``monitor/mqtt/schemas/<name>.json``."""
+    text = resources.files("monitor.mqtt").joinpath("schemas", f"{name}.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def parse_json(payload: bytes, *, where: str, max_bytes: int = MAX_PAYLOAD_BYTES) -> Any:
+    """Strict JSON: size limit, UTF-8, no NaN/Infinity."""
+    if len(payload) > max_bytes:
+        raise InputError(f"payload of {len(payload)} bytes exceeds {max_bytes} bytes", where=where)
+    try:
+        return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as err:
+        raise InputError(f"payload is not UTF-8 ({err.reason})", where=where) from err
+    except (json.JSONDecodeError, ValueError) as err:
+        raise InputError(f"payload is not JSON ({err})", where=where) from err
+
+
+def _path(err: ValidationError) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path]
+    return "".join(parts).lstrip(".") or "(payload)"
+
+
+class PayloadCodec:
+    """Validators for every schema, made once per sink or gateway."""
+
+    __slots__ = ("_fast", "_max_bytes", "_max_future_s", "_validators")
+
+    def __init__(
+        self, *, max_bytes: int = MAX_PAYLOAD_BYTES, max_future_s: float = MAX_FUTURE_S
+    ) -> None:
+        schemas = {name: load_schema(name) for name in SCHEMA_NAMES}
+        registry: Registry[Any] = Registry().with_resources(
+            (s["$id"], Resource.from_contents(s)) for s in schemas.values()
+        )
+        self._validators = {
+            name: Draft202012Validator(
+                s, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
+            )
+            for name, s in schemas.items()
+        }
+        # jsonschema-rs answers "valid?" fast (the hot path); the reference implementation
+        # explains what is wrong when it is not.
+        self._fast = {
+            name: jsonschema_rs.validator_for(s, validate_formats=True)
+            for name, s in schemas.items()
+        }
+        self._max_bytes = max_bytes
+        self._max_future_s = max_future_s
+
+    def validate(self, name: str, document: Any, *, where: str) -> None:
+        """Raise :class:`InputError` naming the first problem's place in ``document``."""
+        if not isinstance(document, dict):
+            raise InputError(
+                f"payload must be a JSON object, not {type(document).__name__}", where=where
+            )
+        version = document.get("v")
+        if version != SCHEMA_VERSION:
+            raise InputError(
+                f"schema version v={version!r} is not supported (this monitor speaks v=1)",
+                where=where,
+            )
+        if self._fast[name].is_valid(document):
+            return
+        error = best_match(self._validators[name].iter_errors(document))
+        if error is not None:
+            raise InputError(f"{_path(error)}: {error.message}", where=where)
+        try:
+            self._fast[name].validate(document)
+        except jsonschema_rs.ValidationError as err:
+            raise InputError(str(err.message), where=where) from err
+
+    def check(self, name: str, document: Any) -> list[str]:
+        """Every schema violation of ``document`` (for tests and tools)."""
+        return [f"{_path(e)}: {e.message}" for e in self._validators[name].iter_errors(document)]
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def decode_samples(
+        self, payload: bytes, *, patient: str, where: str, now: float | None = None
+    ) -> list[Sample]:
+        """A single sample (``{"v":1,"kind":...}``) or a batch (``{"v":1,"samples":[...]}``)
+        for ``patient`` (the patient of the topic)."""
+        doc = parse_json(payload, where=where, max_bytes=self._max_bytes)
+        if isinstance(doc, dict) and "samples" in doc:
+            self.validate("sample_batch", doc, where=where)
+            items: Sequence[Mapping[str, Any]] = doc["samples"]
+        else:
+            self.validate("sample", doc, where=where)
+            items = (doc,)
+        limit = (now if now is not None else _time.time()) + self._max_future_s
+        out: list[Sample] = []
+        for n, item in enumerate(items):
+            at = f"samples[{n}]." if len(items) > 1 or "samples" in doc else ""
+            claimed = item.get("patient")
+            if claimed is not None and claimed != patient:
+                raise InputError(
+                    f"{at}patient {str(claimed)[:70]!r} differs from the topic's patient",
+                    where=where,
+                )
+            t = self._time(item["time"], at=f"{at}time", where=where)
+            if t > limit:
+                raise InputError(
+                    f"{at}time {iso_utc(t)} is more than {self._max_future_s:.0f} s in the future",
+                    where=where,
+                )
+            contact = item.get("sensor_contact")
+            out.append(
+                Sample(
+                    patient=patient,
+                    kind=SampleKind(item["kind"]),
+                    value=float(item["value"]),
+                    time=t,
+                    device=str(item.get("device", "")),
+                    source=str(item.get("source", "mqtt")),
+                    rr_intervals=tuple(float(x) for x in item.get("rr_intervals", ())),
+                    sensor_contact=contact if isinstance(contact, bool) else None,
+                )
+            )
+        return out
+
+    def decode_symptom(self, payload: bytes, *, where: str) -> tuple[float, str]:
+        """``(time, note)`` of "I feel symptoms now"."""
+        doc = parse_json(payload, where=where, max_bytes=self._max_bytes)
+        self.validate("symptom", doc, where=where)
+        return self._time(doc["time"], at="time", where=where), str(doc.get("note", ""))
+
+    def decode_ack(
+        self, payload: bytes, *, where: str, now: float | None = None
+    ) -> tuple[str, str, float]:
+        """``(event_id, by, time)`` of a caregiver's acknowledgement."""
+        doc = parse_json(payload, where=where, max_bytes=self._max_bytes)
+        self.validate("ack", doc, where=where)
+        t = doc.get("time")
+        when = self._time(t, at="time", where=where) if t is not None else None
+        return str(doc["event_id"]), str(doc["by"]), when or (now or _time.time())
+
+    @staticmethod
+    def _time(value: Any, *, at: str, where: str) -> float:
+        try:
+            t = parse_time(value) if isinstance(value, str) else float(value)
+        except ValueError as err:
+            raise InputError(f"{at}: {err}", where=where) from err
+        if not math.isfinite(t):
+            raise InputError(f"{at}: not a finite time", where=where)
+        return t
+
+
+# -- outbound ---------------------------------------------------------------------------
+
+
+def _r(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _dumps(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def state_dict(state: ThermalState) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "patient": state.patient,
+        "time": iso_utc(state.time),
+        "session": state.session,
+        "level": state.level.value,
+        "quality": state.quality.value,
+        "core_temp_c": round(state.core_temp_c, 3),
+        "core_temp_sd_c": round(state.core_temp_sd_c, 3),
+        "core_delta_c": round(state.core_delta_c, 3),
+        "baseline_core_c": round(state.baseline_core_c, 3),
+        "threshold_rise_c": round(state.threshold_rise_c, 3),
+        "heart_rate_bpm": _r(state.heart_rate_bpm, 1),
+        "skin_temp_c": _r(state.skin_temp_c, 2),
+        "measured_core_c": _r(state.measured_core_c, 2),
+        "minutes_to_threshold": _r(state.minutes_to_threshold, 1),
+        "minutes_to_recovery": _r(state.minutes_to_recovery, 1),
+        "strain_index": _r(state.strain_index, 2),
+        "estimator": state.estimator,
+    }
+
+
+def encode_state(state: ThermalState) -> bytes:
+    return _dumps(state_dict(state))
+
+
+def event_dict(event: Event) -> dict[str, Any]:
+    """Alert and recovered payloads: the event's JSON form plus the schema version."""
+    return {"v": SCHEMA_VERSION, **event.to_json_dict()}
+
+
+def encode_event(event: Event) -> bytes:
+    return _dumps(event_dict(event))
+
+
+def event_schema(event: Event) -> str:
+    return "recovered" if event.kind is EventKind.RECOVERED else "alert"
+
+
+def encode_status(*, instance: str, online: bool, time: float | None = None) -> bytes:
+    doc: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "status": "online" if online else "offline",
+        "instance": instance,
+        "version": __version__,
+    }
+    if time is not None:
+        doc["time"] = iso_utc(time)
+    return _dumps(doc)
+
+
+def encode_error(
+    *,
+    topic: str,
+    reason: str,
+    rejected: int,
+    time: float,
+    patient: str | None = None,
+    channel: str | None = None,
+) -> bytes:
+    return _dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "time": iso_utc(time),
+            "topic": topic[:200],
+            "channel": channel,
+            "patient": patient,
+            "reason": reason[:500],
+            "rejected": rejected,
+        }
+    )
+
+
+def sample_dict(sample: Sample, *, with_version: bool = False) -> dict[str, Any]:
+    """A sample in the inbound form (what a gateway publishes)."""
+    check_patient_id(sample.patient, where="sample")
+    doc: dict[str, Any] = {"v": SCHEMA_VERSION} if with_version else {}
+    doc.update(
+        patient=sample.patient,
+        kind=sample.kind.value,
+        value=sample.value,
+        unit=sample.unit,
+        time=sample.time,
+    )
+    if sample.device:
+        doc["device"] = sample.device[:64]
+    if sample.source:
+        doc["source"] = sample.source[:32]
+    if sample.rr_intervals:
+        doc["rr_intervals"] = list(sample.rr_intervals[:64])
+    if sample.sensor_contact is not None:
+        doc["sensor_contact"] = sample.sensor_contact
+    return doc
+
+
+def encode_sample(sample: Sample) -> bytes:
+    return _dumps(sample_dict(sample, with_version=True))
+
+
+def encode_batch(items: Sequence[Mapping[str, Any]]) -> bytes:
+    """A batch of samples already in :func:`sample_dict` form (without ``v``)."""
+    if not 0 < len(items) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH} samples, not {len(items)}")
+    return _dumps({"v": SCHEMA_VERSION, "samples": list(items)})
+
+
+def encode_symptom(*, time: float, note: str = "") -> bytes:
+    doc: dict[str, Any] = {"v": SCHEMA_VERSION, "time": iso_utc(time)}
+    if note:
+        doc["note"] = note
+    return _dumps(doc)
+
+
+def encode_ack(*, event_id: str, by: str, time: float | None = None) -> bytes:
+    doc: dict[str, Any] = {"v": SCHEMA_VERSION, "event_id": event_id, "by": by}
+    if time is not None:
+        doc["time"] = iso_utc(time)
+    return _dumps(doc)

@@ -1,0 +1,354 @@
+"""Sink "mqtt": publishes each patient's state (retained), alerts and recovered notices
+(QoS 1, through a durable outbox) and the monitor's status (retained, last will
+``offline``); takes gateway samples, symptom reports and acknowledgements in and hands them
+to the :class:`~monitor.service.Monitor`. Bad input is answered on the errors topics,
+counted, and the sink keeps running.
+
+Delivery: ``submit_*`` only queue (alerts go to SQLite at once). One task keeps the
+connection (reconnecting with :class:`~monitor.backoff.Backoff`) and runs a reader and a
+writer. An alert leaves the outbox only after the broker's PUBACK, so an outage or a restart
+loses none, and an alert id is queued at most once, so none goes out twice from here.
+States are coalesced per patient: after an outage the current one is sent, not the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time as _time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Self
+
+import aiomqtt
+
+from monitor.errors import InputError
+from monitor.model import Event, EventKind, ThermalState
+from monitor.mqtt import payloads
+from monitor.mqtt.client import make_client, payload_bytes
+from monitor.mqtt.homeassistant import discovery_messages
+from monitor.mqtt.options import MqttOptions, parse_options
+from monitor.mqtt.outbox import MEMORY, Outbox
+from monitor.mqtt.topics import INBOUND, Channel
+from monitor.plugins import MonitorControl, PluginContext, Sink
+
+log = logging.getLogger(__name__)
+
+ALERT_BATCH = 50
+"""Alerts in flight at once."""
+FLUSH_TIMEOUT_S = 3.0
+"""At stop, how long to wait for queued messages to reach a connected broker."""
+MAX_QUEUED_ERRORS = 1000
+"""Error notices waiting to be published (the oldest are dropped; all are counted)."""
+LOG_EVERY_N_REJECTIONS = 100
+"""After the first ten, only every n-th rejection is logged (each one is counted)."""
+
+
+class MqttSink(Sink):
+    name = "mqtt"
+
+    def __init__(
+        self,
+        *,
+        options: MqttOptions,
+        instance: str = "heatmon",
+        context: PluginContext | None = None,
+        outbox_path: str | Path = MEMORY,
+        known_patients: tuple[str, ...] = (),
+        clock: Callable[[], float] = _time.time,
+    ) -> None:
+        self._options = options
+        self._topics = options.topics
+        self._instance = instance
+        self._context = context
+        self._outbox_path = outbox_path
+        self._clock = clock
+        self._codec = payloads.PayloadCodec(max_bytes=options.max_payload_bytes)
+        self._outbox: Outbox | None = None
+        self._latest: dict[str, ThermalState] = {}
+        self._dirty: dict[str, None] = {}
+        self._known = dict.fromkeys(known_patients)
+        self._discovered: set[str] = set()
+        self._errors: deque[tuple[str, bytes]] = deque(maxlen=MAX_QUEUED_ERRORS)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.counters: dict[str, int] = {}
+        self.counted = asyncio.Event()
+        """Set whenever a counter changes (tests and tools wait on it)."""
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
+        opts = parse_options(options)
+        config = context.config
+        data_dir = Path(getattr(getattr(config, "monitor", None), "data_dir", "var"))
+        outbox = opts.outbox or str(data_dir / f"mqtt-outbox-{context.instance}.sqlite")
+        patients = tuple(p.id for p in getattr(config, "patients", ()))
+        return cls(
+            options=opts,
+            instance=context.instance,
+            context=context,
+            outbox_path=outbox,
+            known_patients=patients,
+        )
+
+    @property
+    def monitor(self) -> MonitorControl | None:
+        return self._context.monitor if self._context is not None else None
+
+    @property
+    def pending_alerts(self) -> int:
+        return len(self._outbox) if self._outbox is not None else 0
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._outbox = Outbox(path=self._outbox_path)
+        if len(self._outbox):
+            log.info(
+                "mqtt: %d alert(s) from before the restart wait for delivery", len(self._outbox)
+            )
+        self._task = asyncio.create_task(self._run(), name="mqtt-sink")
+
+    async def stop(self) -> None:
+        task = self._task
+        if task is None:
+            return
+        client = self._client
+        if client is not None and self.connected.is_set():
+            self._wake.set()
+            try:
+                async with asyncio.timeout(FLUSH_TIMEOUT_S):
+                    while self._has_pending():
+                        self._idle.clear()
+                        self._wake.set()
+                        await self._idle.wait()
+                    await client.publish(
+                        self._topics.status(self._instance),
+                        payloads.encode_status(
+                            instance=self._instance, online=False, time=self._clock()
+                        ),
+                        qos=1,
+                        retain=True,
+                    )
+            except (TimeoutError, aiomqtt.MqttError) as err:
+                log.warning("mqtt: stopping without a full flush (%s)", type(err).__name__)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self._task = None
+        if self._outbox is not None:
+            if len(self._outbox):
+                log.warning(
+                    "mqtt: %d alert(s) kept in the outbox for the next start", len(self._outbox)
+                )
+            self._outbox.close()
+            self._outbox = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- submit (never block, never raise) ---------------------------------------------
+
+    def submit_state(self, state: ThermalState) -> None:
+        self._latest[state.patient] = state
+        self._dirty[state.patient] = None
+        self._wake.set()
+
+    def submit_event(self, event: Event) -> None:
+        channel = Channel.RECOVERED if event.kind is EventKind.RECOVERED else Channel.ALERTS
+        outbox = self._outbox
+        if outbox is None:
+            self._count("alerts_dropped_not_started")
+            log.error("mqtt: alert %s arrived before start; not queued", event.id)
+            return
+        try:
+            topic = self._topics.patient(event.patient, channel)
+            queued = outbox.put(topic, payloads.encode_event(event), qos=1, key=event.id)
+        except (sqlite3.Error, InputError, ValueError):
+            self._count("alerts_not_queued")
+            log.exception("mqtt: could not queue alert %s", event.id)
+            return
+        if not queued:
+            self._count("alerts_duplicate_dropped")
+            return
+        self._wake.set()
+
+    # -- connection ---------------------------------------------------------------------
+
+    def _has_pending(self) -> bool:
+        return bool(self.pending_alerts or self._dirty or self._errors)
+
+    async def _run(self) -> None:
+        opts = self._options
+        backoff = opts.backoff()
+        client_id = opts.client_id or f"heatmon-{self._instance}"
+        will = aiomqtt.Will(
+            self._topics.status(self._instance),
+            payloads.encode_status(instance=self._instance, online=False),
+            qos=1,
+            retain=True,
+        )
+        while True:
+            client = make_client(opts, identifier=client_id, will=will)
+            try:
+                async with client:
+                    self._client = client
+                    self._count("connects")
+                    await self._on_connect(client)
+                    backoff.reset()
+                    self.connected.set()
+                    log.info("mqtt: connected to %s:%d", opts.host, opts.port)
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self._read(client))
+                        group.create_task(self._write(client))
+            except* aiomqtt.MqttError as group:
+                log.warning("mqtt: broker unreachable or connection lost (%s)", group.exceptions[0])
+            except* Exception:
+                log.exception("mqtt: sink failed; reconnecting")
+            finally:
+                self.connected.clear()
+                self._client = None
+            self._count("disconnects")
+            delay = backoff.next_delay()
+            log.info("mqtt: reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        await client.publish(
+            self._topics.status(self._instance),
+            payloads.encode_status(instance=self._instance, online=True, time=self._clock()),
+            qos=1,
+            retain=True,
+        )
+        if self._options.subscribe_inputs:
+            await client.subscribe([(self._topics.subscription(c), 1) for c in INBOUND])
+        self._discovered.clear()
+        for patient in self._latest:
+            self._dirty[patient] = None
+        self._wake.set()
+
+    async def _write(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._send_alerts(client)
+            await self._send_errors(client)
+            await self._send_states(client)
+            if not self._has_pending():
+                self._idle.set()
+
+    async def _send_alerts(self, client: aiomqtt.Client) -> None:
+        outbox = self._outbox
+        assert outbox is not None
+        while items := outbox.peek(ALERT_BATCH):
+            results = await asyncio.gather(
+                *(client.publish(i.topic, i.payload, qos=i.qos, retain=i.retain) for i in items),
+                return_exceptions=True,
+            )
+            delivered = [i.seq for i, r in zip(items, results, strict=True) if r is None]
+            outbox.done(delivered)
+            self._count("alerts_published", len(delivered))
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+
+    async def _send_errors(self, client: aiomqtt.Client) -> None:
+        while self._errors:
+            topic, payload = self._errors[0]
+            await client.publish(topic, payload, qos=1)
+            self._errors.popleft()
+
+    async def _send_states(self, client: aiomqtt.Client) -> None:
+        opts = self._options
+        while self._dirty:
+            patient = next(iter(self._dirty))
+            state = self._latest[patient]
+            if opts.homeassistant and patient not in self._discovered:
+                for message in discovery_messages(
+                    patient,
+                    topics=self._topics,
+                    instance=self._instance,
+                    discovery_prefix=opts.discovery_prefix,
+                ):
+                    await client.publish(message.topic, message.payload, qos=1, retain=True)
+                self._discovered.add(patient)
+            await client.publish(
+                self._topics.patient(patient, Channel.STATE),
+                payloads.encode_state(state),
+                qos=opts.state_qos,
+                retain=True,
+            )
+            if self._latest[patient] is state:
+                self._dirty.pop(patient, None)
+            self._count("states_published")
+
+    # -- inbound ----------------------------------------------------------------------
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self.handle(message.topic.value, payload_bytes(message.payload))
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """One inbound message: decoded, checked, handed to the monitor, or rejected."""
+        patient: str | None = None
+        channel: Channel | None = None
+        try:
+            patient, channel = self._topics.parse(topic)
+            monitor = self.monitor
+            if monitor is None:
+                raise InputError("the monitor is not running yet", where=topic)
+            if channel is Channel.SAMPLES:
+                samples = self._codec.decode_samples(
+                    payload, patient=patient, where=topic, now=self._clock()
+                )
+                for sample in samples:
+                    await monitor.ingest(sample)
+                self._count("samples_in", len(samples))
+            elif channel is Channel.SYMPTOMS:
+                at, note = self._codec.decode_symptom(payload, where=topic)
+                monitor.report_symptom(patient, time=at, note=note)
+                self._count("symptoms_in")
+            elif channel is Channel.ACK:
+                event_id, by, at = self._codec.decode_ack(payload, where=topic, now=self._clock())
+                monitor.acknowledge(patient, event_id, by=by, time=at)
+                self._count("acks_in")
+            else:
+                raise InputError(f"heatmon does not take input on {channel.value!r}", where=topic)
+        except InputError as err:
+            self._reject(topic, err, patient, channel)
+
+    def _reject(
+        self, topic: str, err: InputError, patient: str | None, channel: Channel | None
+    ) -> None:
+        n = self._count("rejected")
+        self._count(f"rejected.{channel.value if channel else 'topic'}")
+        if n <= 10 or n % LOG_EVERY_N_REJECTIONS == 0:
+            log.warning("mqtt: rejected input #%d on %s: %s", n, topic[:200], err.reason[:300])
+        payload = payloads.encode_error(
+            topic=topic,
+            reason=err.reason,
+            rejected=n,
+            time=self._clock(),
+            patient=patient,
+            channel=channel.value if channel else None,
+        )
+        self._errors.append((self._topics.monitor_errors(self._instance), payload))
+        if patient is not None:
+            self._errors.append((self._topics.patient(patient, Channel.ERRORS), payload))
+        self._wake.set()
+
+    def _count(self, name: str, n: int = 1) -> int:
+        value = self.counters.get(name, 0) + n
+        self.counters[name] = value
+        self.counted.set()
+        return value

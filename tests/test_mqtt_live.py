@@ -1,0 +1,275 @@
+"""MQTT against a real Mosquitto: samples in through a gateway, state and alerts out,
+symptoms and acknowledgements in, bad input answered on the errors topics, the ACL enforced,
+TLS, and Home Assistant discovery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiomqtt
+import pytest
+
+from monitor.model import Acknowledgement, SymptomReport, iso_utc
+from monitor.mqtt import payloads
+from monitor.mqtt.acl import render_acl
+from monitor.mqtt.client import payload_bytes as payloads_bytes
+from monitor.mqtt.gateway import Gateway
+from monitor.mqtt.payloads import PayloadCodec
+from tests.fixtures.mosquitto import BrokerFactory, make_tls_files
+from tests.mqtt_helpers import (
+    PASSWORDS,
+    Listener,
+    QueueSource,
+    options,
+    ramp,
+    running_monitor,
+    start_time,
+    until,
+    until_count,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _acl(prefix: str, *, homeassistant: bool = False) -> str:
+    from monitor.mqtt.options import MqttOptions
+    from tests.mqtt_helpers import ACL
+
+    return render_acl(MqttOptions(topic_prefix=prefix, acl=ACL, homeassistant=homeassistant))
+
+
+async def test_gateway_samples_in_state_alerts_symptoms_acks(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+) -> None:
+    broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix, homeassistant=True))
+    codec = PayloadCodec()
+    source = QueueSource()
+    t0 = start_time()
+    async with (
+        running_monitor(broker, mqtt_prefix, homeassistant=True) as run,
+        Listener(
+            broker,
+            user="anna",
+            topics=[f"{mqtt_prefix}/patients/+/#", f"{mqtt_prefix}/monitors/+/status"],
+            identifier="anna-phone",
+        ) as anna,
+        Listener(broker, user="heatmon", topics=["homeassistant/sensor/#"], identifier="ha") as ha,
+        Gateway(
+            source=source, options=options(broker, mqtt_prefix, "gw-a"), patients=["p1"]
+        ) as gateway,
+    ):
+        gw_task = asyncio.create_task(gateway.run())
+        for sample in ramp("p1", t0, range(300)):
+            source.queue.put_nowait(sample)
+        await anna.wait_for(
+            lambda a: any(m.json()["level"] == "cool_down" for m in a.on("/alerts")),
+            what="a cool-down alert",
+        )
+        alerts = [m.json() for m in anna.on("/p1/alerts")]
+        for alert in alerts:
+            assert codec.check("alert", alert) == []
+        assert [a["level"] for a in alerts] == ["caution", "cool_down"]
+        assert len({a["id"] for a in alerts}) == len(alerts)
+        cool = alerts[-1]
+        assert cool["requires_ack"] is True and cool["core_delta_c"] >= 0.2
+
+        # the monitor's status is online (retained), the state is retained and current
+        status = anna.on("/monitors/m1/status")[-1].json()
+        assert status["status"] == "online" and codec.check("status", status) == []
+        await until_count(run.sink, "samples_in", 600)
+        current = run.monitor.state("p1")
+        assert current is not None
+        await anna.wait_for(
+            lambda a: (
+                bool(a.on("/p1/state"))
+                and a.on("/p1/state")[-1].json()["time"] == iso_utc(current.time)
+            ),
+            what="the current state",
+        )
+        async with Listener(
+            broker, user="anna", topics=[f"{mqtt_prefix}/patients/p1/state"], identifier="late"
+        ) as late:
+            await late.wait_for(lambda x: bool(x.messages), what="retained state")
+            retained = late.messages[0]
+            assert retained.retain
+            state = retained.json()
+            assert codec.check("state", state) == []
+            assert state["level"] == "cool_down"
+            assert state == payloads.state_dict(current)
+
+        # "I feel symptoms now" from the patient's app, stored with the estimated rise
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="app-p1", password=PASSWORDS["app-p1"]
+        ) as app:
+            await app.publish(
+                f"{mqtt_prefix}/patients/p1/symptoms",
+                payloads.encode_symptom(time=t0 + 299, note="tingling legs"),
+                qos=1,
+            )
+        # the caregiver acknowledges the cool-down alert; an unknown id is refused
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="anna", password=PASSWORDS["anna"]
+        ) as care:
+            await care.publish(
+                f"{mqtt_prefix}/patients/p1/ack",
+                payloads.encode_ack(event_id="nope:1", by="anna"),
+                qos=1,
+            )
+            await care.publish(
+                f"{mqtt_prefix}/patients/p1/ack",
+                payloads.encode_ack(event_id=cool["id"], by="anna"),
+                qos=1,
+            )
+        await until(
+            lambda: len([r for r in run.records.records if not hasattr(r, "activity")]) >= 2,
+            run.records.changed,
+            what="symptom and acknowledgement",
+        )
+        [symptom] = [r for r in run.records.records if isinstance(r, SymptomReport)]
+        assert symptom.patient == "p1" and symptom.note == "tingling legs"
+        assert symptom.core_delta_c is not None and symptom.core_delta_c > 0.2
+        [ack] = [r for r in run.records.records if isinstance(r, Acknowledgement)]
+        assert (ack.event_id, ack.by) == (cool["id"], "anna")
+        assert run.monitor.open_alerts("p1") == []
+        assert run.sink.counters.get("rejected.ack") == 1
+
+        # Home Assistant sees level, heart rate and estimated rise for each patient
+        await ha.wait_for(lambda h: len(h.on("/config")) >= 3, what="discovery")
+        configs = {m.topic.split("/")[-2]: m.json() for m in ha.on("/config")}
+        assert set(configs) == {"level", "heart_rate", "core_rise"}
+        for config in configs.values():
+            assert config["state_topic"] == f"{mqtt_prefix}/patients/p1/state"
+            key = config["value_template"].split("value_json.")[1].split()[0]
+            assert key in state
+        assert configs["core_rise"]["unit_of_measurement"] == "°C"
+        assert "p1" in configs["level"]["device"]["name"]
+        gw_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gw_task
+        assert gateway.counters["published"] == 600 and gateway.buffered == 0
+        assert run.sink.counters["samples_in"] == 600
+
+
+async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continues(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+) -> None:
+    broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix))
+    topic = f"{mqtt_prefix}/patients/p1/samples"
+    good = {"v": 1, "kind": "heart_rate", "value": 80, "unit": "bpm", "time": start_time()}
+    bad: list[tuple[bytes, str]] = [
+        (b"{not json", "not JSON"),
+        (json.dumps({**good, "v": 7}).encode(), "schema version"),
+        (json.dumps({**good, "unit": "Hz"}).encode(), "unit: 'bpm' was expected"),
+        (json.dumps({**good, "value": 900}).encode(), "value: 900 is greater than the maximum"),
+        (json.dumps({**good, "patient": "p1/../p2"}).encode(), "does not match"),
+        (json.dumps({**good, "patient": "p+"}).encode(), "does not match"),
+        (json.dumps({**good, "note": "x" * 300_000}).encode(), "exceeds"),
+    ]
+    async with (
+        running_monitor(broker, mqtt_prefix) as run,
+        Listener(
+            broker,
+            user="heatmon",
+            topics=[f"{mqtt_prefix}/monitors/m1/errors"],
+            identifier="ops",
+        ) as ops,
+        Listener(
+            broker, user="gw-a", topics=[f"{mqtt_prefix}/patients/p1/errors"], identifier="gwl"
+        ) as gw_errors,
+        aiomqtt.Client(broker.host, broker.port, username="gw-a", password=PASSWORDS["gw-a"]) as gw,
+    ):
+        for body, _ in bad:
+            await gw.publish(topic, body, qos=1)
+        await gw.publish(topic, json.dumps(good).encode(), qos=1)
+        await ops.wait_for(lambda o: len(o.messages) >= len(bad), what="error notices")
+        reasons = [m.json()["reason"] for m in ops.messages]
+        for (_, expected), reason in zip(bad, reasons, strict=True):
+            assert expected in reason
+        assert [m.json()["rejected"] for m in ops.messages] == list(range(1, len(bad) + 1))
+        assert all(m.json()["topic"] == topic for m in ops.messages)
+        # the gateway sees the reasons for its own patient
+        await gw_errors.wait_for(lambda g: len(g.messages) >= len(bad), what="patient errors")
+        # and the service kept running: the good sample after them was taken
+        await until_count(run.sink, "samples_in", 1)
+        assert run.sink.counters["rejected"] == len(bad)
+        assert run.sink.counters["rejected.samples"] == len(bad)
+
+
+async def test_acl_gateway_only_its_patients_caregiver_only_assigned(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+) -> None:
+    broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix))
+    t0 = start_time()
+    async with (
+        running_monitor(broker, mqtt_prefix) as run,
+        Listener(
+            broker,
+            user="anna",
+            topics=[f"{mqtt_prefix}/patients/+/state", f"{mqtt_prefix}/patients/+/alerts"],
+            identifier="anna",
+        ) as anna,
+        Listener(
+            broker, user="anna", topics=[f"{mqtt_prefix}/patients/p2/state"], identifier="anna2"
+        ) as anna_p2,
+        aiomqtt.Client(
+            broker.host, broker.port, username="gw-a", password=PASSWORDS["gw-a"]
+        ) as gw_a,
+    ):
+        # gw-a (patient p1 only) tries to publish for p2, then for p1, on one connection
+        [forged, *_] = list(ramp("p2", t0, range(1)))
+        [own, *_] = list(ramp("p1", t0, range(1)))
+        await gw_a.publish(
+            f"{mqtt_prefix}/patients/p2/samples", payloads.encode_sample(forged), qos=1
+        )
+        await gw_a.publish(f"{mqtt_prefix}/patients/p1/samples", payloads.encode_sample(own), qos=1)
+        await until_count(run.sink, "samples_in", 1)
+        assert run.monitor.engine.engine("p1").session is not None
+        assert run.monitor.engine.engine("p2").session is None, "gw-a wrote for p2"
+        assert run.sink.counters["samples_in"] == 1
+
+        # the monitor publishes p2's state and alert, then p1's, on one connection: anna
+        # receives p1's; had p2's been allowed it would have come first
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="heatmon", password=PASSWORDS["heatmon"]
+        ) as mon:
+            for patient in ("p2", "p1"):
+                await mon.publish(f"{mqtt_prefix}/patients/{patient}/alerts", b'{"v":1}', qos=1)
+                await mon.publish(
+                    f"{mqtt_prefix}/patients/{patient}/state", b'{"v":1}', qos=1, retain=True
+                )
+        await anna.wait_for(
+            lambda a: bool(a.on("/p1/alerts")) and bool(a.on("/p1/state")), what="p1"
+        )
+        assert all("/p2/" not in m.topic for m in anna.messages)
+        assert anna_p2.messages == []
+
+
+async def test_tls_and_passwords(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    tls = make_tls_files(Path(str(tmp_path)) / "tls")
+    broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix), tls=tls)
+    from monitor.mqtt.client import make_client
+
+    async with running_monitor(broker, mqtt_prefix, tls=True, ca_file=str(tls.ca)) as run:
+        assert run.sink.connected.is_set()
+        reader = options(broker, mqtt_prefix, "anna", tls=True, ca_file=str(tls.ca))
+        async with make_client(reader, identifier="anna-tls") as client:
+            await client.subscribe(f"{mqtt_prefix}/monitors/m1/status", qos=1)
+            async with asyncio.timeout(10):
+                message = await anext(aiter(client.messages))
+            assert json.loads(payloads_bytes(message.payload))["status"] == "online"
+    # plain MQTT on a TLS listener, and a wrong password, are refused
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="anna", password=PASSWORDS["anna"], timeout=3
+        ):
+            pass
+    wrong = options(broker, mqtt_prefix, "anna", tls=True, ca_file=str(tls.ca))
+    wrong = wrong.model_copy(update={"password": None})
+    with pytest.raises(aiomqtt.MqttError):
+        async with make_client(wrong, identifier="w"):
+            pass
