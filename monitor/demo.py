@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from pydantic import SecretStr
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
@@ -33,7 +34,10 @@ from adapters.simulator import (
 from monitor.config import EngineConfig
 from monitor.engine import MonitorEngine
 from monitor.model import Event, EventKind, Level, Quality, ThermalState
-from monitor.plugins import Sink, Source
+from monitor.mqtt.localbroker import local_mosquitto
+from monitor.mqtt.options import MqttOptions
+from monitor.mqtt.sink import MqttSink
+from monitor.plugins import PluginContext, Sink, Source
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
 from monitor.storage.localserver import local_influxdb
@@ -148,8 +152,34 @@ async def run_demo(
     InfluxDB when one is present (see :func:`monitor.storage.localserver.local_influxdb`).
     With ``web_port`` (0: any free port) the live dashboard is served too (its history view
     reading that InfluxDB) and its URLs are printed."""
-    async with local_influxdb(DEMO_DATA_DIR / "influxdb") as influx_url:
+    context = PluginContext(config=None, instance="demo")
+    async with (
+        local_influxdb(DEMO_DATA_DIR / "influxdb") as influx_url,
+        local_mosquitto(DEMO_DATA_DIR / "mosquitto") as broker,
+    ):
         sinks: list[Sink] = []
+        if broker is not None:
+            sinks.append(
+                MqttSink(
+                    options=MqttOptions(
+                        host=broker.host,
+                        port=broker.port,
+                        username=broker.monitor_user,
+                        password=SecretStr(broker.monitor_password),
+                        homeassistant=True,
+                    ),
+                    instance="demo",
+                    context=context,
+                    outbox_path=DEMO_DATA_DIR / "mqtt-outbox.sqlite",
+                    known_patients=tuple(p.id for p in DEMO_PATIENTS),
+                )
+            )
+            print(
+                "MQTT (live state and alerts): mosquitto_sub -h 127.0.0.1 "
+                f"-p {broker.port} -u {broker.viewer_user} -P {broker.viewer_password} "
+                "-t 'heatmon/v1/#' -v",
+                flush=True,
+            )
         if influx_url is not None:
             options = InfluxOptions(url=influx_url, database="heatmon")
             sinks.append(InfluxSink(options=options, data_dir=DEMO_DATA_DIR / "influx-sink"))
@@ -159,7 +189,13 @@ async def run_demo(
             web = demo_dashboard(demo_profiles(), port=web_port, history=history)
             sinks.append(web[0])
         return await _run_demo(
-            speed=speed, duration_s=duration_s, live=live, wearables=wearables, sinks=sinks, web=web
+            speed=speed,
+            duration_s=duration_s,
+            live=live,
+            wearables=wearables,
+            sinks=sinks,
+            web=web,
+            context=context,
         )
 
 
@@ -171,6 +207,7 @@ async def _run_demo(
     wearables: bool,
     sinks: list[Sink],
     web: tuple[WebSink, DemoUser] | None = None,
+    context: PluginContext | None = None,
 ) -> Monitor:
     profiles = demo_profiles()
     start_wall = time.time()
@@ -203,6 +240,8 @@ async def _run_demo(
         patients, source = simulator.patients, simulator
     engine = MonitorEngine(profiles=profiles, config=EngineConfig())
     monitor = Monitor(engine=engine, sources=[source], sinks=sinks, clock=clock)
+    if context is not None:
+        context.monitor = monitor
     if web is not None:
         web[0].attach(monitor)
     view = TerminalView(profiles=profiles, speed=speed)
