@@ -41,6 +41,8 @@ PRODUCTION_C_PER_MIN = 0.07
 LOSS_PER_MIN = 0.05
 """Heat-loss rate constant for a normal sweater in neutral air (1/min)."""
 SKIN_TAU_MIN = 4.0
+SKIN_PER_AIR_C = 0.2
+"""Resting skin temperature rises this much per °C of air above 25 °C."""
 HR_TAU_UP_S = 25.0
 HR_TAU_DOWN_S = 45.0
 HR_DRIFT_BPM_PER_C = 15.0
@@ -78,6 +80,11 @@ class Scenario:
     hr_noise_bpm: float = 2.0
     hot: bool = False
     """True for the sessions in which the rise must reach the threshold (tests use it)."""
+
+    @property
+    def resting_skin_c(self) -> float:
+        """Skin temperature at rest in this room (the patient arrives settled in it)."""
+        return self.baseline_skin_c + SKIN_PER_AIR_C * (self.air_temp_c - 25.0)
 
     @property
     def max_hr_bpm(self) -> float:
@@ -188,7 +195,7 @@ class SimulatedPatient:
         self._rng = random.Random(seed)
         self._t = 0.0
         self._core = scenario.baseline_core_c
-        self._skin = scenario.baseline_skin_c
+        self._skin = scenario.resting_skin_c
         self._hr = scenario.resting_hr_bpm
         self._heeding = False
 
@@ -244,7 +251,7 @@ class SimulatedPatient:
             self._core += d_core * h / 60.0
             skin_eq = (
                 sc.baseline_skin_c
-                + 0.2 * (sc.air_temp_c - 25.0)
+                + SKIN_PER_AIR_C * (sc.air_temp_c - 25.0)
                 - 1.5 * intensity * sc.sweat_capacity * (1.0 - 0.5 * sc.humidity)
                 + 0.5 * rise
             )

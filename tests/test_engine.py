@@ -143,3 +143,29 @@ def test_a_reported_gap_is_a_quality_event() -> None:
     (event,) = r.events
     assert event.kind is EventKind.QUALITY
     assert "12 s" in event.message and event.patient == "p"
+
+
+@pytest.mark.parametrize("name", [n for n, s in SCENARIOS.items() if s.hot])
+def test_a_patient_who_heeds_the_alert_stays_below_the_threshold_and_recovers(name: str) -> None:
+    sc = SCENARIOS[name]
+    sim = SimulatedPatient(scenario=sc, seed=0)
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p", age=sc.age)})
+    events: list[Event] = []
+    while not sim.finished:
+        v = sim.step(1.0)
+        for kind, value in (
+            (SampleKind.HEART_RATE, v.heart_rate_bpm),
+            (SampleKind.SKIN_TEMP, v.skin_temp_c),
+        ):
+            for e in engine.ingest(Sample("p", kind, value, T0 + v.time_s)).events:
+                events.append(e)
+                if e.level is Level.COOL_DOWN:
+                    sim.heed_cool_down()
+        assert sim.core_rise_c < 0.5
+    levels = [e for e in events if e.kind is EventKind.LEVEL]
+    downs = [e for e in levels if e.level.rank < e.previous_level.rank]
+    assert downs and all("Cooling down" in e.message or "Nearly there" in e.message for e in downs)
+    recovered = [e for e in events if e.kind is EventKind.RECOVERED]
+    assert len(recovered) == 1
+    assert recovered[0].recovery_minutes is not None and recovered[0].recovery_minutes > 5
+    assert "back to baseline" in recovered[0].message

@@ -105,3 +105,12 @@ def test_forecast_raises_caution_then_cool_down() -> None:
     m = machine()
     assert m.update(0.0, 0.1, 8.0).level is Level.CAUTION
     assert m.update(10.0, 0.2, 4.0).level is Level.COOL_DOWN
+
+
+def test_a_level_holds_while_the_rise_is_still_climbing() -> None:
+    m = machine()
+    m.update(0.0, 0.1, 3.0)
+    assert m.level is Level.COOL_DOWN
+    # The forecast calms down but the core is still warming: stay at cool_down.
+    assert m.update(600.0, 0.35, None, rising=True).level is Level.COOL_DOWN
+    assert m.update(610.0, 0.35, None, rising=False).level is Level.CAUTION

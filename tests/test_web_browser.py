@@ -127,7 +127,7 @@ async def test_patient_recovery_countdown_after_cool_down(
         await expect(countdown).to_have_text(
             re.compile(r"Back to baseline in about \d+:\d\d"), timeout=LIVE_TIMEOUT_MS
         )
-        await expect(page.locator("#message")).to_have_text(re.compile("You're cooling down"))
+        await expect(page.locator("#message")).to_have_text(re.compile("Cooling down"))
         await page.screenshot(path=str(screenshots / "patient-recovery.png"), full_page=True)
         await expect(countdown).to_have_text("You're back to baseline.", timeout=LIVE_TIMEOUT_MS)
         await expect(page.locator("#status")).to_have_text("You're fine")

@@ -25,6 +25,10 @@ _COOL_DOWN_ADVICE = (
     "Put a cooling vest, ice pack or cold wet towel on your chest and neck.",
     "Rest until heatmon says you are back to baseline.",
 )
+_COOLING_ADVICE = (
+    "Keep resting somewhere cool.",
+    "Keep sipping a cold drink.",
+)
 _STRENGTH_HINT = "Take longer rests between sets."
 _UNWELL_HINT = "You marked yourself unwell today: keep to light exercise, nothing strenuous."
 _CLEARANCE_HINT = "Strenuous exercise needs your clinician's clearance first."
@@ -40,11 +44,28 @@ def _extra(profile: PatientProfile) -> tuple[str, ...]:
 
 
 def level_message(
-    level: Level, delta_c: float, minutes_to_threshold: float | None, profile: PatientProfile
+    level: Level,
+    delta_c: float,
+    minutes_to_threshold: float | None,
+    profile: PatientProfile,
+    *,
+    falling: bool = False,
 ) -> tuple[str, tuple[str, ...]]:
-    """The message and advice for entering ``level``."""
+    """The message and advice for entering ``level`` (``falling``: from a higher level)."""
     rise = f"+{max(delta_c, 0.0):.1f} °C"
     limit = profile.effective_threshold_c
+    if falling and level is Level.CAUTION:
+        message = (
+            f"Cooling down: core estimated up {rise} and no longer climbing. Keep resting and "
+            "cooling until heatmon says you are back to baseline."
+        )
+        return message, _COOLING_ADVICE + _extra(profile)
+    if falling and level is Level.OK:
+        message = (
+            f"Nearly there: core estimated up {rise}. Stay cool and take it gently; heatmon "
+            "will tell you when you are back to baseline."
+        )
+        return message, _extra(profile)
     if level is Level.COOL_DOWN:
         if delta_c >= limit:
             where = f"up {rise}, at or past your limit of +{limit:.1f} °C"

@@ -46,7 +46,7 @@ HB_PRODUCTION_C_PER_MIN = 0.045
 """Core warming rate at 100 % heart-rate reserve with no heat loss (°C/min)."""
 HB_LOSS_PER_MIN = 0.05
 """Fraction of the excess core-to-skin-gradient-adjusted rise lost per minute (1/min)."""
-HB_SKIN_COUPLING = 0.5
+HB_SKIN_COUPLING = 0.25
 """How much a warming of the skin shifts the core equilibrium up (°C per °C). Only warming
 counts: a falling skin temperature during exercise is ambiguous (sweat and airflow cool the
 skin while the core still rises), so it never lowers the estimate."""

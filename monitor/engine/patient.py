@@ -362,9 +362,16 @@ class PatientEngine:
         self._update_quality(end, events)
         if hr is not None or core is not None:
             mtt = self._minutes_to_threshold(delta)
-            update = self._risk.update(end, delta, mtt)
+            rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
+            update = self._risk.update(end, delta, mtt, rising=rising)
             if update.changed:
-                message, advice = level_message(update.level, delta, mtt, profile)
+                message, advice = level_message(
+                    update.level,
+                    delta,
+                    mtt,
+                    profile,
+                    falling=update.level.rank < update.previous.rank,
+                )
                 events.append(
                     self._event(
                         end,

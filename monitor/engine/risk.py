@@ -5,9 +5,9 @@ Rules (see ``docs/architecture.md`` § Engine):
 * A level goes **up** at once: ``cool_down`` when the estimated rise is at or past the
   threshold, or forecast to reach it within the lead time; ``caution`` when it is past
   ``threshold − margin`` or forecast to reach the threshold within the horizon.
-* A level comes **down** only after it has been held ``min_dwell_s`` and only when the rise
-  is ``hysteresis_c`` below the line that raised it (and the forecast is quiet), so noise
-  cannot make it flap.
+* A level comes **down** only after it has been held ``min_dwell_s``, only when the rise
+  is ``hysteresis_c`` below the line that raised it (and the forecast is quiet), and never
+  while the rise is still climbing, so noise cannot make it flap.
 * After an episode (any level above ``ok``) a separate *recovered* notice comes once the rise
   is below ``recovered_c``, with the minutes it took from the alert.
 """
@@ -79,7 +79,16 @@ class RiskStateMachine:
             return Level.CAUTION
         return Level.OK
 
-    def update(self, now: float, delta: float, minutes_to_threshold: float | None) -> RiskUpdate:
+    def update(
+        self,
+        now: float,
+        delta: float,
+        minutes_to_threshold: float | None,
+        *,
+        rising: bool = False,
+    ) -> RiskUpdate:
+        """Take the estimated rise at ``now``. ``rising`` (the rise is still climbing)
+        holds the level: it never comes down while the core is still warming."""
         previous = self.level
         if self.since is None:
             self.since = now
@@ -87,7 +96,7 @@ class RiskStateMachine:
         new = previous
         if up.rank > previous.rank:
             new = up
-        elif now - self.since >= self._min_dwell_s:
+        elif not rising and now - self.since >= self._min_dwell_s:
             down = self._target(delta, minutes_to_threshold, release=True)
             if down.rank < previous.rank:
                 new = down

@@ -8,7 +8,6 @@ const CALM = {
   caution: "Take it a little easier for a few minutes.",
   cool_down: "Stop and cool down. Heat symptoms are temporary and ease as you cool.",
 };
-const EASING = "You're cooling down. Keep resting somewhere cool and sip a cold drink.";
 const patient = decodeURIComponent(window.location.pathname.split("/").pop());
 const statusEl = document.getElementById("status");
 const messageEl = document.getElementById("message");
@@ -33,10 +32,9 @@ function render(state) {
   statusEl.textContent = STATUS[level] || level;
   const ev = lastLevelEvent && lastLevelEvent.level === level ? lastLevelEvent : null;
   if (changed || !ev) {
-    // On the way down from a cool-down, say so, rather than the warning for the way up.
-    const easing = ev && ev.previous_level === "cool_down";
-    messageEl.textContent = easing ? EASING : ev ? ev.message : CALM[level];
-    const advice = !easing && ev && ev.advice.length ? ev.advice : [];
+    // The engine words each change for its direction ("Cooling down: …" on the way down).
+    messageEl.textContent = ev ? ev.message : CALM[level];
+    const advice = ev && ev.advice.length ? ev.advice : [];
     adviceEl.replaceChildren(...advice.map((a) => el("li", { text: a })));
   }
   if (state.minutes_to_recovery != null && level !== "ok") {
