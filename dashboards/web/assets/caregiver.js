@@ -93,7 +93,7 @@ function applyState(t, s) {
   t.rise.title = "estimated rise of core temperature since the start of the session, ± 95 % interval";
   if (s.heart_rate_bpm != null && !t.hr.dataset.time) t.hr.textContent = `${num(s.heart_rate_bpm, 0)} bpm`;
   if (s.skin_temp_c != null) t.skin.textContent = `${num(s.skin_temp_c, 1)} °C`;
-  if (s.level === "cool_down") t.mtt.textContent = "reached";
+  if (s.core_delta_c >= s.threshold_rise_c) t.mtt.textContent = "reached";
   else if (s.minutes_to_threshold != null) t.mtt.textContent = `${num(s.minutes_to_threshold, 0)} min`;
   else t.mtt.textContent = "not rising";
   renderBadges(t);

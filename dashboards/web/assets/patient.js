@@ -29,8 +29,10 @@ function render(state) {
   const changed = state.level !== level;
   level = state.level;
   document.body.dataset.level = level;
-  statusEl.textContent = STATUS[level] || level;
   const ev = lastLevelEvent && lastLevelEvent.level === level ? lastLevelEvent : null;
+  // On the way down from a cool-down the heading says so, not "getting warm".
+  const easing = level === "caution" && ev && ev.previous_level === "cool_down";
+  statusEl.textContent = easing ? "Cooling down" : STATUS[level] || level;
   if (changed || !ev) {
     // The engine words each change for its direction ("Cooling down: …" on the way down).
     messageEl.textContent = ev ? ev.message : CALM[level];
