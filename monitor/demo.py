@@ -96,7 +96,10 @@ def demo_profiles() -> dict[str, PatientProfile]:
 class TerminalView:
     """Keeps the latest state and message of each patient and renders them as a table."""
 
-    def __init__(self, *, profiles: Mapping[str, PatientProfile], speed: float) -> None:
+    def __init__(
+        self, *, profiles: Mapping[str, PatientProfile], speed: float, print_events: bool = False
+    ) -> None:
+        self._print_events = print_events
         self._profiles = profiles
         self._speed = speed
         self._states: dict[str, ThermalState] = {}
@@ -110,8 +113,11 @@ class TerminalView:
         if item.kind is not EventKind.QUALITY or item.quality is not Quality.GOOD:
             self._messages[item.patient] = item.message
         stamp = time.strftime("%H:%M:%S", time.gmtime(item.time))
-        self._log.append(f"{stamp} {item.patient}: {item.message}")
+        line = f"{stamp} {item.patient}: {item.message}"
+        self._log.append(line)
         del self._log[:-6]
+        if self._print_events:
+            print(line, flush=True)
 
     def render(self) -> Group:
         table = Table(expand=True, title=f"heatmon demo — simulated time ×{self._speed:g}")
@@ -145,17 +151,19 @@ async def run_demo(
     live: bool,
     wearables: bool = True,
     web_port: int | None = None,
+    data_dir: Path = DEMO_DATA_DIR,
 ) -> Monitor:
     """Run the demo. With ``wearables`` (the default) the simulated patients wear virtual
     Bluetooth wearables (bumble GATT servers) read by the ``ble`` source through bleak;
     without, the simulator feeds the engine directly. Everything is stored to a local
     InfluxDB when one is present (see :func:`monitor.storage.localserver.local_influxdb`).
     With ``web_port`` (0: any free port) the live dashboard is served too (its history view
-    reading that InfluxDB) and its URLs are printed."""
+    reading that InfluxDB) and its URLs are printed. Local state (InfluxDB data, spool,
+    MQTT outbox) lives in ``data_dir``."""
     context = PluginContext(config=None, instance="demo")
     async with (
-        local_influxdb(DEMO_DATA_DIR / "influxdb") as influx_url,
-        local_mosquitto(DEMO_DATA_DIR / "mosquitto") as broker,
+        local_influxdb(data_dir / "influxdb") as influx_url,
+        local_mosquitto(data_dir / "mosquitto") as broker,
     ):
         sinks: list[Sink] = []
         if broker is not None:
@@ -170,7 +178,7 @@ async def run_demo(
                     ),
                     instance="demo",
                     context=context,
-                    outbox_path=DEMO_DATA_DIR / "mqtt-outbox.sqlite",
+                    outbox_path=data_dir / "mqtt-outbox.sqlite",
                     known_patients=tuple(p.id for p in DEMO_PATIENTS),
                 )
             )
@@ -182,7 +190,7 @@ async def run_demo(
             )
         if influx_url is not None:
             options = InfluxOptions(url=influx_url, database="heatmon")
-            sinks.append(InfluxSink(options=options, data_dir=DEMO_DATA_DIR / "influx-sink"))
+            sinks.append(InfluxSink(options=options, data_dir=data_dir / "influx-sink"))
         web = None
         if web_port is not None:
             history = HistoryConfig(url=influx_url or "", database="heatmon")
@@ -244,7 +252,7 @@ async def _run_demo(
         context.monitor = monitor
     if web is not None:
         web[0].attach(monitor)
-    view = TerminalView(profiles=profiles, speed=speed)
+    view = TerminalView(profiles=profiles, speed=speed, print_events=not live)
     monitor.add_listener(view)
 
     def heed(item: ThermalState | Event) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
@@ -44,10 +45,9 @@ def test_patient_token_prints_a_token_and_its_digest(capsys: pytest.CaptureFixtu
     assert not tokens.check("p-1", token.group(1) + "x")
 
 
-def test_demo_prints_the_dashboard_urls(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["demo", "--duration", "2", "--web-port", "0", "--speed", "50"]) == 0
+def test_demo_prints_the_dashboard_urls(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["demo", "--duration", "2", "--web-port", "0", "--speed", "50"]
+    assert main([*args, "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     caregiver = re.search(r"Caregiver view: (http://127\.0\.0\.1:\d+)/caregiver", out)
     assert caregiver, out

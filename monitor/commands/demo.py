@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any
 
-from monitor.demo import DISCLAIMER, run_demo
+from monitor.demo import DEMO_DATA_DIR, DISCLAIMER, run_demo
 
 
 def register(sub: Any) -> None:
@@ -35,6 +36,12 @@ def register(sub: Any) -> None:
         help="port of the live dashboard (default 8080; 0 picks a free one)",
     )
     p.add_argument("--no-web", action="store_true", help="terminal view only, no dashboard")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEMO_DATA_DIR,
+        help="where the demo keeps its InfluxDB data, spool and outbox (default %(default)s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -45,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
             run_demo(
                 speed=args.speed,
                 duration_s=args.duration,
-                live=True,
+                live=sys.stdout.isatty(),
                 wearables=args.wearables,
                 web_port=None if args.no_web else args.web_port,
+                data_dir=args.data_dir,
             )
         )
     return 0
