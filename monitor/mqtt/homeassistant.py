@@ -44,9 +44,11 @@ _SENSORS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "Estimated core temperature rise",
         {
             "value_template": "{{ value_json.core_delta_c }}",
+            # a rise, not a temperature: no device_class "temperature", or Home Assistant
+            # would convert 0.5 °C into 32.9 °F for a user with imperial units
             "unit_of_measurement": "°C",
-            "device_class": "temperature",
             "state_class": "measurement",
+            "icon": "mdi:thermometer-chevron-up",
             "suggested_display_precision": 2,
         },
     ),
@@ -54,9 +56,10 @@ _SENSORS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 
 
 def node_id(patient: str) -> str:
-    """The discovery node of a patient (Home Assistant wants ``[a-zA-Z0-9_-]``)."""
+    """The discovery node of a patient (Home Assistant wants ``[a-zA-Z0-9_-]``): ``_`` is
+    doubled and ``.`` becomes ``_d``, so two pseudonyms never share a node."""
     check_patient_id(patient, where="homeassistant")
-    return "heatmon_" + patient.replace(".", "_")
+    return "heatmon_" + patient.replace("_", "__").replace(".", "_d")
 
 
 def discovery_messages(

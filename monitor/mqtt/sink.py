@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import time as _time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -56,8 +56,8 @@ class MqttSink(Sink):
         options: MqttOptions,
         instance: str = "heatmon",
         context: PluginContext | None = None,
+        known_patients: Collection[str],
         outbox_path: str | Path = MEMORY,
-        known_patients: tuple[str, ...] = (),
         clock: Callable[[], float] = _time.time,
     ) -> None:
         self._options = options
@@ -70,7 +70,8 @@ class MqttSink(Sink):
         self._outbox: Outbox | None = None
         self._latest: dict[str, ThermalState] = {}
         self._dirty: dict[str, None] = {}
-        self._known = dict.fromkeys(known_patients)
+        self._known = frozenset(known_patients)
+        """The configured patients: input for anyone else is rejected, not ingested."""
         self._discovered: set[str] = set()
         self._errors: deque[tuple[str, bytes]] = deque(maxlen=MAX_QUEUED_ERRORS)
         self._wake = asyncio.Event()
@@ -304,6 +305,10 @@ class MqttSink(Sink):
         channel: Channel | None = None
         try:
             patient, channel = self._topics.parse(topic)
+            if patient not in self._known:
+                raise InputError(
+                    f"patient {patient!r} is not one of this monitor's patients", where=topic
+                )
             monitor = self.monitor
             if monitor is None:
                 raise InputError("the monitor is not running yet", where=topic)
