@@ -68,7 +68,7 @@ class MqttOptions(BaseModel):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=600)
+    keepalive_s: int = Field(default=30, ge=2, le=600)
     reconnect_base_s: float = Field(default=BASE_DELAY_S, gt=0, le=60)
     reconnect_max_s: float = Field(default=MAX_DELAY_S, gt=0, le=600)
     state_qos: int = Field(default=0, ge=0, le=1)
