@@ -213,6 +213,16 @@ def ramp(patient: str, t0: float, seconds: range) -> Iterator[Sample]:
         yield Sample(patient, SampleKind.CORE_TEMP, core, t, "core", "test")
 
 
+def cooling(patient: str, t0: float, seconds: range) -> Iterator[Sample]:
+    """After :func:`ramp`'s 300 s: rest, core temperature falling 0.02 °C/s from 37.9 °C back
+    to 37.0 °C: the engine says ok at about 500 s and recovered at about 510 s."""
+    for i in seconds:
+        t = t0 + i
+        core = max(37.0, 37.9 - (i - 300) * 0.02)
+        yield Sample(patient, SampleKind.HEART_RATE, 75.0, t, "hr", "test")
+        yield Sample(patient, SampleKind.CORE_TEMP, core, t, "core", "test")
+
+
 def start_time() -> float:
     """Sample clock that starts in the past, so no sample lies in the future."""
     return float(int(time.time()) - 600)

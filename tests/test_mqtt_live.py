@@ -22,6 +22,7 @@ from tests.mqtt_helpers import (
     PASSWORDS,
     Listener,
     QueueSource,
+    cooling,
     options,
     ramp,
     running_monitor,
@@ -150,11 +151,26 @@ async def test_gateway_samples_in_state_alerts_symptoms_acks(
         status_topic = f"{mqtt_prefix}/monitors/m1/status"
         assert all(c["availability_topic"] == status_topic for c in configs.values())
         assert "p1" in configs["level"]["device"]["name"]
+
+        # cooling off: the level comes back to ok, then the recovered notice
+        for sample in cooling("p1", t0, range(300, 520)):
+            source.queue.put_nowait(sample)
+        await anna.wait_for(lambda a: bool(a.on("/p1/recovered")), what="recovered")
+        [recovered] = [m.json() for m in anna.on("/p1/recovered")]
+        assert codec.check("recovered", recovered) == []
+        assert (recovered["kind"], recovered["level"]) == ("recovered", "ok")
+        assert [a.json()["level"] for a in anna.on("/p1/alerts")][-1] == "ok"
+        await until(
+            lambda: gateway.counters.get("published", 0) == 1040,
+            gateway.counted,
+            what="the gateway sent everything",
+        )
         gw_task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await gw_task
-        assert gateway.counters["published"] == 600 and gateway.buffered == 0
-        assert run.sink.counters["samples_in"] == 600
+        assert gateway.counters["published"] == 1040 and gateway.buffered == 0
+        await until_count(run.sink, "samples_in", 1040)
+        assert run.sink.counters["samples_in"] == 1040
 
 
 async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continues(
