@@ -174,7 +174,7 @@ async def test_gateway_samples_in_state_alerts_symptoms_acks(
 
 
 async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continues(
-    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix))
     topic = f"{mqtt_prefix}/patients/p1/samples"
@@ -254,10 +254,20 @@ async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continu
             await app.publish(
                 f"{mqtt_prefix}/patients/p1/symptoms", b'{"v":1,"note":"dizzy"}', qos=1
             )
-        await ops.wait_for(lambda o: len(o.messages) > len(bad) + 1, what="symptom error")
-        assert "'time' is a required property" in ops.messages[-1].json()["reason"]
-        assert run.sink.counters["rejected.symptoms"] == 1
+            typed = "Anna Schmidt says: " + "hot " * 200
+            await app.publish(
+                f"{mqtt_prefix}/patients/p1/symptoms",
+                payloads.encode_symptom(time=t, note=typed),
+                qos=1,
+            )
+        await ops.wait_for(lambda o: len(o.messages) > len(bad) + 2, what="symptom errors")
+        assert "'time' is a required property" in ops.messages[-2].json()["reason"]
+        assert ops.messages[-1].json()["reason"] == "note: str is longer than 500 characters"
+        assert run.sink.counters["rejected.symptoms"] == 2
         assert not any(isinstance(r, SymptomReport) for r in run.records.records)
+        # what the patient typed stays out of the log
+        assert "rejected input #" in caplog.text
+        assert "Anna Schmidt" not in caplog.text
 
 
 async def test_acl_gateway_only_its_patients_caregiver_only_assigned(

@@ -8,6 +8,8 @@ Topics: ``<discovery_prefix>/sensor/<node_id>/<object_id>/config`` (retained).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from monitor.mqtt.topics import Channel, Topics, check_patient_id
@@ -18,39 +20,45 @@ class Discovery(NamedTuple):
     payload: bytes
 
 
-_SENSORS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+_SENSORS: tuple[tuple[str, str, Mapping[str, Any]], ...] = (
     (
         "level",
         "Heat alert level",
-        {
-            "value_template": "{{ value_json.level }}",
-            "device_class": "enum",
-            "options": ["ok", "caution", "cool_down"],
-            "icon": "mdi:thermometer-alert",
-        },
+        MappingProxyType(
+            {
+                "value_template": "{{ value_json.level }}",
+                "device_class": "enum",
+                "options": ("ok", "caution", "cool_down"),
+                "icon": "mdi:thermometer-alert",
+            }
+        ),
     ),
     (
         "heart_rate",
         "Heart rate",
-        {
-            "value_template": "{{ value_json.heart_rate_bpm }}",
-            "unit_of_measurement": "bpm",
-            "state_class": "measurement",
-            "icon": "mdi:heart-pulse",
-        },
+        MappingProxyType(
+            {
+                "value_template": "{{ value_json.heart_rate_bpm }}",
+                "unit_of_measurement": "bpm",
+                "state_class": "measurement",
+                "icon": "mdi:heart-pulse",
+            }
+        ),
     ),
     (
         "core_rise",
         "Estimated core temperature rise",
-        {
-            "value_template": "{{ value_json.core_delta_c }}",
-            # a rise, not a temperature: no device_class "temperature", or Home Assistant
-            # would convert 0.5 °C into 32.9 °F for a user with imperial units
-            "unit_of_measurement": "°C",
-            "state_class": "measurement",
-            "icon": "mdi:thermometer-chevron-up",
-            "suggested_display_precision": 2,
-        },
+        MappingProxyType(
+            {
+                "value_template": "{{ value_json.core_delta_c }}",
+                # a rise, not a temperature: no device_class "temperature", or Home Assistant
+                # would convert 0.5 °C into 32.9 °F for a user with imperial units
+                "unit_of_measurement": "°C",
+                "state_class": "measurement",
+                "icon": "mdi:thermometer-chevron-up",
+                "suggested_display_precision": 2,
+            }
+        ),
     ),
 )
 

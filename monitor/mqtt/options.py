@@ -5,6 +5,7 @@ Secrets never sit in the file: ``HEATMON_MQTT_PASSWORD`` sets ``password``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,6 @@ class AclOptions(BaseModel):
     @field_validator("gateways", "caregivers", "apps")
     @classmethod
     def _ids(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        import re
-
         for user in value:
             if not re.fullmatch(_USER, user):
                 raise ValueError(f"login {user!r} is not a valid MQTT user name for the ACL")
