@@ -85,12 +85,19 @@ async def running_monitor(
     *,
     patients: Sequence[str] = ("p1", "p2"),
     sources: Sequence[Source] = (),
+    outbox_path: str = ":memory:",
     **extra: Any,
 ) -> AsyncIterator[Running]:
     """The real Monitor (engine + MQTT sink) against ``broker``; no ticker noise."""
     opts = options(broker, prefix, "heatmon", **extra)
     context = PluginContext(config=None, instance="m1")
-    sink = MqttSink(options=opts, instance="m1", context=context, known_patients=tuple(patients))
+    sink = MqttSink(
+        options=opts,
+        instance="m1",
+        context=context,
+        known_patients=tuple(patients),
+        outbox_path=outbox_path,
+    )
     records = RecordingSink()
     engine = MonitorEngine(profiles={p: PatientProfile(id=p) for p in patients})
     monitor = Monitor(engine=engine, sources=sources, sinks=[sink, records], tick_s=3600.0)

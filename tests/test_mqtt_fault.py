@@ -5,7 +5,9 @@ current, the gateway's buffered samples all arrive, and nothing is used twice.""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from monitor.model import Sample, SampleKind, iso_utc
@@ -133,3 +135,41 @@ async def test_broker_restart_alert_raised_during_outage_arrives_once(
         gw_task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await gw_task
+
+
+async def test_heatmon_restart_keeps_its_session_and_its_outbox(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str, tmp_path: Path
+) -> None:
+    """heatmon stops while the broker is down with two alerts not yet sent; gateways go on
+    publishing while heatmon is away. After both are back, the alerts (from the outbox on
+    disk) arrive once, and the samples queued in heatmon's persistent session arrive."""
+    broker = mosquitto_factory(
+        users=PASSWORDS, acl=render_acl(MqttOptions(topic_prefix=mqtt_prefix, acl=ACL))
+    )
+    outbox = str(tmp_path / "outbox.sqlite")
+    t0 = start_time()
+    async with running_monitor(broker, mqtt_prefix, outbox_path=outbox) as first:
+        broker.stop()
+        for sample in ramp("p1", t0, range(300)):
+            await first.monitor.ingest(sample)
+        assert first.sink.pending_alerts == 2
+    broker.start()
+    late = list(ramp("p1", t0, range(300, 310)))
+    async with (
+        Listener(
+            broker, user="anna", topics=[f"{mqtt_prefix}/patients/p1/alerts"], identifier="anna"
+        ) as anna,
+        aiomqtt.Client(broker.host, broker.port, username="gw-a", password=PASSWORDS["gw-a"]) as gw,
+    ):
+        for sample in late:
+            await gw.publish(
+                f"{mqtt_prefix}/patients/p1/samples", payloads.encode_sample(sample), qos=1
+            )
+        async with running_monitor(broker, mqtt_prefix, outbox_path=outbox) as second:
+            await anna.wait_for(lambda a: len(a.on("/alerts")) >= 2, what="the kept alerts")
+            await until_count(second.sink, "samples_in", len(late))
+            await until(lambda: second.sink.pending_alerts == 0, second.sink.counted, what="sent")
+            alerts = [m.json() for m in anna.on("/alerts")]
+            assert [a["level"] for a in alerts] == ["caution", "cool_down"]
+            assert len({a["id"] for a in alerts}) == 2
+            assert second.sink.counters["samples_in"] == len(late)
