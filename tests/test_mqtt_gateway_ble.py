@@ -22,6 +22,7 @@ from monitor.commands.gateway import build_gateway, serve
 from monitor.config import load_config
 from monitor.mqtt.acl import render_acl
 from monitor.mqtt.options import MqttOptions
+from monitor.mqtt.outbox import Outbox
 from tests.fixtures.mosquitto import BrokerFactory
 from tests.mqtt_helpers import ACL, PASSWORDS, Listener, running_monitor, until
 
@@ -33,8 +34,8 @@ CORE = "C0:00:00:00:51:03"
 HEART_RATE = 131.0
 SKIN_C = 33.5
 CORE_C = 37.6
-SPEED = 20.0
-"""Simulated seconds per wall-clock second: a 10-s engine window closes every 0.5 s."""
+SPEED = 60.0
+"""Simulated seconds per wall-clock second: the 2-min baseline takes 2 s."""
 NOTIFY_S = 1.0 / SPEED
 
 
@@ -145,15 +146,17 @@ reconnect_max_s = 0.5
         assert state["measured_core_c"] == pytest.approx(CORE_C, abs=0.05)
         assert state["level"] == "ok"
 
-        # stop the gateway: everything it sent arrived, once
+        # stop the gateway: every sample acknowledged by the broker reached the monitor; a
+        # batch in flight at the stop stays in the gateway's buffer for its next start
         stop.set()
         await serving
-        assert gateway.counters["published"] > 0
+        published = gateway.counters["published"]
+        assert published > 0
         await until(
-            lambda: run.sink.counters.get("samples_in", 0) >= gateway.counters["published"],
+            lambda: run.sink.counters.get("samples_in", 0) >= published,
             run.sink.counted,
             what="every published sample taken by the monitor",
         )
-        assert run.sink.counters["samples_in"] == gateway.counters["published"]
+        with Outbox(path=tmp_path / "gw" / "gateway.sqlite") as kept:
+            assert published <= run.sink.counters["samples_in"] <= published + len(kept)
         assert run.sink.counters.get("rejected", 0) == 0
-        assert (tmp_path / "gw" / "gateway.sqlite").exists()
