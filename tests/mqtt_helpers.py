@@ -8,14 +8,16 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 import aiomqtt
 
 from monitor.engine import MonitorEngine
 from monitor.model import Acknowledgement, Sample, SampleKind, SessionRecord, SymptomReport
+from monitor.mqtt.acl import render_acl
 from monitor.mqtt.client import payload_bytes
-from monitor.mqtt.localbroker import MosquittoBroker
+from monitor.mqtt.localbroker import MosquittoBroker, TlsFiles
 from monitor.mqtt.options import AclOptions, MqttOptions
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import Emit, PluginContext, Sink, Source
@@ -36,6 +38,53 @@ ACL = AclOptions(
     apps={"app-p1": ["p1"]},
 )
 WAIT_S = 15.0
+
+
+def start_broker(
+    factory: Callable[..., MosquittoBroker],
+    prefix: str,
+    *,
+    homeassistant: bool = False,
+    tls: TlsFiles | None = None,
+) -> MosquittoBroker:
+    """A Mosquitto with the test logins and the ACL ``heatmon mqtt acl`` makes for them."""
+    acl = render_acl(MqttOptions(topic_prefix=prefix, acl=ACL, homeassistant=homeassistant))
+    return factory(users=PASSWORDS, acl=acl, tls=tls)
+
+
+def write_config(
+    path: Path,
+    broker: MosquittoBroker,
+    prefix: str,
+    *,
+    user: str,
+    instance: str,
+    data_dir: Path,
+    extra: str = "",
+) -> Path:
+    """A heatmon TOML file for patient p1 with ``[sinks.mqtt]`` pointing at ``broker`` (the
+    password comes from ``HEATMON_MQTT_PASSWORD``, as in production); ``extra`` is
+    inserted before ``[sinks.mqtt]``."""
+    path.write_text(
+        f"""
+[monitor]
+instance = "{instance}"
+data_dir = "{data_dir}"
+
+[[patients]]
+id = "p1"
+{extra}
+[sinks.mqtt]
+host = "{broker.host}"
+port = {broker.port}
+username = "{user}"
+topic_prefix = "{prefix}"
+reconnect_base_s = 0.1
+reconnect_max_s = 0.5
+""",
+        encoding="utf-8",
+    )
+    return path
 
 
 def options(broker: MosquittoBroker, prefix: str, user: str, **extra: Any) -> MqttOptions:

@@ -12,18 +12,16 @@ import pytest
 
 from monitor.model import Sample, SampleKind, iso_utc
 from monitor.mqtt import payloads
-from monitor.mqtt.acl import render_acl
 from monitor.mqtt.gateway import Gateway
-from monitor.mqtt.options import MqttOptions
 from tests.fixtures.mosquitto import BrokerFactory
 from tests.mqtt_helpers import (
-    ACL,
     PASSWORDS,
     Listener,
     QueueSource,
     options,
     ramp,
     running_monitor,
+    start_broker,
     start_time,
     until,
     until_count,
@@ -38,9 +36,7 @@ FEED_STEP_S = 0.005
 async def test_broker_restart_alert_raised_during_outage_arrives_once(
     mosquitto_factory: BrokerFactory, mqtt_prefix: str
 ) -> None:
-    broker = mosquitto_factory(
-        users=PASSWORDS, acl=render_acl(MqttOptions(topic_prefix=mqtt_prefix, acl=ACL))
-    )
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
     t0 = start_time()
     source = QueueSource()
     fed: list[Sample] = []
@@ -143,9 +139,7 @@ async def test_heatmon_restart_keeps_its_session_and_its_outbox(
     """heatmon stops while the broker is down with two alerts not yet sent; gateways go on
     publishing while heatmon is away. After both are back, the alerts (from the outbox on
     disk) arrive once, and the samples queued in heatmon's persistent session arrive."""
-    broker = mosquitto_factory(
-        users=PASSWORDS, acl=render_acl(MqttOptions(topic_prefix=mqtt_prefix, acl=ACL))
-    )
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
     outbox = str(tmp_path / "outbox.sqlite")
     t0 = start_time()
     async with running_monitor(broker, mqtt_prefix, outbox_path=outbox) as first:

@@ -20,11 +20,16 @@ from adapters.ble.virtual import (
 )
 from monitor.commands.gateway import build_gateway, serve
 from monitor.config import load_config
-from monitor.mqtt.acl import render_acl
-from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.outbox import Outbox
 from tests.fixtures.mosquitto import BrokerFactory
-from tests.mqtt_helpers import ACL, PASSWORDS, Listener, running_monitor, until
+from tests.mqtt_helpers import (
+    PASSWORDS,
+    Listener,
+    running_monitor,
+    start_broker,
+    until,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -56,43 +61,19 @@ async def test_gateway_ble_wearables_to_monitor_state(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    broker = mosquitto_factory(
-        users=PASSWORDS, acl=render_acl(MqttOptions(topic_prefix=mqtt_prefix, acl=ACL))
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    devices = "".join(
+        f'\n[[devices]]\naddress = "{address}"\npatient = "p1"\nrole = "{role}"\n'
+        for address, role in ((STRAP, "heart_rate"), (SKIN, "skin_temp"), (CORE, "core"))
     )
-    config_file = tmp_path / "gateway.toml"
-    config_file.write_text(
-        f"""
-[monitor]
-instance = "home-p1"
-data_dir = "{tmp_path / "gw"}"
-
-[[patients]]
-id = "p1"
-
-[[devices]]
-address = "{STRAP}"
-patient = "p1"
-role = "heart_rate"
-
-[[devices]]
-address = "{SKIN}"
-patient = "p1"
-role = "skin_temp"
-
-[[devices]]
-address = "{CORE}"
-patient = "p1"
-role = "core"
-
-[sinks.mqtt]
-host = "{broker.host}"
-port = {broker.port}
-username = "gw-a"
-topic_prefix = "{mqtt_prefix}"
-reconnect_base_s = 0.1
-reconnect_max_s = 0.5
-""",
-        encoding="utf-8",
+    config_file = write_config(
+        tmp_path / "gateway.toml",
+        broker,
+        mqtt_prefix,
+        user="gw-a",
+        instance="home-p1",
+        data_dir=tmp_path / "gw",
+        extra=devices,
     )
     monkeypatch.setenv("HEATMON_MQTT_PASSWORD", PASSWORDS["gw-a"])
     config = load_config(config_file)

@@ -13,7 +13,6 @@ import pytest
 
 from monitor.model import Acknowledgement, SymptomReport, iso_utc
 from monitor.mqtt import payloads
-from monitor.mqtt.acl import render_acl
 from monitor.mqtt.client import payload_bytes as payloads_bytes
 from monitor.mqtt.gateway import Gateway
 from monitor.mqtt.payloads import PayloadCodec
@@ -26,6 +25,7 @@ from tests.mqtt_helpers import (
     options,
     ramp,
     running_monitor,
+    start_broker,
     start_time,
     until,
     until_count,
@@ -34,17 +34,10 @@ from tests.mqtt_helpers import (
 pytestmark = pytest.mark.slow
 
 
-def _acl(prefix: str, *, homeassistant: bool = False) -> str:
-    from monitor.mqtt.options import MqttOptions
-    from tests.mqtt_helpers import ACL
-
-    return render_acl(MqttOptions(topic_prefix=prefix, acl=ACL, homeassistant=homeassistant))
-
-
 async def test_gateway_samples_in_state_alerts_symptoms_acks(
     mosquitto_factory: BrokerFactory, mqtt_prefix: str
 ) -> None:
-    broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix, homeassistant=True))
+    broker = start_broker(mosquitto_factory, mqtt_prefix, homeassistant=True)
     codec = PayloadCodec()
     source = QueueSource()
     t0 = start_time()
@@ -176,7 +169,7 @@ async def test_gateway_samples_in_state_alerts_symptoms_acks(
 async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continues(
     mosquitto_factory: BrokerFactory, mqtt_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix))
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
     topic = f"{mqtt_prefix}/patients/p1/samples"
     t = start_time()
     good = {"v": 1, "kind": "heart_rate", "value": 80, "unit": "bpm", "time": t}
@@ -273,7 +266,7 @@ async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continu
 async def test_acl_gateway_only_its_patients_caregiver_only_assigned(
     mosquitto_factory: BrokerFactory, mqtt_prefix: str
 ) -> None:
-    broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix))
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
     t0 = start_time()
     async with (
         running_monitor(broker, mqtt_prefix) as run,
@@ -350,7 +343,7 @@ async def test_tls_and_passwords(
     from pathlib import Path
 
     tls = make_tls_files(Path(str(tmp_path)) / "tls")
-    broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix), tls=tls)
+    broker = start_broker(mosquitto_factory, mqtt_prefix, tls=tls)
     from monitor.mqtt.client import make_client
 
     async with running_monitor(broker, mqtt_prefix, tls=True, ca_file=str(tls.ca)) as run:

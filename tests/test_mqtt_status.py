@@ -12,18 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from monitor.mqtt.acl import render_acl
-from monitor.mqtt.options import MqttOptions
 from tests.fixtures.mosquitto import BrokerFactory
 from tests.mqtt_helpers import (
-    ACL,
     PASSWORDS,
     Listener,
     TcpProxy,
     ramp,
     running_monitor,
+    start_broker,
     start_time,
     until,
+    write_config,
 )
 
 pytestmark = pytest.mark.slow
@@ -35,26 +34,14 @@ KEEPALIVE_S = 2
 async def test_heatmon_run_status_online_then_last_will_offline(
     mosquitto_factory: BrokerFactory, mqtt_prefix: str, tmp_path: Path
 ) -> None:
-    broker = mosquitto_factory(
-        users=PASSWORDS, acl=render_acl(MqttOptions(topic_prefix=mqtt_prefix, acl=ACL))
-    )
-    config = tmp_path / "heatmon.toml"
-    config.write_text(
-        f"""
-[monitor]
-instance = "central"
-data_dir = "{tmp_path / "var"}"
-
-[[patients]]
-id = "p1"
-
-[sinks.mqtt]
-host = "{broker.host}"
-port = {broker.port}
-username = "heatmon"
-topic_prefix = "{mqtt_prefix}"
-""",
-        encoding="utf-8",
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    config = write_config(
+        tmp_path / "heatmon.toml",
+        broker,
+        mqtt_prefix,
+        user="heatmon",
+        instance="central",
+        data_dir=tmp_path / "var",
     )
     env = {**os.environ, "HEATMON_MQTT_PASSWORD": PASSWORDS["heatmon"]}
     status = f"{mqtt_prefix}/monitors/central/status"
@@ -84,9 +71,7 @@ topic_prefix = "{mqtt_prefix}"
 
 
 async def test_clean_stop_says_offline(mosquitto_factory: BrokerFactory, mqtt_prefix: str) -> None:
-    broker = mosquitto_factory(
-        users=PASSWORDS, acl=render_acl(MqttOptions(topic_prefix=mqtt_prefix, acl=ACL))
-    )
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
     status = f"{mqtt_prefix}/monitors/m1/status"
     async with Listener(broker, user="anna", topics=[status], identifier="anna") as anna:
         async with running_monitor(broker, mqtt_prefix):
@@ -106,9 +91,7 @@ async def test_network_drop_last_will_offline_then_alerts_after_return(
     """Not a crash: the network under a running monitor goes away (no FIN, no RST). The
     broker notices by the keepalive, publishes the last will ``offline``; alerts raised while
     cut off are delivered once when the network is back, and the status is ``online`` again."""
-    broker = mosquitto_factory(
-        users=PASSWORDS, acl=render_acl(MqttOptions(topic_prefix=mqtt_prefix, acl=ACL))
-    )
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
     status = f"{mqtt_prefix}/monitors/m1/status"
     t0 = start_time()
     async with (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 import aiomqtt
@@ -43,6 +44,18 @@ def make_client(
     )
     client.pending_calls_threshold = PENDING_CALLS_WARN
     return client
+
+
+def check_cancelled() -> None:
+    """Raise ``CancelledError`` if the current task has been asked to stop.
+
+    aiomqtt waits with ``asyncio.wait_for``, which on Python 3.11 can swallow a
+    cancellation that arrives just as the awaited PUBACK does (CPython gh-86296): the call
+    returns normally and a reconnect loop would run on forever. Call this after every await
+    on the client in a loop that must stop when cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def payload_bytes(payload: object) -> bytes:

@@ -24,7 +24,7 @@ import aiomqtt
 from monitor.errors import InputError
 from monitor.model import Sample
 from monitor.mqtt import payloads
-from monitor.mqtt.client import make_client, payload_bytes
+from monitor.mqtt.client import check_cancelled, make_client, payload_bytes
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.outbox import MEMORY, Outbox
 from monitor.mqtt.topics import Channel, check_patient_id
@@ -127,6 +127,7 @@ class Gateway:
                         await client.subscribe(
                             [(self._topics.patient(p, Channel.ERRORS), 1) for p in self._patients]
                         )
+                        check_cancelled()
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._drain(client))
                         group.create_task(self._listen(client))
@@ -134,6 +135,7 @@ class Gateway:
                 log.warning("gateway: broker unreachable (%s)", group.exceptions[0])
             finally:
                 self.connected.clear()
+            check_cancelled()
             self._count("disconnects")
             delay = backoff.next_delay()
             log.info("gateway: %d sample(s) buffered; retrying in %.1f s", self.buffered, delay)
@@ -151,6 +153,7 @@ class Gateway:
                     rows = list(group)
                     body = payloads.encode_batch([json.loads(r.payload) for r in rows])
                     await client.publish(topic, body, qos=1)
+                    check_cancelled()
                     outbox.done(r.seq for r in rows)
                     self._count("published", len(rows))
 

@@ -29,7 +29,7 @@ import aiomqtt
 from monitor.errors import InputError
 from monitor.model import Event, EventKind, ThermalState
 from monitor.mqtt import payloads
-from monitor.mqtt.client import make_client, payload_bytes
+from monitor.mqtt.client import check_cancelled, make_client, payload_bytes
 from monitor.mqtt.homeassistant import discovery_messages
 from monitor.mqtt.options import MqttOptions, parse_options
 from monitor.mqtt.outbox import MEMORY, Outbox
@@ -235,6 +235,7 @@ class MqttSink(Sink):
             finally:
                 self.connected.clear()
                 self._client = None
+            check_cancelled()
             self._count("disconnects")
             delay = backoff.next_delay()
             log.info("mqtt: reconnecting in %.1f s", delay)
@@ -249,6 +250,7 @@ class MqttSink(Sink):
         )
         if self._options.subscribe_inputs:
             await client.subscribe([(self._topics.subscription(c), 1) for c in INBOUND])
+        check_cancelled()
         self._discovered.clear()
         for patient in self._latest:
             self._dirty[patient] = None
@@ -272,6 +274,7 @@ class MqttSink(Sink):
                 *(client.publish(i.topic, i.payload, qos=i.qos, retain=i.retain) for i in items),
                 return_exceptions=True,
             )
+            check_cancelled()
             delivered = [i.seq for i, r in zip(items, results, strict=True) if r is None]
             outbox.done(delivered)
             self._count("alerts_published", len(delivered))
@@ -283,6 +286,7 @@ class MqttSink(Sink):
         while self._errors:
             topic, payload = self._errors[0]
             await client.publish(topic, payload, qos=1)
+            check_cancelled()
             self._errors.popleft()
 
     async def _send_states(self, client: aiomqtt.Client) -> None:
@@ -298,6 +302,7 @@ class MqttSink(Sink):
                     discovery_prefix=opts.discovery_prefix,
                 ):
                     await client.publish(message.topic, message.payload, qos=1, retain=True)
+                    check_cancelled()
                 self._discovered.add(patient)
             await client.publish(
                 self._topics.patient(patient, Channel.STATE),
@@ -305,6 +310,7 @@ class MqttSink(Sink):
                 qos=opts.state_qos,
                 retain=True,
             )
+            check_cancelled()
             if self._latest[patient] is state:
                 self._dirty.pop(patient, None)
             self._count("states_published")
