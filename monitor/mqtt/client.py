@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Coroutine
+from typing import Any
 
 import aiomqtt
 
@@ -44,6 +46,25 @@ def make_client(
     )
     client.pending_calls_threshold = PENDING_CALLS_WARN
     return client
+
+
+async def run_until_one_fails(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run ``coros`` (a connection's reader and writer) until one of them ends or fails;
+    cancel the others and raise the failure as is.
+
+    Not an ``asyncio.TaskGroup``: on Python 3.11 a TaskGroup whose child fails after the
+    group's body has finished cancels the parent task and never takes that back, so the
+    reconnect loop could not tell it from a real stop (see :func:`check_cancelled`)."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
 
 
 def check_cancelled() -> None:

@@ -24,7 +24,12 @@ import aiomqtt
 from monitor.errors import InputError
 from monitor.model import Sample
 from monitor.mqtt import payloads
-from monitor.mqtt.client import check_cancelled, make_client, payload_bytes
+from monitor.mqtt.client import (
+    check_cancelled,
+    make_client,
+    payload_bytes,
+    run_until_one_fails,
+)
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.outbox import MEMORY, Outbox
 from monitor.mqtt.topics import Channel, check_patient_id
@@ -128,9 +133,7 @@ class Gateway:
                             [(self._topics.patient(p, Channel.ERRORS), 1) for p in self._patients]
                         )
                         check_cancelled()
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._drain(client))
-                        group.create_task(self._listen(client))
+                    await run_until_one_fails(self._drain(client), self._listen(client))
             except* aiomqtt.MqttError as group:
                 log.warning("gateway: broker unreachable (%s)", group.exceptions[0])
             finally:

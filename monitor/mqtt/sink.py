@@ -29,7 +29,12 @@ import aiomqtt
 from monitor.errors import InputError
 from monitor.model import Event, EventKind, ThermalState
 from monitor.mqtt import payloads
-from monitor.mqtt.client import check_cancelled, make_client, payload_bytes
+from monitor.mqtt.client import (
+    check_cancelled,
+    make_client,
+    payload_bytes,
+    run_until_one_fails,
+)
 from monitor.mqtt.homeassistant import discovery_messages
 from monitor.mqtt.options import MqttOptions, parse_options
 from monitor.mqtt.outbox import MEMORY, Outbox
@@ -225,9 +230,7 @@ class MqttSink(Sink):
                     backoff.reset()
                     self.connected.set()
                     log.info("mqtt: connected to %s:%d", opts.host, opts.port)
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._read(client))
-                        group.create_task(self._write(client))
+                    await run_until_one_fails(self._read(client), self._write(client))
             except* aiomqtt.MqttError as group:
                 log.warning("mqtt: broker unreachable or connection lost (%s)", group.exceptions[0])
             except* Exception:
