@@ -221,18 +221,18 @@ async def test_an_export_in_many_windows_has_the_same_rows_as_in_one(
         for n in range(6)
     ]
     async with make_sink(influx_db, tmp_path) as sink:
-        for s in [*samples(600), *battery]:  # heart rate for one minute, then battery
-            sink.submit_sample(s, SampleFlag.OK)
+        for x in [*samples(600), *battery]:  # heart rate for one minute, then battery
+            sink.submit_sample(x, SampleFlag.OK)
         sink.submit_record(
             SymptomReport(
                 patient="p-001", time=T0 + 100, session="s1", note="blurred", core_delta_c=None
             )
         )
         assert await sink.drain(timeout_s=20)
-    s = store(influx_db)
+    db = store(influx_db)
     start, stop = T0 - 30, T0 + 150  # the last 30 s and the first 30 s are empty
     one = export_patient(
-        s,
+        db,
         patient="p-001",
         start=start,
         stop=stop,
@@ -242,7 +242,7 @@ async def test_an_export_in_many_windows_has_the_same_rows_as_in_one(
     )
     calls: list[tuple[int, int]] = []
     many = export_patient(
-        s,
+        db,
         patient="p-001",
         start=start,
         stop=stop,
@@ -251,7 +251,7 @@ async def test_an_export_in_many_windows_has_the_same_rows_as_in_one(
         window_s=15,
         progress=lambda done, rows: calls.append((done, rows)),
     )
-    steps = export_steps(s, start, stop, window_s=15)
+    steps = export_steps(db, start, stop, window_s=15)
     assert steps == 12 * len(EXPORTED)
     assert [done for done, _ in calls] == list(range(1, steps + 1))
     assert calls[-1][1] == 600 + 6 + 1
