@@ -30,6 +30,7 @@ from monitor.model import (
     SessionRecord,
     SymptomReport,
 )
+from monitor.storage.downsample import DOWNSAMPLE_SPECS
 from monitor.storage.export import EXPORTED, FORMATS, ExportFormat, export_patient, export_steps
 from monitor.storage.query import HeatmonStore, QueryError, quote_literal
 from tests.fixtures.influxdb import InfluxDatabase
@@ -329,3 +330,18 @@ def test_export_shows_a_progress_bar_on_a_terminal(filled: InfluxDatabase, tmp_p
     assert "20/20 windows" in bar  # 4 windows of 15 min x 5 measurements
     assert "1,203 rows" in bar  # 1200 readings, 1 alert, 1 session, 1 symptom
     assert b"vitals: 1200 rows" in proc.stdout
+
+
+def test_the_influxdb2_task_writes_what_the_continuous_queries_write() -> None:
+    """docs/influxdb2-downsample.flux cannot run here; at least it names the same
+    measurements and fields as the 1.x continuous queries, and reads only accepted
+    vitals."""
+    flux = (Path(__file__).parent.parent / "docs" / "influxdb2-downsample.flux").read_text()
+    for target, (_, aggregates, tags) in DOWNSAMPLE_SPECS.items():
+        helper = "vitalsSummary" if target == "vitals_1m" else "thermalSummary"
+        in_flux = re.findall(rf'^{helper}\(.*name: "(\w+)"\)$', flux, flags=re.M)
+        assert sorted(in_flux) == sorted(re.findall(r'AS "(\w+)"', aggregates))
+        assert f'value: "{target}"' in flux
+        group = ", ".join(['"_measurement"', '"_field"', *tags.split(", ")])
+        assert f"group(columns: [{group}])" in flux
+    assert 'r.flag == "ok" or r.flag == "gap"' in flux

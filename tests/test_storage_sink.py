@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.errors import ConfigError
 from monitor.model import (
     Acknowledgement,
     Event,
@@ -91,6 +92,9 @@ def test_sink_is_registered_and_validates_its_options(tmp_path: Path) -> None:
         assert "sinks.influxdb.batch_size" in str(err)
     else:
         raise AssertionError("batch_size 0 was accepted")
+    with pytest.raises(ConfigError, match="no credentials in the URL") as caught:
+        cls.from_options({"url": "http://heatmon:pa55word@db:8086"}, context=context)
+    assert "pa55word" not in str(caught.value)  # the error is shown and logged
 
 
 async def test_every_kind_of_record_is_stored(influx_db: InfluxDatabase, tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Literal
 
 import pandas as pd
@@ -35,15 +36,19 @@ EXPORTED: tuple[str, ...] = (lp.VITALS, lp.THERMAL, lp.ALERTS, lp.SESSIONS, lp.S
 WINDOW_S = 6 * 3600.0
 """Each query covers this much time (default)."""
 
-FIELD_TYPES: dict[str, pa.DataType] = {
-    "float": pa.float64(),
-    "integer": pa.int64(),
-    "unsigned": pa.uint64(),
-    "string": pa.string(),
-    "boolean": pa.bool_(),
-}
+FIELD_TYPES: Mapping[str, pa.DataType] = MappingProxyType(
+    {
+        "float": pa.float64(),
+        "integer": pa.int64(),
+        "unsigned": pa.uint64(),
+        "string": pa.string(),
+        "boolean": pa.bool_(),
+    }
+)
 """InfluxDB field type (``SHOW FIELD KEYS``) → Parquet column type."""
-NULLABLE_INTEGERS: dict[pa.DataType, str] = {pa.int64(): "Int64", pa.uint64(): "UInt64"}
+NULLABLE_INTEGERS: Mapping[pa.DataType, str] = MappingProxyType(
+    {pa.int64(): "Int64", pa.uint64(): "UInt64"}
+)
 TIME_TYPE = pa.timestamp("ns", tz="UTC")
 ALERT_ACK_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("acked_at", TIME_TYPE),

@@ -54,4 +54,10 @@ class InfluxOptions(BaseModel):
     @field_validator("url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # the URL is logged; credentials in it would end up in the logs
+            raise ValueError(
+                "no credentials in the URL: set username, and the password or token in "
+                "HEATMON_INFLUXDB_PASSWORD / HEATMON_INFLUXDB_TOKEN"
+            )
         return value.rstrip("/")
