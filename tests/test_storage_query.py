@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
@@ -87,6 +88,28 @@ async def filled(influx_db: InfluxDatabase, tmp_path: Path) -> InfluxDatabase:
     return influx_db
 
 
+def export_args(db: InfluxDatabase, out: Path, fmt: str, *extra: str) -> list[str]:
+    """``heatmon export`` of p-001 over START..STOP, as typed on the command line."""
+    return [
+        "export",
+        "--patient",
+        "p-001",
+        "--start",
+        START,
+        "--stop",
+        STOP,
+        "--format",
+        fmt,
+        "--out",
+        str(out),
+        *extra,
+        "--url",
+        db.url,
+        "--database",
+        db.name,
+    ]
+
+
 def store(db: InfluxDatabase) -> HeatmonStore:
     return HeatmonStore(url=db.url, database=db.name)
 
@@ -126,23 +149,7 @@ async def test_export_writes_one_readable_file_per_measurement(
     filled: InfluxDatabase, tmp_path: Path, fmt: str
 ) -> None:
     out = tmp_path / "export"
-    code = run_cli(
-        "export",
-        "--patient",
-        "p-001",
-        "--start",
-        START,
-        "--stop",
-        STOP,
-        "--format",
-        fmt,
-        "--out",
-        str(out),
-        "--url",
-        filled.url,
-        "--database",
-        filled.name,
-    )
+    code = run_cli(*export_args(filled, out, fmt))
     assert code == 0
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted(
@@ -232,22 +239,10 @@ async def test_an_export_in_many_windows_has_the_same_rows_as_in_one(
         assert await sink.drain(timeout_s=20)
     db = store(influx_db)
     start, stop = T0 - 30, T0 + 150  # the last 30 s and the first 30 s are empty
-    one = export_patient(
-        db,
-        patient="p-001",
-        start=start,
-        stop=stop,
-        fmt=fmt,
-        out_dir=tmp_path / "one",
-        window_s=3600,
-    )
+    export = functools.partial(export_patient, db, patient="p-001", start=start, stop=stop, fmt=fmt)
+    one = export(out_dir=tmp_path / "one", window_s=3600)
     calls: list[tuple[int, int]] = []
-    many = export_patient(
-        db,
-        patient="p-001",
-        start=start,
-        stop=stop,
-        fmt=fmt,
+    many = export(
         out_dir=tmp_path / "many",
         window_s=15,
         progress=lambda done, rows: calls.append((done, rows)),
@@ -294,23 +289,7 @@ def test_export_shows_a_progress_bar_on_a_terminal(filled: InfluxDatabase, tmp_p
             sys.executable,
             "-m",
             "monitor.cli",
-            "export",
-            "--patient",
-            "p-001",
-            "--start",
-            START,
-            "--stop",
-            STOP,
-            "--format",
-            "csv",
-            "--out",
-            str(tmp_path),
-            "--window-hours",
-            "0.25",
-            "--url",
-            filled.url,
-            "--database",
-            filled.name,
+            *export_args(filled, tmp_path, "csv", "--window-hours", "0.25"),
         ],
         stdout=subprocess.PIPE,
         stderr=follower,

@@ -18,7 +18,7 @@ from monitor.model import SampleFlag
 from monitor.netutil import free_port
 from monitor.storage.options import InfluxOptions
 from monitor.storage.sink import InfluxSink
-from tests.fixtures.influxdb import InfluxDatabase
+from tests.fixtures.influxdb import InfluxDatabase, forward_request
 from tests.test_storage_sink import count, expected_values, samples, stored_values
 
 CLIENT_TIMEOUT_S = 0.5
@@ -42,19 +42,10 @@ async def faulty_proxy(influx_db: InfluxDatabase) -> AsyncIterator[FaultyProxy]:
     proxy = FaultyProxy(url=f"http://127.0.0.1:{port}", faults=[])
     session = aiohttp.ClientSession(auto_decompress=False)
 
-    async def forward(request: web.Request, body: bytes) -> web.Response:
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
-        }
-        async with session.request(
-            request.method, influx_db.url + request.path_qs, data=body, headers=headers
-        ) as resp:
-            return web.Response(status=resp.status, body=await resp.read())
-
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         if request.path != "/write":
-            return await forward(request, body)
+            return await forward_request(session, influx_db.url, request, body)
         raw = gzip.decompress(body) if request.headers.get("Content-Encoding") == "gzip" else body
         lines = raw.count(b"\n") + 1
         n = len(proxy.writes)
@@ -70,7 +61,7 @@ async def faulty_proxy(influx_db: InfluxDatabase) -> AsyncIterator[FaultyProxy]:
             )
         if fault == "413":
             return web.json_response({"error": "request too large"}, status=413)
-        response = await forward(request, body)
+        response = await forward_request(session, influx_db.url, request, body)
         if fault == "timeout":  # stored, but the answer comes too late
             await asyncio.sleep(SLOW_REPLY_S)
         return response

@@ -21,7 +21,7 @@ from monitor.storage import lineprotocol as lp
 from monitor.storage.options import InfluxOptions
 from monitor.storage.sink import InfluxSink
 from monitor.storage.writer import api_for_version, classify
-from tests.fixtures.influxdb import InfluxDatabase, VictoriaMetrics
+from tests.fixtures.influxdb import InfluxDatabase, VictoriaMetrics, forward_request
 from tests.test_storage_sink import samples
 
 
@@ -65,16 +65,7 @@ async def recording_proxy(victoria_metrics: VictoriaMetrics) -> AsyncIterator[Re
             Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
         )
         proxy.arrived.set()
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
-        }
-        async with session.request(
-            request.method,
-            victoria_metrics.url + request.path_qs,
-            data=body,
-            headers=headers,
-        ) as resp:
-            return web.Response(status=resp.status, body=await resp.read())
+        return await forward_request(session, victoria_metrics.url, request, body)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
