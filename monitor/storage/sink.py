@@ -160,7 +160,8 @@ class InfluxSink(Sink):
         if not self._tasks:
             return
         flusher, sender = self._tasks
-        flusher.cancel()
+        async with self._flush_lock:  # never cancel the flusher in the middle of an append
+            flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
         await self._flush_buffer()
