@@ -38,7 +38,6 @@ from typing import Any, Protocol, Self
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 from bumble.controller import Controller
-from bumble.core import UUID as BumbleUUID
 from bumble.core import AdvertisingData
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
@@ -48,7 +47,7 @@ from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
 from adapters import gatt
-from adapters.ble.bumble_backend import backends_for
+from adapters.ble.bumble_backend import GattCache, backends_for, bumble_uuid
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +65,6 @@ CENTRAL_ADDRESS_PREFIX = "D0:00:00:00"
 _SIG_BASE_SUFFIX = "-0000-1000-8000-00805f9b34fb"
 _UUIDS_16 = AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS
 _UUIDS_128 = AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS
-
-
-def bumble_uuid(uuid: str) -> BumbleUUID:
-    """A bleak-style UUID string as bumble's UUID (16-bit when it is a SIG UUID)."""
-    if uuid.startswith("0000") and uuid.endswith(_SIG_BASE_SUFFIX):
-        return BumbleUUID.from_16_bits(int(uuid[4:8], 16))
-    return BumbleUUID(uuid)
 
 
 class VirtualWearable:
@@ -504,6 +496,7 @@ class VirtualWorld:
         self._wearables = list(wearables)
         self._link: LocalLink | None = None  # created in __aenter__, inside the loop
         self._centrals = 0
+        self._gatt_cache: GattCache = {}
         scanner, client = backends_for(self)
         self.scanner_backend: type[BaseBleakScanner] = scanner
         self.client_backend: type[BaseBleakClient] = client
@@ -517,6 +510,11 @@ class VirtualWorld:
             if w.address == address.upper():
                 return w
         raise KeyError(address)
+
+    @property
+    def gatt_cache(self) -> GattCache:
+        """What the client backend remembers of each wearable's GATT database."""
+        return self._gatt_cache
 
     @property
     def link(self) -> LocalLink:
