@@ -68,6 +68,19 @@ SERVICE_NAMES: dict[str, str] = {
     CORE_SERVICE: "CORE body temperature",
 }
 
+CHARACTERISTIC_NAMES: dict[str, str] = {
+    HEART_RATE_MEASUREMENT: "heart rate 0x2A37",
+    BODY_SENSOR_LOCATION: "body sensor location 0x2A38",
+    TEMPERATURE_MEASUREMENT: "temperature 0x2A1C",
+    INTERMEDIATE_TEMPERATURE: "intermediate temperature 0x2A1E",
+    TEMPERATURE_TYPE: "temperature type 0x2A1D",
+    ESS_TEMPERATURE: "temperature 0x2A6E",
+    BATTERY_LEVEL: "battery 0x2A19",
+    CORE_TEMPERATURE: "CORE temperature 0x2101",
+    CORE_CONTROL_POINT: "CORE control point 0x2102",
+}
+"""The characteristics heatmon knows, as ``heatmon devices scan --connect`` lists them."""
+
 
 def _fail(where: str, message: str) -> ParseError:
     return ParseError(message, where=where)
