@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self
 
-from adapters.ble.source import BleSource
+from adapters.ble.source import BleSource, GapCallback
 from adapters.ble.virtual import (
     VirtualChestStrap,
     VirtualCoreSensor,
@@ -46,10 +46,12 @@ class DemoWearables:
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         with_core: bool = True,
+        on_gap: GapCallback | None = None,
     ) -> None:
         """``patients``: patient id → its ``step`` function; ``speed``: simulated seconds per
         wall-clock second; ``interval_s``: simulated seconds between notifications;
-        ``clock``: the demo's (possibly sped-up) UTC clock, used for time stamps."""
+        ``clock``: the demo's (possibly sped-up) UTC clock, used for time stamps;
+        ``on_gap``: where the source reports a reconnect's gap (``Monitor.report_gap``)."""
         real_interval = max(interval_s / speed, MIN_REAL_INTERVAL_S)
         wearables: list[VirtualWearable] = []
         devices: list[DeviceConfig] = []
@@ -93,6 +95,7 @@ class DemoWearables:
             scanner_backend=self.world.scanner_backend,
             client_backend=self.world.client_backend,
             clock=clock,
+            on_gap=on_gap,
         )
 
     async def __aenter__(self) -> Self:
