@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -399,6 +400,11 @@ def test_devices_scan_lists_the_virtual_wearables(
     assert out.count("SkinTemp 0") == 4
     assert out.count("CORE 0") == 2
     assert "chest" in out  # body sensor location read over GATT
+    # what each offers: its characteristics and how they are sent, and a CORE's advert
+    assert out.count("heart rate 0x2A37 (notify)") == 4
+    assert out.count("temperature 0x2A1C (indicate)") == 4
+    assert out.count("CORE temperature 0x2101 (read/notify)") == 2
+    assert len(re.findall(r"core 3\d\.\d\d °C", out)) == 2
 
 
 async def test_ess_skin_patch_end_to_end() -> None:
