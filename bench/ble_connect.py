@@ -34,11 +34,10 @@ from collections.abc import Callable
 
 from rich.progress import Progress
 
+from adapters.ble.demo import eight_wearables
 from adapters.ble.source import BleSource
 from adapters.ble.virtual import (
     VirtualChestStrap,
-    VirtualCoreSensor,
-    VirtualSkinSensor,
     VirtualWearable,
     VirtualWorld,
 )
@@ -61,27 +60,7 @@ def one_strap() -> tuple[list[VirtualWearable], list[DeviceConfig]]:
 
 def fleet() -> tuple[list[VirtualWearable], list[DeviceConfig]]:
     """Eight wearables on four patients: a strap each, and a thermometer or a CORE."""
-    wearables: list[VirtualWearable] = []
-    devices: list[DeviceConfig] = []
-    for n in range(4):
-        patient = f"p-bench-{n}"
-        strap = f"C0:00:00:00:01:{n:02X}"
-        temp = f"C0:00:00:00:02:{n:02X}"
-        wearables.append(
-            VirtualChestStrap(address=strap, heart_rate=const(70.0 + n), interval_s=NOTIFY_EVERY_S)
-        )
-        devices.append(DeviceConfig(address=strap, patient=patient, role="heart_rate"))
-        if n % 2:
-            wearables.append(
-                VirtualSkinSensor(address=temp, skin_temp=const(33.0), interval_s=NOTIFY_EVERY_S)
-            )
-            devices.append(DeviceConfig(address=temp, patient=patient, role="skin_temp"))
-        else:
-            wearables.append(
-                VirtualCoreSensor(address=temp, core_temp=const(37.0), interval_s=NOTIFY_EVERY_S)
-            )
-            devices.append(DeviceConfig(address=temp, patient=patient, role="core"))
-    return wearables, devices
+    return eight_wearables(interval_s=NOTIFY_EVERY_S)
 
 
 class Run:

@@ -16,6 +16,7 @@ from bleak import BleakClient, BleakScanner
 from bumble.gatt import Service
 
 from adapters import gatt
+from adapters.ble.demo import eight_wearables
 from adapters.ble.source import BleSource
 from adapters.ble.virtual import (
     VirtualChestStrap,
@@ -284,29 +285,7 @@ async def test_recovers_after_drop_reports_gap_and_emits_no_duplicates() -> None
 
 
 async def test_eight_wearables_on_four_patients() -> None:
-    wearables: list[VirtualWearable] = []
-    devices: list[DeviceConfig] = []
-    for n in range(4):
-        patient = f"p-{n + 1:03d}"
-        strap_address = f"C0:00:00:00:01:{n:02X}"
-        temp_address = f"C0:00:00:00:02:{n:02X}"
-        wearables.append(
-            VirtualChestStrap(address=strap_address, heart_rate=const(70.0 + n), interval_s=0.2)
-        )
-        devices.append(DeviceConfig(address=strap_address, patient=patient, role="heart_rate"))
-        if n % 2:
-            wearables.append(VirtualSkinSensor(address=temp_address, skin_temp=const(33.0 + n)))
-            devices.append(DeviceConfig(address=temp_address, patient=patient, role="skin_temp"))
-        else:
-            wearables.append(
-                VirtualCoreSensor(
-                    address=temp_address,
-                    core_temp=const(37.0 + n / 10),
-                    skin_temp=const(33.0 + n),
-                    interval_s=0.2,
-                )
-            )
-            devices.append(DeviceConfig(address=temp_address, patient=patient, role="core"))
+    wearables, devices = eight_wearables(interval_s=0.2)
     async with VirtualWorld(wearables=wearables) as world:
         source = ble_source(world, devices)
         async with running(source) as got:
