@@ -53,6 +53,11 @@ async def test_caregiver_sees_live_tiles_and_acknowledges_cool_down(
     await expect(banner).to_contain_text("Hanna: Cool down now")
     await expect(hot.locator(".rise")).to_have_text(re.compile(r"^\+0\.\d\d °C ±0\.\d\d$"))
     await expect(hot.locator(".chip")).to_have_text("Cool down now")
+    # The banner tells the wall-clock time it came (the samples' clock runs 60× faster).
+    since = await banner.locator(".ago").get_attribute("data-since")
+    assert since is not None
+    assert abs(await page.evaluate("Date.now() / 1000") - float(since)) < 30
+    await expect(banner.locator(".ago")).to_have_text("(just now)")
     hot_box = await hot.bounding_box()
     cool_box = await page.locator('.tile[data-patient="p-cool"]').bounding_box()
     assert hot_box is not None and cool_box is not None
