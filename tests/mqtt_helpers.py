@@ -26,11 +26,12 @@ PASSWORDS: Mapping[str, str] = {
     "heatmon": "pw-monitor",
     "gw-a": "pw-gateway-a",
     "gw-b": "pw-gateway-b",
+    "gw-c": "pw-gateway-c",
     "anna": "pw-anna",
     "app-p1": "pw-app",
 }
 ACL = AclOptions(
-    gateways={"gw-a": ["p1"], "gw-b": ["p2"]},
+    gateways={"gw-a": ["p1"], "gw-b": ["p2"], "gw-c": ["p9"]},
     caregivers={"anna": ["p1"]},
     apps={"app-p1": ["p1"]},
 )
@@ -84,12 +85,19 @@ async def running_monitor(
     *,
     patients: Sequence[str] = ("p1", "p2"),
     sources: Sequence[Source] = (),
+    outbox_path: str = ":memory:",
     **extra: Any,
 ) -> AsyncIterator[Running]:
     """The real Monitor (engine + MQTT sink) against ``broker``; no ticker noise."""
     opts = options(broker, prefix, "heatmon", **extra)
     context = PluginContext(config=None, instance="m1")
-    sink = MqttSink(options=opts, instance="m1", context=context, known_patients=tuple(patients))
+    sink = MqttSink(
+        options=opts,
+        instance="m1",
+        context=context,
+        known_patients=tuple(patients),
+        outbox_path=outbox_path,
+    )
     records = RecordingSink()
     engine = MonitorEngine(profiles={p: PatientProfile(id=p) for p in patients})
     monitor = Monitor(engine=engine, sources=sources, sinks=[sink, records], tick_s=3600.0)
@@ -212,6 +220,16 @@ def ramp(patient: str, t0: float, seconds: range) -> Iterator[Sample]:
         yield Sample(patient, SampleKind.CORE_TEMP, core, t, "core", "test")
 
 
+def cooling(patient: str, t0: float, seconds: range) -> Iterator[Sample]:
+    """After :func:`ramp`'s 300 s: rest, core temperature falling 0.02 °C/s from 37.9 °C back
+    to 37.0 °C: the engine says ok at about 500 s and recovered at about 510 s."""
+    for i in seconds:
+        t = t0 + i
+        core = max(37.0, 37.9 - (i - 300) * 0.02)
+        yield Sample(patient, SampleKind.HEART_RATE, 75.0, t, "hr", "test")
+        yield Sample(patient, SampleKind.CORE_TEMP, core, t, "core", "test")
+
+
 def start_time() -> float:
     """Sample clock that starts in the past, so no sample lies in the future."""
     return float(int(time.time()) - 600)
@@ -231,3 +249,77 @@ async def until(predicate: Callable[[], bool], changed: asyncio.Event, *, what: 
 
 async def until_count(sink: MqttSink, name: str, n: int) -> None:
     await until(lambda: sink.counters.get(name, 0) >= n, sink.counted, what=f"{name} >= {n}")
+
+
+class TcpProxy:
+    """A TCP forwarder between a client and the broker, to drop the network under a client.
+
+    ``blackhole()`` models a network that is gone: bytes in either direction are dropped and
+    the connections stay open (no FIN, no RST); new connections are refused (no listener).
+    ``restore()`` brings the network back: the connections that lived through the outage are
+    reset (the broker has forgotten them), new ones are forwarded again on the same port.
+    """
+
+    def __init__(self, *, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.blackholed = False
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._reset_all()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with suppress(asyncio.CancelledError):
+                await task
+
+    def blackhole(self) -> None:
+        self.blackholed = True
+        if self._server is not None:
+            self._server.close()  # stops listening; the open connections go on
+            self._server = None
+
+    async def restore(self) -> None:
+        self._reset_all()
+        self.blackholed = False
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, reuse_address=True
+        )
+
+    def _reset_all(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with suppress(ConnectionError, OSError):
+            while data := await src.read(65536):
+                if self.blackholed:
+                    continue  # the packet is lost
+                dst.write(data)
+                await dst.drain()
+        if not self.blackholed:
+            dst.transport.abort()

@@ -87,3 +87,15 @@ def test_acl_lists_home_assistant_only_when_enabled() -> None:
     assert "homeassistant" not in plain
     ha = render_acl(parse_options({"homeassistant": True, "acl": {"caregivers": {"c": ["p1"]}}}))
     assert "topic read homeassistant/sensor/heatmon_p1/#" in ha
+
+
+def test_home_assistant_nodes_are_distinct_for_distinct_pseudonyms() -> None:
+    import re
+
+    from monitor.mqtt.homeassistant import node_id
+
+    ids = ["a.b", "a_b", "a._b", "a_.b", "a__b", "a-b", "p-7f3a"]
+    nodes = [node_id(p) for p in ids]
+    assert len(set(nodes)) == len(ids)
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]+", n) for n in nodes)
+    assert node_id("p-7f3a") == "heatmon_p-7f3a"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiomqtt
 import pytest
@@ -21,6 +22,7 @@ from tests.mqtt_helpers import (
     PASSWORDS,
     Listener,
     QueueSource,
+    cooling,
     options,
     ramp,
     running_monitor,
@@ -143,28 +145,59 @@ async def test_gateway_samples_in_state_alerts_symptoms_acks(
             key = config["value_template"].split("value_json.")[1].split()[0]
             assert key in state
         assert configs["core_rise"]["unit_of_measurement"] == "°C"
+        assert "device_class" not in configs["core_rise"], "a rise must not be converted to °F"
+        assert configs["heart_rate"]["unit_of_measurement"] == "bpm"
+        assert configs["level"]["options"] == ["ok", "caution", "cool_down"]
+        status_topic = f"{mqtt_prefix}/monitors/m1/status"
+        assert all(c["availability_topic"] == status_topic for c in configs.values())
         assert "p1" in configs["level"]["device"]["name"]
+
+        # cooling off: the level comes back to ok, then the recovered notice
+        for sample in cooling("p1", t0, range(300, 520)):
+            source.queue.put_nowait(sample)
+        await anna.wait_for(lambda a: bool(a.on("/p1/recovered")), what="recovered")
+        [recovered] = [m.json() for m in anna.on("/p1/recovered")]
+        assert codec.check("recovered", recovered) == []
+        assert (recovered["kind"], recovered["level"]) == ("recovered", "ok")
+        assert [a.json()["level"] for a in anna.on("/p1/alerts")][-1] == "ok"
+        await until(
+            lambda: gateway.counters.get("published", 0) == 1040,
+            gateway.counted,
+            what="the gateway sent everything",
+        )
         gw_task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await gw_task
-        assert gateway.counters["published"] == 600 and gateway.buffered == 0
-        assert run.sink.counters["samples_in"] == 600
+        assert gateway.counters["published"] == 1040 and gateway.buffered == 0
+        await until_count(run.sink, "samples_in", 1040)
+        assert run.sink.counters["samples_in"] == 1040
 
 
 async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continues(
-    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker = mosquitto_factory(users=PASSWORDS, acl=_acl(mqtt_prefix))
     topic = f"{mqtt_prefix}/patients/p1/samples"
-    good = {"v": 1, "kind": "heart_rate", "value": 80, "unit": "bpm", "time": start_time()}
+    t = start_time()
+    good = {"v": 1, "kind": "heart_rate", "value": 80, "unit": "bpm", "time": t}
+    hr = {k: v for k, v in good.items() if k != "v"}
+    batch = {"v": 1, "samples": [hr, {**hr, "time": t + 1, "kind": "core_temp", "value": 37.2}]}
+    # one of each kind the issue names, with what the reason must say
     bad: list[tuple[bytes, str]] = [
-        (b"{not json", "not JSON"),
-        (json.dumps({**good, "v": 7}).encode(), "schema version"),
+        (b"{not json", "payload is not JSON"),
+        (b"\xff\xfe\x00", "payload is not UTF-8"),
+        (json.dumps({**good, "v": 7}).encode(), "schema version v=7 is not supported"),
+        (json.dumps({k: v for k, v in good.items() if k != "kind"}).encode(), "'kind' is a req"),
+        (json.dumps({**good, "value": "high"}).encode(), "value: 'high' is not of type 'number'"),
         (json.dumps({**good, "unit": "Hz"}).encode(), "unit: 'bpm' was expected"),
+        (json.dumps(batch).encode(), "samples[1].unit: 'degC' was expected"),
+        (json.dumps({**good, "note": "x" * 300_000}).encode(), "exceeds 262144 bytes"),
         (json.dumps({**good, "value": 900}).encode(), "value: 900 is greater than the maximum"),
-        (json.dumps({**good, "patient": "p1/../p2"}).encode(), "does not match"),
-        (json.dumps({**good, "patient": "p+"}).encode(), "does not match"),
-        (json.dumps({**good, "note": "x" * 300_000}).encode(), "exceeds"),
+        (json.dumps({**good, "time": time.time() + 3600}).encode(), "s in the future"),
+        (json.dumps({**good, "patient": "p1/../p2"}).encode(), "patient: 'p1/../p2' does not"),
+        (json.dumps({**good, "patient": "p+"}).encode(), "patient: 'p+' does not match"),
+        (json.dumps({**good, "patient": "p#"}).encode(), "patient: 'p#' does not match"),
+        (json.dumps({**good, "patient": "p2"}).encode(), "differs from the topic's patient"),
     ]
     async with (
         running_monitor(broker, mqtt_prefix) as run,
@@ -183,17 +216,58 @@ async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continu
             await gw.publish(topic, body, qos=1)
         await gw.publish(topic, json.dumps(good).encode(), qos=1)
         await ops.wait_for(lambda o: len(o.messages) >= len(bad), what="error notices")
-        reasons = [m.json()["reason"] for m in ops.messages]
-        for (_, expected), reason in zip(bad, reasons, strict=True):
-            assert expected in reason
-        assert [m.json()["rejected"] for m in ops.messages] == list(range(1, len(bad) + 1))
-        assert all(m.json()["topic"] == topic for m in ops.messages)
+        errors = [m.json() for m in ops.messages]
+        for (_, expected), error in zip(bad, errors, strict=True):
+            assert expected in error["reason"]
+            assert payloads.PayloadCodec().check("error", error) == []
+        assert [e["rejected"] for e in errors] == list(range(1, len(bad) + 1))
+        assert all(e["topic"] == topic and e["patient"] == "p1" for e in errors)
         # the gateway sees the reasons for its own patient
         await gw_errors.wait_for(lambda g: len(g.messages) >= len(bad), what="patient errors")
         # and the service kept running: the good sample after them was taken
         await until_count(run.sink, "samples_in", 1)
         assert run.sink.counters["rejected"] == len(bad)
         assert run.sink.counters["rejected.samples"] == len(bad)
+        assert run.monitor.engine.engine("p1").session is not None
+
+        # a patient this monitor does not watch (a gateway configured for p9 in the ACL):
+        # refused with a reason, counted, never handed to the engine
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="gw-c", password=PASSWORDS["gw-c"]
+        ) as gw_c:
+            await gw_c.publish(
+                f"{mqtt_prefix}/patients/p9/samples", json.dumps(good).encode(), qos=1
+            )
+        await ops.wait_for(lambda o: len(o.messages) > len(bad), what="unknown patient")
+        unknown = ops.messages[-1].json()
+        assert unknown["patient"] == "p9" and unknown["channel"] == "samples"
+        assert "'p9' is not one of this monitor's patients" in unknown["reason"]
+        assert run.sink.counters["rejected.samples"] == len(bad) + 1
+        assert run.sink.counters["samples_in"] == 1
+        assert "p9" not in run.monitor.engine.patients
+        assert run.monitor.counters.get("rejected_samples", 0) == 0
+
+        # a bad symptom report from the patient's app is refused the same way
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="app-p1", password=PASSWORDS["app-p1"]
+        ) as app:
+            await app.publish(
+                f"{mqtt_prefix}/patients/p1/symptoms", b'{"v":1,"note":"dizzy"}', qos=1
+            )
+            typed = "Anna Schmidt says: " + "hot " * 200
+            await app.publish(
+                f"{mqtt_prefix}/patients/p1/symptoms",
+                payloads.encode_symptom(time=t, note=typed),
+                qos=1,
+            )
+        await ops.wait_for(lambda o: len(o.messages) > len(bad) + 2, what="symptom errors")
+        assert "'time' is a required property" in ops.messages[-2].json()["reason"]
+        assert ops.messages[-1].json()["reason"] == "note: str is longer than 500 characters"
+        assert run.sink.counters["rejected.symptoms"] == 2
+        assert not any(isinstance(r, SymptomReport) for r in run.records.records)
+        # what the patient typed stays out of the log
+        assert "rejected input #" in caplog.text
+        assert "Anna Schmidt" not in caplog.text
 
 
 async def test_acl_gateway_only_its_patients_caregiver_only_assigned(
@@ -209,9 +283,6 @@ async def test_acl_gateway_only_its_patients_caregiver_only_assigned(
             topics=[f"{mqtt_prefix}/patients/+/state", f"{mqtt_prefix}/patients/+/alerts"],
             identifier="anna",
         ) as anna,
-        Listener(
-            broker, user="anna", topics=[f"{mqtt_prefix}/patients/p2/state"], identifier="anna2"
-        ) as anna_p2,
         aiomqtt.Client(
             broker.host, broker.port, username="gw-a", password=PASSWORDS["gw-a"]
         ) as gw_a,
@@ -242,7 +313,35 @@ async def test_acl_gateway_only_its_patients_caregiver_only_assigned(
             lambda a: bool(a.on("/p1/alerts")) and bool(a.on("/p1/state")), what="p1"
         )
         assert all("/p2/" not in m.topic for m in anna.messages)
-        assert anna_p2.messages == []
+
+        # asking for p2 by name gets nothing either: the retained states of both patients
+        # are on the broker, anna subscribes to p2's first and receives only p1's
+        async with Listener(
+            broker,
+            user="anna",
+            topics=[f"{mqtt_prefix}/patients/p2/state", f"{mqtt_prefix}/patients/p1/state"],
+            identifier="anna-late",
+        ) as late:
+            await late.wait_for(lambda x: bool(x.messages), what="a retained state")
+            assert [m.topic for m in late.messages] == [f"{mqtt_prefix}/patients/p1/state"]
+        async with Listener(
+            broker, user="heatmon", topics=[f"{mqtt_prefix}/patients/p2/state"], identifier="ctl"
+        ) as control:
+            await control.wait_for(lambda x: bool(x.messages), what="p2's retained state")
+
+        # nor may anna acknowledge p2's alerts: her ack for p2 is dropped by the broker, the
+        # one for p1 after it (an unknown alert id) reaches the monitor and is answered
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="anna", password=PASSWORDS["anna"]
+        ) as care:
+            for patient in ("p2", "p1"):
+                await care.publish(
+                    f"{mqtt_prefix}/patients/{patient}/ack",
+                    payloads.encode_ack(event_id=f"{patient}-1:1", by="anna"),
+                    qos=1,
+                )
+        await until_count(run.sink, "rejected.ack", 1)
+        assert run.sink.counters["rejected"] == 1, "only p1's ack reached the monitor"
 
 
 async def test_tls_and_passwords(

@@ -141,8 +141,9 @@ def _good(**change: Any) -> dict[str, Any]:
         (json.dumps(_good(patient="p2")).encode(), "differs from the topic"),
         (json.dumps(_good(patient="p1/x")).encode(), "patient: 'p1/x' does not match"),
         (json.dumps({"v": 1, "samples": []}).encode(), "samples: [] should be non-empty"),
-        (json.dumps({"v": 1, "samples": [_good(v=None)] * 1001}).encode(), "too long"),
+        (json.dumps({"v": 1, "samples": [_good(v=None)] * 1001}).encode(), "more than 1000 items"),
         (b'{"v": 1, "note": "' + b"x" * 300_000 + b'"}', "exceeds"),
+        (json.dumps(_good(device="d" * 300)).encode(), "device: str is longer than 64 char"),
     ],
 )
 def test_bad_sample_payloads_are_rejected_with_a_reason(

@@ -15,7 +15,7 @@ from monitor.config import HeatmonConfig, load_config
 from monitor.errors import ConfigError
 from monitor.mqtt.gateway import Gateway
 from monitor.mqtt.options import parse_options
-from monitor.plugins import PluginContext, source_class
+from monitor.plugins import PluginContext, Source, source_class
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,19 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def build_gateway(config: HeatmonConfig, *, source: str, outbox: Path | None) -> Gateway:
+def build_gateway(
+    config: HeatmonConfig, *, source: str | Source, outbox: Path | None = None
+) -> Gateway:
+    """The gateway ``config`` describes; ``source`` names the source plugin (its options come
+    from ``[sources.<name>]``) or is one already made."""
     if "mqtt" not in config.sinks:
         raise ConfigError("sinks.mqtt: the gateway needs the broker settings in [sinks.mqtt]")
     options = parse_options(config.sinks["mqtt"])
-    context = PluginContext(config=config, instance=config.monitor.instance)
-    src = source_class(source).from_options(config.sources.get(source, {}), context=context)
+    if isinstance(source, Source):
+        src = source
+    else:
+        context = PluginContext(config=config, instance=config.monitor.instance)
+        src = source_class(source).from_options(config.sources.get(source, {}), context=context)
     patients = [p.id for p in config.patients] or None
     return Gateway(
         source=src,
@@ -49,13 +56,8 @@ def build_gateway(config: HeatmonConfig, *, source: str, outbox: Path | None) ->
     )
 
 
-async def _serve(config: HeatmonConfig, source: str, outbox: Path | None) -> None:
-    gateway = build_gateway(config, source=source, outbox=outbox)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+async def serve(gateway: Gateway, stop: asyncio.Event) -> None:
+    """Run ``gateway`` until ``stop`` is set; what is not yet sent stays buffered on disk."""
     async with gateway:
         task = asyncio.create_task(gateway.run())
         stopper = asyncio.create_task(stop.wait())
@@ -66,6 +68,16 @@ async def _serve(config: HeatmonConfig, source: str, outbox: Path | None) -> Non
             with contextlib.suppress(asyncio.CancelledError):
                 await t
     log.info("gateway stopped")
+
+
+async def _serve(config: HeatmonConfig, source: str, outbox: Path | None) -> None:
+    gateway = build_gateway(config, source=source, outbox=outbox)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await serve(gateway, stop)
 
 
 def run(args: argparse.Namespace) -> int:

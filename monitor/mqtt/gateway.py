@@ -57,7 +57,9 @@ class Gateway:
         self._patients = frozenset(patients) if patients is not None else None
         for p in self._patients or ():
             check_patient_id(p, where="gateway.patients")
-        self._identifier = identifier or f"heatmon-gw-{options.username or 'gateway'}"
+        self._identifier = (
+            identifier or options.client_id or f"heatmon-gw-{options.username or 'gateway'}"
+        )
         self._batch_max = max(1, min(batch_max, payloads.MAX_BATCH))
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()

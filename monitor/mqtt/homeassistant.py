@@ -8,6 +8,8 @@ Topics: ``<discovery_prefix>/sensor/<node_id>/<object_id>/config`` (retained).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from monitor.mqtt.topics import Channel, Topics, check_patient_id
@@ -18,45 +20,54 @@ class Discovery(NamedTuple):
     payload: bytes
 
 
-_SENSORS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+_SENSORS: tuple[tuple[str, str, Mapping[str, Any]], ...] = (
     (
         "level",
         "Heat alert level",
-        {
-            "value_template": "{{ value_json.level }}",
-            "device_class": "enum",
-            "options": ["ok", "caution", "cool_down"],
-            "icon": "mdi:thermometer-alert",
-        },
+        MappingProxyType(
+            {
+                "value_template": "{{ value_json.level }}",
+                "device_class": "enum",
+                "options": ("ok", "caution", "cool_down"),
+                "icon": "mdi:thermometer-alert",
+            }
+        ),
     ),
     (
         "heart_rate",
         "Heart rate",
-        {
-            "value_template": "{{ value_json.heart_rate_bpm }}",
-            "unit_of_measurement": "bpm",
-            "state_class": "measurement",
-            "icon": "mdi:heart-pulse",
-        },
+        MappingProxyType(
+            {
+                "value_template": "{{ value_json.heart_rate_bpm }}",
+                "unit_of_measurement": "bpm",
+                "state_class": "measurement",
+                "icon": "mdi:heart-pulse",
+            }
+        ),
     ),
     (
         "core_rise",
         "Estimated core temperature rise",
-        {
-            "value_template": "{{ value_json.core_delta_c }}",
-            "unit_of_measurement": "°C",
-            "device_class": "temperature",
-            "state_class": "measurement",
-            "suggested_display_precision": 2,
-        },
+        MappingProxyType(
+            {
+                "value_template": "{{ value_json.core_delta_c }}",
+                # a rise, not a temperature: no device_class "temperature", or Home Assistant
+                # would convert 0.5 °C into 32.9 °F for a user with imperial units
+                "unit_of_measurement": "°C",
+                "state_class": "measurement",
+                "icon": "mdi:thermometer-chevron-up",
+                "suggested_display_precision": 2,
+            }
+        ),
     ),
 )
 
 
 def node_id(patient: str) -> str:
-    """The discovery node of a patient (Home Assistant wants ``[a-zA-Z0-9_-]``)."""
+    """The discovery node of a patient (Home Assistant wants ``[a-zA-Z0-9_-]``): ``_`` is
+    doubled and ``.`` becomes ``_d``, so two pseudonyms never share a node."""
     check_patient_id(patient, where="homeassistant")
-    return "heatmon_" + patient.replace(".", "_")
+    return "heatmon_" + patient.replace("_", "__").replace(".", "_d")
 
 
 def discovery_messages(

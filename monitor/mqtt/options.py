@@ -5,6 +5,7 @@ Secrets never sit in the file: ``HEATMON_MQTT_PASSWORD`` sets ``password``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,6 @@ class AclOptions(BaseModel):
     @field_validator("gateways", "caregivers", "apps")
     @classmethod
     def _ids(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        import re
-
         for user in value:
             if not re.fullmatch(_USER, user):
                 raise ValueError(f"login {user!r} is not a valid MQTT user name for the ACL")
@@ -68,7 +67,7 @@ class MqttOptions(BaseModel):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=600)
+    keepalive_s: int = Field(default=30, ge=2, le=600)
     reconnect_base_s: float = Field(default=BASE_DELAY_S, gt=0, le=60)
     reconnect_max_s: float = Field(default=MAX_DELAY_S, gt=0, le=600)
     state_qos: int = Field(default=0, ge=0, le=1)

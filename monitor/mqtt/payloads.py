@@ -75,6 +75,24 @@ def _path(err: ValidationError) -> str:
     return "".join(parts).lstrip(".") or "(payload)"
 
 
+QUOTE_MAX = 60
+"""A reason quotes the offending value only up to this length (never a whole note)."""
+
+
+def _describe(err: ValidationError) -> str:
+    """``path: what is wrong``, without repeating a long value back."""
+    value = repr(err.instance)
+    if len(value) <= QUOTE_MAX or value not in err.message:
+        return f"{_path(err)}: {err.message}"
+    limit = err.validator_value
+    what = {
+        "maxLength": f"is longer than {limit} characters",
+        "maxItems": f"has more than {limit} items",
+        "minItems": f"has fewer than {limit} items",
+    }.get(str(err.validator), f"fails the schema's {err.validator!r} {limit!r}")
+    return f"{_path(err)}: {type(err.instance).__name__} {what}"
+
+
 class PayloadCodec:
     """Validators for every schema, made once per sink or gateway."""
 
@@ -118,7 +136,7 @@ class PayloadCodec:
             return
         error = best_match(self._validators[name].iter_errors(document))
         if error is not None:
-            raise InputError(f"{_path(error)}: {error.message}", where=where)
+            raise InputError(_describe(error), where=where)
         try:
             self._fast[name].validate(document)
         except jsonschema_rs.ValidationError as err:
@@ -126,7 +144,7 @@ class PayloadCodec:
 
     def check(self, name: str, document: Any) -> list[str]:
         """Every schema violation of ``document`` (for tests and tools)."""
-        return [f"{_path(e)}: {e.message}" for e in self._validators[name].iter_errors(document)]
+        return [_describe(e) for e in self._validators[name].iter_errors(document)]
 
     # -- inbound ------------------------------------------------------------------------
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sqlite3
 import time as _time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -45,6 +46,21 @@ MAX_QUEUED_ERRORS = 1000
 """Error notices waiting to be published (the oldest are dropped; all are counted)."""
 LOG_EVERY_N_REJECTIONS = 100
 """After the first ten, only every n-th rejection is logged (each one is counted)."""
+LOG_QUOTE_MAX = 24
+"""Quoted payload text longer than this is left out of the log."""
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_LONG_QUOTED = re.compile(rf"'[^']{{{LOG_QUOTE_MAX + 1},}}'|\"[^\"]{{{LOG_QUOTE_MAX + 1},}}\"")
+
+
+def loggable(reason: str, channel: Channel | None) -> str:
+    """A rejection reason for the log: the full reason goes to the errors topics (behind the
+    ACL), but the log never repeats what a person typed (a symptom note, a caregiver's
+    name) nor any long quoted payload text."""
+    if channel in (Channel.SYMPTOMS, Channel.ACK):
+        reason = _QUOTED.sub("'…'", reason)
+    return _LONG_QUOTED.sub("'…'", reason)[:300]
 
 
 class MqttSink(Sink):
@@ -56,8 +72,8 @@ class MqttSink(Sink):
         options: MqttOptions,
         instance: str = "heatmon",
         context: PluginContext | None = None,
+        known_patients: Collection[str],
         outbox_path: str | Path = MEMORY,
-        known_patients: tuple[str, ...] = (),
         clock: Callable[[], float] = _time.time,
     ) -> None:
         self._options = options
@@ -70,7 +86,8 @@ class MqttSink(Sink):
         self._outbox: Outbox | None = None
         self._latest: dict[str, ThermalState] = {}
         self._dirty: dict[str, None] = {}
-        self._known = dict.fromkeys(known_patients)
+        self._known = frozenset(known_patients)
+        """The configured patients: input for anyone else is rejected, not ingested."""
         self._discovered: set[str] = set()
         self._errors: deque[tuple[str, bytes]] = deque(maxlen=MAX_QUEUED_ERRORS)
         self._wake = asyncio.Event()
@@ -304,6 +321,10 @@ class MqttSink(Sink):
         channel: Channel | None = None
         try:
             patient, channel = self._topics.parse(topic)
+            if patient not in self._known:
+                raise InputError(
+                    f"patient {patient!r} is not one of this monitor's patients", where=topic
+                )
             monitor = self.monitor
             if monitor is None:
                 raise InputError("the monitor is not running yet", where=topic)
@@ -333,7 +354,9 @@ class MqttSink(Sink):
         n = self._count("rejected")
         self._count(f"rejected.{channel.value if channel else 'topic'}")
         if n <= 10 or n % LOG_EVERY_N_REJECTIONS == 0:
-            log.warning("mqtt: rejected input #%d on %s: %s", n, topic[:200], err.reason[:300])
+            log.warning(
+                "mqtt: rejected input #%d on %s: %s", n, topic[:200], loggable(err.reason, channel)
+            )
         payload = payloads.encode_error(
             topic=topic,
             reason=err.reason,
