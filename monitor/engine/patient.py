@@ -360,8 +360,8 @@ class PatientEngine:
             self._slope += w * (rate - self._slope)
         self._last_delta = delta
         self._update_quality(end, events)
+        mtt = self._minutes_to_threshold(delta)
         if hr is not None or core is not None:
-            mtt = self._minutes_to_threshold(delta)
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
             update = self._risk.update(end, delta, mtt, rising=rising)
             if update.changed:
@@ -398,7 +398,7 @@ class PatientEngine:
                         recovery_minutes=update.recovered_after_min,
                     )
                 )
-        self._emit_state(end, hr, skin, core, states)
+        self._emit_state(end, hr, skin, core, states, minutes_to_threshold=mtt)
 
     def _calibrate(self) -> None:
         profile = self._profile
@@ -491,7 +491,10 @@ class PatientEngine:
         skin: float | None,
         core: float | None,
         states: list[ThermalState],
+        *,
+        minutes_to_threshold: float | None = None,
     ) -> None:
+        """Record the state at ``end`` (``minutes_to_threshold`` as the step computed it)."""
         est = self._est
         delta = est.core_c - self._baseline_c if self._calibrated else 0.0
         risk = self._risk
@@ -519,7 +522,7 @@ class PatientEngine:
             heart_rate_bpm=hr if hr is not None else self._last_hr,
             skin_temp_c=skin if skin is not None else self._last_skin,
             measured_core_c=core,
-            minutes_to_threshold=self._minutes_to_threshold(delta) if self._calibrated else None,
+            minutes_to_threshold=minutes_to_threshold,
             minutes_to_recovery=mtr,
             strain_index=psi,
             estimator=est.name,
