@@ -89,7 +89,6 @@ class PatientEngine:
         "_last_skin",
         "_last_step",
         "_last_time",
-        "_measured_core",
         "_profile",
         "_quality",
         "_resting_hr",
@@ -121,7 +120,6 @@ class PatientEngine:
         self._win_end = math.inf
         self._last_hr: float | None = None
         self._last_skin: float | None = None
-        self._measured_core: float | None = None
         self._baseline_skin: float | None = None
         self._last_delta: float | None = None
         self._reset_session_state()
@@ -190,7 +188,6 @@ class PatientEngine:
             elif kind is SampleKind.CORE_TEMP:
                 self._core_sum += value
                 self._core_n += 1
-                self._measured_core = value
         else:
             counters = self.counters
             counters[flag.value] = counters.get(flag.value, 0) + 1
@@ -271,7 +268,6 @@ class PatientEngine:
         self._hr_n = self._skin_n = self._core_n = 0
         self._last_hr = None
         self._last_skin = None
-        self._measured_core = None
         self._last_hr_time = -math.inf
         self._bad_hr_run = 0
         self._slope = 0.0
