@@ -68,6 +68,19 @@ SERVICE_NAMES: dict[str, str] = {
     CORE_SERVICE: "CORE body temperature",
 }
 
+CHARACTERISTIC_NAMES: dict[str, str] = {
+    HEART_RATE_MEASUREMENT: "heart rate 0x2A37",
+    BODY_SENSOR_LOCATION: "body sensor location 0x2A38",
+    TEMPERATURE_MEASUREMENT: "temperature 0x2A1C",
+    INTERMEDIATE_TEMPERATURE: "intermediate temperature 0x2A1E",
+    TEMPERATURE_TYPE: "temperature type 0x2A1D",
+    ESS_TEMPERATURE: "temperature 0x2A6E",
+    BATTERY_LEVEL: "battery 0x2A19",
+    CORE_TEMPERATURE: "CORE temperature 0x2101",
+    CORE_CONTROL_POINT: "CORE control point 0x2102",
+}
+"""The characteristics heatmon knows, as ``heatmon devices scan --connect`` lists them."""
+
 
 def _fail(where: str, message: str) -> ParseError:
     return ParseError(message, where=where)
@@ -598,3 +611,47 @@ def core_raw(celsius: float | None) -> int:
     if celsius is None or not math.isfinite(celsius):
         return CORE_NOT_AVAILABLE
     return max(-32768, min(CORE_NOT_AVAILABLE - 1, round(celsius * 100)))
+
+
+# --- CORE advertisement (manufacturer-specific data) ----------------------------------
+
+CORE_COMPANY_IDS: tuple[int, ...] = (0x0BF6, 0xF60B)
+"""The company id the CORE puts before its manufacturer data. Sources disagree on the byte
+order (``facts/ble.md``), so a scan accepts both; the virtual CORE sends the first."""
+CORE_ADVERT_TEMP_PER_C = 1000
+"""The advertised core temperature is a uint16 in 0.001 °C."""
+
+
+class CoreAdvertisement(NamedTuple):
+    """What a CORE advertises (after the company id): format version, status byte and the
+    current core temperature in 0.001 °C."""
+
+    version: int
+    status: int
+    core_raw: int
+
+    @property
+    def core_temp_c(self) -> float:
+        return self.core_raw / CORE_ADVERT_TEMP_PER_C
+
+
+def parse_core_advertisement(
+    data: bytes | bytearray | memoryview, *, where: str = "CORE advert"
+) -> CoreAdvertisement:
+    """The manufacturer data of a CORE advert, without its 2-byte company id."""
+    raw = _bytes(data)
+    _need(raw, 0, 1, "version", where)
+    _need(raw, 1, 1, "status", where)
+    _need(raw, 2, 2, "core temperature", where)
+    _no_trailing(raw, 4, where)
+    version, status, core = struct.unpack("<BBH", raw)
+    return CoreAdvertisement(version=version, status=status, core_raw=core)
+
+
+def encode_core_advertisement(advert: CoreAdvertisement) -> bytes:
+    return struct.pack("<BBH", advert.version, advert.status, advert.core_raw)
+
+
+def core_advert_raw(celsius: float) -> int:
+    """A °C value as the CORE advertises it (0.001 °C, clamped to uint16)."""
+    return max(0, min(0xFFFF, round(celsius * CORE_ADVERT_TEMP_PER_C)))

@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "replay",
     "simulate",
+    "pseudonym",
     "gateway",
     "mqtt",
     "query",

@@ -232,7 +232,12 @@ async def _run_demo(
             for n, p in enumerate(DEMO_PATIENTS)
         }
         kit = DemoWearables(
-            patients={pid: sim.step for pid, sim in patients.items()}, speed=speed, clock=clock
+            patients={pid: sim.step for pid, sim in patients.items()},
+            speed=speed,
+            clock=clock,
+            on_gap=lambda patient, device, start, end: monitor.report_gap(
+                patient, device, start=start, end=end
+            ),
         )
         source = kit.source
     else:

@@ -24,6 +24,7 @@ from monitor.engine import MonitorEngine, PatientEngine, StepResult
 from monitor.errors import InputError
 from monitor.model import EventKind, SampleKind, ThermalState, iso_utc
 from monitor.profile import PatientProfile
+from monitor.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,12 @@ def replay(
     all_events: bool = False,
     progress: Callable[[int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
+    pseudonym_key: bytes | None = None,
 ) -> ReplayReport:
     """Replay ``input_path`` through the engine. ``progress`` gets bytes read so far;
-    ``on_error`` gets each rejected row's message (file:line: what is wrong)."""
+    ``on_error`` gets each rejected row's message (file:line: what is wrong). With
+    ``pseudonym_key`` the ``patient`` column holds raw ids, and only their pseudonyms
+    (:func:`monitor.pseudonym.pseudonymize`) reach the engine and the outputs."""
     report = ReplayReport()
     engine = MonitorEngine(
         profiles=profiles or {},
@@ -214,11 +218,17 @@ def replay(
                 continue
             patient = row[i_pat]
             pe = engines.get(patient)
+            if pe is None and pseudonym_key is not None:
+                pe = engines[patient] = engine.engine(pseudonymize(patient, key=pseudonym_key))
             if pe is None:
                 try:
                     pe = engines[patient] = engine.engine(patient)
                 except (ValidationError, InputError):
-                    reject(reader.line_num, f"patient id {patient!r} is not a valid pseudonym")
+                    reject(
+                        reader.line_num,
+                        f"patient id {patient!r} is not a valid pseudonym "
+                        "(letters, digits, '.', '_', '-'; or use --pseudonymize)",
+                    )
                     continue
             for kind, value in ((hr_kind, hr), (skin_kind, skin), (core_kind, core)):
                 if value is None:

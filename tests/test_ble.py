@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,18 +16,21 @@ from bleak import BleakClient, BleakScanner
 from bumble.gatt import Service
 
 from adapters import gatt
+from adapters.ble.demo import eight_wearables
 from adapters.ble.source import BleSource
 from adapters.ble.virtual import (
     VirtualChestStrap,
     VirtualCoreSensor,
+    VirtualEssSensor,
     VirtualSkinSensor,
     VirtualWearable,
     VirtualWorld,
 )
 from monitor.config import DeviceConfig, parse_config
 from monitor.errors import ConfigError
-from monitor.model import Sample, SampleKind
+from monitor.model import Event, EventKind, Sample, SampleKind, ThermalState
 from monitor.plugins import PluginContext, source_class
+from monitor.service import build_monitor
 
 WAIT_S = 10.0
 STRAP = "C0:00:00:00:00:01"
@@ -116,6 +121,11 @@ async def test_scan_finds_wearables_by_service() -> None:
         assert gatt.HEART_RATE_SERVICE in by_address[STRAP].service_uuids
         assert gatt.CORE_SERVICE in by_address[CORE].service_uuids
         assert by_address[CORE].local_name == "CORE 0A:0B"
+        # the CORE's advert carries its current core temperature (0.001 °C)
+        advert = gatt.parse_core_advertisement(
+            by_address[CORE].manufacturer_data[gatt.CORE_COMPANY_IDS[0]]
+        )
+        assert advert.core_temp_c == pytest.approx(37.2)
 
         only_hr = await BleakScanner.discover(
             timeout=0.5, service_uuids=[gatt.HEART_RATE_SERVICE], backend=world.scanner_backend
@@ -221,6 +231,8 @@ async def test_recovers_after_drop_reports_gap_and_emits_no_duplicates() -> None
     async with VirtualWorld(wearables=[strap, skin]) as world:
         source = ble_source(world, devices, on_gap=lambda *gap: gaps.append(gap))
         async with running(source) as got:
+            await got.wait_for(lambda _: len(world.gatt_cache) == 2)
+            cached = dict(world.gatt_cache)
             await got.wait_for(
                 lambda _: (
                     len(got.of(STRAP, SampleKind.HEART_RATE)) >= 3
@@ -244,6 +256,11 @@ async def test_recovers_after_drop_reports_gap_and_emits_no_duplicates() -> None
             )
             await asyncio.sleep(0.3)  # let the re-sent measurement arrive and be dropped
         stats = source.stats
+        # each wearable's GATT database was discovered once and served from the cache on
+        # the reconnect (a rediscovery stores a new entry); the subscriptions made with the
+        # cached handles delivered the samples counted above
+        assert {key[0] for key in world.gatt_cache} == {STRAP, SKIN}
+        assert all(world.gatt_cache[key] is entry for key, entry in cached.items())
 
     for address in (STRAP, SKIN):
         assert stats[address].connects == 2, stats[address]
@@ -268,29 +285,7 @@ async def test_recovers_after_drop_reports_gap_and_emits_no_duplicates() -> None
 
 
 async def test_eight_wearables_on_four_patients() -> None:
-    wearables: list[VirtualWearable] = []
-    devices: list[DeviceConfig] = []
-    for n in range(4):
-        patient = f"p-{n + 1:03d}"
-        strap_address = f"C0:00:00:00:01:{n:02X}"
-        temp_address = f"C0:00:00:00:02:{n:02X}"
-        wearables.append(
-            VirtualChestStrap(address=strap_address, heart_rate=const(70.0 + n), interval_s=0.2)
-        )
-        devices.append(DeviceConfig(address=strap_address, patient=patient, role="heart_rate"))
-        if n % 2:
-            wearables.append(VirtualSkinSensor(address=temp_address, skin_temp=const(33.0 + n)))
-            devices.append(DeviceConfig(address=temp_address, patient=patient, role="skin_temp"))
-        else:
-            wearables.append(
-                VirtualCoreSensor(
-                    address=temp_address,
-                    core_temp=const(37.0 + n / 10),
-                    skin_temp=const(33.0 + n),
-                    interval_s=0.2,
-                )
-            )
-            devices.append(DeviceConfig(address=temp_address, patient=patient, role="core"))
+    wearables, devices = eight_wearables(interval_s=0.2)
     async with VirtualWorld(wearables=wearables) as world:
         source = ble_source(world, devices)
         async with running(source) as got:
@@ -305,6 +300,9 @@ async def test_eight_wearables_on_four_patients() -> None:
                 ),
                 timeout_s=20.0,
             )
+            # all eight connected at the same time, each on its first connection
+            assert [st.connected for st in source.stats.values()] == [True] * 8
+            assert [st.connects for st in source.stats.values()] == [1] * 8
         assert all(st.connected is False for st in source.stats.values())
     for n in range(4):
         patient = f"p-{n + 1:03d}"
@@ -328,7 +326,10 @@ class GarbledStrap(VirtualChestStrap):
         return good[:1] if self.ticks % 2 else good
 
 
-async def test_malformed_payloads_are_counted_and_the_source_keeps_going() -> None:
+async def test_malformed_payloads_are_counted_and_the_source_keeps_going(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("WARNING", logger="adapters.ble.source")
     strap = GarbledStrap(address=STRAP, heart_rate=lambda: 75.0, interval_s=0.1)
     devices = [DeviceConfig(address=STRAP, patient="p-001", role="heart_rate")]
     async with VirtualWorld(wearables=[strap]) as world:
@@ -338,6 +339,11 @@ async def test_malformed_payloads_are_counted_and_the_source_keeps_going() -> No
         stats = source.stats[STRAP]
     assert stats.parse_errors >= 2
     assert "too short: heart rate" in stats.last_error
+    # the typed error names the device and the characteristic, and it is logged
+    assert stats.last_error.startswith(f"{STRAP} 0x2A37: payload too short")
+    rejected = [r.getMessage() for r in caplog.records if "rejected payload" in r.getMessage()]
+    assert len(rejected) == min(stats.parse_errors, 10)
+    assert all(f"{STRAP} 0x2A37" in line for line in rejected)
     assert stats.connects == 1  # the bad payloads did not cost the connection
     assert {s.value for s in got.of(STRAP, SampleKind.HEART_RATE)} == {75.0}
 
@@ -373,3 +379,152 @@ def test_devices_scan_lists_the_virtual_wearables(
     assert out.count("SkinTemp 0") == 4
     assert out.count("CORE 0") == 2
     assert "chest" in out  # body sensor location read over GATT
+    # what each offers: its characteristics and how they are sent, and a CORE's advert
+    assert out.count("heart rate 0x2A37 (notify)") == 4
+    assert out.count("temperature 0x2A1C (indicate)") == 4
+    assert out.count("CORE temperature 0x2101 (read/notify)") == 2
+    assert len(re.findall(r"core 3\d\.\d\d °C", out)) == 2
+
+
+async def test_ess_skin_patch_end_to_end() -> None:
+    """A skin patch on Environmental Sensing: the adapter subscribes to 0x2A6E; "unknown"
+    readings (0x8000) are counted, not emitted."""
+    ticks = itertools.count()
+    patch = VirtualEssSensor(
+        address=SKIN,
+        skin_temp=lambda: math.nan if next(ticks) % 3 == 0 else 33.27,
+        interval_s=0.1,
+    )
+    devices = [DeviceConfig(address=SKIN, patient="p-001", role="skin_temp")]
+    async with VirtualWorld(wearables=[patch]) as world:
+        source = ble_source(world, devices)
+        async with running(source) as got:
+            await got.wait_for(
+                lambda _: (
+                    len(got.of(SKIN, SampleKind.SKIN_TEMP)) >= 4
+                    and source.stats[SKIN].no_value >= 1
+                )
+            )
+        stats = source.stats[SKIN]
+    assert stats.subscribed == ("0x2A6E", "0x2A19")
+    skin = got.of(SKIN, SampleKind.SKIN_TEMP)
+    assert {s.value for s in skin} == {33.27}
+    assert all((s.patient, s.source) == ("p-001", "ble") for s in skin)
+    assert [s.time for s in skin] == sorted({s.time for s in skin})
+    assert stats.parse_errors == 0
+
+
+@pytest.mark.parametrize(
+    ("final", "subscribed", "value"),
+    [(True, ("0x2A1C", "0x2A19"), 34.5), (False, ("0x2A1E", "0x2A19"), 33.7)],
+    ids=["final-and-intermediate", "intermediate-only"],
+)
+async def test_thermometer_with_intermediate_temperature(
+    final: bool, subscribed: tuple[str, ...], value: float
+) -> None:
+    """A thermometer that also notifies Intermediate Temperature 0x2A1E (33.7 °C while its
+    final measurements say 34.5 °C) is read through its final measurements; one that only
+    has 0x2A1E is read through that."""
+    thermometer = VirtualSkinSensor(
+        address=SKIN,
+        skin_temp=const(34.5),
+        intermediate=const(33.7),
+        final_measurements=final,
+        interval_s=0.2,
+    )
+    devices = [DeviceConfig(address=SKIN, patient="p-001", role="skin_temp")]
+    async with VirtualWorld(wearables=[thermometer]) as world:
+        source = ble_source(world, devices)
+        async with running(source) as got:
+            await got.wait_for(lambda _: len(got.of(SKIN, SampleKind.SKIN_TEMP)) >= 3)
+        stats = source.stats[SKIN]
+    assert stats.subscribed == subscribed
+    skin = got.of(SKIN, SampleKind.SKIN_TEMP)
+    assert {round(s.value, 2) for s in skin} == {value}
+    assert [s.time for s in skin] == sorted({s.time for s in skin})
+
+
+async def test_core_without_its_custom_service_falls_back_to_health_thermometer() -> None:
+    core = VirtualCoreSensor(
+        address=CORE,
+        core_temp=const(37.45),
+        skin_temp=const(34.0),
+        custom_service=False,
+        interval_s=0.2,
+    )
+    devices = [DeviceConfig(address=CORE, patient="p-001", role="core")]
+    async with VirtualWorld(wearables=[core]) as world:
+        source = ble_source(world, devices)
+        async with running(source) as got:
+            await got.wait_for(lambda _: len(got.of(CORE, SampleKind.CORE_TEMP)) >= 3)
+        stats = source.stats[CORE]
+    assert stats.subscribed == ("0x2A1C", "0x2A19")
+    assert {round(s.value, 2) for s in got.of(CORE, SampleKind.CORE_TEMP)} == {37.45}
+    assert not got.of(CORE, SampleKind.SKIN_TEMP)  # HTS carries no skin temperature
+
+
+async def test_core_control_point_answers_through_bleak() -> None:
+    core = VirtualCoreSensor(address=CORE, core_temp=const(37.0))
+    async with (
+        VirtualWorld(wearables=[core]) as world,
+        BleakClient(CORE, backend=world.client_backend) as client,
+    ):
+        answers: asyncio.Queue[bytes] = asyncio.Queue()
+        await client.start_notify(
+            gatt.CORE_CONTROL_POINT, lambda _c, data: answers.put_nowait(bytes(data))
+        )
+        await client.write_gatt_char(gatt.CORE_CONTROL_POINT, b"\x05\x01", response=True)
+        async with asyncio.timeout(3):
+            assert await answers.get() == b"\x80\x05\x02"
+    assert core.control_requests == [b"\x05\x01"]
+
+
+async def test_forced_drop_becomes_a_quality_event_in_the_monitor() -> None:
+    """Configured as ``heatmon run`` builds it: the ``ble`` source from ``[sources.ble]``
+    and ``[[devices]]``, its gap handed to ``Monitor.report_gap``; the patient gets a
+    data-quality event."""
+    config = parse_config(
+        {
+            "patients": [{"id": "p-001"}],
+            "devices": [{"address": STRAP, "patient": "p-001", "role": "heart_rate"}],
+            "sources": {},
+            "engine": {"step_s": 0.5},  # a state every 0.5 s of data: the data flows
+        },
+        environ={},
+    )
+    strap = VirtualChestStrap(address=STRAP, heart_rate=const(90.0), interval_s=0.1)
+    events: list[Event] = []
+    quality = asyncio.Event()
+    flowing = asyncio.Event()
+
+    def listen(item: ThermalState | Event) -> None:
+        if isinstance(item, ThermalState) and item.heart_rate_bpm == 90.0:
+            flowing.set()
+        if isinstance(item, Event):
+            events.append(item)
+            if item.kind is EventKind.QUALITY and "out of touch" in item.message:
+                quality.set()
+
+    async with VirtualWorld(wearables=[strap]) as world:
+        monitor = build_monitor(config)
+        monitor.add_listener(listen)
+        source = BleSource.from_options(
+            {"scan_timeout_s": 2, "reconnect_base_s": 0.1, "reconnect_max_s": 0.5},
+            context=PluginContext(config=config, instance="test", monitor=monitor),
+            scanner_backend=world.scanner_backend,
+            client_backend=world.client_backend,
+        )
+        monitor.add_source(source)
+        async with monitor:
+            async with asyncio.timeout(WAIT_S):
+                await flowing.wait()
+            assert not quality.is_set()
+            await strap.drop_connection()
+            async with asyncio.timeout(WAIT_S):
+                await quality.wait()
+        stats = source.stats[STRAP]
+    assert (stats.drops, stats.connects, stats.gaps) == (1, 2, 1)
+    gap_events = [e for e in events if e.kind is EventKind.QUALITY and "out of touch" in e.message]
+    assert len(gap_events) == 1
+    assert gap_events[0].patient == "p-001"
+    assert STRAP in gap_events[0].message

@@ -1,10 +1,11 @@
 """docker-compose.yml: valid against the Compose specification's JSON schema, and every
 variable, port and service name the app reads is set.
 
-The schema is the one Debian's ``docker-compose`` package ships
-(``compose/config/compose_spec.json``, from github.com/compose-spec/compose-spec);
-``scripts/setup.sh`` installs it, and the same package's ``docker-compose config`` is run
-as a second, independent validator.
+The schema is the current one of the Compose specification (``schema/compose-spec.json`` of
+the compose-spec/compose-spec repository, Apache-2.0), as the ``check-jsonschema`` package
+(a dev dependency) ships and updates it. Debian's ``docker-compose`` 1.29 (installed by
+``scripts/setup.sh``) runs ``docker-compose config`` as a second, independent check that
+also does the variable interpolation.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import re
 import subprocess
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,6 @@ from monitor.web.sink import WebSink
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-SCHEMA = Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json")
 DOCKER_COMPOSE = Path("/usr/bin/docker-compose")
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -59,22 +60,38 @@ def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
     return data
 
 
+def compose_spec_validator() -> jsonschema.protocols.Validator:
+    """A validator for the Compose specification's schema (with format checks)."""
+    vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema = json.loads(vendor.joinpath("compose-spec.json").read_text(encoding="utf-8"))
+    assert schema["title"] == "Compose Specification"
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def schema_errors(data: dict[str, Any]) -> list[str]:
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in compose_spec_validator().iter_errors(data)
+    ]
+
+
 def test_compose_file_is_valid_against_the_compose_spec_schema() -> None:
-    if not SCHEMA.exists():
-        pytest.fail(f"{SCHEMA} is missing: run scripts/setup.sh (Debian package docker-compose)")
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    validator = jsonschema.Draft201909Validator(
-        schema, format_checker=jsonschema.Draft201909Validator.FORMAT_CHECKER
-    )
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(compose())]
-    assert errors == []
+    assert schema_errors(compose()) == []
 
 
-def test_the_schema_check_catches_a_mistake() -> None:
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+def test_the_schema_check_catches_mistakes_and_knows_current_keys() -> None:
     bad = compose()
     bad["services"]["heatmon"]["healthcheck"]["intervall"] = "10s"
-    assert list(jsonschema.Draft201909Validator(schema).iter_errors(bad))
+    bad["services"]["grafana"]["depends_on"]["influxdb"]["condition"] = "service_ready"
+    errors = schema_errors(bad)
+    assert any("intervall" in e for e in errors), errors
+    assert any("service_ready" in e for e in errors), errors
+    # A key newer than Debian's docker-compose 1.29 schema (Compose v2.20+): accepted.
+    newer = compose()
+    newer["services"]["heatmon"]["healthcheck"]["start_interval"] = "2s"
+    assert schema_errors(newer) == []
 
 
 def test_docker_compose_accepts_the_file() -> None:
@@ -188,3 +205,88 @@ def test_every_plugin_in_the_container_configs_accepts_its_options(
     for name, options in config.sources.items():
         source_class(name).from_options(options, context=context)
     assert config.sinks
+
+
+SHELL_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)(:?[-=?+])?")
+HEATMON_ENTRYPOINT = ROOT / "docker" / "heatmon" / "entrypoint.sh"
+
+
+def shell_reads(script: str) -> set[str]:
+    """Variables a shell script reads without a default and does not set itself."""
+    assigned = set(re.findall(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=", script, re.M))
+    code = "\n".join(line.split("#", 1)[0] for line in script.splitlines())
+    reads = {m.group(1) for m in SHELL_VARIABLE.finditer(code) if m.group(2) is None}
+    return reads - assigned - {"@", "1"}
+
+
+def test_every_variable_the_entrypoint_reads_is_set() -> None:
+    script = HEATMON_ENTRYPOINT.read_text(encoding="utf-8")
+    reads = shell_reads(script)
+    assert {"HEATMON_INFLUXDB_URL", "INFLUXDB_BUCKET"} <= reads, reads
+    heatmon = compose()["services"]["heatmon"]
+    assert reads <= set(heatmon["environment"]), sorted(reads - set(heatmon["environment"]))
+    # Variables read with a default are used for what compose sets.
+    defaulted = {m.group(1) for m in SHELL_VARIABLE.finditer(script) if m.group(2)}
+    assert {"HEATMON_CAREGIVER_PASSWORD", "HEATMON_CAREGIVER_PATIENTS"} <= defaulted
+    assert {"HEATMON_CAREGIVER_PASSWORD", "HEATMON_CAREGIVER_PATIENTS"} <= set(
+        heatmon["environment"]
+    )
+    with pytest.raises(AssertionError):
+        assert shell_reads('echo "$NOT_SET_ANYWHERE"') <= set(heatmon["environment"])
+
+
+@pytest.mark.parametrize(
+    ("service", "config_path"),
+    [
+        ("heatmon", "/etc/heatmon/heatmon.toml"),
+        ("simulated-patients", "/etc/heatmon/simulator.toml"),
+    ],
+)
+def test_every_heatmon_variable_in_compose_reaches_the_configuration(
+    service: str, config_path: str
+) -> None:
+    """``HEATMON_<SECTION>_<KEY>`` only works for a section the configuration has: a name
+    that matches none would be ignored without a word."""
+    config, environ = heatmon_config(compose()["services"][service], config_path)
+    script = HEATMON_ENTRYPOINT.read_text(encoding="utf-8")
+    sections = {"monitor", "engine", "web", *config.sinks, *config.sources}
+    for name in environ:
+        if not name.startswith("HEATMON_") or name in script:
+            continue
+        section, _, key = name.removeprefix("HEATMON_").lower().partition("_")
+        assert section in sections and key, f"{service}: {name} matches no configured section"
+    secrets = [n for n in environ if n.endswith(("_PASSWORD", "_TOKEN"))]
+    assert secrets and all(environ[n] for n in secrets), secrets
+
+
+def published(service: dict[str, Any]) -> set[int]:
+    """Container ports a service publishes (``[ip:]host:container``)."""
+    return {int(str(p).rsplit(":", 1)[1]) for p in service.get("ports", [])}
+
+
+def test_every_port_the_app_talks_to_is_where_the_server_listens() -> None:
+    services = compose()["services"]
+    listener = re.search(
+        r"^listener\s+(\d+)",
+        (ROOT / "docker" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8"),
+        re.M,
+    )
+    assert listener is not None
+    mqtt_port = int(listener.group(1))
+    assert mqtt_port in published(services["mosquitto"])
+    for service, path in (
+        ("heatmon", "/etc/heatmon/heatmon.toml"),
+        ("simulated-patients", "/etc/heatmon/simulator.toml"),
+    ):
+        config, _ = heatmon_config(services[service], path)
+        assert int(config.sinks["mqtt"]["port"]) == mqtt_port, service
+    config, environ = heatmon_config(services["heatmon"], "/etc/heatmon/heatmon.toml")
+    influx_port = int(str(config.sinks["influxdb"]["url"]).rsplit(":", 1)[1])
+    assert influx_port == 8086 and influx_port in published(services["influxdb"])
+    # The healthchecks look where the services listen.
+    web_port = int(environ["HEATMON_WEB_PORT"])
+    assert "$${HEATMON_WEB_PORT}" in COMPOSE.read_text(encoding="utf-8")
+    assert web_port in published(services["heatmon"])
+    grafana_check = " ".join(services["grafana"]["healthcheck"]["test"])
+    (grafana_port,) = map(int, re.findall(r"127\.0\.0\.1:(\d+)/", grafana_check))
+    assert grafana_port in published(services["grafana"])

@@ -295,6 +295,7 @@ PARSERS: list[Callable[..., Any]] = [
     gatt.parse_body_sensor_location,
     gatt.parse_temperature_type,
     gatt.parse_core_measurement,
+    gatt.parse_core_advertisement,
 ]
 
 
@@ -394,3 +395,18 @@ def test_ess_round_trip(celsius: float) -> None:
 @given(st.floats(min_value=-50, max_value=150, allow_nan=False))
 def test_float_from_value(value: float) -> None:
     assert Float11073.from_value(value).value == pytest.approx(value, abs=0.005)
+
+
+def test_core_advertisement_worked_example() -> None:
+    """The capture in facts/ble.md: version 0, status 4, 0x8E75 × 0.001 = 36.469 °C."""
+    advert = gatt.parse_core_advertisement(b("00 04 75 8e"))
+    assert advert == gatt.CoreAdvertisement(version=0, status=4, core_raw=0x8E75)
+    assert advert.core_temp_c == pytest.approx(36.469)
+    for bad, why in (("00 04 75", "too short: core temperature"), ("00 04 75 8e 00", "too long")):
+        with pytest.raises(ParseError, match=why):
+            gatt.parse_core_advertisement(b(bad))
+
+
+@given(st.builds(gatt.CoreAdvertisement, version=u8, status=u8, core_raw=st.integers(0, 0xFFFF)))
+def test_core_advertisement_round_trip(advert: gatt.CoreAdvertisement) -> None:
+    assert gatt.parse_core_advertisement(gatt.encode_core_advertisement(advert)) == advert

@@ -4,7 +4,9 @@ against what InfluxDB 2.x accepts."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from monitor.storage import lineprotocol as lp
 from monitor.storage.options import InfluxOptions
 from monitor.storage.sink import InfluxSink
 from monitor.storage.writer import api_for_version, classify
-from tests.fixtures.influxdb import InfluxDatabase, VictoriaMetrics
+from tests.fixtures.influxdb import InfluxDatabase, VictoriaMetrics, forward_request
 from tests.test_storage_sink import samples
 
 
@@ -30,12 +32,24 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class RecordingProxy:
     url: str
     requests: list[Recorded] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set whenever a request arrives."""
+
+    def writes(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path == "/api/v2/write"]
+
+    async def wait_for_writes(self, n: int) -> list[Recorded]:
+        while len(self.writes()) < n:
+            self.arrived.clear()
+            await self.arrived.wait()
+        return self.writes()
 
 
 @pytest.fixture
@@ -50,16 +64,8 @@ async def recording_proxy(victoria_metrics: VictoriaMetrics) -> AsyncIterator[Re
         proxy.requests.append(
             Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
         )
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
-        }
-        async with session.request(
-            request.method,
-            victoria_metrics.url + request.path_qs,
-            data=body,
-            headers=headers,
-        ) as resp:
-            return web.Response(status=resp.status, body=await resp.read())
+        proxy.arrived.set()
+        return await forward_request(session, victoria_metrics.url, request, body)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
@@ -110,6 +116,35 @@ async def test_v2_write_sends_what_influxdb_2_accepts_and_lands(
     # VictoriaMetrics keeps 12 significant digits (InfluxDB's exactness is tested elsewhere)
     assert series["values"] == pytest.approx([s.value for s in sent], rel=1e-11)
     assert series["timestamps"] == [round(s.time * 1000) for s in sent]
+
+
+async def test_batches_are_cut_by_size_and_the_rest_sent_after_flush_interval(
+    recording_proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    flush_interval_s = 0.5
+    options = InfluxOptions(
+        url=recording_proxy.url,
+        api="v2",
+        org="clinic",
+        bucket="heatmon",
+        batch_size=100,
+        flush_interval_s=flush_interval_s,
+        spool_interval_s=0.02,
+        spool_fsync=False,
+    )
+    async with InfluxSink(options=options, data_dir=tmp_path) as sink:
+        submitted_at = time.monotonic()
+        for s in samples(250):
+            sink.submit_sample(s, SampleFlag.OK)
+        async with asyncio.timeout(20):  # no drain: the time limit alone must send the rest
+            writes = await recording_proxy.wait_for_writes(3)
+        assert await sink.drain(timeout_s=20)
+    assert recording_proxy.writes() == writes
+    sizes = [gzip.decompress(r.body).count(b"\n") + 1 for r in writes]
+    assert sizes == [100, 100, 50]
+    # the full batches went at once; the last waited for more until flush_interval_s
+    assert writes[2].at - submitted_at >= flush_interval_s
+    assert writes[1].at - submitted_at < writes[2].at - submitted_at
 
 
 async def test_v2_write_while_the_server_is_down_is_spooled_then_delivered(

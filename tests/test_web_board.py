@@ -91,3 +91,18 @@ def test_rejected_samples_become_flags_not_values() -> None:
     snap = board.snapshot(["p1"])[0]
     assert snap["vitals"] == {}
     assert snap["flags"] == [[1.0, "zero"]]
+
+
+def test_alerts_carry_the_wall_clock_and_replies_use_the_patients_clock() -> None:
+    """In the demo the sample clock runs hours ahead: pages show when an alert arrived on
+    the wall clock, and what they send back is stamped on the patient's own clock."""
+    wall = [1_000.0]
+    board = Board(display_names={}, history_minutes=30, backlog=10, clock=lambda: wall[0])
+    assert board.patient_now("p1") == 1_000.0  # no sample yet: the wall clock
+    board.on_sample(Sample("p1", SampleKind.HEART_RATE, 100.0, 9_000.0), SampleFlag.OK)
+    wall[0] = 1_002.5
+    assert board.patient_now("p1") == 9_002.5
+    assert board.patient_now("p2") == 1_002.5
+    board.on_event(cool_down("s1:3"))
+    (pending,) = board.snapshot(["p1"])[0]["pending"]
+    assert pending["epoch"] == 100.0 and pending["received"] == 1_002.5

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
-from monitor.model import Acknowledgement, Level, SymptomReport
+from monitor.model import Acknowledgement, Level, Sample, SampleKind, SymptomReport
 from monitor.web.demo import DemoUser
 from tests.fixtures.web import CAROL, DAVE, WebStack, build_web_stack
 
@@ -53,6 +53,11 @@ async def test_caregiver_sees_live_tiles_and_acknowledges_cool_down(
     await expect(banner).to_contain_text("Hanna: Cool down now")
     await expect(hot.locator(".rise")).to_have_text(re.compile(r"^\+0\.\d\d °C ±0\.\d\d$"))
     await expect(hot.locator(".chip")).to_have_text("Cool down now")
+    # The banner tells the wall-clock time it came (the samples' clock runs 60× faster).
+    since = await banner.locator(".ago").get_attribute("data-since")
+    assert since is not None
+    assert abs(await page.evaluate("Date.now() / 1000") - float(since)) < 30
+    await expect(banner.locator(".ago")).to_have_text("(just now)")
     hot_box = await hot.bounding_box()
     cool_box = await page.locator('.tile[data-patient="p-cool"]').bounding_box()
     assert hot_box is not None and cool_box is not None
@@ -167,3 +172,47 @@ async def test_user_without_access_sees_no_data(
     resp = await page.goto(f"{web_stack.base_url}/api/patients/p-hot")
     assert resp is not None and resp.status == 403
     await context.close()
+
+
+async def test_data_quality_badges_show_when_readings_stop_or_the_strap_is_off(
+    chromium: Browser, screenshots: Path
+) -> None:
+    """A wearable the test drives itself: readings, then none (stale), then a strap with no
+    skin contact (zeros): the tile and the patient's page say so."""
+    stack = build_web_stack(
+        patients={"p-cool": ("Carl", "cool_gym_strength")},
+        unsimulated={"p-strap": "Stina"},
+        users=(DemoUser("sam", "a fifth long passphrase", ("p-cool", "p-strap")),),
+    )
+
+    async def feed(hr: float, count: int) -> None:
+        for _ in range(count):
+            t = stack.clock()
+            await stack.monitor.ingest(Sample("p-strap", SampleKind.HEART_RATE, hr, t, "hr", "t"))
+            await asyncio.sleep(0.05)  # 3 s of sample time at 60×
+
+    async with stack.monitor:
+        page = await chromium.new_page(viewport={"width": 1280, "height": 800})
+        await log_in(page, stack, "sam", "a fifth long passphrase")
+        phone = await chromium.new_page(viewport={"width": 412, "height": 860})
+        await phone.goto(stack.sink.patient_url("p-strap"))
+        tile = page.locator('.tile[data-patient="p-strap"]')
+        await feed(95.0, 20)
+        await expect(tile).to_have_attribute("data-quality", "good", timeout=LIVE_TIMEOUT_MS)
+        await expect(tile.locator(".badge.warn")).to_have_count(0)
+        await expect(phone.locator("#quality")).to_be_hidden()
+
+        # No readings for more than 30 s of sample time: stale.
+        await expect(tile).to_have_attribute("data-quality", "stale", timeout=LIVE_TIMEOUT_MS)
+        await expect(tile.locator(".badge.warn")).to_have_text(["data stale"])
+        await expect(phone.locator("#quality")).to_contain_text("No new readings")
+        await page.screenshot(path=str(screenshots / "caregiver-stale.png"), full_page=True)
+        await phone.screenshot(path=str(screenshots / "patient-stale.png"), full_page=True)
+
+        # The strap loses skin contact: zeros are rejected, counted, and the sensor is off.
+        await feed(0.0, 4)
+        await expect(tile).to_have_attribute("data-quality", "sensor_off", timeout=LIVE_TIMEOUT_MS)
+        await expect(tile.locator(".badge.warn").first).to_have_text("sensor off")
+        await expect(tile.locator(".badges")).to_contain_text(re.compile(r"strap off skin ×\d"))
+        await expect(phone.locator("#quality")).to_contain_text("no skin contact")
+        await page.screenshot(path=str(screenshots / "caregiver-sensor-off.png"), full_page=True)

@@ -15,7 +15,7 @@ from monitor.storage.options import InfluxOptions
 from monitor.storage.sink import InfluxSink
 from monitor.web.config import HistoryConfig
 from monitor.web.demo import DemoUser
-from monitor.web.history import alerts_query, sessions_query, thermal_query
+from monitor.web.history import alerts_query, sessions_query, symptoms_query, thermal_query
 from tests.fixtures.influxdb import InfluxDatabase
 from tests.fixtures.web import build_web_stack
 
@@ -70,6 +70,20 @@ async def test_history_view_charts_a_stored_session(
         points = await stored(influx_db, thermal_query("p-hot", session))
         assert points > 30
 
+        # A symptom report from the patient's page, stamped on the patient's (fast) clock,
+        # is stored inside the session and shows on its chart.
+        await page.goto(f"{stack.base_url}/patient/p-hot")
+        await page.click("#symptoms")
+        await expect(page.locator("#noted")).to_contain_text("Your caregiver can see it")
+        assert await stored(influx_db, symptoms_query("p-hot", session)) == 1
+        (last,) = await asyncio.to_thread(
+            influx_db.query, f"SELECT last(core_delta_c) FROM thermal WHERE session = '{session}'"
+        )
+        last_state_ns = last["values"][0][0]
+        (symptom,) = await asyncio.to_thread(influx_db.query, symptoms_query("p-hot", session))
+        symptom_ns = symptom["values"][0][0]
+        assert abs(symptom_ns - last_state_ns) < 120e9, "symptom time is on the session's clock"
+
         await page.goto(f"{stack.base_url}/history?patient=p-hot")
         status = page.locator("#history-status")
         await expect(status).to_have_text(
@@ -78,9 +92,18 @@ async def test_history_view_charts_a_stored_session(
         await expect(page.locator("#session option")).not_to_have_count(0)
         await expect(page.locator("#chart .uplot canvas")).to_have_count(1)
         legend = page.locator("#chart .u-legend")
-        for label in ("heart rate (bpm)", "core rise est. (°C)", "skin temp (°C)", "alerts"):
+        for label in (
+            "heart rate (bpm)",
+            "core rise est. (°C)",
+            "skin temp (°C)",
+            "threshold",
+            "alert: getting warm",
+            "alert: cool down",
+            "symptoms",
+        ):
             await expect(legend).to_contain_text(label)
-        await expect(page.locator("#alerts")).to_contain_text("cool_down")
+        await expect(page.locator("#alerts")).to_contain_text("Cool down now")
+        await expect(page.locator("#alerts")).to_contain_text("symptoms reported")
         await page.screenshot(path=str(screenshots / "history.png"), full_page=True)
 
 

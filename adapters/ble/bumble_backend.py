@@ -13,6 +13,13 @@ indications with their confirmations.
 
 bleak builds the backend object itself, so the classes carry the link they use: get a
 pair bound to a link with :func:`backends_for`.
+
+Like BlueZ, the client backend keeps a GATT cache per peer on the link's owner (not in the
+module): with ``dangerous_use_bleak_cache=True`` (what bleak-retry-connector's
+``establish_connection`` passes) a reconnect rebuilds the service tree from the cache and
+skips discovery; :meth:`BumbleClientBackend.clear_cache` forgets it. ``services=`` (from
+``BleakClient``) limits characteristic and descriptor discovery to those services, as
+CoreBluetooth and WinRT do.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import asyncio
 import logging
 import uuid as uuidlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from bleak.args import SizedBuffer
@@ -40,6 +48,7 @@ from bumble.core import UUID as BumbleUUID
 from bumble.core import AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt import Characteristic
+from bumble.gatt_client import CharacteristicProxy, Client, DescriptorProxy, ServiceProxy
 from bumble.hci import Address
 
 log = logging.getLogger(__name__)
@@ -67,8 +76,41 @@ _UUID_LIST_TYPES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class CachedDescriptor:
+    handle: int
+    uuid: BumbleUUID
+
+
+@dataclass(frozen=True, slots=True)
+class CachedCharacteristic:
+    handle: int
+    end_handle: int
+    uuid: BumbleUUID
+    properties: int
+    descriptors: tuple[CachedDescriptor, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedService:
+    handle: int
+    end_handle: int
+    uuid: BumbleUUID
+    characteristics: tuple[CachedCharacteristic, ...] | None
+    """``None``: the service was not explored (not among the requested ``services``)."""
+
+
+GattCache = dict[tuple[str, frozenset[str] | None], tuple[CachedService, ...]]
+"""Per (peer address, requested services): the GATT database found at the last discovery."""
+
+
 class CentralFactory(Protocol):
     """What the backends need from the link's owner (:class:`adapters.ble.virtual.VirtualWorld`)."""
+
+    @property
+    def gatt_cache(self) -> GattCache:
+        """The link's GATT cache (what BlueZ keeps on disk)."""
+        ...
 
     async def new_central(self) -> Device:
         """A powered-on bumble device on the link, for one scanner or one client."""
@@ -77,6 +119,16 @@ class CentralFactory(Protocol):
     def release_central(self, device: Device) -> None:
         """Take the device off the link."""
         ...
+
+
+_SIG_BASE_SUFFIX = "-0000-1000-8000-00805f9b34fb"
+
+
+def bumble_uuid(uuid: str) -> BumbleUUID:
+    """A bleak-style UUID string as bumble's UUID (16-bit when it is a SIG UUID)."""
+    if uuid.startswith("0000") and uuid.endswith(_SIG_BASE_SUFFIX):
+        return BumbleUUID.from_16_bits(int(uuid[4:8], 16))
+    return BumbleUUID(uuid)
 
 
 def bleak_uuid(uuid: BumbleUUID) -> str:
@@ -184,6 +236,24 @@ class BumbleClientBackend(BaseBleakClient):
         self._connection: Connection | None = None
         self._peer: Peer | None = None
         self._subscribers: dict[int, Callable[[bytes], None]] = {}
+        requested = kwargs.get("services")
+        self._requested: frozenset[str] | None = (
+            frozenset(str(u).lower() for u in requested) if requested else None
+        )
+        self.discoveries = 0
+        """How many times this client discovered the database (0 when the cache served)."""
+
+    @property
+    def _cache_key(self) -> tuple[str, frozenset[str] | None]:
+        return (self.address, self._requested)
+
+    async def clear_cache(self) -> bool:
+        """Forget the cached GATT database of this peer (as BlueZ's ``clear_cache``)."""
+        cache = self.link.gatt_cache
+        stale = [key for key in cache if key[0] == self.address]
+        for key in stale:
+            del cache[key]
+        return bool(stale)
 
     @property
     def name(self) -> str:
@@ -201,6 +271,7 @@ class BumbleClientBackend(BaseBleakClient):
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
         timeout = float(kwargs.get("timeout", self._timeout))
+        use_cache = bool(kwargs.get("dangerous_use_bleak_cache", False))
         central = await self.link.new_central()
         self._central = central
         try:
@@ -209,28 +280,82 @@ class BumbleClientBackend(BaseBleakClient):
                 connection.on(Connection.EVENT_DISCONNECTION, self._on_disconnection)
                 self._connection = connection
                 self._peer = Peer(connection)
-                self.services = await self._discover(self._peer)
+                cached = self.link.gatt_cache.get(self._cache_key) if use_cache else None
+                if cached is None:
+                    cached = await self._discover(self._peer)
+                    self.discoveries += 1
+                    self.link.gatt_cache[self._cache_key] = cached
+                self.services = self._collection(self._peer.gatt_client, cached)
         except Exception as err:
             await self._teardown()
             raise BleakError(f"{self.address}: cannot connect: {err!r}") from err
 
-    async def _discover(self, peer: Peer) -> BleakGATTServiceCollection:
-        collection = BleakGATTServiceCollection()
+    def _wanted(self, service: ServiceProxy) -> bool:
+        return self._requested is None or bleak_uuid(service.uuid) in self._requested
+
+    async def _discover(self, peer: Peer) -> tuple[CachedService, ...]:
+        found: list[CachedService] = []
         for service in await peer.discover_services():
-            bleak_service = BleakGATTService(service, service.handle, bleak_uuid(service.uuid))
+            chars: list[CachedCharacteristic] | None = None
+            if self._wanted(service):
+                chars = []
+                for char in await peer.discover_characteristics(service=service):
+                    descriptors = await peer.discover_descriptors(char)
+                    chars.append(
+                        CachedCharacteristic(
+                            handle=char.handle,
+                            end_handle=char.end_group_handle,
+                            uuid=char.uuid,
+                            properties=int(char.properties),
+                            descriptors=tuple(
+                                CachedDescriptor(handle=d.handle, uuid=d.type) for d in descriptors
+                            ),
+                        )
+                    )
+            found.append(
+                CachedService(
+                    handle=service.handle,
+                    end_handle=service.end_group_handle,
+                    uuid=service.uuid,
+                    characteristics=None if chars is None else tuple(chars),
+                )
+            )
+        return tuple(found)
+
+    def _collection(
+        self, client: Client, cached: tuple[CachedService, ...]
+    ) -> BleakGATTServiceCollection:
+        """bumble proxies on this connection's GATT client (so reads, writes and
+        subscriptions work without rediscovery) and bleak's view of them."""
+        client.services = []
+        collection = BleakGATTServiceCollection()
+        for s in cached:
+            service = ServiceProxy(client, s.handle, s.end_handle, s.uuid)  # type: ignore[no-untyped-call]
+            client.services.append(service)
+            if s.characteristics is None:
+                continue
+            bleak_service = BleakGATTService(service, s.handle, bleak_uuid(s.uuid))
             collection.add_service(bleak_service)
-            for char in await peer.discover_characteristics(service=service):
-                props = [name for bit, name in _PROPERTY_NAMES if char.properties & bit]
+            for c in s.characteristics:
+                char = CharacteristicProxy[bytes](
+                    client, c.handle, c.end_handle, c.uuid, c.properties
+                )
+                char.descriptors = [
+                    DescriptorProxy(client, d.handle, d.uuid) for d in c.descriptors
+                ]
+                char.descriptors_discovered = True  # subscribe() then finds the CCCD at once
+                service.characteristics.append(char)
+                props = [name for bit, name in _PROPERTY_NAMES if c.properties & bit]
                 bleak_char = BleakGATTCharacteristic(
                     char,
-                    char.handle,
-                    bleak_uuid(char.uuid),
+                    c.handle,
+                    bleak_uuid(c.uuid),
                     props,
                     lambda: self.mtu_size - ATT_HEADER_BYTES,
                     bleak_service,
                 )
                 collection.add_characteristic(bleak_char)
-                for desc in await peer.discover_descriptors(char):
+                for desc in char.descriptors:
                     collection.add_descriptor(
                         BleakGATTDescriptor(desc, desc.handle, bleak_uuid(desc.type), bleak_char)
                     )

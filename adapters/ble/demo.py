@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self
 
-from adapters.ble.source import BleSource
+from adapters.ble.source import BleSource, GapCallback
 from adapters.ble.virtual import (
     VirtualChestStrap,
     VirtualCoreSensor,
@@ -35,6 +35,42 @@ def demo_address(kind: int, n: int) -> str:
     return f"C0:00:00:00:{kind:02X}:{n:02X}"
 
 
+def eight_wearables(*, interval_s: float) -> tuple[list[VirtualWearable], list[DeviceConfig]]:
+    """Eight wearables on four patients, with constant values (the test and the benchmark):
+    patient ``p-00{n+1}`` (n = 0..3) wears a chest strap at 70+n bpm and, for odd n, an HTS
+    skin thermometer at 33+n °C, for even n a CORE at 37+n/10 °C core and 33+n °C skin."""
+    wearables: list[VirtualWearable] = []
+    devices: list[DeviceConfig] = []
+    for n in range(4):
+        patient = f"p-{n + 1:03d}"
+        strap = VirtualChestStrap(
+            address=demo_address(0x01, n), heart_rate=_const(70.0 + n), interval_s=interval_s
+        )
+        wearables.append(strap)
+        devices.append(DeviceConfig(address=strap.address, patient=patient, role="heart_rate"))
+        temp: VirtualWearable
+        if n % 2:
+            temp = VirtualSkinSensor(
+                address=demo_address(0x02, n), skin_temp=_const(33.0 + n), interval_s=interval_s
+            )
+            role = "skin_temp"
+        else:
+            temp = VirtualCoreSensor(
+                address=demo_address(0x02, n),
+                core_temp=_const(37.0 + n / 10),
+                skin_temp=_const(33.0 + n),
+                interval_s=interval_s,
+            )
+            role = "core"
+        wearables.append(temp)
+        devices.append(DeviceConfig(address=temp.address, patient=patient, role=role))
+    return wearables, devices
+
+
+def _const(value: float) -> Callable[[], float]:
+    return lambda: value
+
+
 class DemoWearables:
     """Virtual wearables for simulated patients, and the ``ble`` source that reads them."""
 
@@ -46,10 +82,12 @@ class DemoWearables:
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         with_core: bool = True,
+        on_gap: GapCallback | None = None,
     ) -> None:
         """``patients``: patient id → its ``step`` function; ``speed``: simulated seconds per
         wall-clock second; ``interval_s``: simulated seconds between notifications;
-        ``clock``: the demo's (possibly sped-up) UTC clock, used for time stamps."""
+        ``clock``: the demo's (possibly sped-up) UTC clock, used for time stamps;
+        ``on_gap``: where the source reports a reconnect's gap (``Monitor.report_gap``)."""
         real_interval = max(interval_s / speed, MIN_REAL_INTERVAL_S)
         wearables: list[VirtualWearable] = []
         devices: list[DeviceConfig] = []
@@ -93,6 +131,7 @@ class DemoWearables:
             scanner_backend=self.world.scanner_backend,
             client_backend=self.world.client_backend,
             clock=clock,
+            on_gap=on_gap,
         )
 
     async def __aenter__(self) -> Self:

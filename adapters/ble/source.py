@@ -44,8 +44,9 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import BaseBleakScanner
+from bleak.backends.service import BleakGATTServiceCollection
 from bleak.exc import BleakError
-from bleak_retry_connector import establish_connection
+from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
 
 from adapters import gatt
 from monitor.backoff import Backoff
@@ -83,7 +84,13 @@ ROLE_CHARACTERISTICS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "core": (gatt.CORE_TEMPERATURE, gatt.TEMPERATURE_MEASUREMENT),
     }
 )
-"""Per role, the characteristics that can serve it, best first; the first found is used."""
+"""Per role, the characteristics that can serve it, best first; the first found is used.
+Intermediate Temperature 0x2A1E comes last: HTS sends it "for display while a measurement is
+in progress", so a thermometer that also has 0x2A1C is read through its final measurements
+(with their time stamps and stored backlog) and 0x2A1E only serves one that has nothing else."""
+CONNECT_SERVICES: tuple[str, ...] = (*gatt.WEARABLE_SERVICES, gatt.BATTERY_SERVICE)
+"""The services the source asks bleak for (``services=``): backends that can, discover
+only these (CoreBluetooth, WinRT, the bumble backend); BlueZ filters what it exposes."""
 
 GapCallback = Callable[[str, str, float, float], None]
 """``on_gap(patient, device, start, end)``: data from ``device`` missing from start to end."""
@@ -197,7 +204,17 @@ class BleSource(Source):
         self._queue: asyncio.Queue[Sample] | None = None
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
+    def from_options(
+        cls,
+        options: Mapping[str, Any],
+        *,
+        context: PluginContext,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        client_backend: type[BaseBleakClient] | None = None,
+    ) -> Self:
+        """The source as ``[sources.ble]`` and ``[[devices]]`` describe it. Gaps go to
+        ``context.monitor.report_gap`` (a data-quality event). The backends are bleak's
+        ``backend=`` (the virtual wearables' in tests); ``None`` is the platform's."""
         config = context.config
         if not isinstance(config, HeatmonConfig):
             raise ConfigError("sources.ble: needs the heatmon configuration (devices)")
@@ -225,11 +242,13 @@ class BleSource(Source):
                 raise ConfigError(f"sources.ble.{key}: must be > 0, got {value!r}")
             kwargs[key] = number
 
-        def on_gap(patient: str, device: str, start: float, end: float) -> None:
-            if context.monitor is not None:
-                context.monitor.report_gap(patient, device, start=start, end=end)
-
-        return cls(devices=config.devices, on_gap=on_gap, **kwargs)
+        return cls(
+            devices=config.devices,
+            on_gap=gap_reporter(context),
+            scanner_backend=scanner_backend,
+            client_backend=client_backend,
+            **kwargs,
+        )
 
     @property
     def stats(self) -> Mapping[str, DeviceStats]:
@@ -305,11 +324,12 @@ class BleSource(Source):
         samples_before = stats.samples
         async with asyncio.timeout(self._connect_timeout_s):
             client = await establish_connection(
-                BleakClient,
+                BleakClientWithServiceCache,
                 ble_device,
-                state.config.name or address,
+                address,  # what bleak-retry-connector logs: never a configured name
                 disconnected_callback=lambda _client: dropped.set(),
                 max_attempts=self._connect_attempts,
+                services=list(CONNECT_SERVICES),
                 **kwargs,
             )
         try:
@@ -373,18 +393,9 @@ class BleSource(Source):
         stats.subscribed = tuple(subscribed)
 
     def _characteristics_for(
-        self, state: _DeviceState, services: Any
+        self, state: _DeviceState, services: BleakGATTServiceCollection
     ) -> list[BleakGATTCharacteristic]:
-        preferences = {
-            "heart_rate": (gatt.HEART_RATE_MEASUREMENT,),
-            "skin_temp": (
-                gatt.TEMPERATURE_MEASUREMENT,
-                gatt.ESS_TEMPERATURE,
-                gatt.INTERMEDIATE_TEMPERATURE,
-            ),
-            "core": (gatt.CORE_TEMPERATURE, gatt.TEMPERATURE_MEASUREMENT),
-        }[state.config.role]
-        for uuid in preferences:
+        for uuid in ROLE_CHARACTERISTICS[state.config.role]:
             char = services.get_characteristic(uuid)
             if char is not None and _can_notify(char):
                 return [char]
@@ -506,6 +517,17 @@ class BleSource(Source):
                 self._on_gap(stats.patient, stats.address, start, end)
             except Exception:
                 log.exception("ble: on_gap callback failed")
+
+
+def gap_reporter(context: PluginContext) -> GapCallback:
+    """An ``on_gap`` that hands the gap to the service (``context.monitor``, once it is set)
+    as :meth:`monitor.service.Monitor.report_gap`: a data-quality event for the patient."""
+
+    def on_gap(patient: str, device: str, start: float, end: float) -> None:
+        if context.monitor is not None:
+            context.monitor.report_gap(patient, device, start=start, end=end)
+
+    return on_gap
 
 
 def _can_notify(char: BleakGATTCharacteristic) -> bool:

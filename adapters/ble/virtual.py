@@ -13,10 +13,17 @@ constant in a test).
 - :class:`VirtualSkinSensor` — Health Thermometer 0x1809 (Temperature Measurement 0x2A1C
   by indication, with time stamp; measurements taken while nobody listens are stored and
   sent after the next subscription, and the last one sent before a drop is sent again, as
-  a thermometer does when it never saw the confirmation), Temperature Type, Battery.
+  a thermometer does when it never saw the confirmation; optionally Intermediate
+  Temperature 0x2A1E by notification), Temperature Type, Battery.
+- :class:`VirtualEssSensor` — Environmental Sensing 0x181A (Temperature 0x2A6E, read and
+  notify), Battery.
 - :class:`VirtualCoreSensor` — the CORE custom service (0x2101 notify: core and skin
   temperature, quality, heat-strain index; 0x2102 control point), HTS 0x2A1C (notify, as the
-  real sensor) and Battery.
+  real sensor), Battery, and the current core temperature in its advert's manufacturer
+  data.
+
+Adverts carry the flags, service UUIDs, name and manufacturer data (see
+:meth:`VirtualWearable._advertising_data` for why not split into a scan response).
 
 ``drop_connection()`` ends the link from the wearable's side (the adapter sees an
 unsolicited disconnect), ``stop_advertising()`` makes it vanish (out of range) and
@@ -38,7 +45,6 @@ from typing import Any, Protocol, Self
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 from bumble.controller import Controller
-from bumble.core import UUID as BumbleUUID
 from bumble.core import AdvertisingData
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
@@ -48,7 +54,7 @@ from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
 from adapters import gatt
-from adapters.ble.bumble_backend import backends_for
+from adapters.ble.bumble_backend import GattCache, backends_for, bumble_uuid
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +72,6 @@ CENTRAL_ADDRESS_PREFIX = "D0:00:00:00"
 _SIG_BASE_SUFFIX = "-0000-1000-8000-00805f9b34fb"
 _UUIDS_16 = AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS
 _UUIDS_128 = AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS
-
-
-def bumble_uuid(uuid: str) -> BumbleUUID:
-    """A bleak-style UUID string as bumble's UUID (16-bit when it is a SIG UUID)."""
-    if uuid.startswith("0000") and uuid.endswith(_SIG_BASE_SUFFIX):
-        return BumbleUUID.from_16_bits(int(uuid[4:8], 16))
-    return BumbleUUID(uuid)
 
 
 class VirtualWearable:
@@ -172,7 +171,16 @@ class VirtualWearable:
             except Exception as err:  # a failed send must not stop the wearable
                 log.debug("%s: tick failed: %r", self.name, err)
 
-    def _advertising_data(self) -> bytes:
+    def manufacturer_data(self) -> tuple[int, bytes] | None:
+        """(company id, payload) to advertise, if the wearable advertises any."""
+        return None
+
+    def _advertising_data(self) -> tuple[bytes, bytes]:
+        """The advert (flags, service UUIDs) and the scan response (name, manufacturer
+        data), as a wearable splits them to fit a legacy PDU's 31 bytes. bumble's
+        ``LocalLink`` controller answers a scan request with the advert's data, not the scan
+        response's (bumble 0.0.236), so :meth:`start_advertising` advertises both parts
+        together; the link does not enforce the 31 bytes."""
         short = [
             int(u[4:8], 16).to_bytes(2, "little")
             for u in self.services_advertised
@@ -183,25 +191,34 @@ class VirtualWearable:
             for u in self.services_advertised
             if not u.endswith(_SIG_BASE_SUFFIX)
         ]
-        items: list[tuple[int, bytes]] = [(AdvertisingData.FLAGS, b"\x06")]
+        advert: list[tuple[int, bytes]] = [(AdvertisingData.FLAGS, b"\x06")]
         if short:
-            items.append(
-                (AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, b"".join(short))
-            )
+            advert.append((_UUIDS_16, b"".join(short)))
         if long:
-            items.append(
-                (AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, b"".join(long))
+            advert.append((_UUIDS_128, b"".join(long)))
+        response: list[tuple[int, bytes]] = [
+            (AdvertisingData.COMPLETE_LOCAL_NAME, self.name.encode())
+        ]
+        maker = self.manufacturer_data()
+        if maker is not None:
+            company, payload = maker
+            response.append(
+                (
+                    AdvertisingData.MANUFACTURER_SPECIFIC_DATA,
+                    company.to_bytes(2, "little") + payload,
+                )
             )
-        items.append((AdvertisingData.COMPLETE_LOCAL_NAME, self.name.encode()))
-        return bytes(AdvertisingData(items))
+        return bytes(AdvertisingData(advert)), bytes(AdvertisingData(response))
 
     async def start_advertising(self) -> None:
         """Advertise (again): the wearable is in range and can be connected."""
         self._advertise = True
         device = self.device
         if not device.connections and not device.is_advertising:
+            advert, response = self._advertising_data()
             await device.start_advertising(
-                advertising_data=self._advertising_data(),
+                advertising_data=advert + response,
+                scan_response_data=response,
                 advertising_interval_min=ADVERTISING_INTERVAL_MS,
                 advertising_interval_max=ADVERTISING_INTERVAL_MS,
             )
@@ -319,10 +336,14 @@ class VirtualChestStrap(VirtualWearable):
 
 
 class VirtualSkinSensor(VirtualWearable):
-    """A skin thermometer on the Health Thermometer service (indications, time stamps).
+    """A skin thermometer on the Health Thermometer service.
 
-    Time stamps have whole-second resolution (of ``clock``): it sends at most one
-    measurement per second of its clock, as a thermometer would.
+    Final measurements go by indication on 0x2A1C with a time stamp of whole-second
+    resolution (of ``clock``): it sends at most one per second of its clock, as a
+    thermometer would. With ``intermediate`` it also notifies Intermediate Temperature
+    0x2A1E (no time stamp) with those values each tick, before the final one; with
+    ``final_measurements=False`` it has no 0x2A1C at all (a patch that only streams
+    0x2A1E, not what HTS asks for, but sold).
     """
 
     services_advertised = (gatt.HEALTH_THERMOMETER_SERVICE, gatt.BATTERY_SERVICE)
@@ -337,6 +358,8 @@ class VirtualSkinSensor(VirtualWearable):
         fahrenheit: bool = False,
         clock: Callable[[], float] = time.time,
         battery_percent: int = 87,
+        intermediate: ValueProvider | None = None,
+        final_measurements: bool = True,
     ) -> None:
         super().__init__(
             address=address, name=name, interval_s=interval_s, battery_percent=battery_percent
@@ -344,6 +367,8 @@ class VirtualSkinSensor(VirtualWearable):
         self._skin_temp = skin_temp
         self._fahrenheit = fahrenheit
         self._clock = clock
+        self._intermediate = intermediate
+        self._final = final_measurements
         self._stored: deque[bytes] = deque(maxlen=STORED_MEASUREMENTS)
         self._last_sent: bytes | None = None
         self._last_stamp: gatt.DateTime | None = None
@@ -351,6 +376,12 @@ class VirtualSkinSensor(VirtualWearable):
         self._tm = Characteristic[bytes](
             bumble_uuid(gatt.TEMPERATURE_MEASUREMENT),
             Characteristic.Properties.INDICATE,
+            Characteristic.Permissions(0),
+            b"",
+        )
+        self._it = Characteristic[bytes](
+            bumble_uuid(gatt.INTERMEDIATE_TEMPERATURE),
+            Characteristic.Properties.NOTIFY,
             Characteristic.Permissions(0),
             b"",
         )
@@ -363,15 +394,12 @@ class VirtualSkinSensor(VirtualWearable):
             Characteristic.READABLE,
             bytes([gatt.TemperatureType.BODY]),
         )
-        return [Service(bumble_uuid(gatt.HEALTH_THERMOMETER_SERVICE), [self._tm, kind])]
+        chars = [self._tm] if self._final else []
+        if self._intermediate is not None:
+            chars.append(self._it)
+        return [Service(bumble_uuid(gatt.HEALTH_THERMOMETER_SERVICE), [*chars, kind])]
 
-    def measurement(self) -> bytes | None:
-        """The next measurement, or ``None`` within the same second as the last one."""
-        stamp = gatt.DateTime.from_epoch(self._clock())
-        if stamp == self._last_stamp:
-            return None
-        self._last_stamp = stamp
-        celsius = self._skin_temp()
+    def _encode(self, celsius: float, stamp: gatt.DateTime | None) -> bytes:
         value = celsius * 9 / 5 + 32 if self._fahrenheit else celsius
         return gatt.encode_temperature_measurement(
             gatt.TemperatureMeasurement(
@@ -380,6 +408,14 @@ class VirtualSkinSensor(VirtualWearable):
                 timestamp=stamp,
             )
         )
+
+    def measurement(self) -> bytes | None:
+        """The next measurement, or ``None`` within the same second as the last one."""
+        stamp = gatt.DateTime.from_epoch(self._clock())
+        if stamp == self._last_stamp:
+            return None
+        self._last_stamp = stamp
+        return self._encode(self._skin_temp(), stamp)
 
     async def _indicate(self, value: bytes) -> bool:
         if not self.connected:
@@ -395,6 +431,10 @@ class VirtualSkinSensor(VirtualWearable):
         return True
 
     async def tick(self) -> None:
+        if self._intermediate is not None:
+            await self.notify(self._it, self._encode(self._intermediate(), None))
+        if not self._final:
+            return
         value = self.measurement()
         if value is None:
             return
@@ -416,10 +456,57 @@ class VirtualSkinSensor(VirtualWearable):
                 self._stored.popleft()
 
 
-class VirtualCoreSensor(VirtualWearable):
-    """A greenteg CORE: custom 0x2101 (core, skin, quality, HSI) and HTS 0x2A1C by notify."""
+class VirtualEssSensor(VirtualWearable):
+    """A skin-temperature patch on Environmental Sensing 0x181A: Temperature 0x2A6E
+    (sint16, 0.01 °C; read and notify; "unknown" when the provider gives NaN)."""
 
-    services_advertised = (gatt.CORE_SERVICE, gatt.HEALTH_THERMOMETER_SERVICE, gatt.BATTERY_SERVICE)
+    services_advertised = (gatt.ENVIRONMENTAL_SENSING_SERVICE, gatt.BATTERY_SERVICE)
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        skin_temp: ValueProvider,
+        name: str = "SkinPatch",
+        interval_s: float = 1.0,
+        battery_percent: int = 87,
+    ) -> None:
+        super().__init__(
+            address=address, name=name, interval_s=interval_s, battery_percent=battery_percent
+        )
+        self._skin_temp = skin_temp
+        self._last = gatt.encode_ess_temperature(None)
+        self._temperature = Characteristic[bytes](
+            bumble_uuid(gatt.ESS_TEMPERATURE),
+            Characteristic.Properties.READ | Characteristic.Properties.NOTIFY,
+            Characteristic.READABLE,
+            CharacteristicValue(read=lambda _conn: self._last),
+        )
+
+    def services(self) -> list[Service]:
+        return [Service(bumble_uuid(gatt.ENVIRONMENTAL_SENSING_SERVICE), [self._temperature])]
+
+    async def tick(self) -> None:
+        self._last = gatt.encode_ess_temperature(self._skin_temp())
+        await self.notify(self._temperature, self._last)
+
+
+CORE_STATUS_MEASURING = 0x04
+"""The status byte of the captured CORE advert (``00 04 75 8E``), sent while measuring."""
+CONTROL_POINT_RESPONSE = 0x80
+CONTROL_POINT_NOT_SUPPORTED = 0x02
+
+
+class VirtualCoreSensor(VirtualWearable):
+    """A greenteg CORE: custom 0x2101 (core, skin, quality, HSI), HTS 0x2A1C by notify, and
+    its current core temperature in the advert's manufacturer data.
+
+    ``custom_service=False`` leaves out the CORE service (firmware that only shows HTS):
+    the adapter then falls back to 0x2A1C. The control point 0x2102 (write + indicate)
+    answers every request with the usual SIG control-point response (0x80, the request's
+    op code, 0x02 "op code not supported"): the real op codes (heart-rate strap pairing)
+    are in a specification that could not be read, and heatmon does not use them.
+    """
 
     def __init__(
         self,
@@ -431,10 +518,17 @@ class VirtualCoreSensor(VirtualWearable):
         name: str = "CORE 0A:0B",
         interval_s: float = 1.0,
         battery_percent: int = 87,
+        custom_service: bool = True,
     ) -> None:
         super().__init__(
             address=address, name=name, interval_s=interval_s, battery_percent=battery_percent
         )
+        self.services_advertised = (
+            *((gatt.CORE_SERVICE,) if custom_service else ()),
+            gatt.HEALTH_THERMOMETER_SERVICE,
+            gatt.BATTERY_SERVICE,
+        )
+        self._custom = custom_service
         self._core_temp = core_temp
         self._skin_temp = skin_temp
         self._hsi = heat_strain_index
@@ -443,6 +537,12 @@ class VirtualCoreSensor(VirtualWearable):
             Characteristic.Properties.READ | Characteristic.Properties.NOTIFY,
             Characteristic.READABLE,
             CharacteristicValue(read=lambda _conn: self._last_core),
+        )
+        self._control = Characteristic[bytes](
+            bumble_uuid(gatt.CORE_CONTROL_POINT),
+            Characteristic.Properties.WRITE | Characteristic.Properties.INDICATE,
+            Characteristic.WRITEABLE,
+            CharacteristicValue(write=self._on_control),
         )
         self._hts = Characteristic[bytes](
             bumble_uuid(gatt.TEMPERATURE_MEASUREMENT),
@@ -453,18 +553,32 @@ class VirtualCoreSensor(VirtualWearable):
         self._last_core: bytes = gatt.encode_core_measurement(
             gatt.CoreMeasurement(core_raw=gatt.CORE_NOT_AVAILABLE)
         )
+        self.control_requests: list[bytes] = []
 
     def services(self) -> list[Service]:
-        control = Characteristic[bytes](
-            bumble_uuid(gatt.CORE_CONTROL_POINT),
-            Characteristic.Properties.WRITE | Characteristic.Properties.INDICATE,
-            Characteristic.WRITEABLE,
-            CharacteristicValue(write=lambda _conn, _value: None),
+        hts = Service(bumble_uuid(gatt.HEALTH_THERMOMETER_SERVICE), [self._hts])
+        if not self._custom:
+            return [hts]
+        return [Service(bumble_uuid(gatt.CORE_SERVICE), [self._core, self._control]), hts]
+
+    def manufacturer_data(self) -> tuple[int, bytes] | None:
+        core = self._core_temp()
+        if not math.isfinite(core):
+            return None
+        advert = gatt.CoreAdvertisement(
+            version=0, status=CORE_STATUS_MEASURING, core_raw=gatt.core_advert_raw(core)
         )
-        return [
-            Service(bumble_uuid(gatt.CORE_SERVICE), [self._core, control]),
-            Service(bumble_uuid(gatt.HEALTH_THERMOMETER_SERVICE), [self._hts]),
-        ]
+        return gatt.CORE_COMPANY_IDS[0], gatt.encode_core_advertisement(advert)
+
+    def _on_control(self, _connection: Any, value: bytes) -> None:
+        self.control_requests.append(bytes(value))
+        opcode = value[0] if value else 0
+        response = bytes([CONTROL_POINT_RESPONSE, opcode, CONTROL_POINT_NOT_SUPPORTED])
+        self.spawn(self._respond(response))
+
+    async def _respond(self, response: bytes) -> None:
+        async with asyncio.timeout(INDICATION_TIMEOUT_S):
+            await self.device.indicate_subscribers(self._control, response)
 
     def measurement(self) -> bytes:
         core = self._core_temp()
@@ -483,7 +597,8 @@ class VirtualCoreSensor(VirtualWearable):
 
     async def tick(self) -> None:
         self._last_core = self.measurement()
-        await self.notify(self._core, self._last_core)
+        if self._custom:
+            await self.notify(self._core, self._last_core)
         core = gatt.parse_core_measurement(self._last_core).core_temp_c
         hts = gatt.TemperatureMeasurement(
             temperature=gatt.Float11073.from_value(math.nan if core is None else core),
@@ -504,6 +619,7 @@ class VirtualWorld:
         self._wearables = list(wearables)
         self._link: LocalLink | None = None  # created in __aenter__, inside the loop
         self._centrals = 0
+        self._gatt_cache: GattCache = {}
         scanner, client = backends_for(self)
         self.scanner_backend: type[BaseBleakScanner] = scanner
         self.client_backend: type[BaseBleakClient] = client
@@ -517,6 +633,11 @@ class VirtualWorld:
             if w.address == address.upper():
                 return w
         raise KeyError(address)
+
+    @property
+    def gatt_cache(self) -> GattCache:
+        """What the client backend remembers of each wearable's GATT database."""
+        return self._gatt_cache
 
     @property
     def link(self) -> LocalLink:

@@ -1,7 +1,8 @@
 """Worked example (docs/research.md): one session's heart rate, estimated core-temperature
 rise and alerts on one plot, read back from InfluxDB with heatmon's pandas API.
 
-    .venv/bin/python docs/examples/session_plot.py [--url URL --database DB --patient P]
+    .venv/bin/python docs/examples/session_plot.py [--url URL --database DB --patient P
+                                                    --start T --stop T] [--out PNG]
 
 Without ``--url`` it starts a private InfluxDB (Debian's influxd) in a temporary directory
 and first records one simulated session ("hot_day_aerobic") through the real pipeline
@@ -55,7 +56,9 @@ async def record_session(url: str, spool: Path) -> tuple[float, float]:
     return T0, t + 1
 
 
-def plot(store: HeatmonStore, patient: str, start: float | str, stop: float | str) -> None:
+def plot(
+    store: HeatmonStore, patient: str, start: float | str, stop: float | str, out: Path = OUT
+) -> None:
     hr = store.vitals(patient, start, stop, kind="heart_rate")
     thermal = store.thermal(patient, start, stop)
     alerts = store.alerts(patient, start, stop)
@@ -105,9 +108,9 @@ def plot(store: HeatmonStore, patient: str, start: float | str, stop: float | st
     ax_hr.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%H:%M"))
     fig.legend(loc="upper right", bbox_to_anchor=(0.9, 0.86), fontsize=8)
     fig.tight_layout()
-    fig.savefig(OUT)
+    fig.savefig(out)
     print(
-        f"wrote {OUT} ({len(hr)} heart-rate samples, {len(thermal)} estimates, "
+        f"wrote {out} ({len(hr)} heart-rate samples, {len(thermal)} estimates, "
         f"{len(alerts)} alerts)"
     )
 
@@ -119,16 +122,21 @@ def main() -> None:
     parser.add_argument("--patient", default=PATIENT)
     parser.add_argument("--start")
     parser.add_argument("--stop")
+    parser.add_argument("--out", type=Path, default=OUT, help="the PNG (default: %(default)s)")
     args = parser.parse_args()
     if args.url:
         plot(
-            HeatmonStore(url=args.url, database=args.database), args.patient, args.start, args.stop
+            HeatmonStore(url=args.url, database=args.database),
+            args.patient,
+            args.start,
+            args.stop,
+            args.out,
         )
         return
     with tempfile.TemporaryDirectory() as tmp, InfluxServer(data_dir=Path(tmp) / "db") as srv:
         start, stop = asyncio.run(record_session(srv.url, Path(tmp) / "spool"))
         print(f"recorded {iso_utc(start)} .. {iso_utc(stop)}")
-        plot(HeatmonStore(url=srv.url, database="heatmon"), PATIENT, start, stop)
+        plot(HeatmonStore(url=srv.url, database="heatmon"), PATIENT, start, stop, args.out)
 
 
 if __name__ == "__main__":

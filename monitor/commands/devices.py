@@ -2,9 +2,11 @@
 
 Scans (filtered by the wearable services: heart rate, health thermometer, environmental
 sensing, CORE) and prints one row per device: address, name, signal, the services it
-advertises and the role it can serve. ``--virtual`` scans the demo's virtual wearables
+advertises, the role it can serve and what the advert itself carries (a CORE's current core
+temperature). ``--virtual`` scans the demo's virtual wearables
 (bumble GATT servers on an in-process link) instead of the Bluetooth adapter, so the command
-runs without hardware; ``--connect`` also connects to each device and reads its battery and
+runs without hardware; ``--connect`` also connects to each device, lists the measurement
+characteristics it offers (and whether they notify or indicate) and reads its battery and
 body sensor location.
 """
 
@@ -45,8 +47,10 @@ class Found(NamedTuple):
     rssi: int
     services: tuple[str, ...]
     roles: tuple[str, ...]
+    advertised: str = ""
     battery: int | None = None
     location: str | None = None
+    characteristics: tuple[str, ...] = ()
 
 
 Backends = tuple[type[BaseBleakScanner], type[BaseBleakClient]]
@@ -70,6 +74,21 @@ def register(sub: Any) -> None:
     scan.set_defaults(func=run_scan)
 
 
+def advertised_reading(device: BLEDevice, adv: AdvertisementData) -> str:
+    """What the advert itself says (a CORE's current core temperature), or ``""``."""
+    for company in gatt.CORE_COMPANY_IDS:
+        payload = adv.manufacturer_data.get(company)
+        if payload is None or gatt.CORE_SERVICE not in adv.service_uuids:
+            continue
+        try:
+            advert = gatt.parse_core_advertisement(payload, where=f"{device.address} advert")
+        except ParseError as err:
+            log.warning("devices: %s", err)
+            return "unreadable"
+        return f"core {advert.core_temp_c:.2f} °C"
+    return ""
+
+
 def describe(device: BLEDevice, adv: AdvertisementData) -> Found:
     services = tuple(gatt.SERVICE_NAMES.get(u, u) for u in adv.service_uuids)
     roles = tuple(sorted({ROLE_BY_SERVICE[u] for u in adv.service_uuids if u in ROLE_BY_SERVICE}))
@@ -79,7 +98,18 @@ def describe(device: BLEDevice, adv: AdvertisementData) -> Found:
         rssi=adv.rssi,
         services=services,
         roles=roles,
+        advertised=advertised_reading(device, adv),
     )
+
+
+def offered(client: BleakClient) -> tuple[str, ...]:
+    """The characteristics heatmon knows that the device has, with how they are sent."""
+    out = []
+    for char in client.services.characteristics.values():
+        name = gatt.CHARACTERISTIC_NAMES.get(char.uuid)
+        if name is not None:
+            out.append(f"{name} ({'/'.join(char.properties)})")
+    return tuple(out)
 
 
 async def read_details(
@@ -90,6 +120,7 @@ async def read_details(
         kwargs["backend"] = client_backend
     try:
         async with BleakClient(device, **kwargs) as client:
+            found = found._replace(characteristics=offered(client))
             battery = client.services.get_characteristic(gatt.BATTERY_LEVEL)
             location = client.services.get_characteristic(gatt.BODY_SENSOR_LOCATION)
             if battery is not None:
@@ -184,15 +215,27 @@ def run_scan(args: argparse.Namespace) -> int:
         return 1
     table = Table(title=f"{len(found)} wearable(s)" + (" (virtual)" if args.virtual else ""))
     table.add_column("address", no_wrap=True)
-    for col in ("name", "rssi", "services", "can serve as"):
+    for col in ("name", "rssi", "services", "can serve as", "advertises"):
         table.add_column(col)
     if args.connect:
+        table.add_column("characteristics")
         table.add_column("battery")
         table.add_column("location")
     for f in found:
-        row = [f.address, f.name, f"{f.rssi} dBm", ", ".join(f.services), ", ".join(f.roles)]
+        row = [
+            f.address,
+            f.name,
+            f"{f.rssi} dBm",
+            ", ".join(f.services),
+            ", ".join(f.roles),
+            f.advertised or "–",
+        ]
         if args.connect:
-            row += ["–" if f.battery is None else f"{f.battery} %", f.location or "–"]
+            row += [
+                "\n".join(f.characteristics) or "–",
+                "–" if f.battery is None else f"{f.battery} %",
+                f.location or "–",
+            ]
         table.add_row(*row)
     console.print(table)
     console.print(

@@ -8,10 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from monitor.commands._influx import add_connection_args, store_from_args
-from monitor.storage.export import EXPORTED, FORMATS, WINDOW_S, export_patient
+from monitor.storage.export import EXPORTED, FORMATS, WINDOW_S, export_patient, export_steps
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,12 @@ def register(subparsers: Any) -> None:
         default=",".join(EXPORTED),
         help=f"comma-separated subset of {','.join(EXPORTED)}",
     )
+    parser.add_argument(
+        "--window-hours",
+        type=float,
+        default=WINDOW_S / 3600,
+        help="hours read per query; memory use is that of one window (default %(default)s)",
+    )
     add_connection_args(parser)
     parser.set_defaults(func=run)
 
@@ -43,16 +57,23 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"heatmon export: unknown measurement(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
+    if not args.window_hours > 0:
+        print("heatmon export: --window-hours must be positive", file=sys.stderr)
+        return 2
+    window_s = args.window_hours * 3600
     store = store_from_args(args)
-    steps = len(measurements) * len(list(store.windows(args.start, args.stop, step_s=WINDOW_S)))
+    steps = export_steps(store, args.start, args.stop, measurements=measurements, window_s=window_s)
     with Progress(
         TextColumn("exporting {task.fields[patient]}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("windows, {task.fields[rows]:,} rows"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
         disable=not sys.stderr.isatty(),
     ) as progress:
-        task = progress.add_task("export", total=steps, patient=args.patient)
+        task = progress.add_task("export", total=steps, patient=args.patient, rows=0)
         written = export_patient(
             store,
             patient=args.patient,
@@ -61,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             fmt=args.format,
             out_dir=args.out,
             measurements=measurements,
-            advance=lambda n: progress.advance(task, n),
+            window_s=window_s,
+            progress=lambda done, rows: progress.update(task, completed=done, rows=rows),
         )
     for measurement, (path, rows) in written.items():
         print(f"{measurement}: {rows} rows -> {path}")

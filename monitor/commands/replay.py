@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from monitor.config import EngineConfig
 from monitor.engine.estimators import ESTIMATORS
 from monitor.errors import ConfigError
+from monitor.pseudonym import key_from_env
 from monitor.replay import load_profiles, replay
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also write recovered notices and data-quality changes to the events file",
     )
+    p.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help="the patient column holds raw ids: replace each by its pseudonym, keyed by "
+        "HEATMON_PSEUDONYM_KEY (raw ids never reach the outputs)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         raise ConfigError(f"{args.input}: no such file")
     profiles = load_profiles(args.profiles) if args.profiles else None
+    key = key_from_env() if args.pseudonymize else None
     config = EngineConfig(estimator=args.estimator, use_measured_core=not args.ignore_measured_core)
     console = Console(stderr=True)
     show = console.is_terminal and not args.no_progress
@@ -88,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             all_events=args.all_events,
             progress=lambda done: progress.update(task, completed=done),
             on_error=on_error,
+            pseudonym_key=key,
         )
     elapsed = time.perf_counter() - started
     rate = report.samples / elapsed if elapsed > 0 else 0.0

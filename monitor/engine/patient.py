@@ -89,7 +89,6 @@ class PatientEngine:
         "_last_skin",
         "_last_step",
         "_last_time",
-        "_measured_core",
         "_profile",
         "_quality",
         "_resting_hr",
@@ -121,7 +120,6 @@ class PatientEngine:
         self._win_end = math.inf
         self._last_hr: float | None = None
         self._last_skin: float | None = None
-        self._measured_core: float | None = None
         self._baseline_skin: float | None = None
         self._last_delta: float | None = None
         self._reset_session_state()
@@ -190,7 +188,6 @@ class PatientEngine:
             elif kind is SampleKind.CORE_TEMP:
                 self._core_sum += value
                 self._core_n += 1
-                self._measured_core = value
         else:
             counters = self.counters
             counters[flag.value] = counters.get(flag.value, 0) + 1
@@ -271,7 +268,6 @@ class PatientEngine:
         self._hr_n = self._skin_n = self._core_n = 0
         self._last_hr = None
         self._last_skin = None
-        self._measured_core = None
         self._last_hr_time = -math.inf
         self._bad_hr_run = 0
         self._slope = 0.0
@@ -360,8 +356,8 @@ class PatientEngine:
             self._slope += w * (rate - self._slope)
         self._last_delta = delta
         self._update_quality(end, events)
+        mtt = self._minutes_to_threshold(delta)
         if hr is not None or core is not None:
-            mtt = self._minutes_to_threshold(delta)
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
             update = self._risk.update(end, delta, mtt, rising=rising)
             if update.changed:
@@ -398,7 +394,7 @@ class PatientEngine:
                         recovery_minutes=update.recovered_after_min,
                     )
                 )
-        self._emit_state(end, hr, skin, core, states)
+        self._emit_state(end, hr, skin, core, states, minutes_to_threshold=mtt)
 
     def _calibrate(self) -> None:
         profile = self._profile
@@ -491,7 +487,10 @@ class PatientEngine:
         skin: float | None,
         core: float | None,
         states: list[ThermalState],
+        *,
+        minutes_to_threshold: float | None = None,
     ) -> None:
+        """Record the state at ``end`` (``minutes_to_threshold`` as the step computed it)."""
         est = self._est
         delta = est.core_c - self._baseline_c if self._calibrated else 0.0
         risk = self._risk
@@ -519,7 +518,7 @@ class PatientEngine:
             heart_rate_bpm=hr if hr is not None else self._last_hr,
             skin_temp_c=skin if skin is not None else self._last_skin,
             measured_core_c=core,
-            minutes_to_threshold=self._minutes_to_threshold(delta) if self._calibrated else None,
+            minutes_to_threshold=minutes_to_threshold,
             minutes_to_recovery=mtr,
             strain_index=psi,
             estimator=est.name,

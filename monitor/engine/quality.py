@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from monitor.model import Sample, SampleFlag, SampleKind
+from monitor.model import SampleFlag, SampleKind
 
 GAP_S = 10.0
 RANGES: Mapping[SampleKind, tuple[float, float]] = MappingProxyType(
@@ -75,12 +75,3 @@ class KindValidator:
             self._artefacts = 0
             self._ref = value if (ref == 0.0 or gap) else ref + HR_REF_WEIGHT * (value - ref)
         return SampleFlag.GAP if gap and last != -math.inf else SampleFlag.OK
-
-
-def validate(validators: dict[tuple[SampleKind, str], KindValidator], sample: Sample) -> SampleFlag:
-    """Validate ``sample`` with the validator for its kind and device (created on first use)."""
-    key = (sample.kind, sample.device)
-    validator = validators.get(key)
-    if validator is None:
-        validator = validators[key] = KindValidator(sample.kind)
-    return validator.check(sample.value, sample.time, sample.sensor_contact)

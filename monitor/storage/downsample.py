@@ -10,26 +10,30 @@ runs the same ``SELECT … INTO`` over past data. InfluxDB 2.x: the Flux task in
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from monitor.storage.query import HeatmonStore, quote_ident
 
 log = logging.getLogger(__name__)
 
-DOWNSAMPLE_SPECS: dict[str, tuple[str, str, str]] = {
-    "vitals_1m": (
-        "vitals",
-        'mean("value") AS "mean", min("value") AS "min", max("value") AS "max", '
-        'count("value") AS "count"',
-        '"patient", "kind", "device"',
-    ),
-    "thermal_1m": (
-        "thermal",
-        'mean("core_temp_c") AS "core_temp_c", mean("core_delta_c") AS "core_delta_c", '
-        'max("core_delta_c") AS "core_delta_max_c", max("level_rank") AS "level_rank_max", '
-        'mean("heart_rate_bpm") AS "heart_rate_bpm", max("strain_index") AS "strain_index_max"',
-        '"patient", "session"',
-    ),
-}
+DOWNSAMPLE_SPECS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+    {
+        "vitals_1m": (
+            "vitals",
+            'mean("value") AS "mean", min("value") AS "min", max("value") AS "max", '
+            'count("value") AS "count"',
+            '"patient", "kind", "device"',
+        ),
+        "thermal_1m": (
+            "thermal",
+            'mean("core_temp_c") AS "core_temp_c", mean("core_delta_c") AS "core_delta_c", '
+            'max("core_delta_c") AS "core_delta_max_c", max("level_rank") AS "level_rank_max", '
+            'mean("heart_rate_bpm") AS "heart_rate_bpm", max("strain_index") AS "strain_index_max"',
+            '"patient", "session"',
+        ),
+    }
+)
 """target measurement → (source measurement, aggregates, GROUP BY tags). Only accepted
 vitals (``flag = 'ok'`` or ``'gap'``) enter ``vitals_1m``."""
 

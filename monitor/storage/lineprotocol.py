@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal
 
 from monitor.errors import InputError
@@ -66,11 +67,9 @@ SESSIONS = "sessions"
 SYMPTOMS = "symptoms"
 MEASUREMENTS: tuple[str, ...] = (VITALS, THERMAL, ALERTS, ALERT_ACKS, SESSIONS, SYMPTOMS)
 
-LEVEL_RANKS = {"ok": 0, "caution": 1, "cool_down": 2}
-
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
-_KEY_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
-_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_MEASUREMENT_ESCAPES = MappingProxyType(str.maketrans({",": r"\,", " ": r"\ "}))
+_KEY_ESCAPES = MappingProxyType(str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="}))
+_STRING_ESCAPES = MappingProxyType(str.maketrans({"\\": "\\\\", '"': '\\"'}))
 _FORBIDDEN_IN_NAMES = ("\n", "\r")
 _PLAIN = re.compile(r"[^ ,=\\\n\r]+").fullmatch
 """Names that need neither escaping nor a check."""

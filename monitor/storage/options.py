@@ -31,12 +31,21 @@ class InfluxOptions(BaseModel):
     create_database: bool = True
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    """A batch is sent when it holds ``batch_size`` points or its oldest point has waited
+    this long."""
+    spool_interval_s: float = Field(default=0.1, gt=0, le=60)
+    """Longest a point stays in memory before it is appended (fsynced) to the spool: what
+    a crash, SIGKILL or power loss of heatmon can lose. A stop loses nothing."""
     spool_dir: str = ""
     """Default: ``<monitor.data_dir>/influxdb/spool``."""
     spool_max_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
     spool_fsync: bool = True
     quarantine_file: str = ""
     """Default: ``<monitor.data_dir>/influxdb/quarantine.jsonl``."""
+    quarantine_max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    """The quarantine file is rotated beyond this size."""
+    quarantine_keep: int = Field(default=3, ge=0, le=100)
+    """Rotated quarantine files kept (``quarantine.jsonl.1`` …); older ones are deleted."""
     stop_timeout_s: float = Field(default=5.0, ge=0, le=300)
     """On stop, how long to keep trying to deliver what is spooled before leaving it."""
     downsample: bool = False
@@ -45,4 +54,10 @@ class InfluxOptions(BaseModel):
     @field_validator("url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # the URL is logged; credentials in it would end up in the logs
+            raise ValueError(
+                "no credentials in the URL: set username, and the password or token in "
+                "HEATMON_INFLUXDB_PASSWORD / HEATMON_INFLUXDB_TOKEN"
+            )
         return value.rstrip("/")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -236,10 +237,19 @@ class HeatmonStore:
     # -- Flux (InfluxDB 2.x) -------------------------------------------------------------
 
     def flux(self, query: str, *, org: str) -> pd.DataFrame:
-        """Run Flux on an InfluxDB 2.x (needs a token); one frame of every table."""
-        from influxdb_client.client.influxdb_client import InfluxDBClient
+        """Run Flux on an InfluxDB 2.x (needs a token); one frame of every table.
 
-        with InfluxDBClient(url=self.url, token=self._token, org=org) as client:
+        The tables come as Flux returns them (``_time``, ``_field``, ``_value``, tags); end
+        the query with ``pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn:
+        "_value")`` for one column per field."""
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.warnings import MissingPivotFunction
+
+        with (
+            InfluxDBClient(url=self.url, token=self._token, org=org) as client,
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", MissingPivotFunction)
             result: Any = client.query_api().query_data_frame(query, org=org)
         if isinstance(result, list):
             return pd.concat(result, ignore_index=True) if result else pd.DataFrame()

@@ -3,28 +3,30 @@
 ``submit_*`` only encode one line of line protocol and append it to a list: the engine
 and the alerts never wait on storage. Two tasks do the rest:
 
-- the *flusher* cuts the list into batches (``batch_size`` points, or whatever arrived
-  within ``flush_interval_s``) and appends each batch to the durable :class:`Spool`;
-- the *sender* sends the oldest spooled batches (several at once after an outage, up to
-  ``batch_size`` points) and marks them delivered; while InfluxDB is down or slow it
-  backs off (:class:`monitor.backoff.Backoff`) and batches pile up in the spool.
+- the *flusher* appends what is in the list to the durable :class:`Spool` every
+  ``spool_interval_s`` (0.1 s by default; at once when ``batch_size`` points are waiting),
+  so a crash or SIGKILL of heatmon loses at most that much; a stop loses nothing;
+- the *sender* sends the oldest spooled points as one batch once there are
+  ``batch_size`` of them or the oldest has waited ``flush_interval_s`` (at once after a
+  restart or an outage), and marks them delivered; while InfluxDB is down or slow it
+  backs off (:class:`monitor.backoff.Backoff`) and points pile up in the spool.
 
-A batch InfluxDB refuses (400/422) goes to the quarantine file (JSON lines, with the
-reason) and is never retried; a point that cannot be written at all (a tag value with a
-line break) goes there too. A restart resumes the spool where it stopped.
+A batch InfluxDB refuses (400/422) goes to the quarantine file (JSON lines with the
+reason, size-capped and rotated: :class:`QuarantineFile`) and is never retried; a point
+that cannot be written at all (a tag value with a line break) goes there too. A restart
+resumes the spool where it stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from pydantic import ValidationError
 
@@ -38,11 +40,11 @@ from monitor.model import (
     SessionRecord,
     SymptomReport,
     ThermalState,
-    iso_utc,
 )
 from monitor.plugins import PluginContext, Sink
 from monitor.storage import lineprotocol as lp
 from monitor.storage.options import InfluxOptions
+from monitor.storage.quarantine import QuarantineFile
 from monitor.storage.spool import Chunk, Spool
 from monitor.storage.writer import InfluxWriter, WriteError
 
@@ -54,6 +56,8 @@ RETRY_MAX_S = 10.0
 """Longest wait between two write attempts while InfluxDB is down."""
 OUTAGE_LOG_INTERVAL_S = 30.0
 """While InfluxDB stays unreachable, the sink repeats its warning this often."""
+
+_Item = TypeVar("_Item")
 
 
 @dataclass(slots=True)
@@ -72,6 +76,10 @@ class SinkStats:
         return asdict(self)
 
 
+def _flagged_sample_line(item: tuple[Sample, SampleFlag], precision: lp.Precision) -> str:
+    return lp.sample_line(item[0], item[1], precision)
+
+
 class InfluxSink(Sink):
     """Stores samples, thermal state, alerts, acknowledgements, sessions and symptoms."""
 
@@ -80,10 +88,14 @@ class InfluxSink(Sink):
     def __init__(self, *, options: InfluxOptions, data_dir: Path) -> None:
         self.options = options
         spool_dir = Path(options.spool_dir) if options.spool_dir else data_dir / "spool"
-        self.quarantine_path = (
-            Path(options.quarantine_file)
-            if options.quarantine_file
-            else data_dir / "quarantine.jsonl"
+        self.quarantine = QuarantineFile(
+            path=(
+                Path(options.quarantine_file)
+                if options.quarantine_file
+                else data_dir / "quarantine.jsonl"
+            ),
+            max_bytes=options.quarantine_max_bytes,
+            keep=options.quarantine_keep,
         )
         self.spool = Spool(
             directory=spool_dir, max_bytes=options.spool_max_bytes, fsync=options.spool_fsync
@@ -94,6 +106,8 @@ class InfluxSink(Sink):
         self._rejected: list[tuple[str, str]] = []
         self._full = asyncio.Event()
         self._spooled = asyncio.Event()
+        self._send_now = asyncio.Event()
+        self._draining = 0
         self._delivered = asyncio.Event()
         self._stopping = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -101,6 +115,10 @@ class InfluxSink(Sink):
         self._outage_since: float | None = None
         self._outage_logged_at = 0.0
         self._downsample_done = False
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.quarantine.path
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
@@ -142,7 +160,8 @@ class InfluxSink(Sink):
         if not self._tasks:
             return
         flusher, sender = self._tasks
-        flusher.cancel()
+        async with self._flush_lock:  # never cancel the flusher in the middle of an append
+            flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
         await self._flush_buffer()
@@ -162,8 +181,11 @@ class InfluxSink(Sink):
         await asyncio.to_thread(self.spool.close)
 
     async def drain(self, *, timeout_s: float) -> bool:
-        """Spool what is buffered and wait until the spool is delivered; False on timeout."""
+        """Spool what is buffered and wait until the spool is delivered (sending at once,
+        without waiting for a full batch); False on timeout."""
         await self._flush_buffer()
+        self._draining += 1
+        self._send_now.set()
         try:
             async with asyncio.timeout(timeout_s):
                 while not self.spool.empty:
@@ -171,26 +193,28 @@ class InfluxSink(Sink):
                     await self._delivered.wait()
         except TimeoutError:
             return False
+        finally:
+            self._draining -= 1
         return True
 
     # -- submit (never blocks, never raises) -------------------------------------------
 
-    def _add(self, make: Any, *args: Any) -> None:
+    def _add(self, make: Callable[[_Item, lp.Precision], str], item: _Item) -> None:
         self.stats.submitted += 1
         try:
-            line: str = make(*args, self.options.precision)
+            line = make(item, self.options.precision)
         except InputError as err:
-            self._rejected.append((err.reason, repr(args[0])[:2000]))
+            self._rejected.append((err.reason, repr(item)[:2000]))
             return
         except (TypeError, ValueError, AttributeError) as err:  # never raise into the engine
-            self._rejected.append((f"{type(err).__name__}: {err}", repr(args[0])[:2000]))
+            self._rejected.append((f"{type(err).__name__}: {err}", repr(item)[:2000]))
             return
         self._buffer.append(line)
         if len(self._buffer) >= self.options.batch_size:
             self._full.set()
 
     def submit_sample(self, sample: Sample, flag: SampleFlag) -> None:
-        self._add(lp.sample_line, sample, flag)
+        self._add(_flagged_sample_line, (sample, flag))
 
     def submit_state(self, state: ThermalState) -> None:
         self._add(lp.state_line, state)
@@ -204,9 +228,10 @@ class InfluxSink(Sink):
     # -- flusher -------------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
+        interval = min(self.options.spool_interval_s, self.options.flush_interval_s)
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.options.flush_interval_s):
+                async with asyncio.timeout(interval):
                     await self._full.wait()
             self._full.clear()
             await self._flush_buffer()
@@ -235,18 +260,27 @@ class InfluxSink(Sink):
                 self.stats.spooled = self.spool.pending_points
                 self.stats.spool_dropped = self.spool.dropped_points
                 self._spooled.set()
+                if self.spool.pending_points >= size:
+                    self._send_now.set()
 
     # -- sender --------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
         backoff = Backoff(base_s=RETRY_BASE_S, max_s=RETRY_MAX_S)
         while True:
+            self._send_now.clear()
             chunk = await asyncio.to_thread(self.spool.read, max_points=self.options.batch_size)
             if chunk is None:
                 self._delivered.set()
                 self._spooled.clear()
                 if self.spool.empty:
                     await self._spooled.wait()
+                continue
+            hold_s = self._hold_s(chunk)
+            if hold_s > 0:  # not a full batch yet: wait for more, at most flush_interval_s
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(hold_s):
+                        await self._send_now.wait()
                 continue
             try:
                 await self._deliver(chunk.payload, chunk.points)
@@ -267,6 +301,16 @@ class InfluxSink(Sink):
             if self.options.downsample and not self._downsample_done:
                 await self._set_up_downsampling()
             self._delivered.set()
+
+    def _hold_s(self, chunk: Chunk) -> float:
+        """How long to wait for more points before sending ``chunk``; 0 to send now."""
+        if (
+            chunk.points >= self.options.batch_size
+            or chunk.first_appended_at is None  # spooled before a restart
+            or self._draining
+        ):
+            return 0.0
+        return chunk.first_appended_at + self.options.flush_interval_s - time.monotonic()
 
     async def _deliver(self, payload: bytes, points: int) -> None:
         """Write, quarantine (drop) or split; raise :class:`WriteError` to retry later."""
@@ -331,17 +375,13 @@ class InfluxSink(Sink):
 
     async def _quarantine(self, reason: str, lines: str, points: int) -> None:
         self.stats.quarantined += points
-        record = {"time": iso_utc(time.time()), "reason": reason, "points": points}
         log.error(
             "%d points quarantined, not retried (%s); kept in %s",
             points,
             reason[:200],
-            self.quarantine_path,
+            self.quarantine.path,
         )
-        text = json.dumps({**record, "lines": lines}, ensure_ascii=False) + "\n"
-        await asyncio.to_thread(self._append_quarantine, text)
-
-    def _append_quarantine(self, text: str) -> None:
-        self.quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.quarantine_path.open("a", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            await asyncio.to_thread(self.quarantine.add, reason=reason, lines=lines, points=points)
+        except OSError as err:
+            log.error("cannot write the quarantine file %s: %s", self.quarantine.path, err)

@@ -64,6 +64,9 @@ class Chunk:
     points: int
     records: int
     end: tuple[int, int]
+    first_appended_at: float | None = None
+    """``time.monotonic()`` when the first record was appended, if it was appended by this
+    process (None for a record read back from disk, e.g. after a restart)."""
 
 
 @dataclass(slots=True)
@@ -72,6 +75,7 @@ class _Cached:
     payload: bytes
     points: int
     end: tuple[int, int]
+    appended_at: float
 
 
 def _seg_name(seq: int) -> str:
@@ -196,7 +200,9 @@ class Spool:
             self._sizes[self._writer_seq] = end[1]
             self._pending_points += points
             if self._cache_bytes + len(payload) <= CACHE_BYTES:
-                self._cache.append(_Cached((self._writer_seq, offset), payload, points, end))
+                self._cache.append(
+                    _Cached((self._writer_seq, offset), payload, points, end, time.monotonic())
+                )
                 self._cache_bytes += len(payload)
             self._warn_fill()
 
@@ -269,13 +275,16 @@ class Spool:
             payloads: list[bytes] = []
             points = 0
             pos = self._read
+            first_at: float | None = None
             while True:
                 rec = self._record_at(pos)
                 if rec is None:
                     break
-                payload, count, end = rec
+                payload, count, end, appended_at = rec
                 if payloads and points + count > max_points:
                     break
+                if not payloads:
+                    first_at = appended_at
                 payloads.append(payload)
                 points += count
                 pos = end
@@ -283,15 +292,17 @@ class Spool:
                     break
             if not payloads:
                 return None
-            return Chunk(b"\n".join(payloads), points, len(payloads), pos)
+            return Chunk(b"\n".join(payloads), points, len(payloads), pos, first_at)
 
-    def _record_at(self, pos: tuple[int, int]) -> tuple[bytes, int, tuple[int, int]] | None:
+    def _record_at(
+        self, pos: tuple[int, int]
+    ) -> tuple[bytes, int, tuple[int, int], float | None] | None:
         seq, offset = pos
         while self._cache and self._cache[0].pos < pos:
             self._cache_bytes -= len(self._cache.popleft().payload)
         for cached in self._cache:
             if cached.pos == pos:
-                return cached.payload, cached.points, cached.end
+                return cached.payload, cached.points, cached.end, cached.appended_at
             if cached.pos > pos:
                 break
         size = self._sizes.get(seq)
@@ -314,7 +325,7 @@ class Spool:
             )
             self._sizes[seq] = offset
             return self._record_at((seq, offset))
-        return payload, count, (seq, offset + HEADER.size + length)
+        return payload, count, (seq, offset + HEADER.size + length), None
 
     def commit(self, chunk: Chunk) -> None:
         """Mark ``chunk`` delivered; delete segments that are fully delivered."""

@@ -400,7 +400,9 @@ async def api_ack(request: web.Request) -> web.StreamResponse:
         return _error(503, "the monitor is not running")
     assert session.login is not None
     try:
-        st.control.acknowledge(patient, event_id, by=session.login, time=time.time())
+        st.control.acknowledge(
+            patient, event_id, by=session.login, time=st.board.patient_now(patient)
+        )
     except InputError:
         return _error(404, "no such alert waiting for acknowledgement")
     return web.json_response({"ok": True, "patient": patient, "event_id": event_id})
@@ -419,7 +421,7 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
         return _error(400, f"note is longer than {MAX_NOTE_CHARS} characters")
     if st.control is None:
         return _error(503, "the monitor is not running")
-    st.control.report_symptom(patient, time=time.time(), note=note)
+    st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
     return web.json_response({"ok": True, "patient": patient})
 
 

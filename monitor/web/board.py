@@ -16,9 +16,11 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from monitor.model import (
@@ -44,12 +46,14 @@ MAX_RECENT_FLAGS = 50
 MAX_SYMPTOMS = 20
 MAX_PENDING_ALERTS = 20
 
-VITAL_KINDS = {
-    SampleKind.HEART_RATE: "heart_rate_bpm",
-    SampleKind.SKIN_TEMP: "skin_temp_c",
-    SampleKind.CORE_TEMP: "measured_core_c",
-    SampleKind.BATTERY: "battery_percent",
-}
+VITAL_KINDS: Mapping[SampleKind, str] = MappingProxyType(
+    {
+        SampleKind.HEART_RATE: "heart_rate_bpm",
+        SampleKind.SKIN_TEMP: "skin_temp_c",
+        SampleKind.CORE_TEMP: "measured_core_c",
+        SampleKind.BATTERY: "battery_percent",
+    }
+)
 
 
 def _num(value: float | None, digits: int) -> float | None:
@@ -101,6 +105,8 @@ class PatientBoard:
     flags: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=MAX_RECENT_FLAGS))
     symptoms: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_SYMPTOMS))
     session: dict[str, Any] | None = None
+    clock_offset_s: float | None = None
+    """The patient's sample clock minus the server's wall clock, at the latest sample."""
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -172,9 +178,26 @@ def sse_frame(kind: str, data: Mapping[str, Any]) -> str:
 
 
 class Board:
-    """Every patient's board plus the subscribers. Not thread-safe: use from the event loop."""
+    """Every patient's board plus the subscribers. Not thread-safe: use from the event loop.
 
-    __slots__ = ("_backlog", "_boards", "_history_s", "_names", "_subscribers", "dropped")
+    Two clocks meet here. Samples, states and events carry the time of the samples (the
+    wearable's, or the simulator's, which in the demo runs many times faster than the wall
+    clock); people read wall-clock times. So every alert and symptom report gets a
+    ``received`` stamp (the server's wall clock when it reached the board), which is what the
+    pages show, and :meth:`patient_now` maps the wall clock onto a patient's sample clock
+    for what the pages send back (symptom reports, acknowledgements), so that these land
+    in the right place of the stored session.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_boards",
+        "_clock",
+        "_history_s",
+        "_names",
+        "_subscribers",
+        "dropped",
+    )
 
     def __init__(
         self,
@@ -182,7 +205,9 @@ class Board:
         display_names: Mapping[str, str | None],
         history_minutes: float,
         backlog: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self._names = dict(display_names)
         self._history_s = history_minutes * 60.0
         self._backlog = backlog
@@ -207,6 +232,13 @@ class Board:
 
     def snapshot(self, patients: Iterable[str]) -> list[dict[str, Any]]:
         return [self.board(p).snapshot() for p in sorted(patients)]
+
+    def patient_now(self, patient: str) -> float:
+        """Now on ``patient``'s sample clock: the wall clock shifted by the offset seen at
+        the latest sample (the wall clock itself before any sample)."""
+        b = self._boards.get(patient)
+        offset = b.clock_offset_s if b is not None else None
+        return self._clock() + (offset or 0.0)
 
     def pending(self, patient: str, event_id: str) -> dict[str, Any] | None:
         b = self._boards.get(patient)
@@ -253,6 +285,7 @@ class Board:
         if key is None:
             return
         b = self.board(sample.patient)
+        b.clock_offset_s = sample.time - self._clock()
         if not flag.accepted:
             b.flags.append((sample.time, flag.value))
             self._publish(
@@ -284,10 +317,14 @@ class Board:
     def on_event(self, event: Event) -> None:
         b = self.board(event.patient)
         data = event_json(event)
+        data["received"] = self._clock()
         if event.kind is EventKind.LEVEL:
             b.last_level_event = data
         elif event.kind is EventKind.RECOVERED:
             b.last_recovered = data
+        elif event.kind is EventKind.QUALITY and b.state is not None:
+            # Data going stale comes as an event between engine steps: the tile shows it.
+            b.state = {**b.state, "quality": event.quality.value}
         if event.requires_ack:
             b.pending[event.id] = data
             while len(b.pending) > MAX_PENDING_ALERTS:
@@ -312,6 +349,7 @@ class Board:
             data = {
                 "time": iso_utc(record.time),
                 "epoch": record.time,
+                "received": self._clock(),
                 "session": record.session,
                 "core_delta_c": _num(record.core_delta_c, 3),
                 "note": record.note,

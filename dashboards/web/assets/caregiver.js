@@ -1,6 +1,6 @@
 // Caregiver view: one tile per assigned patient, live over Server-Sent Events.
 import {
-  session, post, stream, el, num, signed, clock,
+  session, post, stream, el, num, signed, clock, ago,
   LEVEL_LABEL, QUALITY_LABEL, FLAG_LABEL,
 } from "/assets/common.js";
 
@@ -36,10 +36,24 @@ function sparkOptions(width, tile) {
     },
     series: [
       {},
-      { label: "core rise", stroke: "#1452a3", width: 2, fill: "rgba(20,82,163,0.08)" },
+      { label: "core rise", stroke: "#1452a3", width: 2, points: { show: false } },
+      { label: "95 % upper", stroke: "rgba(20,82,163,0.25)", width: 1, points: { show: false } },
+      { label: "95 % lower", stroke: "rgba(20,82,163,0.25)", width: 1, points: { show: false } },
       { label: "threshold", stroke: "#a35f00", width: 1, dash: [4, 4], points: { show: false } },
     ],
+    // The estimate's 95 % interval as a band around the line.
+    bands: [{ series: [2, 3], fill: "rgba(20,82,163,0.15)" }],
   };
+}
+
+// A history point is [time, rise, sd, heart rate, skin]: the sparkline's columns.
+function sparkColumns(points, threshold) {
+  const band = (p, sign) => (p[1] == null || p[2] == null ? null : p[1] + sign * Z95 * p[2]);
+  return [
+    points.map((p) => p[0]), points.map((p) => p[1]),
+    points.map((p) => band(p, 1)), points.map((p) => band(p, -1)),
+    points.map(() => threshold),
+  ];
 }
 
 function makeTile(p) {
@@ -57,9 +71,10 @@ function makeTile(p) {
       cell("Heart rate", t.hr), cell("Core rise (est.)", t.rise),
       cell("Skin temp", t.skin), cell("To threshold", t.mtt)),
     t.spark, t.badges);
-  t.data = [[], [], []];
+  t.points = [];
   tilesEl.append(t.root);
-  t.plot = new uPlot(sparkOptions(Math.max(200, t.spark.clientWidth || 260), t), t.data, t.spark);
+  t.plot = new uPlot(sparkOptions(Math.max(200, t.spark.clientWidth || 260), t),
+    sparkColumns([], null), t.spark);
   new ResizeObserver(() => {
     const w = t.spark.clientWidth;
     if (w > 0 && w !== t.plot.width) t.plot.setSize({ width: w, height: 64 });
@@ -86,6 +101,7 @@ function applyState(t, s) {
   t.level = s.level;
   t.threshold = s.threshold_rise_c;
   t.root.dataset.level = s.level;
+  t.root.dataset.quality = s.quality;
   t.chip.dataset.level = s.level;
   t.chip.textContent = LEVEL_LABEL[s.level] || s.level;
   const ci = s.core_temp_sd_c != null ? ` <small>±${num(Z95 * s.core_temp_sd_c, 2)}</small>` : "";
@@ -101,17 +117,15 @@ function applyState(t, s) {
 }
 
 function pushPoint(t, point) {
-  const [time, delta] = point;
-  const d = t.data;
-  d[0].push(time); d[1].push(delta); d[2].push(t.threshold);
-  const horizon = time - 30 * 60;
-  while (d[0].length && d[0][0] < horizon) { d[0].shift(); d[1].shift(); d[2].shift(); }
-  t.plot.setData(d);
+  t.points.push(point);
+  const horizon = point[0] - 30 * 60;
+  while (t.points.length && t.points[0][0] < horizon) t.points.shift();
+  t.plot.setData(sparkColumns(t.points, t.threshold));
 }
 
 function setHistory(t, history) {
-  t.data = [history.map((p) => p[0]), history.map((p) => p[1]), history.map(() => t.threshold)];
-  t.plot.setData(t.data);
+  t.points = history.slice();
+  t.plot.setData(sparkColumns(t.points, t.threshold));
 }
 
 function renderBadges(t) {
@@ -129,7 +143,9 @@ function renderBadges(t) {
   if (t.battery != null && t.battery < 20) badges.push(["warn", `battery ${num(t.battery, 0)} %`]);
   if (s && s.measured_core_c != null) badges.push(["", "core measured"]);
   else if (s) badges.push(["", `estimated (${s.estimator})`]);
-  for (const sym of t.symptoms.slice(-1)) badges.push(["symptom", `symptoms ${clock(sym.epoch)}`]);
+  for (const sym of t.symptoms.slice(-1)) {
+    badges.push(["symptom", `symptoms ${clock(sym.received ?? sym.epoch)}`]);
+  }
   t.badges.replaceChildren(...badges.map(([cls, text]) => el("span", { class: `badge ${cls}`, text })));
 }
 
@@ -145,7 +161,8 @@ function addBanner(t, ev) {
   const banner = el("div", { class: "banner", role: "alert", "data-patient": t.patient, "data-event": ev.id },
     el("strong", { text: `${t.name}: ${LEVEL_LABEL[ev.level] || ev.level}` }),
     el("span", { text: `core est. ${signed(ev.core_delta_c, 2)} °C` }),
-    el("span", { class: "when", text: `since ${clock(ev.epoch)}` }),
+    el("span", { class: "when", text: `since ${clock(ev.received ?? ev.epoch)}` }),
+    el("span", { class: "ago", "data-since": String(ev.received ?? ev.epoch), text: "" }),
     ack);
   ack.addEventListener("click", async () => {
     ack.disabled = true;
@@ -156,8 +173,18 @@ function addBanner(t, ev) {
   });
   t.pending.set(ev.id, banner);
   bannersEl.append(banner);
+  refreshAges();
   order(t);
 }
+
+// Banners show the wall-clock time the alert reached the server (the samples' own clock
+// may differ: in the demo it runs many times faster) and how long it has waited.
+function refreshAges() {
+  for (const node of bannersEl.querySelectorAll(".ago")) {
+    node.textContent = `(${ago(Number(node.dataset.since))})`;
+  }
+}
+setInterval(refreshAges, 15000);
 
 function removeBanner(t, eventId) {
   const banner = t.pending.get(eventId);
@@ -195,7 +222,9 @@ const handlers = {
   },
   alert: (m) => {
     const t = tiles.get(m.patient);
-    if (t && m.event.requires_ack) addBanner(t, m.event);
+    if (!t) return;
+    if (m.event.kind === "quality" && t.state) applyState(t, { ...t.state, quality: m.event.quality });
+    if (m.event.requires_ack) addBanner(t, m.event);
   },
   ack: (m) => { const t = tiles.get(m.patient); if (t) removeBanner(t, m.event_id); },
   flag: (m) => {

@@ -67,6 +67,14 @@ export function clock(epochSeconds) {
   });
 }
 
+// "just now", "4 min ago", "1 h 5 min ago": how long since a wall-clock time.
+export function ago(epochSeconds, nowSeconds = Date.now() / 1000) {
+  const minutes = Math.floor(Math.max(0, nowSeconds - epochSeconds) / 60);
+  if (minutes < 1) return "just now";
+  if (minutes < 60) return `${minutes} min ago`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min ago`;
+}
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {

@@ -1,6 +1,6 @@
 // History view: a past session's heart rate, estimated core rise, skin temperature and
 // alerts on one chart, read from InfluxDB through the API.
-import { session, getJson, el, clock, signed } from "/assets/common.js";
+import { session, getJson, el, clock, signed, LEVEL_LABEL } from "/assets/common.js";
 
 const patientSel = document.getElementById("patient");
 const sessionSel = document.getElementById("session");
@@ -41,14 +41,20 @@ async function loadSession() {
     return;
   }
   const th = data.thermal.filter((r) => r.time != null);
-  const x = th.map((r) => r.time / 1000);
-  const thermal = [x, th.map((r) => r.heart_rate_bpm), th.map((r) => r.core_delta_c),
-    th.map((r) => r.skin_temp_c)];
-  const alerts = data.alerts.filter((a) => a.kind === "level");
-  const ax = alerts.map((a) => a.time / 1000);
-  const alertSeries = [ax, alerts.map((a) => a.core_delta_c)];
-  const joined = uPlot.join([thermal, alertSeries]);
+  const thermal = [th.map((r) => r.time / 1000), th.map((r) => r.heart_rate_bpm),
+    th.map((r) => r.core_delta_c), th.map((r) => r.skin_temp_c), th.map((r) => r.threshold_rise_c)];
+  // Alerts and symptom reports as markers on the rise axis, one series per kind.
+  const markers = (rows) => [rows.map((r) => r.time / 1000), rows.map((r) => r.core_delta_c ?? 0)];
+  const levels = (level) => data.alerts.filter((a) => a.kind === "level" && a.level === level);
+  const joined = uPlot.join([
+    thermal, markers(levels("caution")), markers(levels("cool_down")), markers(levels("ok")),
+    markers(data.symptoms.filter((s) => s.time != null)),
+  ]);
   const levelColour = { ok: "#2e7d32", caution: "#a35f00", cool_down: "#1452a3" };
+  const marker = (label, fill, size) => ({
+    label, scale: "rise", stroke: fill, fill, width: 2, paths: () => null,
+    points: { show: true, size, fill, stroke: "#fff", width: 1.5 },
+  });
   const opts = {
     width: Math.max(400, chartEl.clientWidth), height: 420,
     scales: { x: { time: true }, bpm: { auto: true }, rise: { auto: true }, skin: { auto: true } },
@@ -63,16 +69,17 @@ async function loadSession() {
       { label: "heart rate (bpm)", scale: "bpm", stroke: "#c0392b", width: 1.5 },
       { label: "core rise est. (°C)", scale: "rise", stroke: "#1452a3", width: 2.5 },
       { label: "skin temp (°C)", scale: "skin", stroke: "#7f8c8d", width: 1.5 },
-      {
-        label: "alerts", scale: "rise", stroke: "#a35f00", width: 0,
-        paths: () => null, points: { show: true, size: 12, fill: "#a35f00" },
-      },
+      { label: "threshold", scale: "rise", stroke: "#a35f00", width: 1, dash: [6, 4], points: { show: false } },
+      marker("alert: getting warm", levelColour.caution, 13),
+      marker("alert: cool down", levelColour.cool_down, 15),
+      marker("back to OK", levelColour.ok, 11),
+      marker("symptoms", "#7b4a8c", 13),
     ],
   };
   if (plot) plot.destroy();
   plot = new uPlot(opts, joined, chartEl);
   alertsEl.replaceChildren(...data.alerts.map((a) => {
-    const item = el("li", { text: `${clock(a.time / 1000)} · ${a.level} · ${signed(a.core_delta_c, 2)} °C · ${a.message}` });
+    const item = el("li", { text: `${clock(a.time / 1000)} · ${a.kind === "level" ? LEVEL_LABEL[a.level] || a.level : a.kind} · ${signed(a.core_delta_c, 2)} °C · ${a.message}` });
     item.style.color = levelColour[a.level] || "inherit";
     return item;
   }), ...data.symptoms.map((s) => el("li", { text: `${clock(s.time / 1000)} · symptoms reported ${s.note || ""}` })));

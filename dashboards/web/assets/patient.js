@@ -14,6 +14,13 @@ const messageEl = document.getElementById("message");
 const adviceEl = document.getElementById("advice");
 const recoveryEl = document.getElementById("recovery");
 const numbersEl = document.getElementById("numbers");
+const qualityEl = document.getElementById("quality");
+// What to do when the readings are not fresh: the level shown may be out of date.
+const QUALITY = {
+  stale: "No new readings for a while: check that your sensor is on and close by.",
+  sensor_off: "Your heart-rate strap has no skin contact: moisten and refit it.",
+  no_data: "No readings from your sensor yet.",
+};
 const notedEl = document.getElementById("noted");
 const button = document.getElementById("symptoms");
 
@@ -24,8 +31,11 @@ let recovered = null;
 
 await session();
 
+let lastState = null;
+
 function render(state) {
   if (!state) return;
+  lastState = state;
   const changed = state.level !== level;
   level = state.level;
   document.body.dataset.level = level;
@@ -44,6 +54,8 @@ function render(state) {
   } else if (level === "cool_down") {
     recoveryDeadline = null;
   }
+  qualityEl.hidden = !QUALITY[state.quality];
+  qualityEl.textContent = QUALITY[state.quality] || "";
   const hr = state.heart_rate_bpm != null ? ` · heart ${Math.round(state.heart_rate_bpm)} bpm` : "";
   numbersEl.textContent = `core estimated ${signed(state.core_delta_c, 1)} °C${hr}`;
   tick();
@@ -87,6 +99,8 @@ stream("/api/events", {
     } else if (m.event.kind === "recovered") {
       recovered = m.event;
       messageEl.textContent = m.event.message;
+    } else if (m.event.kind === "quality" && lastState) {
+      render({ ...lastState, quality: m.event.quality });
     }
   },
 });
