@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from monitor.backoff import Backoff
 from monitor.config import HeatmonConfig
@@ -158,14 +158,12 @@ class Monitor:
             raise InputError(f"no open alert {event_id!r} for this patient", where="acknowledge")
         del alerts[event_id]
         ack = Acknowledgement(patient=patient, event_id=event_id, time=time, by=by)
-        for sink in self._sinks:
-            sink.submit_record(ack)
+        self._submit_record(ack)
         return ack
 
     def report_symptom(self, patient: str, *, time: float, note: str = "") -> SymptomReport:
         report = self.engine.report_symptom(patient, time=time, note=note)
-        for sink in self._sinks:
-            sink.submit_record(report)
+        self._submit_record(report)
         return report
 
     def report_gap(self, patient: str, device: str, *, start: float, end: float) -> None:
@@ -206,7 +204,7 @@ class Monitor:
             for listener in self._listeners:
                 listener(event)
 
-    def _submit_record(self, record: SessionRecord) -> None:
+    def _submit_record(self, record: SymptomReport | Acknowledgement | SessionRecord) -> None:
         for sink in self._sinks:
             sink.submit_record(record)
 
@@ -221,17 +219,20 @@ def build_plugins(
     context = PluginContext(config=config, instance=instance or config.monitor.instance)
     sources: list[Source] = []
     sinks: list[Sink] = []
-    for name, options in config.sources.items():
-        if options.get("enabled", True) is False:
-            continue
-        opts = {k: v for k, v in options.items() if k != "enabled"}
+    for name, opts in _enabled(config.sources):
         sources.append(source_class(name).from_options(opts, context=context))
-    for name, options in config.sinks.items():
-        if options.get("enabled", True) is False:
-            continue
-        opts = {k: v for k, v in options.items() if k != "enabled"}
+    for name, opts in _enabled(config.sinks):
         sinks.append(sink_class(name).from_options(opts, context=context))
     return sources, sinks, context
+
+
+def _enabled(
+    plugins: Mapping[str, Mapping[str, Any]],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each plugin not switched off with ``enabled = false``, with its options less that key."""
+    for name, options in plugins.items():
+        if options.get("enabled", True) is not False:
+            yield name, {k: v for k, v in options.items() if k != "enabled"}
 
 
 def build_monitor(config: HeatmonConfig) -> Monitor:
