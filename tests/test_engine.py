@@ -169,3 +169,14 @@ def test_a_patient_who_heeds_the_alert_stays_below_the_threshold_and_recovers(na
     assert len(recovered) == 1
     assert recovered[0].recovery_minutes is not None and recovered[0].recovery_minutes > 5
     assert "back to baseline" in recovered[0].message
+
+
+def test_quality_is_good_during_the_rest_period_too() -> None:
+    # No resting heart rate in the profile: the first two minutes are the rest period, and
+    # readings that arrive then are good data, not "no data".
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p")})
+    for t in range(45):
+        hr(engine, t, 70.0)
+    state = engine.state("p")
+    assert state is not None and state.quality is Quality.GOOD
+    assert state.time - T0 < 120

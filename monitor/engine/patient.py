@@ -335,6 +335,7 @@ class PatientEngine:
         dt = end - self._last_step
         self._last_step = end
         profile = self._profile
+        self._update_quality(end, events)
         if not self._calibrated:
             if hr is not None:
                 self._base_hr_sum += hr
@@ -355,7 +356,6 @@ class PatientEngine:
             w = min(1.0, dt / SLOPE_TAU_S)
             self._slope += w * (rate - self._slope)
         self._last_delta = delta
-        self._update_quality(end, events)
         mtt = self._minutes_to_threshold(delta)
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
