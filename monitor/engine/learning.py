@@ -48,6 +48,7 @@ RISE_RANGE_C = (-0.5, 2.5)
 """Rises outside this range are not plausible estimates and are ignored."""
 STEP_C = 0.01
 """Suggestions are rounded to this."""
+Z95 = 1.96
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,15 +182,18 @@ def evaluate(
     if post.sd_c > rules.max_posterior_sd_c:
         return result(
             None,
-            f"onset rise still uncertain (±{post.sd_c:.2f} °C; needs ±"
+            f"onset rise still uncertain (sd {post.sd_c:.2f} °C; needs "
             f"{rules.max_posterior_sd_c:.2f} °C or less)",
         )
-    suggested = round(post.mean_c / STEP_C) * STEP_C
-    suggested = round(min(max(suggested, floor), max(rules.ceiling_c, floor)), 2)
+    # On the 0.01 °C grid, and inside [floor, ceiling] on that grid (rounding never
+    # takes a suggestion below the floor).
+    low = math.ceil(floor / STEP_C - 1e-9) * STEP_C
+    high = max(math.floor(rules.ceiling_c / STEP_C + 1e-9) * STEP_C, low)
+    suggested = round(min(max(round(post.mean_c / STEP_C) * STEP_C, low), high), 2)
     if abs(suggested - current_c) < rules.min_change_c:
         return result(None, f"onsets agree with the threshold in force ({current_c:+.2f} °C)")
     return result(
         suggested,
-        f"symptoms began at {post.mean_c:+.2f} ± {post.sd_c:.2f} °C over "
-        f"{post.n_sessions} sessions",
+        f"symptoms began at {post.mean_c:+.2f} °C (95 % interval ±{Z95 * post.sd_c:.2f}) "
+        f"over {post.n_sessions} sessions",
     )

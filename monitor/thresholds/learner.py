@@ -154,6 +154,8 @@ class ThresholdLearner(Sink):
         self.counters: dict[str, int] = {}
         self.stored = asyncio.Event()
         """Set whenever a report has been stored (tests and tools wait on it)."""
+        self.applied = asyncio.Event()
+        """Set whenever a personal threshold has been applied to the engine."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
@@ -308,6 +310,7 @@ class ThresholdLearner(Sink):
             log.warning("thresholds: a stored threshold was not applied: %s", err.reason)
             return
         self._applied[change.patient] = change.threshold_c
+        self.applied.set()
         log.info("thresholds: personal threshold %+.2f °C in use", change.threshold_c)
 
     async def decide(

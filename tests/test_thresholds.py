@@ -1,0 +1,180 @@
+"""Personal thresholds through the real service: symptom reports from sessions run by the
+engine are stored with their rise, a suggestion appears only with enough evidence, a
+decision is recorded with who and when, an accepted threshold is used by the running
+engine, and all of it survives a restart. Also the store's transactions and
+``heatmon profile``."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import EngineConfig
+from monitor.engine import MonitorEngine
+from monitor.errors import InputError
+from monitor.profile import PatientProfile
+from monitor.service import Monitor
+from monitor.thresholds.learner import ThresholdLearner
+from monitor.thresholds.store import StoredReport, SuggestionError, ThresholdStore, new_id
+from tests.threshold_helpers import feed_session, session_with_symptoms
+
+DAY_S = 86_400.0
+T0 = 1_780_000_000.0
+PATIENT = "p-learn"
+WAIT_S = 30.0
+
+
+@asynccontextmanager
+async def running(path: Path, *, poll_s: float = 5.0) -> AsyncIterator[Monitor]:
+    profiles = {PATIENT: PatientProfile(id=PATIENT)}
+    learner = ThresholdLearner(path=path, profiles=profiles, poll_s=poll_s)
+    engine = MonitorEngine(profiles=profiles, config=EngineConfig())
+    learner.attach(engine)
+    async with Monitor(engine=engine, sinks=[learner]) as monitor:
+        yield monitor
+
+
+def learner_of(monitor: Monitor) -> ThresholdLearner:
+    (learner,) = [s for s in monitor.sinks if isinstance(s, ThresholdLearner)]
+    return learner
+
+
+async def stored(learner: ThresholdLearner, count: int) -> None:
+    async def wait() -> None:
+        while learner.counters.get("reports_stored", 0) < count:
+            learner.stored.clear()
+            await learner.stored.wait()
+
+    await asyncio.wait_for(wait(), WAIT_S)
+
+
+async def test_reports_over_sessions_lead_to_a_suggestion_that_a_person_accepts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "thresholds.sqlite"
+    async with running(path) as monitor:
+        learner = learner_of(monitor)
+        rises = []
+        for k, target in enumerate((0.34, 0.36)):
+            report = await session_with_symptoms(
+                monitor, PATIENT, start=T0 + k * DAY_S, rise_c=target
+            )
+            assert report.core_delta_c is not None
+            rises.append(report.core_delta_c)
+        await stored(learner, 2)
+        # Two sessions: not enough evidence, nothing suggested.
+        assert learner.store.suggestions(PATIENT) == []
+        kept = learner.store.reports(PATIENT)
+        assert [r.rise_c for r in kept] == pytest.approx(rises)
+        assert all(r.rise_sd_c is not None and 0 < r.rise_sd_c < 0.3 for r in kept)
+        assert all(r.threshold_c == 0.5 for r in kept)
+
+        report = await session_with_symptoms(monitor, PATIENT, start=T0 + 2 * DAY_S, rise_c=0.38)
+        await stored(learner, 3)
+        (suggestion,) = learner.store.suggestions(PATIENT)
+        assert suggestion.status == "pending"
+        assert suggestion.current_c == 0.5
+        assert 0.30 <= suggestion.suggested_c < 0.45, "toward the reported rises"
+        assert [r.session for r in suggestion.evidence] == [
+            f"{PATIENT}-{int(T0 + k * DAY_S)}" for k in range(3)
+        ]
+        # Nothing changed by itself.
+        assert monitor.engine.profile(PATIENT).threshold_rise_c == 0.5  # type: ignore[union-attr]
+
+        # A caregiver accepts: recorded with who, used at once by the running engine.
+        decided, change = await learner.decide(PATIENT, suggestion.id, accept=True, by="carol")
+        assert decided.status == "accepted" and decided.decided_by == "carol"
+        assert change is not None and change.previous_c == 0.5
+        assert monitor.engine.profile(PATIENT).threshold_rise_c == suggestion.suggested_c  # type: ignore[union-attr]
+        with pytest.raises(SuggestionError) as err:
+            await learner.decide(PATIENT, suggestion.id, accept=False, by="dave")
+        assert err.value.status == 409
+        _, state = await feed_session(monitor, PATIENT, start=T0 + 3 * DAY_S, rise_c=0.2)
+        assert state.threshold_rise_c == suggestion.suggested_c
+
+    # After a restart: the threshold is in use before any sample, the history is intact.
+    async with running(path) as monitor:
+        learner = learner_of(monitor)
+        assert monitor.engine.profile(PATIENT).threshold_rise_c == suggestion.suggested_c  # type: ignore[union-attr]
+        (kept_suggestion,) = learner.store.suggestions(PATIENT)
+        assert (kept_suggestion.status, kept_suggestion.decided_by) == ("accepted", "carol")
+        assert len(learner.store.reports(PATIENT)) == 3
+        _, state = await feed_session(monitor, PATIENT, start=T0 + 4 * DAY_S, rise_c=0.1)
+        assert state.threshold_rise_c == suggestion.suggested_c
+
+
+def report(patient: str, session: str, rise: float) -> StoredReport:
+    return StoredReport(
+        id=new_id(),
+        patient=patient,
+        session=session,
+        time=T0,
+        rise_c=rise,
+        rise_sd_c=0.05,
+        threshold_c=0.5,
+        received=T0,
+    )
+
+
+def test_a_failed_change_leaves_nothing_half_written(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    with ThresholdStore(path=path) as store:
+
+        def broken(reports: object, personal: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with pytest.raises(sqlite3.OperationalError):
+            store.add_report(report("p-1", "s1", 0.4), suggest=broken)
+        assert store.reports("p-1") == []
+        store.add_report(report("p-1", "s1", 0.4), suggest=lambda r, p: None)
+    with ThresholdStore(path=path) as store:
+        assert len(store.reports("p-1")) == 1
+        with pytest.raises(SuggestionError) as err:
+            store.decide(new_id(), patient="p-1", accept=True, by="carol", at=T0)
+        assert err.value.status == 404
+
+
+def test_the_engine_refuses_a_threshold_the_profile_does_not_allow() -> None:
+    engine = MonitorEngine(profiles={PATIENT: PatientProfile(id=PATIENT)})
+    with pytest.raises(InputError):
+        engine.set_threshold(PATIENT, 0.15)  # not above the caution margin (0.2)
+    assert engine.profile(PATIENT).threshold_rise_c == 0.5  # type: ignore[union-attr]
+
+
+async def test_profile_command_lists_and_decides_and_the_service_applies_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "thresholds.sqlite"
+    async with running(path, poll_s=0.2) as monitor:
+        learner = learner_of(monitor)
+        for k, target in enumerate((0.33, 0.35, 0.37)):
+            await session_with_symptoms(monitor, PATIENT, start=T0 + k * DAY_S, rise_c=target)
+        await stored(learner, 3)
+        (suggestion,) = learner.store.suggestions(PATIENT)
+
+        assert main(["profile", "--store", str(path), "suggestions", PATIENT]) == 0
+        out = capsys.readouterr().out
+        assert "threshold in force +0.50 °C" in out
+        assert f"pending    {suggestion.id}  suggest {suggestion.suggested_c:+.2f} °C" in out
+        assert out.count("symptoms at +0.3") == 3
+
+        assert (
+            main(["profile", "--store", str(path), "accept", suggestion.id, "--by", "dr-ng"]) == 0
+        )
+        assert "accepted by dr-ng" in capsys.readouterr().out
+        # The running service picks the decision up from the store.
+        learner.applied.clear()
+        await asyncio.wait_for(learner.applied.wait(), WAIT_S)
+        assert monitor.engine.profile(PATIENT).threshold_rise_c == suggestion.suggested_c  # type: ignore[union-attr]
+
+        assert main(["profile", "--store", str(path), "reject", suggestion.id, "--by", "x"]) == 2
+        assert "accepted already" in capsys.readouterr().err
+        assert main(["profile", "--store", str(path), "accept", suggestion.id, "--by", "a b"]) == 2
+        assert main(["profile", "--store", str(path), "suggestions", PATIENT, "--json"]) == 0
+        assert '"set_by": "dr-ng"' in capsys.readouterr().out
