@@ -21,7 +21,8 @@ from monitor.errors import InputError
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
 from monitor.thresholds.learner import ThresholdLearner
-from monitor.thresholds.store import StoredReport, SuggestionError, ThresholdStore, new_id
+from monitor.thresholds.records import StoredReport, SuggestionError, new_id
+from monitor.thresholds.store import ThresholdStore
 from tests.threshold_helpers import feed_session, session_with_symptoms
 
 DAY_S = 86_400.0

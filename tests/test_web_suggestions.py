@@ -9,17 +9,23 @@ Screenshots: ``artifacts/screenshots/caregiver-threshold-*.png``.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import jsonschema
 from playwright.async_api import Browser, Page, expect
 
 from monitor.model import Sample, SampleKind
 from monitor.profile import PatientProfile
 from monitor.thresholds.learner import ThresholdLearner
+from monitor.thresholds.records import new_id
+from monitor.web.app import OPENAPI_PATH
 from monitor.web.demo import DemoUser
-from tests.fixtures.web import WebStack, build_web_stack
+from tests.fixtures.web import CAROL, WebStack, build_web_stack
+from tests.test_web_api import csrf, login
 from tests.test_web_browser import LIVE_TIMEOUT_MS, log_in
 from tests.threshold_helpers import session_with_symptoms
 
@@ -128,3 +134,89 @@ async def test_caregiver_accepts_a_learnt_threshold_and_the_engine_uses_it(
         await expect(tile).to_have_count(1)
         await expect(page.locator(".suggestion")).to_have_count(0)
         await expect(page.locator("#suggestions")).to_be_hidden()
+
+
+def schema(name: str) -> dict[str, Any]:
+    """A component of openapi.json as a JSON Schema (its $refs resolve in the document)."""
+    doc = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+
+
+async def test_thresholds_api_answers_as_documented(tmp_path: Path) -> None:
+    learner = ThresholdLearner(path=tmp_path / "t.sqlite", profiles={})
+    stack = build_web_stack(
+        patients={"p-cool": ("Carl", "cool_gym_strength")},
+        unsimulated={"p-learn": "Lena"},
+        users=(NORA, OTTO),
+        sinks=(learner,),
+    )
+    learner.attach(stack.monitor.engine)
+    async with (
+        stack.monitor,
+        aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http,
+    ):
+        assert (await login(http, NORA.login, NORA.password)).status == 200
+        token = await csrf(http)
+        async with http.get("/api/patients/p-learn/thresholds") as resp:
+            assert resp.status == 200
+            view = await resp.json()
+        jsonschema.validate(view, schema("ThresholdView"))
+        assert (view["threshold_c"], view["floor_c"], view["suggestions"]) == (0.5, 0.3, [])
+
+        now = stack.clock()
+        for k, rise in enumerate((0.65, 0.7, 0.75, 0.8)):
+            await session_with_symptoms(
+                stack.monitor, "p-learn", start=now - (4 - k) * DAY_S, rise_c=rise
+            )
+        async with asyncio.timeout(30):
+            while learner.counters.get("reports_stored", 0) < 4:
+                learner.stored.clear()
+                await learner.stored.wait()
+        async with http.get("/api/patients/p-learn/thresholds") as resp:
+            view = await resp.json()
+        jsonschema.validate(view, schema("ThresholdView"))
+        pending = [s for s in view["suggestions"] if s["status"] == "pending"]
+        (suggestion,) = pending
+        assert suggestion["suggested_c"] > 0.5, "onsets above the default: a higher threshold"
+        assert len(suggestion["evidence"]) == suggestion["n_sessions"] == 4
+
+        base = "/api/patients/p-learn/suggestions"
+        headers = {"X-CSRF-Token": token}
+        async with http.post(f"{base}/{new_id()}/reject", headers=headers) as resp:
+            assert resp.status == 404
+        async with http.post(f"{base}/not-an-id/reject", headers=headers) as resp:
+            assert resp.status == 404
+        async with http.post(f"{base}/{suggestion['id']}/reject", headers=headers) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        assert body["change"] is None
+        assert (body["suggestion"]["status"], body["suggestion"]["decided_by"]) == (
+            "rejected",
+            "nora",
+        )
+        jsonschema.validate(body["suggestion"], schema("Suggestion"))
+        async with http.post(f"{base}/{suggestion['id']}/accept", headers=headers) as resp:
+            assert resp.status == 409
+        assert stack.monitor.engine.profile("p-learn").threshold_rise_c == 0.5  # type: ignore[union-attr]
+
+        # A patient's own phone may report symptoms but not decide or read suggestions.
+        async with aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as phone:
+            link = stack.sink.patient_url("p-learn").removeprefix(stack.base_url)
+            async with phone.get(link) as resp:
+                assert resp.status == 200
+            async with phone.get("/api/patients/p-learn/thresholds") as resp:
+                assert resp.status == 403
+
+
+async def test_without_the_thresholds_sink_the_api_says_so(web_stack: WebStack) -> None:
+    async with aiohttp.ClientSession(
+        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as http:
+        await login(http, CAROL.login, CAROL.password)
+        async with http.get("/api/patients/p-hot/thresholds") as resp:
+            assert resp.status == 503
+            assert "[sinks.thresholds]" in (await resp.json())["error"]

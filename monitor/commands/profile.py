@@ -25,7 +25,8 @@ from monitor.errors import ConfigError, InputError
 from monitor.model import iso_utc
 from monitor.profile import PATIENT_ID_PATTERN, PatientProfile
 from monitor.thresholds.learner import store_path
-from monitor.thresholds.store import Suggestion, SuggestionError, ThresholdStore
+from monitor.thresholds.records import Suggestion, SuggestionError
+from monitor.thresholds.store import ThresholdStore
 from monitor.thresholds.views import patient_view
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"

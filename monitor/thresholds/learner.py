@@ -39,14 +39,8 @@ from monitor.model import (
 )
 from monitor.plugins import PluginContext, Sink
 from monitor.profile import PatientProfile
-from monitor.thresholds.store import (
-    Draft,
-    StoredReport,
-    Suggestion,
-    ThresholdChange,
-    ThresholdStore,
-    new_id,
-)
+from monitor.thresholds.records import Draft, StoredReport, Suggestion, ThresholdChange, new_id
+from monitor.thresholds.store import ThresholdStore
 
 log = logging.getLogger(__name__)
 

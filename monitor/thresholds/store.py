@@ -16,20 +16,30 @@ import contextlib
 import logging
 import sqlite3
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from monitor.errors import HeatmonError
+from monitor.thresholds.records import (
+    StoredReport,
+    Suggest,
+    Suggestion,
+    SuggestionError,
+    ThresholdChange,
+    new_id,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_LIST = 200
 """At most this many suggestions or changes are returned at once."""
+MAX_REPORTS = 1000
+"""Learning reads at most this many of a patient's most recent reports (a patient who
+presses "I feel symptoms" many times a session cannot make a change slow)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -80,92 +90,12 @@ CREATE INDEX IF NOT EXISTS threshold_changes_patient ON threshold_changes (patie
 """
 
 
-class SuggestionError(HeatmonError):
-    """A decision that cannot be made: ``status`` 404 (no such suggestion for this
-    patient) or 409 (already decided or replaced by a newer one)."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredReport:
-    """A symptom report as kept for learning: the estimated rise and its sd at that moment,
-    and the threshold in force."""
-
-    id: str
-    patient: str
-    session: str
-    time: float
-    rise_c: float | None
-    rise_sd_c: float | None
-    threshold_c: float | None
-    received: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Draft:
-    """A suggestion before it is stored (made by :mod:`monitor.engine.learning`)."""
-
-    current_c: float
-    suggested_c: float
-    onset_mean_c: float
-    onset_sd_c: float
-    prior_mean_c: float
-    n_reports: int
-    n_sessions: int
-    reason: str
-    evidence: tuple[str, ...]
-    """Ids of the reports behind it."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Suggestion:
-    id: str
-    patient: str
-    created: float
-    status: str
-    current_c: float
-    suggested_c: float
-    onset_mean_c: float
-    onset_sd_c: float
-    prior_mean_c: float
-    n_reports: int
-    n_sessions: int
-    reason: str
-    decided_by: str | None
-    decided_at: float | None
-    evidence: tuple[StoredReport, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ThresholdChange:
-    """A personal threshold a person set (by accepting a suggestion)."""
-
-    id: str
-    patient: str
-    threshold_c: float
-    previous_c: float
-    suggestion: str | None
-    set_by: str
-    set_at: float
-
-
-Suggest = Callable[[Sequence[StoredReport], float | None], Draft | None]
-"""Given a patient's reports and the personal threshold in force (``None``: the configured
-one), the suggestion the evidence supports, if any."""
-
 _SUGGESTION_COLUMNS = (
     "id, patient, created, status, current_c, suggested_c, onset_mean_c, onset_sd_c, "
     "prior_mean_c, n_reports, n_sessions, reason, decided_by, decided_at"
 )
 _REPORT_COLUMNS = "id, patient, session, time, rise_c, rise_sd_c, threshold_c, received"
 _CHANGE_COLUMNS = "id, patient, threshold_c, previous_c, suggestion, set_by, set_at"
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 class ThresholdStore:
@@ -378,11 +308,13 @@ class ThresholdStore:
     # -- under the lock -------------------------------------------------------------------
 
     def _reports(self, patient: str) -> list[StoredReport]:
+        """The most recent :data:`MAX_REPORTS` reports, oldest first."""
         rows = self._db.execute(
-            f"SELECT {_REPORT_COLUMNS} FROM symptom_reports WHERE patient = ? ORDER BY time",
-            (patient,),
+            f"SELECT {_REPORT_COLUMNS} FROM symptom_reports WHERE patient = ? "
+            "ORDER BY time DESC, rowid DESC LIMIT ?",
+            (patient, MAX_REPORTS),
         ).fetchall()
-        return [_report(row) for row in rows]
+        return [_report(row) for row in reversed(rows)]
 
     def _current(self, patient: str) -> ThresholdChange | None:
         row = self._db.execute(

@@ -9,7 +9,8 @@ from monitor.engine.learning import DEFAULT_RULES, Rules
 from monitor.model import iso_utc
 from monitor.profile import PatientProfile
 from monitor.thresholds.learner import floor_for
-from monitor.thresholds.store import StoredReport, Suggestion, ThresholdChange, ThresholdStore
+from monitor.thresholds.records import StoredReport, Suggestion, ThresholdChange
+from monitor.thresholds.store import ThresholdStore
 
 
 def report_json(report: StoredReport) -> dict[str, Any]:

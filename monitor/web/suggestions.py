@@ -20,7 +20,7 @@ from aiohttp import web
 
 from monitor.plugins import MonitorControl
 from monitor.thresholds.learner import ThresholdLearner
-from monitor.thresholds.store import SuggestionError
+from monitor.thresholds.records import SuggestionError
 from monitor.thresholds.views import change_json, patient_view, suggestion_json
 
 log = logging.getLogger(__name__)
