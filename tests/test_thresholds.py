@@ -179,3 +179,13 @@ async def test_profile_command_lists_and_decides_and_the_service_applies_it(
         assert main(["profile", "--store", str(path), "accept", suggestion.id, "--by", "a b"]) == 2
         assert main(["profile", "--store", str(path), "suggestions", PATIENT, "--json"]) == 0
         assert '"set_by": "dr-ng"' in capsys.readouterr().out
+
+        # Back to the configured threshold: also a recorded decision, also applied live.
+        learner.applied.clear()
+        assert main(["profile", "--store", str(path), "reset", PATIENT, "--by", "dr-ng"]) == 0
+        assert "→ +0.50 °C (configured) by dr-ng" in capsys.readouterr().out
+        await asyncio.wait_for(learner.applied.wait(), WAIT_S)
+        assert monitor.engine.profile(PATIENT).threshold_rise_c == 0.5  # type: ignore[union-attr]
+        assert [c.set_by for c in learner.store.changes(PATIENT)] == ["dr-ng", "dr-ng"]
+        assert main(["profile", "--store", str(path), "reset", PATIENT, "--by", "dr-ng"]) == 0
+        assert "in force already" in capsys.readouterr().out

@@ -6,6 +6,8 @@
 - ``heatmon profile accept ID --by NAME`` / ``reject ID --by NAME`` decide a pending
   suggestion, recorded with who and when; a running service applies an accepted threshold
   within ``[sinks.thresholds] poll_s`` (5 s).
+- ``heatmon profile reset PATIENT --by NAME`` goes back to the configured threshold
+  (recorded the same way).
 
 The store is the one the service's ``thresholds`` sink keeps (``[sinks.thresholds] path``,
 default ``<data_dir>/thresholds.sqlite``); ``--store`` names another.
@@ -54,6 +56,10 @@ def register(sub: Any) -> None:
         a.add_argument("suggestion", metavar="ID", help="the suggestion's id")
         a.add_argument("--by", required=True, metavar="NAME", help="who decides (a login)")
         a.set_defaults(func=run_decide, accept=accept)
+    r = actions.add_parser("reset", help="go back to the configured threshold")
+    r.add_argument("patient", help="the patient's pseudonymous id")
+    r.add_argument("--by", required=True, metavar="NAME", help="who decides (a login)")
+    r.set_defaults(func=run_reset)
 
 
 def _config(args: argparse.Namespace) -> HeatmonConfig:
@@ -141,5 +147,30 @@ def run_decide(args: argparse.Namespace) -> int:
         print(
             f"{found.patient}: threshold {change.previous_c:+.2f} → {change.threshold_c:+.2f} °C "
             "(a running service applies it within seconds)"
+        )
+    return 0
+
+
+def _check_patient_and_name(patient: str, by: str) -> None:
+    if not re.match(PATIENT_ID_PATTERN, patient):
+        raise InputError(f"{patient!r} is not a valid patient id", where="patient")
+    if not re.match(NAME_PATTERN, by):
+        raise InputError("--by takes a login: letters, digits and ._@-", where="--by")
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    patient: str = args.patient
+    by: str = args.by
+    _check_patient_and_name(patient, by)
+    config = _config(args)
+    configured = _profile(config, patient).threshold_rise_c
+    with _store(args, config) as store:
+        change = store.reset(patient, configured_c=configured, by=by, at=time.time())
+    if change is None:
+        print(f"{patient}: the configured threshold {configured:+.2f} °C is in force already")
+    else:
+        print(
+            f"{patient}: threshold {change.previous_c:+.2f} → {change.threshold_c:+.2f} °C "
+            f"(configured) by {by}; a running service applies it within seconds"
         )
     return 0

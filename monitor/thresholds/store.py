@@ -234,21 +234,51 @@ class ThresholdStore:
                     set_by=by,
                     set_at=at,
                 )
-                self._db.execute(
-                    f"INSERT INTO threshold_changes ({_CHANGE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        change.id,
-                        change.patient,
-                        change.threshold_c,
-                        change.previous_c,
-                        change.suggestion,
-                        change.set_by,
-                        change.set_at,
-                    ),
-                )
+                self._insert_change(change)
         log.info("threshold suggestion %s by a caregiver", status)
         return replace(found, status=status, decided_by=by, decided_at=at), change
+
+    def reset(
+        self, patient: str, *, configured_c: float, by: str, at: float
+    ) -> ThresholdChange | None:
+        """Go back to the configured threshold (a person's decision, recorded like any
+        other); a pending suggestion is superseded. ``None`` if no personal threshold is in
+        force."""
+        with self._lock, self._transaction():
+            personal = self._current(patient)
+            if personal is None or personal.threshold_c == configured_c:
+                return None
+            self._db.execute(
+                "UPDATE suggestions SET status = 'superseded' "
+                "WHERE patient = ? AND status = 'pending'",
+                (patient,),
+            )
+            change = ThresholdChange(
+                id=new_id(),
+                patient=patient,
+                threshold_c=configured_c,
+                previous_c=personal.threshold_c,
+                suggestion=None,
+                set_by=by,
+                set_at=at,
+            )
+            self._insert_change(change)
+        log.info("personal threshold reset to the configured one by a caregiver")
+        return change
+
+    def _insert_change(self, change: ThresholdChange) -> None:
+        self._db.execute(
+            f"INSERT INTO threshold_changes ({_CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                change.id,
+                change.patient,
+                change.threshold_c,
+                change.previous_c,
+                change.suggestion,
+                change.set_by,
+                change.set_at,
+            ),
+        )
 
     # -- reads --------------------------------------------------------------------------
 
