@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
-from monitor.config import EngineConfig
+from monitor.config import EngineConfig, parse_config
 from monitor.engine import MonitorEngine
-from monitor.errors import InputError
+from monitor.errors import ConfigError, InputError
 from monitor.profile import PatientProfile
-from monitor.service import Monitor
-from monitor.thresholds.learner import ThresholdLearner
+from monitor.service import Monitor, build_monitor
+from monitor.thresholds.learner import ThresholdLearner, make_draft
 from monitor.thresholds.records import StoredReport, SuggestionError, new_id
 from monitor.thresholds.store import ThresholdStore
 from tests.threshold_helpers import feed_session, session_with_symptoms
@@ -189,3 +189,32 @@ async def test_profile_command_lists_and_decides_and_the_service_applies_it(
         assert [c.set_by for c in learner.store.changes(PATIENT)] == ["dr-ng", "dr-ng"]
         assert main(["profile", "--store", str(path), "reset", PATIENT, "--by", "dr-ng"]) == 0
         assert "in force already" in capsys.readouterr().out
+
+
+async def test_the_configured_service_applies_stored_thresholds_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "thresholds.sqlite"
+    with ThresholdStore(path=path) as store:
+        for k, rise in enumerate((0.33, 0.35, 0.37)):
+            store.add_report(
+                report(PATIENT, f"s{k}", rise),
+                suggest=lambda reports, personal: make_draft(
+                    reports, personal, profile=PatientProfile(id=PATIENT)
+                ),
+            )
+        (suggestion,) = store.suggestions(PATIENT, status="pending")
+        store.decide(suggestion.id, patient=PATIENT, accept=True, by="carol", at=T0)
+    config = parse_config(
+        {
+            "monitor": {"data_dir": str(tmp_path / "var")},
+            "patients": [{"id": PATIENT}],
+            "sinks": {"thresholds": {}},
+        },
+        environ={},
+    )
+    monitor = build_monitor(config)
+    async with monitor:
+        assert learner_of(monitor).path == path
+        profile = monitor.engine.profile(PATIENT)
+        assert profile is not None and profile.threshold_rise_c == suggestion.suggested_c
+    with pytest.raises(ConfigError, match=r"sinks\.thresholds\.poll_s"):
+        build_monitor(parse_config({"sinks": {"thresholds": {"poll_s": -1}}}, environ={}))

@@ -156,8 +156,11 @@ class ThresholdLearner(Sink):
         try:
             opts = ThresholdOptions.model_validate(dict(options))
         except ValidationError as err:
-            keys = ", ".join(".".join(str(p) for p in e["loc"]) for e in err.errors())
-            raise ConfigError(f"sinks.thresholds: invalid option(s) {keys}: {err}") from err
+            lines = ["sinks.thresholds: invalid options"]
+            for e in err.errors():
+                key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+                lines.append(f"  sinks.thresholds.{key}: {e['msg']}")
+            raise ConfigError("\n".join(lines)) from err
         config = context.config
         profiles = {p.id: p for p in getattr(config, "patients", ())}
         return cls(
