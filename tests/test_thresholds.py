@@ -17,7 +17,9 @@ import pytest
 from monitor.cli import main
 from monitor.config import EngineConfig, parse_config
 from monitor.engine import MonitorEngine
+from monitor.engine.risk import RiskStateMachine
 from monitor.errors import ConfigError, InputError
+from monitor.model import Level
 from monitor.profile import PatientProfile
 from monitor.service import Monitor, build_monitor
 from monitor.thresholds.learner import ThresholdLearner, make_draft
@@ -218,3 +220,14 @@ async def test_the_configured_service_applies_stored_thresholds_at_start(tmp_pat
         assert profile is not None and profile.threshold_rise_c == suggestion.suggested_c
     with pytest.raises(ConfigError, match=r"sinks\.thresholds\.poll_s"):
         build_monitor(parse_config({"sinks": {"thresholds": {"poll_s": -1}}}, environ={}))
+
+
+def test_a_new_threshold_changes_the_next_judgement_and_keeps_the_episode() -> None:
+    risk = RiskStateMachine(threshold_c=0.5, caution_c=0.3, horizon_min=10, lead_min=5)
+    assert risk.update(0.0, 0.40, None).level is Level.CAUTION
+    risk.set_thresholds(threshold_c=0.38, caution_c=0.18)
+    update = risk.update(10.0, 0.40, None)
+    assert (update.level, update.previous, update.changed) == (Level.COOL_DOWN, Level.CAUTION, True)
+    assert risk.in_episode
+    with pytest.raises(ValueError):
+        risk.set_thresholds(threshold_c=0.2, caution_c=0.3)

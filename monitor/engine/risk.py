@@ -77,6 +77,7 @@ class RiskStateMachine:
             raise ValueError("need 0 <= caution_c <= threshold_c")
         self._threshold_c = threshold_c
         self._caution_c = caution_c
+        self._recovered_c = min(RECOVERED_C, max(caution_c - self._hyst_c, 0.0))
 
     def _target(self, delta: float, mtt: float | None, *, release: bool) -> Level:
         h = self._hyst_c if release else 0.0
