@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -231,3 +232,45 @@ def test_a_new_threshold_changes_the_next_judgement_and_keeps_the_episode() -> N
     assert risk.in_episode
     with pytest.raises(ValueError):
         risk.set_thresholds(threshold_c=0.2, caution_c=0.3)
+
+
+CRASH_WRITER = """
+import sys
+from monitor.profile import PatientProfile
+from monitor.thresholds.learner import make_draft
+from monitor.thresholds.records import StoredReport, new_id
+from monitor.thresholds.store import ThresholdStore
+
+store = ThresholdStore(path=sys.argv[1])
+profile = PatientProfile(id="p-crash")
+k = 0
+while True:
+    rid = new_id()
+    report = StoredReport(id=rid, patient="p-crash", session=f"s{k}", time=1e9 + k,
+                          rise_c=0.3 + (k % 5) * 0.01, rise_sd_c=0.05, threshold_c=0.5,
+                          received=1e9 + k)
+    store.add_report(report, suggest=lambda r, p: make_draft(r, p, profile=profile))
+    print(rid, flush=True)
+    k += 1
+"""
+
+
+async def test_a_killed_writer_loses_no_change_that_returned(tmp_path: Path) -> None:
+    path = tmp_path / "crash.sqlite"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASH_WRITER, str(path), stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    committed: list[str] = []
+    async with asyncio.timeout(WAIT_S):
+        while len(committed) < 40:
+            committed.append((await proc.stdout.readline()).decode().strip())
+    proc.kill()  # SIGKILL: no cleanup, maybe in the middle of a transaction
+    await proc.wait()
+    with ThresholdStore(path=path) as store:
+        assert store.integrity() == "ok"
+        kept = {r.id for r in store.reports("p-crash")}
+        assert set(committed) <= kept
+        pending = store.suggestions("p-crash", status="pending")
+        assert len(pending) <= 1, "a report and its suggestion are one transaction"
+        assert pending and len(pending[0].evidence) >= 3

@@ -327,6 +327,12 @@ class ThresholdStore:
             ).fetchall()
         return [_change(row) for row in rows]
 
+    def integrity(self) -> str:
+        """SQLite's own check of the file: ``"ok"`` or what is wrong."""
+        with self._lock:
+            row = self._db.execute("PRAGMA integrity_check").fetchone()
+        return str(row[0])
+
     def patients(self) -> list[str]:
         with self._lock:
             rows = self._db.execute(
