@@ -17,6 +17,7 @@ from monitor.engine.learning import (
     MIN_REPORTS,
     MIN_SESSIONS,
     PRIOR_SD_C,
+    SAFETY_Z,
     Report,
     evaluate,
     onsets,
@@ -65,8 +66,9 @@ def test_posterior_matches_the_hand_computed_conjugate_update() -> None:
     assert post.sd_c == pytest.approx(math.sqrt(1 / precision))
     assert (post.n_reports, post.n_sessions) == (3, 3)
     assert (PRIOR_SD_C, BETWEEN_SD_C) == (0.15, 0.10), "the documented constants"
+    # The suggestion is the lower 84 % bound: 0.37344 − 0.0593 = 0.3141 → +0.31 °C.
     result = evaluate(reports, prior_mean_c=0.5, current_c=0.5)
-    assert result.suggested_c == 0.37
+    assert result.suggested_c == 0.31
     assert "3 sessions" in result.reason
 
 
@@ -167,10 +169,13 @@ def test_the_suggestion_lies_between_the_prior_and_the_reported_rises(
     lo, hi = min(prior, *rises), max(prior, *rises)
     assert lo - 1e-9 <= result.posterior.mean_c <= hi + 1e-9
     if result.suggested_c is not None:
-        # Rounded to 0.01 °C and held inside [floor, ceiling]: on the reports' side.
-        clamp = min(max(result.posterior.mean_c, FLOOR_C), CEILING_C)
-        assert result.suggested_c == pytest.approx(clamp, abs=0.005 + 1e-9)
+        # The estimate less one sd, rounded to 0.01 °C, inside [floor, ceiling]...
+        post = result.posterior
+        point = min(max(post.mean_c - SAFETY_Z * post.sd_c, FLOOR_C), CEILING_C)
+        assert result.suggested_c == pytest.approx(point, abs=0.005 + 1e-9)
+        # ... and always on the reports' side of the threshold in force.
         if min(rises) > prior:
             assert result.suggested_c > prior
-        if max(rises) < prior and prior > FLOOR_C + 0.05:
+        if max(rises) < prior:
             assert result.suggested_c < prior
+        assert (result.suggested_c - prior) * (post.mean_c - prior) > 0

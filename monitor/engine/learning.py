@@ -42,6 +42,10 @@ start of almost every session."""
 CEILING_C = 1.0
 """Nothing above this is ever suggested: a threshold past +1 °C would let the rise go far
 beyond what the literature reports for Uhthoff symptoms."""
+SAFETY_Z = 1.0
+"""The suggestion is the onset estimate less this many posterior sds (its lower 84 % bound):
+the less certain the estimate, the earlier the alert. It is made only when it lies on the
+same side of the threshold in force as the estimate itself."""
 MAX_ONSETS = 20
 """Only the most recent sessions count: MS changes over months."""
 RISE_RANGE_C = (-0.5, 2.5)
@@ -86,6 +90,7 @@ class Rules:
     floor_c: float = FLOOR_C
     ceiling_c: float = CEILING_C
     max_onsets: int = MAX_ONSETS
+    safety_z: float = SAFETY_Z
 
 
 DEFAULT_RULES = Rules()
@@ -189,8 +194,10 @@ def evaluate(
     # takes a suggestion below the floor).
     low = math.ceil(floor / STEP_C - 1e-9) * STEP_C
     high = max(math.floor(rules.ceiling_c / STEP_C + 1e-9) * STEP_C, low)
-    suggested = round(min(max(round(post.mean_c / STEP_C) * STEP_C, low), high), 2)
-    if abs(suggested - current_c) < rules.min_change_c:
+    point = post.mean_c - rules.safety_z * post.sd_c
+    suggested = round(min(max(round(point / STEP_C) * STEP_C, low), high), 2)
+    same_side = (suggested - current_c) * (post.mean_c - current_c) > 0
+    if not same_side or abs(suggested - current_c) < rules.min_change_c:
         return result(None, f"onsets agree with the threshold in force ({current_c:+.2f} °C)")
     return result(
         suggested,
