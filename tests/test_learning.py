@@ -102,7 +102,7 @@ def test_no_suggestion_when_the_onsets_agree_with_the_threshold_in_force() -> No
     assert again.suggested_c is None and "agree" in again.reason
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     report_lists(),
     thresholds,
@@ -119,7 +119,7 @@ def test_a_suggestion_never_goes_below_the_floor(
         assert result.suggested_c <= max(CEILING_C, math.ceil((floor or 0.0) * 100) / 100)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(report_lists(), thresholds, thresholds)
 def test_no_suggestion_without_enough_reports_across_sessions(
     reports: list[Report], prior: float, current: float
@@ -138,7 +138,7 @@ def test_no_suggestion_without_enough_reports_across_sessions(
         assert abs(result.suggested_c - current) >= 0.05 - 1e-9
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     report_lists(),
     thresholds,
@@ -155,7 +155,7 @@ def test_each_report_moves_the_estimate_toward_its_rise(
     assert after.sd_c < before.sd_c, "more evidence, less uncertainty"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.floats(min_value=-0.5, max_value=2.5, allow_nan=False), min_size=1, max_size=15),
     st.lists(st.floats(min_value=0.0, max_value=0.5, allow_nan=False), min_size=15, max_size=15),
