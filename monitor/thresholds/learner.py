@@ -186,6 +186,10 @@ class ThresholdLearner(Sink):
     # -- lifetime ---------------------------------------------------------------------
 
     @property
+    def started(self) -> bool:
+        return self._store is not None
+
+    @property
     def store(self) -> ThresholdStore:
         if self._store is None:
             raise RuntimeError("the thresholds sink is not started")

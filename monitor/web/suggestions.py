@@ -54,7 +54,7 @@ def add_suggestion_routes(
 ) -> None:
     def learner(request: web.Request) -> ThresholdLearner:
         found = find_learner(control_of(request))
-        if found is None:
+        if found is None or not found.started:
             raise web.HTTPServiceUnavailable(
                 text='{"error": "personal thresholds are not enabled ([sinks.thresholds])"}',
                 content_type="application/json",
