@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import HeatmonConfig, load_config
+from monitor.engine.learning import Z95
 from monitor.errors import ConfigError, InputError
 from monitor.model import iso_utc
 from monitor.profile import PATIENT_ID_PATTERN, PatientProfile
@@ -119,8 +120,8 @@ def _print_suggestion(s: dict[str, Any]) -> None:
         head += f"; {s['status']} by {s['decided_by']} at {s['decided_at']}"
     print(head)
     for r in s["evidence"]:
-        sd = f" ± {r['rise_sd_c']:.2f}" if r["rise_sd_c"] is not None else ""
-        print(f"    session {r['session']}  {r['time']}  symptoms at {r['rise_c']:+.2f}{sd} °C")
+        ci = f" (±{Z95 * r['rise_sd_c']:.2f}, 95 %)" if r["rise_sd_c"] is not None else ""
+        print(f"    session {r['session']}  {r['time']}  symptoms at {r['rise_c']:+.2f} °C{ci}")
 
 
 def run_decide(args: argparse.Namespace) -> int:

@@ -202,5 +202,5 @@ def evaluate(
     return result(
         suggested,
         f"symptoms began at {post.mean_c:+.2f} °C (95 % interval ±{Z95 * post.sd_c:.2f}) "
-        f"over {post.n_sessions} sessions",
+        f"over {post.n_sessions} sessions; suggested {rules.safety_z:g} sd lower, to warn early",
     )
