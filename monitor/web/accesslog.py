@@ -13,6 +13,11 @@ writes instead:
   like names;
 - no headers (no cookies, no ``Referer``, no ``User-Agent``); bodies are never logged.
 
+aiohttp's server logger also logs requests its parser refuses (a request line longer than
+8190 bytes, too many headers), with the exception, whose message quotes the start of the
+offending line: :func:`server_logger` gives the logger the dashboard's server uses instead,
+where :class:`ParserErrorFilter` keeps the kind of error and drops its text.
+
 Characters a terminal would interpret are escaped, so a request cannot forge log lines.
 """
 
@@ -24,8 +29,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, DynamicResource, Request, StreamResponse
 
+SERVER_LOGGER = "monitor.web.server"
 MAX_LOGGED_PATH = 100
 MAX_QUERY_KEYS = 10
 REDACTED = "…"
@@ -112,3 +119,24 @@ class RedactingAccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+class ParserErrorFilter(logging.Filter):
+    """Drops the text (which may quote a URL with its token) of HTTP parser errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.getMessage()}: {type(exc).__name__} ({exc.code})"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def server_logger() -> logging.Logger:
+    """The logger for ``web.AppRunner(logger=...)``, with :class:`ParserErrorFilter` on it."""
+    logger = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(f, ParserErrorFilter) for f in logger.filters):
+        logger.addFilter(ParserErrorFilter())
+    return logger

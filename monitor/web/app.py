@@ -198,7 +198,15 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         if not ok:
             _state(request).rejections.count("csrf", f"{request.method}: no valid {CSRF_HEADER}")
             return _error(403, f"missing or wrong {CSRF_HEADER}; reload the page")
-    response = await handler(request)
+    unrouted = request.match_info.http_exception
+    if unrouted is not None and request.path.startswith("/api/"):
+        # 404/405 of the API in JSON like its other errors (an id that does not match its
+        # pattern lands here), without repeating the path.
+        response: web.StreamResponse = _error(unrouted.status, f"{unrouted.reason}: no such route")
+        if "Allow" in unrouted.headers:
+            response.headers["Allow"] = unrouted.headers["Allow"]
+    else:
+        response = await handler(request)
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")

@@ -25,7 +25,7 @@ from monitor.model import (
     ThermalState,
 )
 from monitor.plugins import MonitorControl, PluginContext, Sink
-from monitor.web.accesslog import RedactingAccessLogger
+from monitor.web.accesslog import RedactingAccessLogger, server_logger
 from monitor.web.app import WebState, build_app
 from monitor.web.auth import PatientTokens
 from monitor.web.board import Board
@@ -119,6 +119,7 @@ class WebSink(Sink):
             handle_signals=False,
             shutdown_timeout=2.0,
             access_log_class=RedactingAccessLogger,
+            logger=server_logger(),
             # Bodies are inflated by monitor/web/bodies.py, bounded, with clear errors.
             auto_decompress=False,
             max_line_size=MAX_LINE_BYTES,
