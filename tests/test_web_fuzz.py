@@ -127,6 +127,7 @@ BODIES = st.one_of(
     ),
     st.integers(1, 6000).map(lambda n: b"[" * n + b"]" * n),
     st.integers(1, 3000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
+    st.integers(1, 8000).map(lambda n: b'"' + b'\\"' * n),  # an unterminated string
     st.binary(max_size=3000),
     st.text(max_size=200).map(lambda t: json.dumps({"note": t}).encode("utf-16")),
     st.sampled_from([b'{"note": NaN}', b'{"note": Infinity}', b"9" * 5000, b"", b"   "]),

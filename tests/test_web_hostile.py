@@ -321,6 +321,9 @@ def test_json_depth_scans_without_recursion() -> None:
     assert json_depth(b'{"a": [1, {"b": "[[[[["}]}', limit=16) == 3
     assert json_depth(b'"\\"[[[["', limit=16) == 0
     assert json_depth(b"[" * 100_000, limit=MAX_JSON_DEPTH) == MAX_JSON_DEPTH + 1
+    # Unterminated strings: one pass (a regex that retried from each quote took seconds).
+    assert json_depth(b'"' + b'\\"' * 8000, limit=16) == 0
+    assert json_depth(b'"\\' * 5000 + b"[[", limit=16) == 0
 
 
 def test_query_values_never_reach_the_access_log() -> None:

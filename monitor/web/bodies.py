@@ -38,8 +38,8 @@ METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_TYPES = frozenset({"application/json"})
 UTF8 = frozenset({"utf-8", "utf8"})
 
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(rb"[\[\]{}]")
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
+"""A string (closed, or running to the end: never retried from inside) or a bracket."""
 
 
 class BodyError(InputError):
@@ -58,10 +58,14 @@ def _shown(value: str, limit: int = 40) -> str:
 
 def json_depth(raw: bytes, *, limit: int) -> int:
     """The nesting depth of JSON text ``raw`` (strings skipped), or ``limit + 1`` as soon as it
-    goes deeper than ``limit``; a linear scan that never recurses."""
+    goes deeper than ``limit``; one linear scan (no backtracking into strings, even
+    unterminated ones) that never recurses."""
     depth = deepest = 0
-    for m in _BRACKETS.finditer(_STRINGS.sub(b'""', raw)):
-        if m.group() in (b"[", b"{"):
+    for m in _TOKENS.finditer(raw):
+        token = m.group()
+        if token[:1] == b'"':
+            continue
+        if token in (b"[", b"{"):
             depth += 1
             if depth > limit:
                 return limit + 1
