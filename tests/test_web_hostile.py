@@ -23,7 +23,8 @@ from monitor.web.accesslog import logged_target, redacted_query
 from monitor.web.app import OPENAPI_PATH
 from monitor.web.auth import AnonymousCsrf, SessionStore
 from monitor.web.bodies import MAX_BODY_BYTES, MAX_JSON_DEPTH, json_depth
-from tests.fixtures.web import CAROL, WebStack
+from monitor.web.demo import DemoUser
+from tests.fixtures.web import CAROL, WebStack, build_web_stack
 
 OPENAPI = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
 POSTS = (
@@ -180,6 +181,27 @@ async def test_wrong_shapes_are_400_naming_the_field(
             assert resp.status == 400, path
             assert words in (await resp.json())["error"]
     await assert_still_answers(web_stack, http)
+
+
+async def test_a_report_the_monitor_refuses_is_422_not_500() -> None:
+    """A caregiver assigned (in ``[web]``) a patient the engine has no profile of."""
+    zoe = DemoUser("zoe", "a fifth long passphrase", ("p-ghost",))
+    stack = build_web_stack(patients={"p-hot": ("Hanna", "hot_day_aerobic")}, users=(zoe,))
+    async with (
+        stack.monitor,
+        aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http,
+    ):
+        token = await log_in(http, zoe.login, zoe.password)
+        async with http.post(
+            "/api/patients/p-ghost/symptoms", json={"note": "x"}, headers={"X-CSRF-Token": token}
+        ) as resp:
+            assert resp.status == 422
+            assert "unknown patient" in (await resp.json())["error"]
+        assert (await healthz(http))["rejected"]["refused_by_monitor"] == 1
+        async with http.get("/api/patients/p-ghost") as resp:
+            assert resp.status == 200, "the service keeps answering"
 
 
 async def test_malformed_history_session_id_is_400_and_never_logged(

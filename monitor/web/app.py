@@ -459,7 +459,11 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
         raise refuse(request, f"note is longer than {MAX_NOTE_CHARS} characters")
     if st.control is None:
         return _error(503, "the monitor is not running")
-    st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
+    try:
+        st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
+    except InputError as err:  # e.g. a patient assigned in [web] the engine has no profile of
+        st.rejections.count("refused_by_monitor", f"POST symptoms: {err.reason}")
+        return _error(422, f"the monitor refused the report: {err.reason}")
     return web.json_response({"ok": True, "patient": patient})
 
 
