@@ -465,8 +465,19 @@ async def api_openapi(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
+    """Liveness and the service's health (no patient data: component names, counts and
+    error types). 200 while the engine's clock ticks, even with a failing sink ("degraded");
+    503 while the ticker itself is down (stale data and session ends would go unnoticed)."""
     st = _state(request)
-    return web.json_response({"status": "ok", "streams": st.board.subscriber_count})
+    body: dict[str, Any] = {"status": "ok", "streams": st.board.subscriber_count}
+    if st.control is not None:
+        health = st.control.health()
+        body["status"] = health.get("status", "ok")
+        body["failing"] = list(health.get("failing", ()))
+        body["components"] = health.get("components", {})
+    ticker = body.get("components", {}).get("ticker", {})
+    status = 503 if ticker.get("down") else 200
+    return web.json_response(body, status=status)
 
 
 # -- the app ------------------------------------------------------------------------------
