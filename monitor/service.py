@@ -17,7 +17,7 @@ from typing import Any, Self
 
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine, StepResult
-from monitor.errors import HeatmonError, InputError
+from monitor.errors import ConfigError, HeatmonError, InputError
 from monitor.model import (
     Acknowledgement,
     Event,
@@ -116,6 +116,10 @@ class Monitor:
         self._sources.append(source)
         if self._started:
             self._spawn_source(source)
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return tuple(self._sources)
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -237,19 +241,24 @@ def build_plugins(
     context = PluginContext(config=config, instance=instance or config.monitor.instance)
     sources: list[Source] = []
     sinks: list[Sink] = []
-    for name, opts in _enabled(config.sources):
+    for name, opts in _enabled(config.sources, "sources"):
         sources.append(source_class(name).from_options(opts, context=context))
-    for name, opts in _enabled(config.sinks):
+    for name, opts in _enabled(config.sinks, "sinks"):
         sinks.append(sink_class(name).from_options(opts, context=context))
     return sources, sinks, context
 
 
 def _enabled(
-    plugins: Mapping[str, Mapping[str, Any]],
+    plugins: Mapping[str, Mapping[str, Any]], group: str
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each plugin not switched off with ``enabled = false``, with its options less that key."""
     for name, options in plugins.items():
-        if options.get("enabled", True) is not False:
+        enabled = options.get("enabled", True)
+        if isinstance(enabled, str) and enabled.lower() in ("true", "false"):
+            enabled = enabled.lower() == "true"  # from HEATMON_<NAME>_ENABLED
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{group}.{name}.enabled must be true or false, not {enabled!r}")
+        if enabled:
             yield name, {k: v for k, v in options.items() if k != "enabled"}
 
 

@@ -67,3 +67,59 @@ def test_run_check_reports_errors_and_exits_2(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "patients.0.age" in r.stderr
+
+
+def run_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "run", "--config", str(path), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=path.parent,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[sinks.kafka]\n", "sinks.kafka: unknown sink 'kafka'"),
+        ('[sinks.jsonl]\npaht = "x.jsonl"\n', "sinks.jsonl.paht"),
+        ('[sinks.influxdb]\nbatch_size = "many"\n', "sinks.influxdb.batch_size"),
+        ('[sinks.mqtt]\nhost = "127.0.0.1"\nport = "1883x"\n', "sinks.mqtt.port"),
+        ("[sinks.web]\nport = 99999\n", "port"),
+        ("[sources.simulator]\nspeed = -5\n", "sources.simulator.speed"),
+        ('[sinks.jsonl]\nenabled = "no"\n', "sinks.jsonl.enabled must be true or false"),
+        ('[engine]\nestimator = "crystal_ball"\n', "engine.estimator"),
+        ("[engine]\nstale_after_s = 1e9\n", "engine.stale_after_s"),
+    ],
+)
+def test_run_check_refuses_what_run_refuses_naming_the_key(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    path = tmp_path / "heatmon.toml"
+    path.write_text('[monitor]\ndata_dir = "var"\n\n[[patients]]\nid = "p1"\n\n' + toml)
+    r = run_check(path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr
+    assert not (tmp_path / "var").exists(), "--check must not create files or connect"
+
+
+def test_run_check_accepts_the_sample_without_connecting(tmp_path: Path) -> None:
+    sample = tmp_path / "heatmon.toml"
+    sample.write_text((ROOT / "heatmon.sample.toml").read_text(encoding="utf-8"))
+    r = run_check(sample)
+    assert r.returncode == 0, r.stderr
+    assert "ok (2 patients" in r.stdout
+    assert "sources: ble, sinks: jsonl, influxdb)" in r.stdout  # mqtt, web: enabled = false
+
+
+def test_an_oversized_or_binary_configuration_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * (5 * 1024 * 1024) + b"\n")
+    with pytest.raises(ConfigError, match="larger than 4 MiB"):
+        load_config(big, environ={})
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b'[monitor]\ninstance = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(binary, environ={})
