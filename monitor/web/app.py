@@ -40,8 +40,19 @@ from monitor.web.history import HistoryError, HistoryReader
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STATIC_DIR = REPO_ROOT / "dashboards" / "web"
+PACKAGED_STATIC_DIR = Path(__file__).with_name("static")
+"""The dashboard inside an installed wheel (copied there by setup.py's build step)."""
+SOURCE_STATIC_DIR = Path(__file__).resolve().parents[2] / "dashboards" / "web"
+"""The dashboard in a source checkout (editable install): the source of truth."""
+
+
+def default_static_dir() -> Path:
+    """The installed copy if there is one, else the checkout's ``dashboards/web``."""
+    if (PACKAGED_STATIC_DIR / "caregiver.html").is_file():
+        return PACKAGED_STATIC_DIR
+    return SOURCE_STATIC_DIR
+
+
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 HEARTBEAT_S = 15.0
 """An SSE comment this often keeps proxies from closing an idle stream."""
@@ -96,7 +107,7 @@ class WebState:
         self.assignments: Mapping[str, frozenset[str]] = {
             login: frozenset(u.patients) for login, u in config.users.items()
         }
-        self.static_dir = Path(config.static_dir) if config.static_dir else DEFAULT_STATIC_DIR
+        self.static_dir = Path(config.static_dir) if config.static_dir else default_static_dir()
         self.http: aiohttp.ClientSession | None = None
         self.history: HistoryReader | None = None
 
