@@ -107,21 +107,15 @@ def _number(text: str, column: str) -> float | None:
 def _time(text: str, latest: float) -> float:
     if not text:
         raise ValueError("time is empty")
+    epoch = text[0].isdigit() and "-" not in text and ":" not in text
     try:
-        if text[0].isdigit() and "-" not in text and ":" not in text:
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError
-        else:
-            dt = datetime.fromisoformat(text)
-            if dt.tzinfo is None:
-                raise ValueError(f"time {_shown(text)} has no zone; use UTC (…Z)")
-            value = dt.timestamp()
-    except (ValueError, OverflowError) as err:
-        if "has no zone" in str(err):
-            raise
+        dt = None if epoch else datetime.fromisoformat(text)
+        value = float(text) if dt is None else dt.timestamp()
+    except (ValueError, OverflowError):
         raise ValueError(f"time {_shown(text)} is neither ISO 8601 nor epoch seconds") from None
-    if not EARLIEST_TIME <= value <= latest:
+    if dt is not None and dt.tzinfo is None:
+        raise ValueError(f"time {_shown(text)} has no zone; use UTC (…Z)")
+    if not EARLIEST_TIME <= value <= latest:  # NaN and infinities fail this too
         raise ValueError(
             f"time {_shown(text)} is before 2000 or more than a day in the future "
             "(epoch seconds, not milliseconds?)"
