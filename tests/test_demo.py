@@ -24,6 +24,7 @@ from rich.live import Live
 from rich.text import Text
 
 from monitor.demo import logs_through
+from monitor.mqtt.outbox import Outbox
 from monitor.storage.localserver import InfluxServer
 from monitor.storage.query import HeatmonStore
 from monitor.storage.spool import Spool
@@ -208,6 +209,11 @@ def test_ctrl_c_drains_the_sinks_before_the_local_servers_stop(tmp_path: Path) -
     assert "points in the spool" not in err, err[-3000:]
     # The servers were stopped by the demo, after the sinks (not killed by the Ctrl-C).
     assert not (set(servers) & set(servers_under(data))), "a local server outlived the demo"
+    outbox = Outbox(path=data / "mqtt-outbox.sqlite")
+    try:
+        assert len(outbox) == 0, "MQTT messages left in the outbox"
+    finally:
+        outbox.close()
     spool = Spool(directory=data / "influx-sink" / "spool")
     spool.open()
     try:
