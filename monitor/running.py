@@ -111,6 +111,9 @@ class Health:
         failing = self.failing()
         if failing == self._last_failing:
             return
+        for name in sorted(self._last_failing - failing):
+            c = self._components[name]
+            log.info("%s ok again (%d errors, %d restarts so far)", name, c.errors, c.restarts)
         self._last_failing = failing
         summary = self.summary()
         for listener in self._listeners:

@@ -20,6 +20,7 @@ from monitor.model import Sample, SampleFlag, SampleKind, ThermalState
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import PluginContext, Sink
 from monitor.profile import PatientProfile
+from monitor.running import RECENT_S, Health
 from monitor.service import Monitor
 from monitor.sinks import JsonlEventSink
 from monitor.web.demo import DemoUser, demo_web_config
@@ -253,3 +254,26 @@ async def test_jsonl_sink_keeps_lines_when_writing_fails_and_the_service_restart
         await wait_until(lambda: monitor.health()["components"]["sink.jsonl"]["restarts"] == 1)
         await wait_until(lambda: sink.pending == 0)
     assert json.loads((directory / "events.jsonl").read_text(encoding="utf-8"))["note"] == "kept"
+
+
+def test_health_reports_a_failure_for_a_minute_then_ok_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    health = Health(clock=lambda: now[0])
+    seen: list[dict[str, Any]] = []
+    health.add_listener(seen.append)
+    health.component("ticker")
+    assert health.failed("sink.influxdb", "submit_state", ValueError("x")) is True
+    assert health.failed("sink.influxdb", "submit_state", ValueError("y")) is False
+    assert health.failed("sink.influxdb", "submit_event", ValueError("z")) is True
+    assert [s["failing"] for s in seen] == [["sink.influxdb"]]
+    now[0] += RECENT_S - 1
+    health.check()
+    assert health.summary()["status"] == "degraded"
+    caplog.set_level(logging.INFO, logger="monitor.running")
+    now[0] += 2
+    health.check()
+    assert seen[-1] == health.summary() and seen[-1]["status"] == "ok"
+    assert seen[-1]["components"]["sink.influxdb"]["errors"] == 3
+    assert "sink.influxdb ok again (3 errors, 0 restarts so far)" in caplog.text
