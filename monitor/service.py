@@ -17,7 +17,7 @@ from typing import Any, Self
 
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine, StepResult
-from monitor.errors import ConfigError, HeatmonError, InputError
+from monitor.errors import ConfigError, HeatmonError, InputError, SinkError
 from monitor.model import (
     Acknowledgement,
     Event,
@@ -76,7 +76,15 @@ class Monitor:
         started: list[RunningSink] = []
         try:
             for running in self._running:
-                await running.start()
+                try:
+                    await running.start()
+                except HeatmonError:
+                    raise
+                except Exception as err:
+                    raise SinkError(
+                        f"sinks.{running.name}: could not start ({type(err).__name__}: {err})",
+                        action="drop",
+                    ) from err
                 started.append(running)
         except BaseException:
             for running in reversed(started):

@@ -123,3 +123,20 @@ def test_an_oversized_or_binary_configuration_is_refused(tmp_path: Path) -> None
     binary.write_bytes(b'[monitor]\ninstance = "\xff\xfe"\n')
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(binary, environ={})
+
+
+def test_run_names_a_sink_that_cannot_start(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    path = tmp_path / "heatmon.toml"
+    path.write_text(f'[sinks.jsonl]\npath = "{tmp_path / "a-file" / "events.jsonl"}"\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "sinks.jsonl: could not start (" in r.stderr
+    assert "Traceback" not in r.stderr
