@@ -16,7 +16,7 @@ import pytest
 
 from adapters.simulator import SimulatedPatientOptions, SimulatorOptions, SimulatorSource
 from monitor.engine import MonitorEngine, StepResult
-from monitor.model import Sample, SampleFlag, SampleKind, ThermalState
+from monitor.model import Event, Sample, SampleFlag, SampleKind, SessionRecord, ThermalState
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import PluginContext, Sink
 from monitor.profile import PatientProfile
@@ -277,3 +277,40 @@ def test_health_reports_a_failure_for_a_minute_then_ok_again(
     assert seen[-1] == health.summary() and seen[-1]["status"] == "ok"
     assert seen[-1]["components"]["sink.influxdb"]["errors"] == 3
     assert "sink.influxdb ok again (3 errors, 0 restarts so far)" in caplog.text
+
+
+class BoomOnEvents(Sink):
+    """A sink with a bug in ``submit_event`` (what the ticker's stale-data events reach)."""
+
+    name = "boom-events"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
+        return cls()
+
+    def submit_event(self, event: Event) -> None:
+        self.calls += 1
+        raise RuntimeError("bug")
+
+
+async def test_a_sink_raising_on_the_tickers_events_does_not_stop_the_clock() -> None:
+    now = [START]
+    boom, good = BoomOnEvents(), Collect()
+    engine = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
+    async with Monitor(
+        engine=engine, sinks=[boom, good], clock=lambda: now[0], tick_s=0.02
+    ) as monitor:
+        for t in range(0, 200, 2):
+            await monitor.ingest(Sample("p1", SampleKind.HEART_RATE, 80.0, START + t))
+        now[0] = START + 260  # readings stopped: the ticker finds the data stale
+        await wait_until(lambda: boom.calls >= 1 and any(e.patient == "p1" for e in good.events))
+        now[0] = START + 200 + 20 * 60  # 20 min of silence: the ticker ends the session
+        await wait_until(
+            lambda: any(isinstance(r, SessionRecord) and r.stop is not None for r in good.records)
+        )
+        health = monitor.health()
+    assert health["components"]["ticker"]["errors"] == 0
+    assert health["failing"] == ["sink.boom-events"]
