@@ -221,13 +221,15 @@ class Supervisor:
 class RunningSink:
     """One sink, guarded: nothing it raises reaches the engine or the other sinks."""
 
-    __slots__ = ("_health", "_started", "_tasks", "component", "counters", "sink")
+    __slots__ = ("_health", "_restarting", "_started", "_tasks", "component", "counters", "sink")
 
     def __init__(self, sink: Sink, *, health: Health) -> None:
         self.sink = sink
         self.component = f"sink.{sink.name}"
         self._health = health
         self._tasks: set[asyncio.Task[Any]] = set()
+        """The sink's own tasks (started by its ``start()``)."""
+        self._restarting: asyncio.Task[None] | None = None
         self._started = False
         self.counters: dict[str, int] = {}
 
@@ -276,13 +278,13 @@ class RunningSink:
         self._failed(f"task {task.get_name()}", err)
         self._health.set_down(self.component, True)
         self._started = False
-        restart = asyncio.get_running_loop().create_task(
+        self._restarting = asyncio.get_running_loop().create_task(
             self._restart(), name=f"{self.component}-restart"
         )
-        self._tasks.add(restart)
-        restart.add_done_callback(self._tasks.discard)
 
     async def _restart(self) -> None:
+        """Stop the sink, cancel what its ``stop()`` left running (so no task runs twice),
+        then start it again, with backoff."""
         backoff = Backoff()
         while True:
             await asyncio.sleep(backoff.next_delay())
@@ -290,6 +292,12 @@ class RunningSink:
                 await self.sink.stop()
             except Exception as err:
                 self._failed("stop", err)
+            leftovers, self._tasks = self._tasks, set()
+            for task in leftovers:
+                task.cancel()
+            for task in leftovers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             try:
                 await self.start()
             except Exception as err:
@@ -297,14 +305,16 @@ class RunningSink:
                 continue
             self._health.set_down(self.component, False)
             log.info("sink %s restarted", self.sink.name)
+            self._restarting = None
             return
 
     async def stop(self) -> None:
         self._started = False
-        for task in [t for t in self._tasks if t.get_name().endswith("-restart")]:
-            task.cancel()
+        restarting, self._restarting = self._restarting, None
+        if restarting is not None:
+            restarting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await restarting
         try:
             await self.sink.stop()
         except Exception as err:

@@ -23,8 +23,11 @@ from monitor.profile import PatientProfile
 from monitor.running import RECENT_S, Health
 from monitor.service import Monitor
 from monitor.sinks import JsonlEventSink
+from monitor.storage.options import InfluxOptions
+from monitor.storage.sink import InfluxSink
 from monitor.web.demo import DemoUser, demo_web_config
 from monitor.web.sink import WebSink
+from tests.fixtures.influxdb import InfluxDatabase
 from tests.fixtures.mosquitto import BrokerFactory
 from tests.mqtt_helpers import Listener, options, start_broker
 from tests.test_service import Collect
@@ -314,3 +317,38 @@ async def test_a_sink_raising_on_the_tickers_events_does_not_stop_the_clock() ->
         health = monitor.health()
     assert health["components"]["ticker"]["errors"] == 0
     assert health["failing"] == ["sink.boom-events"]
+
+
+async def test_the_influxdb_sink_whose_flusher_dies_is_restarted_and_loses_nothing(
+    influx_db: InfluxDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the real InfluxDB sink's flusher raises once (as a bug or a full disk
+    would). The guard restarts the sink; every sample still reaches the real InfluxDB once."""
+    flushes = [0]
+    real_flush_loop = InfluxSink._flush_loop
+
+    async def flush_loop_failing_once(self: InfluxSink) -> None:
+        flushes[0] += 1
+        if flushes[0] == 1:
+            await asyncio.sleep(0.2)
+            raise OSError("no space left on device")
+        await real_flush_loop(self)
+
+    monkeypatch.setattr(InfluxSink, "_flush_loop", flush_loop_failing_once)
+    options = InfluxOptions.model_validate(
+        {"url": influx_db.url, "database": influx_db.name, "flush_interval_s": 0.05}
+    )
+    sink = InfluxSink(options=options, data_dir=tmp_path / "influx-sink")
+    engine = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
+    async with Monitor(engine=engine, sinks=[sink], tick_s=3600.0) as monitor:
+        for t in range(300):
+            await monitor.ingest(Sample("p1", SampleKind.HEART_RATE, 70.0 + t % 7, START + t))
+            await asyncio.sleep(0.002)
+        await wait_until(lambda: monitor.health()["components"]["sink.influxdb"]["restarts"] == 1)
+        await wait_until(lambda: not monitor.health()["components"]["sink.influxdb"]["down"])
+        assert await sink.drain(timeout_s=30)
+        component = monitor.health()["components"]["sink.influxdb"]
+    assert component["last_error"] in {"OSError in stop", "OSError in task influxdb-flush"}
+    series = influx_db.query("SELECT count(value) FROM vitals WHERE patient = 'p1'")
+    assert series[0]["values"][0][1] == 300
+    assert flushes[0] == 2
