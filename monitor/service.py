@@ -82,7 +82,8 @@ class Monitor:
                     raise
                 except Exception as err:
                     raise SinkError(
-                        f"sinks.{running.name}: could not start ({type(err).__name__}: {err})",
+                        f"sinks.{running.name}: could not start "
+                        f"({type(err).__name__}: {str(err)[:200]})",
                         action="drop",
                     ) from err
                 started.append(running)
