@@ -1,7 +1,8 @@
 """heatmon as an operator installs it: the wheel, not the checkout.
 
-The wheel is built from this tree with ``pip wheel``, as the Dockerfile builds it, and
-installed, non-editable, into a fresh virtualenv in a temporary directory. Its dependencies
+The wheel is built with ``pip wheel`` from a copy of exactly what the Dockerfile's ``wheel``
+stage copies (its ``COPY`` lines are read), then installed, non-editable, into a fresh
+virtualenv in a temporary directory, as the image's last stage installs it. Its dependencies
 are hard links of the development virtualenv's installed packages (without heatmon itself):
 installing them from the pip cache takes about 50 s on the development machine, linking them
 under a second, and ``pip install --no-index`` of the wheel then checks that they satisfy
@@ -53,8 +54,42 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return result  # type: ignore[no-any-return]
 
 
+def dockerfile_wheel_context(dest: Path) -> None:
+    """Copy into ``dest`` what the Dockerfile's ``wheel`` stage copies (its ``COPY`` lines;
+    ``--from=web-assets``, the stage that runs ``npm ci``, is this checkout's node_modules)."""
+    in_stage = False
+    copies = 0
+    for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if words[:1] == ["FROM"]:
+            in_stage = words[-2:] == ["AS", "wheel"]
+            continue
+        if not in_stage or words[:1] != ["COPY"]:
+            continue
+        copies += 1
+        if words[1].startswith("--from=web-assets"):
+            sources = [ROOT / "dashboards" / "web" / "node_modules"]
+            words = words[1:]
+        else:
+            sources = [ROOT / w for w in words[1:-1]]
+        target = dest / words[-1]
+        for source in sources:
+            to = target / source.name if words[-1].endswith("/") else target
+            to.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                # .dockerignore keeps node_modules and __pycache__ out of the build context
+                ignore = shutil.ignore_patterns("__pycache__", "node_modules")
+                shutil.copytree(source, to, ignore=ignore)
+            else:
+                shutil.copy2(source, to)
+    assert copies >= 4, "the Dockerfile has no wheel stage to follow"
+
+
 def build_wheel(out: Path) -> Path:
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)])
+    """The wheel, built as the Dockerfile builds it: from what its wheel stage copies."""
+    context = out.parent / "wheel-context"
+    dockerfile_wheel_context(context)
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(context)])
     (wheel,) = out.glob("heatmon-*.whl")
     return wheel
 
