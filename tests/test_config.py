@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.cli import main
 from monitor.config import load_config, parse_config
 from monitor.errors import ConfigError
 
@@ -69,15 +70,15 @@ def test_run_check_reports_errors_and_exits_2(tmp_path: Path) -> None:
     assert "patients.0.age" in r.stderr
 
 
-def run_check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor.cli", "run", "--config", str(path), "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=path.parent,
-        timeout=60,
-    )
+def run_check(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
+    """``heatmon run --check`` in this process (the exit code path is tested above), with
+    the configuration's directory as the working directory."""
+    monkeypatch.chdir(path.parent)
+    code = main(["run", "--config", str(path), "--check"])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.mark.parametrize(
@@ -95,23 +96,29 @@ def run_check(path: Path) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_run_check_refuses_what_run_refuses_naming_the_key(
-    tmp_path: Path, toml: str, message: str
+    tmp_path: Path,
+    toml: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = tmp_path / "heatmon.toml"
     path.write_text('[monitor]\ndata_dir = "var"\n\n[[patients]]\nid = "p1"\n\n' + toml)
-    r = run_check(path)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert message in r.stderr
+    code, out, err = run_check(path, capsys, monkeypatch)
+    assert code == 2, out + err
+    assert message in err
     assert not (tmp_path / "var").exists(), "--check must not create files or connect"
 
 
-def test_run_check_accepts_the_sample_without_connecting(tmp_path: Path) -> None:
+def test_run_check_accepts_the_sample_without_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sample = tmp_path / "heatmon.toml"
     sample.write_text((ROOT / "heatmon.sample.toml").read_text(encoding="utf-8"))
-    r = run_check(sample)
-    assert r.returncode == 0, r.stderr
-    assert "ok (2 patients" in r.stdout
-    assert "sources: ble, sinks: jsonl, influxdb)" in r.stdout  # mqtt, web: enabled = false
+    code, out, err = run_check(sample, capsys, monkeypatch)
+    assert code == 0, err
+    assert "ok (2 patients" in out
+    assert "sources: ble, sinks: jsonl, influxdb)" in out  # mqtt, web: enabled = false
 
 
 def test_an_oversized_or_binary_configuration_is_refused(tmp_path: Path) -> None:
