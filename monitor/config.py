@@ -13,12 +13,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor.errors import ConfigError
 from monitor.profile import PatientProfile
 
 ENV_PREFIX = "HEATMON_"
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+"""A configuration file larger than this is refused before parsing."""
+MAX_PATIENTS = 100_000
+MAX_DEVICES = 100_000
+MAX_PLUGINS = 32
 
 
 class DeviceConfig(BaseModel):
@@ -26,19 +38,29 @@ class DeviceConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    address: str = Field(min_length=1)
-    patient: str
+    address: str = Field(min_length=1, max_length=64)
+    patient: str = Field(min_length=1, max_length=64)
     role: str = Field(pattern=r"^(heart_rate|skin_temp|core)$")
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=80)
 
 
 class EngineConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    estimator: str = "heat_balance"
+    estimator: str = Field(default="heat_balance", max_length=64)
     step_s: float = Field(default=10.0, gt=0, le=60)
-    stale_after_s: float = Field(default=30.0, gt=0)
+    stale_after_s: float = Field(default=30.0, gt=0, le=3600)
     use_measured_core: bool = True
+
+    @field_validator("estimator")
+    @classmethod
+    def _known_estimator(cls, value: str) -> str:
+        # Imported here: the engine package imports this module.
+        from monitor.engine.estimators import ESTIMATORS
+
+        if value not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {value!r}; known: {', '.join(sorted(ESTIMATORS))}")
+        return value
 
 
 class MonitorConfig(BaseModel):
@@ -46,7 +68,7 @@ class MonitorConfig(BaseModel):
 
     instance: str = Field(default="heatmon", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
-    data_dir: str = "var"
+    data_dir: str = Field(default="var", min_length=1, max_length=4096)
 
 
 class HeatmonConfig(BaseModel):
@@ -56,10 +78,10 @@ class HeatmonConfig(BaseModel):
 
     monitor: MonitorConfig = MonitorConfig()
     engine: EngineConfig = EngineConfig()
-    patients: tuple[PatientProfile, ...] = ()
-    devices: tuple[DeviceConfig, ...] = ()
-    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    patients: tuple[PatientProfile, ...] = Field(default=(), max_length=MAX_PATIENTS)
+    devices: tuple[DeviceConfig, ...] = Field(default=(), max_length=MAX_DEVICES)
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=MAX_PLUGINS)
+    sinks: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=MAX_PLUGINS)
     web: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -130,9 +152,16 @@ def parse_config(
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> HeatmonConfig:
     """Read, override from the environment and validate ``path``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read configuration: {err.strerror}") from err
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 (byte {err.start})") from err
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

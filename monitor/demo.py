@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from pydantic import SecretStr
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -161,6 +163,33 @@ async def run_demo(
     reading that InfluxDB) and its URLs are printed. Local state (InfluxDB data, spool,
     MQTT outbox) lives in ``data_dir``."""
     context = PluginContext(config=None, instance="demo")
+    stop = asyncio.Event()
+    # Signals are handled for the whole run, shutdown included: the servers (in their own
+    # process groups, so Ctrl-C does not reach them) stop last, after the sinks drained.
+    with stop_on_signals(stop):
+        return await _run_with_servers(
+            speed=speed,
+            duration_s=duration_s,
+            live=live,
+            wearables=wearables,
+            web_port=web_port,
+            data_dir=data_dir,
+            context=context,
+            stop=stop,
+        )
+
+
+async def _run_with_servers(
+    *,
+    speed: float,
+    duration_s: float | None,
+    live: bool,
+    wearables: bool,
+    web_port: int | None,
+    data_dir: Path,
+    context: PluginContext,
+    stop: asyncio.Event,
+) -> Monitor:
     async with (
         local_influxdb(data_dir / "influxdb") as influx_url,
         local_mosquitto(data_dir / "mosquitto") as broker,
@@ -204,6 +233,7 @@ async def run_demo(
             sinks=sinks,
             web=web,
             context=context,
+            stop=stop,
         )
 
 
@@ -216,6 +246,7 @@ async def _run_demo(
     sinks: list[Sink],
     web: tuple[WebSink, DemoUser] | None = None,
     context: PluginContext | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Monitor:
     profiles = demo_profiles()
     start_wall = time.time()
@@ -267,6 +298,7 @@ async def _run_demo(
                 sim.heed_cool_down()
 
     monitor.add_listener(heed)
+    stop = stop or asyncio.Event()
     async with (
         kit if kit is not None else contextlib.nullcontext(),
         monitor,
@@ -275,9 +307,61 @@ async def _run_demo(
             print(demo_links(*web), flush=True)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         live_ctx = Live(view.render(), refresh_per_second=4) if live else None
-        with live_ctx if live_ctx is not None else contextlib.nullcontext():
-            while deadline is None or time.monotonic() < deadline:
-                await asyncio.sleep(0.25)
+        with (
+            live_ctx if live_ctx is not None else contextlib.nullcontext(),
+            logs_through(live_ctx.console) if live_ctx is not None else contextlib.nullcontext(),
+        ):
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.25):
+                        await stop.wait()
                 if live_ctx is not None:
                     live_ctx.update(view.render())
+        if stop.is_set():
+            log.info("stopping: the sinks deliver what they hold, then the local servers stop")
     return monitor
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM set ``stop``: the demo leaves its loop and shuts down in
+    order (sources, sinks drained, then the local servers). A second Ctrl-C cancels."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()
+        stop.set()
+
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+        except (NotImplementedError, RuntimeError):
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def logs_through(console: Console) -> Iterator[None]:
+    """Route every log line through ``console`` (the live view's), so log lines print above
+    the view instead of tearing through it; the previous handlers come back afterwards."""
+    root = logging.getLogger()
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    saved = list(root.handlers)
+    for h in saved:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for h in saved:
+            root.addHandler(h)

@@ -47,7 +47,9 @@ class Source(abc.ABC):
 class Sink(abc.ABC):
     """Receives everything the engine produces. ``submit_*`` never block and never raise:
     a sink queues what it gets and delivers it from its own task, so the engine and the
-    alerts never wait on an output."""
+    alerts never wait on an output. The service wraps every sink in
+    :class:`monitor.running.RunningSink`, so a sink that raises anyway is counted, logged
+    once per kind of error and isolated, and a task it started that dies gets it restarted."""
 
     name: ClassVar[str]
 
@@ -74,6 +76,10 @@ class Sink(abc.ABC):
     def submit_record(self, record: SymptomReport | Acknowledgement | SessionRecord) -> None:  # noqa: B027
         """A symptom report, an acknowledgement, or a session opened/closed."""
 
+    def submit_health(self, summary: Mapping[str, Any]) -> None:  # noqa: B027
+        """The service's health changed (:meth:`monitor.running.Health.summary`): a sink
+        with a status channel (MQTT) publishes it."""
+
 
 class MonitorControl(Protocol):
     """What a plugin may call on the running service (:class:`monitor.service.Monitor`)."""
@@ -91,6 +97,8 @@ class MonitorControl(Protocol):
     def open_alerts(self, patient: str) -> list[Event]: ...
 
     def report_gap(self, patient: str, device: str, *, start: float, end: float) -> None: ...
+
+    def health(self) -> Mapping[str, Any]: ...
 
 
 class PluginContext:

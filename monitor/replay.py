@@ -11,10 +11,12 @@ import csv
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, TextIO
 
 from pydantic import ValidationError
@@ -47,6 +49,25 @@ ESTIMATE_COLUMNS = (
 )
 MAX_ERRORS_SHOWN = 20
 PROGRESS_EVERY_ROWS = 20_000
+MAX_LINE_BYTES = 4096
+"""A longer line is rejected (and skipped without being held in memory)."""
+MAX_COLUMNS = 64
+MAX_PATIENTS = 100_000
+"""Distinct patients in one file (each holds an engine in memory)."""
+EARLIEST_TIME = 946_684_800.0
+"""2000-01-01T00:00:00Z: an earlier sample time is a unit or clock error."""
+FUTURE_SLACK_S = 86_400.0
+"""A sample time more than this after the replay started is refused."""
+SANE: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {
+        "heart_rate_bpm": (0.0, 400.0),
+        "skin_temp_c": (-50.0, 100.0),
+        "core_temp_c": (-50.0, 100.0),
+    }
+)
+"""Beyond these a value is not a reading at all (a unit error, a corrupt file): the row is
+refused. Inside them, implausible values reach the engine, which flags and counts them
+(``out_of_range``, ``zero``, ``invalid`` for NaN)."""
 
 
 @dataclass(slots=True)
@@ -65,31 +86,41 @@ def _fmt(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _shown(text: str) -> str:
+    """A cell for an error message: quoted, at most 40 characters."""
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
 def _number(text: str, column: str) -> float | None:
     if not text:
         return None
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{column} {text!r} is not a number") from None
+        raise ValueError(f"{column} {_shown(text)} is not a number") from None
+    lo, hi = SANE[column]
+    if not math.isnan(value) and not lo <= value <= hi:
+        raise ValueError(f"{column} {_shown(text)} is outside {lo:g}…{hi:g}")
     return value
 
 
-def _time(text: str) -> float:
+def _time(text: str, latest: float) -> float:
     if not text:
         raise ValueError("time is empty")
+    epoch = text[0].isdigit() and "-" not in text and ":" not in text
     try:
-        if text[0].isdigit() and "-" not in text and ":" not in text:
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"time {text!r} is neither ISO 8601 nor epoch seconds") from None
-    if dt.tzinfo is None:
-        raise ValueError(f"time {text!r} has no zone; use UTC (…Z)")
-    return dt.timestamp()
+        dt = None if epoch else datetime.fromisoformat(text)
+        value = float(text) if dt is None else dt.timestamp()
+    except (ValueError, OverflowError):
+        raise ValueError(f"time {_shown(text)} is neither ISO 8601 nor epoch seconds") from None
+    if dt is not None and dt.tzinfo is None:
+        raise ValueError(f"time {_shown(text)} has no zone; use UTC (…Z)")
+    if not EARLIEST_TIME <= value <= latest:  # NaN and infinities fail this too
+        raise ValueError(
+            f"time {_shown(text)} is before 2000 or more than a day in the future "
+            "(epoch seconds, not milliseconds?)"
+        )
+    return value
 
 
 class _Writers:
@@ -132,10 +163,27 @@ class _Writers:
         self.n_estimates += 1
 
 
-def _lines(raw: IO[bytes], progress: Callable[[int], None] | None) -> Iterator[str]:
+def _lines(
+    raw: IO[bytes],
+    progress: Callable[[int], None] | None,
+    too_long: Callable[[int], None],
+) -> Iterator[str]:
+    """The file's lines, decoded; a line longer than :data:`MAX_LINE_BYTES` is read in
+    pieces, reported through ``too_long(line_number)`` and replaced by an empty line."""
     done = 0
-    for count, line in enumerate(raw, start=1):
+    count = 0
+    while True:
+        line = raw.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            break
+        count += 1
         done += len(line)
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = raw.readline(1 << 16)
+                done += len(line)
+            too_long(count)
+            line = b"\n"
         if progress is not None and count % PROGRESS_EVERY_ROWS == 0:
             progress(done)
         yield line.decode("utf-8", errors="replace")
@@ -154,12 +202,16 @@ def replay(
     progress: Callable[[int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
     pseudonym_key: bytes | None = None,
+    now: float | None = None,
 ) -> ReplayReport:
     """Replay ``input_path`` through the engine. ``progress`` gets bytes read so far;
     ``on_error`` gets each rejected row's message (file:line: what is wrong). With
     ``pseudonym_key`` the ``patient`` column holds raw ids, and only their pseudonyms
-    (:func:`monitor.pseudonym.pseudonymize`) reach the engine and the outputs."""
+    (:func:`monitor.pseudonym.pseudonymize`) reach the engine and the outputs. Every row
+    is bounded before use (line length, cells, numbers, times after 2000 and at most a day
+    after ``now``); a row that is not is rejected, counted and skipped."""
     report = ReplayReport()
+    latest = (time.time() if now is None else now) + FUTURE_SLACK_S
     engine = MonitorEngine(
         profiles=profiles or {},
         config=config or EngineConfig(),
@@ -182,12 +234,20 @@ def replay(
         SampleKind.SKIN_TEMP,
         SampleKind.CORE_TEMP,
     )
+
+    def too_long(line: int) -> None:
+        reject(line, f"line longer than {MAX_LINE_BYTES} bytes")
+
     with input_path.open("rb") as raw:
-        reader = csv.reader(_lines(raw, progress))
+        reader = csv.reader(_lines(raw, progress, too_long))
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise InputError("empty file: no header", where=f"{name}:1") from None
+        except csv.Error as err:
+            raise InputError(f"header is not CSV: {err}", where=f"{name}:1") from err
+        if len(header) > MAX_COLUMNS:
+            raise InputError(f"header has more than {MAX_COLUMNS} columns", where=f"{name}:1")
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             raise InputError(
@@ -200,7 +260,15 @@ def replay(
         i_core = header.index("core_temp_c") if "core_temp_c" in header else -1
         width = len(header)
         write = writers.write
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:
+                report.rows += 1
+                reject(reader.line_num, f"not a CSV row ({err})")
+                continue
             report.rows += 1
             if len(row) != width:
                 if not row or row == [""]:
@@ -209,7 +277,7 @@ def replay(
                 reject(reader.line_num, f"expected {width} cells, found {len(row)}")
                 continue
             try:
-                t = _time(row[i_time])
+                t = _time(row[i_time], latest)
                 hr = _number(row[i_hr], "heart_rate_bpm")
                 skin = _number(row[i_skin], "skin_temp_c")
                 core = _number(row[i_core], "core_temp_c") if i_core >= 0 else None
@@ -218,6 +286,9 @@ def replay(
                 continue
             patient = row[i_pat]
             pe = engines.get(patient)
+            if pe is None and len(engines) >= MAX_PATIENTS:
+                reject(reader.line_num, f"more than {MAX_PATIENTS} patients in one file")
+                continue
             if pe is None and pseudonym_key is not None:
                 pe = engines[patient] = engine.engine(pseudonymize(patient, key=pseudonym_key))
             if pe is None:
@@ -226,7 +297,7 @@ def replay(
                 except (ValidationError, InputError):
                     reject(
                         reader.line_num,
-                        f"patient id {patient!r} is not a valid pseudonym "
+                        f"patient id {_shown(patient)} is not a valid pseudonym "
                         "(letters, digits, '.', '_', '-'; or use --pseudonymize)",
                     )
                     continue

@@ -9,17 +9,15 @@ symptom reports) enter through :meth:`Monitor.acknowledge` and :meth:`Monitor.re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from monitor.backoff import Backoff
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine, StepResult
-from monitor.errors import HeatmonError, InputError
+from monitor.errors import ConfigError, HeatmonError, InputError, SinkError
 from monitor.model import (
     Acknowledgement,
     Event,
@@ -30,6 +28,7 @@ from monitor.model import (
     ThermalState,
 )
 from monitor.plugins import PluginContext, Sink, Source, sink_class, source_class
+from monitor.running import Health, RunningSink, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,13 @@ MAX_OPEN_ALERTS = 50
 
 
 class Monitor:
-    """The running service. Use as ``async with Monitor(...) as monitor:``."""
+    """The running service. Use as ``async with Monitor(...) as monitor:``.
+
+    Every sink is wrapped in a :class:`monitor.running.RunningSink` (what it raises is
+    counted, logged once per kind and isolated); the ticker and every source run under a
+    :class:`monitor.running.Supervisor` (restarted with backoff when they raise); failures
+    show in :meth:`health` (``/healthz``) and go to every sink's ``submit_health`` (the MQTT
+    status topic)."""
 
     def __init__(
         self,
@@ -53,24 +58,45 @@ class Monitor:
     ) -> None:
         self.engine = engine
         self._sources = list(sources)
-        self._sinks = list(sinks)
+        self._health = Health()
+        self._running = [RunningSink(sink, health=self._health) for sink in sinks]
+        self._supervisor = Supervisor(health=self._health)
         self._clock = clock
         self._tick_s = tick_s
-        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
         self._open_alerts: dict[str, dict[str, Event]] = {}
         self.counters: dict[str, int] = {}
         self._listeners: list[Callable[[ThermalState | Event], None]] = []
+        self._listener_errors: set[str] = set()
+        self._health.add_listener(self._publish_health)
 
     # -- lifetime ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        for sink in self._sinks:
-            await sink.start()
-        self._tasks.append(asyncio.create_task(self._ticker(), name="heatmon-ticker"))
+        started: list[RunningSink] = []
+        try:
+            for running in self._running:
+                try:
+                    await running.start()
+                except HeatmonError:
+                    raise
+                except Exception as err:
+                    raise SinkError(
+                        f"sinks.{running.name}: could not start "
+                        f"({type(err).__name__}: {str(err)[:200]})",
+                        action="drop",
+                    ) from err
+                started.append(running)
+        except BaseException:
+            for running in reversed(started):
+                await running.stop()
+            raise
+        self._started = True
+        self._health.component("ticker")
+        self._supervisor.spawn("ticker", self._ticker)
         for source in self._sources:
-            self._tasks.append(
-                asyncio.create_task(self._supervise(source), name=f"source-{source.name}")
-            )
+            self._spawn_source(source)
+        self._publish_health(self._health.summary())
         return self
 
     async def __aexit__(
@@ -79,59 +105,66 @@ class Monitor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        self._started = False
+        await self._supervisor.stop()
         for result in self.engine.close():
             self._fan_out(result)
-        for sink in reversed(self._sinks):
-            try:
-                await sink.stop()
-            except Exception:
-                log.exception("sink %s failed to stop cleanly", sink.name)
+        for running in reversed(self._running):
+            await running.stop()
+
+    def _spawn_source(self, source: Source) -> None:
+        name = f"source.{source.name}"
+        self._health.component(name)
+
+        def failed(err: BaseException) -> None:
+            self._count(f"source_failures.{source.name}")
+
+        self._supervisor.spawn(name, lambda: source.run(self.ingest), on_failure=failed)
 
     def add_source(self, source: Source) -> None:
         self._sources.append(source)
-        if self._tasks:
-            self._tasks.append(
-                asyncio.create_task(self._supervise(source), name=f"source-{source.name}")
-            )
+        if self._started:
+            self._spawn_source(source)
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return tuple(self._sources)
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
-        return tuple(self._sinks)
+        return tuple(r.sink for r in self._running)
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok" | "degraded", "failing": [...], "components": {...}}``."""
+        return self._health.summary()
 
     def add_listener(self, listener: Callable[[ThermalState | Event], None]) -> None:
         """Call ``listener`` with every state and event (the terminal view uses this)."""
         self._listeners.append(listener)
 
-    async def _supervise(self, source: Source) -> None:
-        backoff = Backoff()
-        while True:
-            try:
-                await source.run(self.ingest)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                delay = backoff.next_delay()
-                self._count(f"source_failures.{source.name}")
-                log.warning(
-                    "source %s failed (%s: %s); restarting in %.1f s",
-                    source.name,
-                    type(err).__name__,
-                    err,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self._tick_s)
             self._fan_out(self.engine.advance(self._clock()))
+            self._health.check()
+
+    def _publish_health(self, summary: dict[str, Any]) -> None:
+        if summary["status"] != "ok":
+            log.warning("health: degraded (failing: %s)", ", ".join(summary["failing"]))
+        for running in self._running:
+            running.submit_health(summary)
+
+    def _notify(self, item: ThermalState | Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(item)
+            except Exception as err:
+                self._count("listener_errors")
+                who = getattr(listener, "__qualname__", type(listener).__name__)
+                kind = f"{who}:{type(err).__name__}"
+                if kind not in self._listener_errors:
+                    self._listener_errors.add(kind)
+                    log.exception("listener %s failed (counted from now on)", kind)
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -143,8 +176,8 @@ class Monitor:
             self._count("rejected_samples")
             log.warning("sample rejected: %s", err.reason)
             return
-        for sink in self._sinks:
-            sink.submit_sample(sample, result.flag)
+        for running in self._running:
+            running.submit_sample(sample, result.flag)
         if result.flag is not SampleFlag.OK:
             self._count(f"flag.{result.flag.value}")
         if result.states or result.events or result.records:
@@ -189,24 +222,22 @@ class Monitor:
         for record in result.records:
             self._submit_record(record)
         for state in result.states:
-            for sink in self._sinks:
-                sink.submit_state(state)
-            for listener in self._listeners:
-                listener(state)
+            for running in self._running:
+                running.submit_state(state)
+            self._notify(state)
         for event in result.events:
             if event.requires_ack:
                 alerts = self._open_alerts.setdefault(event.patient, {})
                 alerts[event.id] = event
                 while len(alerts) > MAX_OPEN_ALERTS:
                     del alerts[next(iter(alerts))]
-            for sink in self._sinks:
-                sink.submit_event(event)
-            for listener in self._listeners:
-                listener(event)
+            for running in self._running:
+                running.submit_event(event)
+            self._notify(event)
 
     def _submit_record(self, record: SymptomReport | Acknowledgement | SessionRecord) -> None:
-        for sink in self._sinks:
-            sink.submit_record(record)
+        for running in self._running:
+            running.submit_record(record)
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -219,19 +250,24 @@ def build_plugins(
     context = PluginContext(config=config, instance=instance or config.monitor.instance)
     sources: list[Source] = []
     sinks: list[Sink] = []
-    for name, opts in _enabled(config.sources):
+    for name, opts in _enabled(config.sources, "sources"):
         sources.append(source_class(name).from_options(opts, context=context))
-    for name, opts in _enabled(config.sinks):
+    for name, opts in _enabled(config.sinks, "sinks"):
         sinks.append(sink_class(name).from_options(opts, context=context))
     return sources, sinks, context
 
 
 def _enabled(
-    plugins: Mapping[str, Mapping[str, Any]],
+    plugins: Mapping[str, Mapping[str, Any]], group: str
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each plugin not switched off with ``enabled = false``, with its options less that key."""
     for name, options in plugins.items():
-        if options.get("enabled", True) is not False:
+        enabled = options.get("enabled", True)
+        if isinstance(enabled, str) and enabled.lower() in ("true", "false"):
+            enabled = enabled.lower() == "true"  # from HEATMON_<NAME>_ENABLED
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{group}.{name}.enabled must be true or false, not {enabled!r}")
+        if enabled:
             yield name, {k: v for k, v in options.items() if k != "enabled"}
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
 import logging
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.errors import ConfigError
 from monitor.model import Acknowledgement, Event, SessionRecord, SymptomReport, iso_utc
@@ -17,44 +21,103 @@ from monitor.plugins import PluginContext, Sink
 log = logging.getLogger(__name__)
 
 
+MAX_QUEUED = 10_000
+"""Lines waiting for the writer; beyond, new ones are dropped and counted."""
+MAX_BATCH = 500
+"""Lines written (and flushed) at once."""
+STOP_TIMEOUT_S = 5.0
+"""How long ``stop()`` waits for the writer to drain the queue."""
+
+
 class JsonlOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    path: str = "var/events.jsonl"
+    path: str = Field(default="var/events.jsonl", min_length=1, max_length=4096)
 
 
 class JsonlEventSink(Sink):
-    """Sink "jsonl": appends every event and record to a JSON lines file (an audit trail)."""
+    """Sink "jsonl": appends every event and record to a JSON lines file (an audit trail).
+    ``submit_*`` only encode and enqueue; a writer task appends the lines (in a worker
+    thread, so a slow disk never stalls the engine) and flushes after each batch."""
 
     name = "jsonl"
 
-    def __init__(self, *, path: Path) -> None:
+    def __init__(self, *, path: Path, max_queued: int = MAX_QUEUED) -> None:
         self._path = path
         self._file: IO[str] | None = None
+        self._max_queued = max_queued
+        self._pending: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.counters: dict[str, int] = {}
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
         try:
             opts = JsonlOptions.model_validate(options)
         except ValidationError as err:
-            raise ConfigError(f"sinks.jsonl: {err.errors()[0]['msg']}") from err
+            first = err.errors()[0]
+            key = ".".join(str(p) for p in first["loc"]) or "(options)"
+            raise ConfigError(f"sinks.jsonl.{key}: {first['msg']}") from err
         return cls(path=Path(opts.path))
 
     async def start(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._path.open("a", encoding="utf-8")
+        self._task = asyncio.create_task(self._writer(), name="jsonl-writer")
 
     async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    while self._pending and not task.done():
+                        self._wake.set()
+                        await asyncio.sleep(0.01)
+            except TimeoutError:
+                pass
+            if self._pending:
+                log.warning("jsonl: %d line(s) not written at stop", len(self._pending))
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._file is not None:
             self._file.close()
             self._file = None
 
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def _writer(self) -> None:
+        """Write what is queued; a batch leaves the queue only once written (if writing
+        raises, the task dies, the service restarts the sink and the lines are still here)."""
+        while True:
+            if not self._pending:
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            lines = list(itertools.islice(self._pending, MAX_BATCH))
+            await asyncio.to_thread(self._append, lines)
+            for _ in lines:
+                self._pending.popleft()
+
+    def _append(self, lines: list[str]) -> None:
+        file = self._file
+        if file is None:
+            raise RuntimeError("jsonl sink file is closed")
+        file.write("".join(lines))
+        file.flush()
+
     def _write(self, obj: dict[str, object]) -> None:
-        if self._file is None:
-            log.warning("jsonl sink not started; dropping a %s", obj.get("kind"))
-            return
-        self._file.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self._file.flush()
+        line = json.dumps(obj, ensure_ascii=False) + "\n"
+        if len(self._pending) < self._max_queued:
+            self._pending.append(line)
+            self._wake.set()
+        else:
+            self.counters["dropped_full"] = self.counters.get("dropped_full", 0) + 1
+            if self.counters["dropped_full"] == 1:
+                log.warning("jsonl: queue full; dropping lines (counted)")
 
     def submit_event(self, event: Event) -> None:
         self._write(event.to_json_dict())

@@ -219,6 +219,7 @@ async def test_first_samples_within_3_s_of_connecting() -> None:
         assert stats[CORE].subscribed == ("CORE 0x2101", "0x2A19")
 
 
+@pytest.mark.slow
 async def test_recovers_after_drop_reports_gap_and_emits_no_duplicates() -> None:
     beats = itertools.count(60)
     strap = VirtualChestStrap(address=STRAP, heart_rate=lambda: float(next(beats)), interval_s=0.1)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.cli import main
 from monitor.config import load_config, parse_config
 from monitor.errors import ConfigError
 
@@ -67,3 +68,82 @@ def test_run_check_reports_errors_and_exits_2(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "patients.0.age" in r.stderr
+
+
+def run_check(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
+    """``heatmon run --check`` in this process (the exit code path is tested above), with
+    the configuration's directory as the working directory."""
+    monkeypatch.chdir(path.parent)
+    code = main(["run", "--config", str(path), "--check"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[sinks.kafka]\n", "sinks.kafka: unknown sink 'kafka'"),
+        ('[sinks.jsonl]\npaht = "x.jsonl"\n', "sinks.jsonl.paht"),
+        ('[sinks.influxdb]\nbatch_size = "many"\n', "sinks.influxdb.batch_size"),
+        ('[sinks.mqtt]\nhost = "127.0.0.1"\nport = "1883x"\n', "sinks.mqtt.port"),
+        ("[sinks.web]\nport = 99999\n", "port"),
+        ("[sources.simulator]\nspeed = -5\n", "sources.simulator.speed"),
+        ('[sinks.jsonl]\nenabled = "no"\n', "sinks.jsonl.enabled must be true or false"),
+        ('[engine]\nestimator = "crystal_ball"\n', "engine.estimator"),
+        ("[engine]\nstale_after_s = 1e9\n", "engine.stale_after_s"),
+    ],
+)
+def test_run_check_refuses_what_run_refuses_naming_the_key(
+    tmp_path: Path,
+    toml: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "heatmon.toml"
+    path.write_text('[monitor]\ndata_dir = "var"\n\n[[patients]]\nid = "p1"\n\n' + toml)
+    code, out, err = run_check(path, capsys, monkeypatch)
+    assert code == 2, out + err
+    assert message in err
+    assert not (tmp_path / "var").exists(), "--check must not create files or connect"
+
+
+def test_run_check_accepts_the_sample_without_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample = tmp_path / "heatmon.toml"
+    sample.write_text((ROOT / "heatmon.sample.toml").read_text(encoding="utf-8"))
+    code, out, err = run_check(sample, capsys, monkeypatch)
+    assert code == 0, err
+    assert "ok (2 patients" in out
+    assert "sources: ble, sinks: jsonl, influxdb, thresholds)" in out  # mqtt, web: disabled
+
+
+def test_an_oversized_or_binary_configuration_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"# " + b"x" * (5 * 1024 * 1024) + b"\n")
+    with pytest.raises(ConfigError, match="larger than 4 MiB"):
+        load_config(big, environ={})
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b'[monitor]\ninstance = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(binary, environ={})
+
+
+def test_run_names_a_sink_that_cannot_start(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    path = tmp_path / "heatmon.toml"
+    path.write_text(f'[sinks.jsonl]\npath = "{tmp_path / "a-file" / "events.jsonl"}"\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "sinks.jsonl: could not start (" in r.stderr
+    assert "Traceback" not in r.stderr

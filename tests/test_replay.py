@@ -6,11 +6,13 @@ import csv
 import json
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from monitor.model import iso_utc
+from monitor.replay import replay
 
 T0 = 1_750_000_000
 
@@ -41,6 +43,7 @@ def read_events(path: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize("epoch", [False, True])
+@pytest.mark.slow
 def test_replay_contract(tmp_path: Path, epoch: bool) -> None:
     src = tmp_path / "in.csv"
     write_hot_session(src, patients=("p1", "p2"), epoch=epoch)
@@ -65,6 +68,7 @@ def test_replay_contract(tmp_path: Path, epoch: bool) -> None:
     assert "samples/s" in r.stderr
 
 
+@pytest.mark.slow
 def test_malformed_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
     lines = ["time,patient,heart_rate_bpm,skin_temp_c"]
@@ -88,6 +92,7 @@ def test_malformed_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Pat
     assert times[-1] >= iso_utc(T0 + 590)  # the run went on to the end
 
 
+@pytest.mark.slow
 def test_implausible_values_are_flagged_and_counted(tmp_path: Path) -> None:
     src = tmp_path / "flags.csv"
     rows = ["time,patient,heart_rate_bpm,skin_temp_c"]
@@ -112,6 +117,7 @@ def test_missing_header_column_is_a_clear_error(tmp_path: Path) -> None:
     assert "nohdr.csv:1: header lacks skin_temp_c" in r.stderr
 
 
+@pytest.mark.slow
 def test_profiles_file_sets_thresholds(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     write_hot_session(src, patients=("p1",))
@@ -136,6 +142,7 @@ def test_profiles_file_sets_thresholds(tmp_path: Path) -> None:
     assert not later or str(later[0]["time"]) > str(first_strict)
 
 
+@pytest.mark.slow
 def test_simulate_then_replay_with_measured_core(tmp_path: Path) -> None:
     rec = tmp_path / "sim.csv"
     r = heatmon(
@@ -168,6 +175,7 @@ def _peak_rss_kib(src: Path, tmp_path: Path) -> int:
     return int(r.stdout)
 
 
+@pytest.mark.slow
 def test_replay_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     short, long = tmp_path / "short.csv", tmp_path / "long.csv"
     for path, minutes in ((short, "5"), (long, "30")):
@@ -176,3 +184,64 @@ def test_replay_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     assert long.stat().st_size > 5 * short.stat().st_size
     grown_kib = _peak_rss_kib(long, tmp_path) - _peak_rss_kib(short, tmp_path)
     assert grown_kib < 4 * 1024
+
+
+def test_hostile_rows_are_bounded_rejected_with_file_line_and_counted(tmp_path: Path) -> None:
+    src = tmp_path / "hostile.csv"
+    good = [f"{T0 + t},p1,70,33.0" for t in range(400)]
+    bad = {
+        51: f"{T0 + 50},p1,1e308,33.0",  # a number far beyond any reading
+        61: f"{T0 + 60},p1,70,-inf",
+        71: "1e20,p1,70,33.0",  # a time centuries ahead
+        81: f"{(T0 + 80) * 1000},p1,70,33.0",  # milliseconds
+        91: "1970-01-01T00:00:01Z,p1,70,33.0",
+        101: "99999-01-01T00:00:00Z,p1,70,33.0",
+        111: f"{T0 + 110},p1," + "7" * 10_000 + ",33.0",  # one line far too long
+        121: f'{T0 + 120},p1,"70,33.0',  # an unclosed quote swallows what follows
+    }
+    lines = ["time,patient,heart_rate_bpm,skin_temp_c"]
+    for n, row in enumerate(good, start=2):
+        lines.append(bad.get(n, row))
+    src.write_text("\n".join(lines[:121]) + "\n" + "\n".join(lines[121:]) + "\n")
+    errors: list[str] = []
+    with (tmp_path / "e.jsonl").open("w") as events, (tmp_path / "s.csv").open("w") as est:
+        report = replay(
+            src,
+            events_out=events,
+            estimates_out=est,
+            on_error=errors.append,
+            now=T0 + 3600,
+        )
+    shown = "\n".join(errors)
+    assert "hostile.csv:51: heart_rate_bpm '1e308' is outside 0…400" in shown
+    assert "hostile.csv:61: skin_temp_c '-inf' is outside -50…100" in shown
+    assert "hostile.csv:71: time '1e20' is before 2000 or more than a day in the future" in shown
+    assert "hostile.csv:81: time" in shown and "milliseconds?" in shown
+    assert "hostile.csv:91: time '1970-01-01T00:00:01Z' is before 2000" in shown
+    assert "hostile.csv:101: time '99999-01-01T00:00:00Z' is neither ISO 8601" in shown
+    assert "hostile.csv:111: line longer than 4096 bytes" in shown
+    assert "7777777777" not in shown, "a rejected cell is shortened in messages"
+    assert report.rejected_rows == len(errors) >= 8
+    # The rows before the unclosed quote all went through the engine.
+    assert report.samples >= 2 * (120 - 2 - 7)
+
+
+def test_an_endless_line_is_not_read_into_memory(tmp_path: Path) -> None:
+    src = tmp_path / "endless.csv"
+    with src.open("wb") as f:
+        f.write(b"time,patient,heart_rate_bpm,skin_temp_c\n")
+        f.write(b"1" * (64 * 1024 * 1024))  # 64 MiB without a newline
+        f.write(b"\n" + f"{T0},p1,70,33.0\n".encode())
+    errors: list[str] = []
+    before = tracemalloc.is_tracing()
+    tracemalloc.start()
+    try:
+        with (tmp_path / "e.jsonl").open("w") as ev, (tmp_path / "s.csv").open("w") as est:
+            report = replay(src, events_out=ev, estimates_out=est, on_error=errors.append)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        if not before:
+            tracemalloc.stop()
+    assert errors == ["endless.csv:2: line longer than 4096 bytes"]
+    assert report.samples == 2 and report.rejected_rows == 1
+    assert peak < 8 * 1024 * 1024

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_the_worked_example_records_a_session_and_plots_it(tmp_path: Path) -> None:
     out = tmp_path / "session.png"
     proc = subprocess.run(

@@ -9,11 +9,14 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from monitor.model import Acknowledgement, Level, Sample, SampleKind, SymptomReport
 from monitor.web.demo import DemoUser
 from tests.fixtures.web import CAROL, DAVE, WebStack, build_web_stack
+
+pytestmark = pytest.mark.slow
 
 LIVE_TIMEOUT_MS = 30_000
 

@@ -8,6 +8,7 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Browser, expect
 
 from monitor.model import Level
@@ -34,6 +35,7 @@ async def stored(db: InfluxDatabase, influxql: str) -> int:
     return 0
 
 
+@pytest.mark.slow
 async def test_history_view_charts_a_stored_session(
     influx_db: InfluxDatabase, chromium: Browser, screenshots: Path, tmp_path: Path
 ) -> None:

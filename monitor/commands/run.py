@@ -45,10 +45,13 @@ async def _serve(config_path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.check:
+        # Everything ``run`` builds before it connects: every plugin validates its options
+        # (an unknown sink, a misspelt key or a wrong type is refused here, naming the key).
+        monitor = build_monitor(config)
         print(
             f"{args.config}: ok ({len(config.patients)} patients, "
-            f"sources: {', '.join(config.sources) or 'none'}, "
-            f"sinks: {', '.join(config.sinks) or 'none'})"
+            f"sources: {', '.join(s.name for s in monitor.sources) or 'none'}, "
+            f"sinks: {', '.join(s.name for s in monitor.sinks) or 'none'})"
         )
         return 0
     asyncio.run(_serve(args.config))

@@ -106,6 +106,9 @@ class MosquittoBroker:
             [MOSQUITTO, "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # Its own session: a Ctrl-C in the terminal (SIGINT to the foreground process
+            # group) reaches heatmon, which stops this broker after its sinks have drained.
+            start_new_session=True,
         )
         try:
             wait_for_port(self.port, timeout_s=10.0)

@@ -269,7 +269,13 @@ def event_schema(event: Event) -> str:
     return "recovered" if event.kind is EventKind.RECOVERED else "alert"
 
 
-def encode_status(*, instance: str, online: bool, time: float | None = None) -> bytes:
+def encode_status(
+    *,
+    instance: str,
+    online: bool,
+    time: float | None = None,
+    health: Mapping[str, Any] | None = None,
+) -> bytes:
     doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "status": "online" if online else "offline",
@@ -278,6 +284,9 @@ def encode_status(*, instance: str, online: bool, time: float | None = None) -> 
     }
     if time is not None:
         doc["time"] = iso_utc(time)
+    if health is not None and online:
+        doc["health"] = str(health.get("status", "ok"))
+        doc["failing"] = [str(name) for name in health.get("failing", ())][:50]
     return _dumps(doc)
 
 

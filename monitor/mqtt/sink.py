@@ -100,6 +100,8 @@ class MqttSink(Sink):
         self._task: asyncio.Task[None] | None = None
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
+        self._health: Mapping[str, Any] | None = None
+        self._status_dirty = False
         self.counters: dict[str, int] = {}
         self.counted = asyncio.Event()
         """Set whenever a counter changes (tests and tools wait on it)."""
@@ -205,6 +207,17 @@ class MqttSink(Sink):
             return
         self._wake.set()
 
+    def submit_health(self, summary: Mapping[str, Any]) -> None:
+        """The monitor's health changed: republish the (retained) status."""
+        self._health = summary
+        self._status_dirty = True
+        self._wake.set()
+
+    def _status(self) -> bytes:
+        return payloads.encode_status(
+            instance=self._instance, online=True, time=self._clock(), health=self._health
+        )
+
     # -- connection ---------------------------------------------------------------------
 
     def _has_pending(self) -> bool:
@@ -245,11 +258,9 @@ class MqttSink(Sink):
             await asyncio.sleep(delay)
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
+        self._status_dirty = False
         await client.publish(
-            self._topics.status(self._instance),
-            payloads.encode_status(instance=self._instance, online=True, time=self._clock()),
-            qos=1,
-            retain=True,
+            self._topics.status(self._instance), self._status(), qos=1, retain=True
         )
         if self._options.subscribe_inputs:
             await client.subscribe([(self._topics.subscription(c), 1) for c in INBOUND])
@@ -263,6 +274,11 @@ class MqttSink(Sink):
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._status_dirty:
+                self._status_dirty = False
+                await client.publish(
+                    self._topics.status(self._instance), self._status(), qos=1, retain=True
+                )
             await self._send_alerts(client)
             await self._send_errors(client)
             await self._send_states(client)

@@ -196,6 +196,9 @@ class InfluxServer:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C in the terminal (SIGINT to the foreground process
+            # group) reaches heatmon, which stops this server after its sinks have drained.
+            start_new_session=True,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while ping(self.url, timeout_s=0.5) is None:

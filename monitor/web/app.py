@@ -45,8 +45,19 @@ from monitor.web.suggestions import add_suggestion_routes
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STATIC_DIR = REPO_ROOT / "dashboards" / "web"
+PACKAGED_STATIC_DIR = Path(__file__).with_name("static")
+"""The dashboard inside an installed wheel (copied there by setup.py's build step)."""
+SOURCE_STATIC_DIR = Path(__file__).resolve().parents[2] / "dashboards" / "web"
+"""The dashboard in a source checkout (editable install): the source of truth."""
+
+
+def default_static_dir() -> Path:
+    """The installed copy if there is one, else the checkout's ``dashboards/web``."""
+    if (PACKAGED_STATIC_DIR / "caregiver.html").is_file():
+        return PACKAGED_STATIC_DIR
+    return SOURCE_STATIC_DIR
+
+
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 HEARTBEAT_S = 15.0
 """An SSE comment this often keeps proxies from closing an idle stream."""
@@ -106,7 +117,7 @@ class WebState:
         self.assignments: Mapping[str, frozenset[str]] = {
             login: frozenset(u.patients) for login, u in config.users.items()
         }
-        self.static_dir = Path(config.static_dir) if config.static_dir else DEFAULT_STATIC_DIR
+        self.static_dir = Path(config.static_dir) if config.static_dir else default_static_dir()
         self.http: aiohttp.ClientSession | None = None
         self.history: HistoryReader | None = None
 
@@ -510,14 +521,23 @@ async def api_openapi(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
+    """Liveness and the service's health (no patient data: component names, counts and
+    error types). 200 while the engine's clock ticks, even with a failing sink ("degraded");
+    503 while the ticker itself is down (stale data and session ends would go unnoticed)."""
     st = _state(request)
-    return web.json_response(
-        {
-            "status": "ok",
-            "streams": st.board.subscriber_count,
-            "rejected": st.rejections.snapshot(),
-        }
-    )
+    body: dict[str, Any] = {
+        "status": "ok",
+        "streams": st.board.subscriber_count,
+        "rejected": st.rejections.snapshot(),
+    }
+    if st.control is not None:
+        health = st.control.health()
+        body["status"] = health.get("status", "ok")
+        body["failing"] = list(health.get("failing", ()))
+        body["components"] = health.get("components", {})
+    ticker = body.get("components", {}).get("ticker", {})
+    status = 503 if ticker.get("down") else 200
+    return web.json_response(body, status=status)
 
 
 # -- the app ------------------------------------------------------------------------------
