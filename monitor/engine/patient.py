@@ -41,6 +41,11 @@ SLOPE_TAU_S = 180.0
 MIN_FORECAST_SLOPE_C_PER_MIN = 0.004
 SENSOR_OFF_AFTER = 3
 """Consecutive no-contact / zero heart-rate samples that mean the sensor is off."""
+FUTURE_TOLERANCE_S = 10.0
+"""A sample more than this (plus two of the service's tick intervals) ahead of the clock the
+service last reported through :meth:`PatientEngine.advance` is flagged ``future`` and not
+used: taken, it would make every real-time sample after it out of order until the clock
+caught up. Without a reported clock (replay) no sample is ahead of it."""
 PSI_CORE_CEILING_C = 39.5
 PSI_HR_CEILING_BPM = 180.0
 
@@ -80,12 +85,14 @@ class PatientEngine:
         "_core_sum",
         "_est",
         "_events",
+        "_future_after",
         "_good_once",
         "_hr_n",
         "_hr_sum",
         "_last_delta",
         "_last_hr",
         "_last_hr_time",
+        "_last_now",
         "_last_skin",
         "_last_step",
         "_last_time",
@@ -117,6 +124,8 @@ class PatientEngine:
         self._state: ThermalState | None = None
         self._seq = 0
         self._last_time = -math.inf
+        self._last_now = -math.inf
+        self._future_after = math.inf
         self._win_end = math.inf
         self._last_hr: float | None = None
         self._last_skin: float | None = None
@@ -156,6 +165,10 @@ class PatientEngine:
         contact: bool | None = None,
     ) -> StepResult:
         """Take one reading. Fast path for replay; :meth:`ingest` wraps it."""
+        if time > self._future_after:
+            counters = self.counters
+            counters["future"] = counters.get("future", 0) + 1
+            return QUIET[SampleFlag.FUTURE]
         records: list[SessionRecord] = []
         states: list[ThermalState] = []
         events: list[Event] = []
@@ -201,6 +214,10 @@ class PatientEngine:
 
     def advance(self, now: float) -> StepResult:
         """Time passes without samples: close due windows, report stale data, end a session."""
+        if now > self._last_now:
+            spacing = now - self._last_now if self._last_now > -math.inf else 0.0
+            self._future_after = now + FUTURE_TOLERANCE_S + 2.0 * spacing
+            self._last_now = now
         if self._session is None:
             return QUIET[SampleFlag.OK]
         states: list[ThermalState] = []

@@ -3,14 +3,17 @@ and never a silent drop.
 
 Ranges: heart rate 30–230 bpm, skin temperature 20–43 °C, core temperature 34–42 °C,
 battery 0–100 %. Heart-rate artefacts: 0 bpm (strap off), no-contact, and a sudden doubling
-or halving against the recent level (a beat-detection artefact). Timestamps: a repeat of the
-previous timestamp is a duplicate, an earlier one is out of order, one more than
-``GAP_S`` after the previous is accepted and flagged as following a gap.
+or halving against the recent level (a beat-detection artefact). Timestamps: a repeat of a
+recent timestamp of the same stream is a ``duplicate`` (a copy sent or delivered again: QoS 1
+redelivery, a gateway re-sending a batch whose PUBACK it lost), an earlier one never seen is
+out of order, one more than ``GAP_S`` after the previous is accepted and flagged as
+following a gap. Which times are recent: the last ``RECENT_TIMES`` of the stream.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -32,12 +35,15 @@ HR_REF_WEIGHT = 0.2
 """Weight of a new accepted heart rate in the running reference."""
 ARTEFACT_RESET_COUNT = 15
 """After this many artefacts in a row the new level is believed (it is real, not a glitch)."""
+RECENT_TIMES = 64
+"""Timestamps a stream remembers to recognise a copy (a minute at 1 Hz, a few batches);
+a copy older than that is flagged ``out_of_order``."""
 
 
 class KindValidator:
     """Validates the samples of one kind from one device, in arrival order."""
 
-    __slots__ = ("_artefacts", "_hi", "_is_hr", "_last_time", "_lo", "_ref")
+    __slots__ = ("_artefacts", "_hi", "_is_hr", "_last_time", "_lo", "_recent", "_ref")
 
     def __init__(self, kind: SampleKind) -> None:
         self._lo, self._hi = RANGES[kind]
@@ -45,12 +51,16 @@ class KindValidator:
         self._last_time = -math.inf
         self._ref = 0.0
         self._artefacts = 0
+        self._recent: deque[float] = deque(maxlen=RECENT_TIMES)
 
     def check(self, value: float, time: float, contact: bool | None = None) -> SampleFlag:
         last = self._last_time
         if time <= last:
-            return SampleFlag.DUPLICATE if time == last else SampleFlag.OUT_OF_ORDER
+            if time == last or time in self._recent:
+                return SampleFlag.DUPLICATE
+            return SampleFlag.OUT_OF_ORDER
         self._last_time = time
+        self._recent.append(time)
         if value != value or value in (math.inf, -math.inf):  # NaN check without a call
             return SampleFlag.INVALID
         gap = time - last > GAP_S

@@ -4,8 +4,12 @@
 and the alerts never wait on storage. Two tasks do the rest:
 
 - the *flusher* appends what is in the list to the durable :class:`Spool` every
-  ``spool_interval_s`` (0.1 s by default; at once when ``batch_size`` points are waiting),
-  so a crash or SIGKILL of heatmon loses at most that much; a stop loses nothing;
+  ``spool_interval_s`` (0.1 s by default; at once when ``batch_size`` points are waiting,
+  or when someone awaits :meth:`InfluxSink.durable`), so a crash or SIGKILL of heatmon
+  loses at most that much; a stop loses nothing. An input that must not be lost (an MQTT
+  message) is acknowledged only after :meth:`InfluxSink.durable` returned: everything
+  submitted before the call is then in the fsynced spool. Many callers share one append
+  and one fsync;
 - the *sender* sends the oldest spooled points as one batch once there are
   ``batch_size`` of them or the oldest has waited ``flush_interval_s`` (at once after a
   restart or an outage), and marks them delivered; while InfluxDB is down or slow it
@@ -71,6 +75,7 @@ class SinkStats:
     write_failures: int = 0
     spool_dropped: int = 0
     spooled: int = 0
+    duplicates_not_stored: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -103,6 +108,11 @@ class InfluxSink(Sink):
         self.writer = InfluxWriter(options=options)
         self.stats = SinkStats()
         self._buffer: list[str] = []
+        self._lines_taken = 0
+        """Lines ever put in ``_buffer`` (the buffer is first in, first out)."""
+        self._lines_spooled = 0
+        """Lines ever appended from ``_buffer`` to the spool."""
+        self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._rejected: list[tuple[str, str]] = []
         self._full = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -197,6 +207,32 @@ class InfluxSink(Sink):
             self._draining -= 1
         return True
 
+    async def durable(self) -> None:
+        """Return once everything submitted before this call is in the spool (fsynced unless
+        ``spool_fsync = false``) or quarantined: safe to acknowledge the input it came from.
+        Callers that wait together share one append and one fsync. While the spool cannot
+        be written this waits (the input stays unacknowledged, so nothing is lost)."""
+        target = self._lines_taken
+        if self._lines_spooled >= target:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._durable_waiters.append((target, waiter))
+        self._full.set()  # the flusher spools now instead of at its next interval
+        await waiter
+
+    def _wake_durable_waiters(self) -> None:
+        if not self._durable_waiters:
+            return
+        done = self._lines_spooled
+        waiting = []
+        for target, waiter in self._durable_waiters:
+            if target <= done:
+                if not waiter.done():
+                    waiter.set_result(None)
+            elif not waiter.done():
+                waiting.append((target, waiter))
+        self._durable_waiters = waiting
+
     # -- submit (never blocks, never raises) -------------------------------------------
 
     def _add(self, make: Callable[[_Item, lp.Precision], str], item: _Item) -> None:
@@ -210,10 +246,16 @@ class InfluxSink(Sink):
             self._rejected.append((f"{type(err).__name__}: {err}", repr(item)[:2000]))
             return
         self._buffer.append(line)
+        self._lines_taken += 1
         if len(self._buffer) >= self.options.batch_size:
             self._full.set()
 
     def submit_sample(self, sample: Sample, flag: SampleFlag) -> None:
+        if flag is SampleFlag.DUPLICATE:
+            # a copy of a reading already taken (sent or delivered again): the first copy
+            # is the stored point; writing this one would overwrite it with its flag
+            self.stats.duplicates_not_stored += 1
+            return
         self._add(_flagged_sample_line, (sample, flag))
 
     def submit_state(self, state: ThermalState) -> None:
@@ -257,6 +299,8 @@ class InfluxSink(Sink):
                     )
                     return
                 del self._buffer[: len(part)]
+                self._lines_spooled += len(part)
+                self._wake_durable_waiters()
                 self.stats.spooled = self.spool.pending_points
                 self.stats.spool_dropped = self.spool.dropped_points
                 self._spooled.set()
