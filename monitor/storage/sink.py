@@ -47,6 +47,7 @@ from monitor.model import (
 )
 from monitor.plugins import PluginContext, Sink
 from monitor.storage import lineprotocol as lp
+from monitor.storage.handoff import HandOff
 from monitor.storage.options import InfluxOptions
 from monitor.storage.quarantine import QuarantineFile
 from monitor.storage.spool import Chunk, Spool
@@ -108,11 +109,8 @@ class InfluxSink(Sink):
         self.writer = InfluxWriter(options=options)
         self.stats = SinkStats()
         self._buffer: list[str] = []
-        self._lines_taken = 0
-        """Lines ever put in ``_buffer`` (the buffer is first in, first out)."""
-        self._lines_spooled = 0
-        """Lines ever appended from ``_buffer`` to the spool."""
-        self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._handoff = HandOff()
+        """Lines put in ``_buffer`` (first in, first out) and lines appended to the spool."""
         self._rejected: list[tuple[str, str]] = []
         self._full = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -212,26 +210,10 @@ class InfluxSink(Sink):
         ``spool_fsync = false``) or quarantined: safe to acknowledge the input it came from.
         Callers that wait together share one append and one fsync. While the spool cannot
         be written this waits (the input stays unacknowledged, so nothing is lost)."""
-        target = self._lines_taken
-        if self._lines_spooled >= target:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._durable_waiters.append((target, waiter))
-        self._full.set()  # the flusher spools now instead of at its next interval
-        await waiter
-
-    def _wake_durable_waiters(self) -> None:
-        if not self._durable_waiters:
-            return
-        done = self._lines_spooled
-        waiting = []
-        for target, waiter in self._durable_waiters:
-            if target <= done:
-                if not waiter.done():
-                    waiter.set_result(None)
-            elif not waiter.done():
-                waiting.append((target, waiter))
-        self._durable_waiters = waiting
+        waiter = self._handoff.pending()
+        if waiter is not None:
+            self._full.set()  # the flusher spools now instead of at its next interval
+            await waiter
 
     # -- submit (never blocks, never raises) -------------------------------------------
 
@@ -246,7 +228,7 @@ class InfluxSink(Sink):
             self._rejected.append((f"{type(err).__name__}: {err}", repr(item)[:2000]))
             return
         self._buffer.append(line)
-        self._lines_taken += 1
+        self._handoff.took()
         if len(self._buffer) >= self.options.batch_size:
             self._full.set()
 
@@ -299,8 +281,7 @@ class InfluxSink(Sink):
                     )
                     return
                 del self._buffer[: len(part)]
-                self._lines_spooled += len(part)
-                self._wake_durable_waiters()
+                self._handoff.kept(len(part))
                 self.stats.spooled = self.spool.pending_points
                 self.stats.spool_dropped = self.spool.dropped_points
                 self._spooled.set()
