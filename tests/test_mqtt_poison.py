@@ -46,17 +46,19 @@ def deep(document_key: str) -> bytes:
 def poison(now: float) -> list[tuple[str, str, bytes]]:
     """(channel, publishing user, payload) of every crashing input of issue 10, and more."""
     hour_ahead = iso_utc(now + 3600)
+    huge_value = b'{"v":1,"kind":"heart_rate","value":1' + b"0" * 400 + b',"unit":"bpm","time":1}'
+    ack_ahead = {"v": 1, "event_id": "e", "by": "anna", "time": hour_ahead}
     return [
         ("samples", "gw-a", deep("samples")),
         ("samples", "gw-a", b"[" * DEEP + b"]" * DEEP),
         ("samples", "gw-a", b'{"v":1,"kind":"heart_rate","value":70,"unit":"bpm","time":1e308}'),
-        ("samples", "gw-a", b'{"v":1,"kind":"heart_rate","value":1' + b"0" * 400 + b',"unit":"bpm","time":1}'),
+        ("samples", "gw-a", huge_value),
         ("symptoms", "app-p1", deep("note")),
         ("symptoms", "app-p1", b'{"v": 1, "time": 1e20}'),
         ("symptoms", "app-p1", b'{"v": 1, "time": "2100-01-01T00:00:00Z"}'),
         ("symptoms", "app-p1", json.dumps({"v": 1, "time": hour_ahead}).encode()),
         ("ack", "anna", deep("by")),
-        ("ack", "anna", json.dumps({"v": 1, "event_id": "e", "by": "anna", "time": hour_ahead}).encode()),
+        ("ack", "anna", json.dumps(ack_ahead).encode()),
         ("ack", "anna", b'{"v": 1, "event_id": "e", "by": "anna", "time": 1e308}'),
     ]  # fmt: skip
 
