@@ -214,10 +214,7 @@ class PatientEngine:
 
     def advance(self, now: float) -> StepResult:
         """Time passes without samples: close due windows, report stale data, end a session."""
-        if now > self._last_now:
-            spacing = now - self._last_now if self._last_now > -math.inf else 0.0
-            self._future_after = now + FUTURE_TOLERANCE_S + 2.0 * spacing
-            self._last_now = now
+        self.note_clock(now)
         if self._session is None:
             return QUIET[SampleFlag.OK]
         states: list[ThermalState] = []
@@ -229,6 +226,14 @@ class PatientEngine:
         if now - self._last_time > SESSION_IDLE_S:
             self._close_session(records)
         return StepResult(SampleFlag.OK, tuple(states), tuple(events), tuple(records))
+
+    def note_clock(self, now: float) -> None:
+        """The service's clock says ``now``: a sample later than ``FUTURE_TOLERANCE_S`` plus
+        two clock intervals after it is ``future``."""
+        if now > self._last_now:
+            spacing = now - self._last_now if self._last_now > -math.inf else 0.0
+            self._future_after = now + FUTURE_TOLERANCE_S + 2.0 * spacing
+            self._last_now = now
 
     def note_gap(self, device: str, *, start: float, end: float) -> StepResult:
         """A source reports that ``device`` sent nothing from ``start`` to ``end`` (a dropped
