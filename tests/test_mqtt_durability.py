@@ -177,8 +177,7 @@ def query(db: InfluxDatabase, influxql: str) -> list[dict[str, Any]]:
 def stored_counts(db: InfluxDatabase) -> dict[tuple[str, str], int]:
     series = query(db, 'SELECT count("accepted") FROM "vitals" GROUP BY "patient", "kind"')
     return {
-        (str(s["tags"]["patient"]), str(s["tags"]["kind"])): int(s["values"][0][1])
-        for s in series
+        (str(s["tags"]["patient"]), str(s["tags"]["kind"])): int(s["values"][0][1]) for s in series
     }
 
 
@@ -279,12 +278,14 @@ async def test_every_acknowledged_sample_stored_once_and_every_alert_delivered_a
             # every alert heatmon stored for the two patients reached their caregiver
             await until(
                 "a sensor_off alert for each strap that came off",
-                lambda: {
-                    m.json()["patient"]
-                    for m in anna.on("/alerts")
-                    if m.json().get("quality") == "sensor_off"
-                }
-                >= set(STRAPS_OFF),
+                lambda: (
+                    {
+                        m.json()["patient"]
+                        for m in anna.on("/alerts")
+                        if m.json().get("quality") == "sensor_off"
+                    }
+                    >= set(STRAPS_OFF)
+                ),
             )
         finally:
             await heatmon.kill(signal.SIGTERM)
