@@ -42,7 +42,9 @@ MIN_FORECAST_SLOPE_C_PER_MIN = 0.004
 SENSOR_OFF_AFTER = 3
 """Consecutive no-contact / zero heart-rate samples that mean the sensor is off."""
 FUTURE_TOLERANCE_S = 10.0
-"""A sample more than this (plus two of the service's tick intervals) ahead of the clock the
+FUTURE_TICKS = 4.0
+"""A sample more than ``FUTURE_TOLERANCE_S`` plus ``FUTURE_TICKS`` of the service's tick
+intervals (a simulated clock ticks in large steps, a busy loop late) ahead of the clock the
 service last reported through :meth:`PatientEngine.advance` is flagged ``future`` and not
 used: taken, it would make every real-time sample after it out of order until the clock
 caught up. Without a reported clock (replay) no sample is ahead of it."""
@@ -229,10 +231,10 @@ class PatientEngine:
 
     def note_clock(self, now: float) -> None:
         """The service's clock says ``now``: a sample later than ``FUTURE_TOLERANCE_S`` plus
-        two clock intervals after it is ``future``."""
+        four clock intervals after it is ``future``."""
         if now > self._last_now:
             spacing = now - self._last_now if self._last_now > -math.inf else 0.0
-            self._future_after = now + FUTURE_TOLERANCE_S + 2.0 * spacing
+            self._future_after = now + FUTURE_TOLERANCE_S + FUTURE_TICKS * spacing
             self._last_now = now
 
     def note_gap(self, device: str, *, start: float, end: float) -> StepResult:
