@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from monitor.engine import MonitorEngine
 from monitor.model import Acknowledgement, SessionRecord, SymptomReport, iso_utc
 from monitor.mqtt.options import MqttOptions
-from monitor.mqtt.payloads import MAX_TIME_S, MIN_TIME_S
+from monitor.mqtt.payloads import MAX_TIME_S, MIN_TIME_S, nesting_depth
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import PluginContext
 from monitor.profile import PatientProfile
@@ -149,3 +149,27 @@ def check_storable(record: SymptomReport | Acknowledgement | SessionRecord) -> N
     assert t <= NOW + 300, "never more than 5 min ahead"
     iso_utc(t)
     lp.record_line(record)
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    return 0
+
+
+awkward_text = st.text(alphabet='[]{}"\\ab', max_size=8)
+nested = st.recursive(
+    st.none() | st.integers() | awkward_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(awkward_text, inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=nested)
+def test_nesting_depth_is_found_without_parsing_whatever_the_strings_hold(value: Any) -> None:
+    """The depth limit is checked before parsing; brackets, quotes and backslashes inside
+    strings never fool it."""
+    assert nesting_depth(json.dumps(value).encode()) == depth_of(value)
