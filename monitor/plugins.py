@@ -120,6 +120,7 @@ SINKS: Mapping[str, str] = MappingProxyType(
         "influxdb": "monitor.storage.sink:InfluxSink",
         "jsonl": "monitor.sinks:JsonlEventSink",
         "mqtt": "monitor.mqtt.sink:MqttSink",
+        "thresholds": "monitor.thresholds.learner:ThresholdLearner",
         "web": "monitor.web.sink:WebSink",
     }
 )

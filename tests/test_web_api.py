@@ -47,13 +47,15 @@ async def test_login_sets_a_strict_httponly_cookie_and_changes_the_session(
     http: aiohttp.ClientSession,
 ) -> None:
     async with http.get("/api/session") as resp:
-        before = resp.cookies["heatmon_session"]
+        assert "heatmon_session" not in resp.cookies, "no session for an anonymous visitor"
+        anon = resp.cookies["heatmon_anon"]
         assert (await resp.json())["kind"] == "anonymous"
-    assert before["httponly"] and before["samesite"] == "Strict"
+    assert anon["httponly"] and anon["samesite"] == "Strict"
     resp = await login(http, CAROL.login, CAROL.password)
     assert resp.status == 200
     after = resp.cookies["heatmon_session"]
-    assert after.value != before.value, "session id rotates at login"
+    assert after["httponly"] and after["samesite"] == "Strict"
+    assert after.value != anon.value
     async with http.get("/api/session") as r:
         me = await r.json()
     assert me["kind"] == "caregiver" and me["patients"] == ["p-cool", "p-hot"]
@@ -198,7 +200,7 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert store.get(first.id) is first
     now[0] += 61
     assert store.get(first.id) is None
-    ids = [store.new().id for _ in range(5)]
+    ids = [store.new(patient=f"p-{n}").id for n in range(5)]
     assert len(store) == 3 and store.get(ids[0]) is None and store.get(ids[-1]) is not None
 
 

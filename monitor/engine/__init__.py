@@ -96,6 +96,14 @@ class MonitorEngine:
             note=note,
         )
 
+    def set_threshold(self, patient: str, threshold_rise_c: float) -> PatientProfile:
+        """Change ``patient``'s cool-down threshold while running (only ever because a
+        person accepted it: :mod:`monitor.thresholds`). Raises :class:`InputError`."""
+        engine = self.engine(patient)
+        profile = engine.set_threshold(threshold_rise_c)
+        self._profiles[patient] = profile
+        return profile
+
     def state(self, patient: str) -> ThermalState | None:
         engine = self._engines.get(patient)
         return engine.state if engine is not None else None

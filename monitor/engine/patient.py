@@ -15,7 +15,7 @@ from monitor.engine.advice import QUALITY_MESSAGES, level_message, recovered_mes
 from monitor.engine.estimators import DEFAULT_START_CORE_C, ESTIMATORS, Estimator
 from monitor.engine.quality import KindValidator
 from monitor.engine.risk import RiskStateMachine
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, InputError
 from monitor.model import (
     Event,
     EventKind,
@@ -152,6 +152,23 @@ class PatientEngine:
     @property
     def level(self) -> Level:
         return self._risk.level
+
+    def set_threshold(self, threshold_rise_c: float) -> PatientProfile:
+        """Use ``threshold_rise_c`` from the next step on (a person accepted it; the engine
+        never calls this itself). Raises :class:`InputError` if the profile would be invalid."""
+        try:
+            profile = PatientProfile.model_validate(
+                {**self._profile.model_dump(), "threshold_rise_c": threshold_rise_c}
+            )
+        except ValueError as err:
+            raise InputError(
+                f"threshold {threshold_rise_c!r} is not valid for this profile", where="engine"
+            ) from err
+        self._profile = profile
+        self._risk.set_thresholds(
+            threshold_c=profile.effective_threshold_c, caution_c=profile.caution_at_c
+        )
+        return profile
 
     def ingest(self, sample: Sample) -> StepResult:
         return self.ingest_value(

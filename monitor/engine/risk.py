@@ -70,6 +70,15 @@ class RiskStateMachine:
         self.since: float | None = None
         self._episode_start: float | None = None
 
+    def set_thresholds(self, *, threshold_c: float, caution_c: float) -> None:
+        """A person changed the threshold (an accepted personal threshold): the level and
+        its episode carry on; the next step judges against the new lines."""
+        if not 0 <= caution_c <= threshold_c:
+            raise ValueError("need 0 <= caution_c <= threshold_c")
+        self._threshold_c = threshold_c
+        self._caution_c = caution_c
+        self._recovered_c = min(RECOVERED_C, max(caution_c - self._hyst_c, 0.0))
+
     def _target(self, delta: float, mtt: float | None, *, release: bool) -> Level:
         h = self._hyst_c if release else 0.0
         f = FORECAST_RELEASE_FACTOR if release else 1.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -25,8 +26,10 @@ from monitor.errors import InputError
 from monitor.plugins import MonitorControl
 from monitor.profile import PATIENT_ID_PATTERN
 from monitor.web.auth import (
+    ANON_COOKIE,
     CSRF_HEADER,
     SESSION_COOKIE,
+    AnonymousCsrf,
     LoginLimiter,
     PasswordChecker,
     PatientTokens,
@@ -35,8 +38,10 @@ from monitor.web.auth import (
     same_secret,
 )
 from monitor.web.board import Board
-from monitor.web.config import WebConfig
-from monitor.web.history import HistoryError, HistoryReader
+from monitor.web.bodies import BODY, Rejections, body_middleware, refuse
+from monitor.web.config import LOGIN_PATTERN, WebConfig
+from monitor.web.history import HistoryError, HistoryReader, valid_id
+from monitor.web.suggestions import add_suggestion_routes
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 HEARTBEAT_S = 15.0
 """An SSE comment this often keeps proxies from closing an idle stream."""
 MAX_NOTE_CHARS = 500
+MAX_PASSWORD_CHARS = 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 CSP = (
@@ -58,6 +64,7 @@ class WebState:
     """Everything the handlers share; one per app (no module-level state)."""
 
     __slots__ = (
+        "anon",
         "assignments",
         "board",
         "config",
@@ -66,6 +73,7 @@ class WebState:
         "http",
         "limiter",
         "passwords",
+        "rejections",
         "sessions",
         "static_dir",
         "tokens",
@@ -93,6 +101,8 @@ class WebState:
         self.passwords = PasswordChecker(
             hashes={login: u.password_hash for login, u in config.users.items()}
         )
+        self.anon = AnonymousCsrf()
+        self.rejections = Rejections()
         self.assignments: Mapping[str, frozenset[str]] = {
             login: frozenset(u.patients) for login, u in config.users.items()
         }
@@ -141,13 +151,23 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, session: Ses
     )
 
 
-def _ensure_session(request: web.Request, response: web.StreamResponse) -> Session:
-    """The request's session, or a new anonymous one (cookie set on ``response``)."""
-    session = _session(request)
-    if session is None:
-        session = _state(request).sessions.new()
-        _set_cookie(request, response, session)
-    return session
+def _anonymous_csrf(request: web.Request, response: web.StreamResponse) -> str:
+    """A visitor without a session: the CSRF token for the nonce in their cookie (a new
+    nonce, set on ``response``, if they have none). Nothing is stored on the server."""
+    st = _state(request)
+    nonce = request.cookies.get(ANON_COOKIE, "")
+    if not 20 <= len(nonce) <= 64 or not nonce.isascii():
+        nonce = st.anon.new_nonce()
+        response.set_cookie(
+            ANON_COOKIE,
+            nonce,
+            httponly=True,
+            samesite="Strict",
+            secure=st.config.secure_cookies,
+            path="/",
+            max_age=int(st.config.session_ttl_s),
+        )
+    return st.anon.token(nonce)
 
 
 def _client_key(request: web.Request) -> str:
@@ -172,9 +192,22 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
             return _error(403, "cross-origin request refused")
         session = _session(request)
         sent = request.headers.get(CSRF_HEADER, "")
-        if session is None or not sent or not same_secret(sent, session.csrf):
+        if session is not None:
+            ok = bool(sent) and same_secret(sent, session.csrf)
+        else:
+            ok = _state(request).anon.check(request.cookies.get(ANON_COOKIE), sent)
+        if not ok:
+            _state(request).rejections.count("csrf", f"{request.method}: no valid {CSRF_HEADER}")
             return _error(403, f"missing or wrong {CSRF_HEADER}; reload the page")
-    response = await handler(request)
+    unrouted = request.match_info.http_exception
+    if unrouted is not None and request.path.startswith("/api/"):
+        # 404/405 of the API in JSON like its other errors (an id that does not match its
+        # pattern lands here), without repeating the path.
+        response: web.StreamResponse = _error(unrouted.status, f"{unrouted.reason}: no such route")
+        if "Allow" in unrouted.headers:
+            response.headers["Allow"] = unrouted.headers["Allow"]
+    else:
+        response = await handler(request)
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -190,7 +223,6 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
 def _page(request: web.Request, name: str) -> web.StreamResponse:
     response = web.FileResponse(_state(request).static_dir / name)
     response.headers["Cache-Control"] = "no-store"
-    _ensure_session(request, response)
     return response
 
 
@@ -250,27 +282,35 @@ async def patient_page(request: web.Request) -> web.StreamResponse:
 async def api_session(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     response = web.json_response({})
-    session = _ensure_session(request, response)
-    response.text = json.dumps(
-        {
+    session = _session(request)
+    if session is None:
+        body: dict[str, Any] = {"kind": "anonymous", "login": None, "patient": None, "patients": []}
+        body["csrf"] = _anonymous_csrf(request, response)
+    else:
+        body = {
             "kind": session.kind,
             "login": session.login,
             "patient": session.patient,
             "csrf": session.csrf,
             "patients": sorted(st.visible(session)),
         }
-    )
+    response.text = json.dumps(body)
     return response
 
 
 async def api_login(request: web.Request) -> web.StreamResponse:
     st = _state(request)
-    try:
-        body = await request.json()
-        login = str(body["login"])
-        password = str(body["password"])
-    except (ValueError, KeyError, TypeError):
-        return _error(400, "send JSON {login, password}")
+    body = request[BODY]
+    if not isinstance(body, dict) or not all(
+        isinstance(body.get(k), str) for k in ("login", "password")
+    ):
+        raise refuse(request, "send JSON {login, password} (two strings)")
+    login: str = body["login"]
+    password: str = body["password"]
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise refuse(request, f"password is longer than {MAX_PASSWORD_CHARS} characters")
+    if not re.fullmatch(LOGIN_PATTERN.strip("^$"), login):
+        login = ""  # no such caregiver; counted against the address only, never stored
     keys = (_client_key(request), "login:" + login.lower())
     wait = st.limiter.retry_after(*keys)
     if wait > 0:
@@ -412,16 +452,19 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     patient = request.match_info["patient"]
     _require_viewer(request, patient)
-    try:
-        body = await request.json() if request.can_read_body else {}
-        note = str(body.get("note", "")) if isinstance(body, dict) else ""
-    except ValueError:
-        return _error(400, "send JSON {note}")
+    body = request[BODY] if request[BODY] is not None else {}
+    if not isinstance(body, dict) or not isinstance(body.get("note", ""), str):
+        raise refuse(request, "send JSON {note} (note a string, may be left out)")
+    note: str = body.get("note", "")
     if len(note) > MAX_NOTE_CHARS:
-        return _error(400, f"note is longer than {MAX_NOTE_CHARS} characters")
+        raise refuse(request, f"note is longer than {MAX_NOTE_CHARS} characters")
     if st.control is None:
         return _error(503, "the monitor is not running")
-    st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
+    try:
+        st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
+    except InputError as err:  # e.g. a patient assigned in [web] the engine has no profile of
+        st.rejections.count("refused_by_monitor", f"POST symptoms: {err.reason}")
+        return _error(422, f"the monitor refused the report: {err.reason}")
     return web.json_response({"ok": True, "patient": patient})
 
 
@@ -451,6 +494,8 @@ async def api_session_history(request: web.Request) -> web.StreamResponse:
     patient = request.match_info["patient"]
     session = request.match_info["session"]
     _require_caregiver(request, patient)
+    if not valid_id(session):
+        raise refuse(request, "session id must be 1 to 128 letters, digits or ._:-", kind="id")
     reader = await _history(request)
     try:
         data = await reader.session(patient, session)
@@ -466,7 +511,13 @@ async def api_openapi(request: web.Request) -> web.StreamResponse:
 
 async def healthz(request: web.Request) -> web.StreamResponse:
     st = _state(request)
-    return web.json_response({"status": "ok", "streams": st.board.subscriber_count})
+    return web.json_response(
+        {
+            "status": "ok",
+            "streams": st.board.subscriber_count,
+            "rejected": st.rejections.snapshot(),
+        }
+    )
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -475,7 +526,10 @@ PATIENT = "{patient:" + PATIENT_ID_PATTERN.strip("^$") + "}"
 
 
 def build_app(state: WebState) -> web.Application:
-    app = web.Application(middlewares=[session_middleware], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[session_middleware, body_middleware(state.rejections)],
+        client_max_size=64 * 1024,
+    )
     app[STATE] = state
 
     async def on_startup(app: web.Application) -> None:
@@ -512,6 +566,12 @@ def build_app(state: WebState) -> web.Application:
     r.add_post(f"/api/patients/{PATIENT}/symptoms", api_symptoms)
     r.add_get(f"/api/patients/{PATIENT}/sessions", api_sessions)
     r.add_get(f"/api/patients/{PATIENT}/sessions/{{session}}", api_session_history)
+    add_suggestion_routes(
+        r,
+        patient_pattern=PATIENT,
+        require_caregiver=_require_caregiver,
+        control_of=lambda request: _state(request).control,
+    )
     r.add_static("/assets/", state.static_dir / "assets")
     r.add_static("/vendor/uplot/", state.static_dir / "node_modules" / "uplot" / "dist")
     return app

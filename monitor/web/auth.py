@@ -1,9 +1,16 @@
 """Who may see what: caregiver passwords (argon2), server-side sessions, CSRF tokens, login
 rate limiting and patients' access tokens.
 
-- Sessions live on the server; the browser only holds a random id (256 bits) in an
-  ``HttpOnly; SameSite=Strict`` cookie (``Secure`` behind HTTPS). The id changes at login, so
-  a session id planted before login is worthless after it.
+- Sessions of logged-in caregivers and of patients' phones live on the server; the browser
+  only holds a random id (256 bits) in an ``HttpOnly; SameSite=Strict`` cookie (``Secure``
+  behind HTTPS). A new id is made at login, so an id planted before login is worthless.
+- Anonymous visitors cost the server nothing: nothing is stored for them. Their CSRF token
+  (for the login form) is a signed double-submit token: an HMAC, under a key made at start,
+  of a random nonce that the browser holds in its own ``HttpOnly`` cookie
+  (:class:`AnonymousCsrf`). A flood of anonymous requests cannot evict a logged-in session.
+- Stored sessions are bounded per person (``MAX_SESSIONS_PER_PRINCIPAL``; a caregiver or a
+  patient's phone that logs in again and again only pushes out its own oldest sessions) and
+  in total (``max_sessions``, least recently used first).
 - Every session carries its own CSRF token; every state-changing request (login, logout,
   acknowledge, symptoms) must send it back in the ``X-CSRF-Token`` header.
 - Failed logins are counted per login name and per client address; past the limit the
@@ -15,6 +22,7 @@ rate limiting and patients' access tokens.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import logging
@@ -30,12 +38,18 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "heatmon_session"
+ANON_COOKIE = "heatmon_anon"
+"""Holds an anonymous visitor's CSRF nonce; nothing about it is stored on the server."""
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_ID_BYTES = 32
 CSRF_BYTES = 32
 PATIENT_TOKEN_BYTES = 24
 MAX_LIMITER_KEYS = 10_000
 """Failed-login counters kept at most; the oldest are forgotten first."""
+MAX_SESSIONS_PER_PRINCIPAL = 20
+"""Sessions one caregiver (or one patient's phones) may hold; past it their oldest goes."""
+ANON_NONCE_BYTES = 32
+ANON_KEY_BYTES = 32
 
 Clock = Callable[[], float]
 
@@ -47,7 +61,7 @@ def hash_password(password: str) -> str:
 
 def token_digest(token: str) -> str:
     """What ``[web.patient_tokens]`` stores for a patient's access token."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_patient_token() -> tuple[str, str]:
@@ -57,7 +71,10 @@ def new_patient_token() -> tuple[str, str]:
 
 
 def same_secret(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    """Constant-time comparison; never raises, whatever a client sent (lone surrogates too)."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
 
 
 class PasswordChecker:
@@ -111,21 +128,45 @@ class Session:
 
 
 class SessionStore:
-    """Sessions in memory, bounded: past ``max_sessions`` the least recently used go first."""
+    """Sessions of caregivers and patients in memory (anonymous visitors have none).
 
-    __slots__ = ("_clock", "_max", "_sessions", "_ttl_s")
+    Bounded twice: at most ``max_per_principal`` a caregiver (or a patient), their least
+    recently used going first, and at most ``max_sessions`` in all, least recently used
+    first. Expired sessions are dropped when met and, oldest first, whenever one is made.
+    """
 
-    def __init__(self, *, ttl_s: float, max_sessions: int, clock: Clock = time.time) -> None:
+    __slots__ = ("_by_principal", "_clock", "_max", "_max_per_principal", "_sessions", "_ttl_s")
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float,
+        max_sessions: int,
+        max_per_principal: int = MAX_SESSIONS_PER_PRINCIPAL,
+        clock: Clock = time.time,
+    ) -> None:
         self._ttl_s = ttl_s
         self._max = max_sessions
+        self._max_per_principal = max_per_principal
         self._clock = clock
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._by_principal: dict[str, OrderedDict[str, None]] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
+    @staticmethod
+    def _principal(session: Session) -> str:
+        if session.login is not None:
+            return "login:" + session.login
+        return "patient:" + (session.patient or "")
+
     def new(self, *, login: str | None = None, patient: str | None = None) -> Session:
+        """A session for caregiver ``login`` or for ``patient`` (exactly one of them)."""
+        if (login is None) == (patient is None):
+            raise ValueError("a stored session is for one caregiver or one patient")
         now = self._clock()
+        self._prune(now)
         session = Session(
             id=secrets.token_urlsafe(SESSION_ID_BYTES),
             csrf=secrets.token_urlsafe(CSRF_BYTES),
@@ -134,10 +175,22 @@ class SessionStore:
             login=login,
             patient=patient,
         )
+        mine = self._by_principal.setdefault(self._principal(session), OrderedDict())
+        while len(mine) >= self._max_per_principal:
+            self.drop(next(iter(mine)))
         self._sessions[session.id] = session
+        mine[session.id] = None
         while len(self._sessions) > self._max:
-            self._sessions.popitem(last=False)
+            self.drop(next(iter(self._sessions)))
         return session
+
+    def _prune(self, now: float) -> None:
+        """Drop expired sessions; the least recently seen are at the front."""
+        while self._sessions:
+            oldest = next(iter(self._sessions.values()))
+            if now - oldest.last_seen <= self._ttl_s:
+                break
+            self.drop(oldest.id)
 
     def get(self, session_id: str | None) -> Session | None:
         if not session_id:
@@ -147,18 +200,58 @@ class SessionStore:
             return None
         now = self._clock()
         if now - session.last_seen > self._ttl_s:
-            del self._sessions[session_id]
+            self.drop(session_id)
             return None
         session.last_seen = now
         self._sessions.move_to_end(session_id)
+        self._by_principal[self._principal(session)].move_to_end(session_id)
         return session
 
     def drop(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        key = self._principal(session)
+        mine = self._by_principal.get(key)
+        if mine is not None:
+            mine.pop(session_id, None)
+            if not mine:
+                del self._by_principal[key]
 
     def drop_login(self, login: str) -> None:
-        for sid in [s.id for s in self._sessions.values() if s.login == login]:
-            del self._sessions[sid]
+        for sid in list(self._by_principal.get("login:" + login, ())):
+            self.drop(sid)
+
+
+class AnonymousCsrf:
+    """CSRF tokens for visitors without a session (the login form), with nothing stored.
+
+    The browser holds a random nonce in the ``heatmon_anon`` cookie (``HttpOnly``, so a
+    script cannot read it); the token is an HMAC-SHA256 of that nonce under a key made when
+    the server starts. A request passes when its ``X-CSRF-Token`` is the HMAC of its own
+    cookie's nonce: another site can neither read the cookie nor compute the HMAC. A
+    restart changes the key (the login page then asks for a fresh token and retries).
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, *, key: bytes | None = None) -> None:
+        self._key = key if key is not None else secrets.token_bytes(ANON_KEY_BYTES)
+
+    @staticmethod
+    def new_nonce() -> str:
+        return secrets.token_urlsafe(ANON_NONCE_BYTES)
+
+    def token(self, nonce: str) -> str:
+        mac = hmac.new(
+            self._key, b"heatmon-anon-csrf:" + nonce.encode("utf-8", "surrogatepass"), "sha256"
+        )
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+
+    def check(self, nonce: str | None, sent: str | None) -> bool:
+        if not nonce or not sent or len(nonce) > 4 * ANON_NONCE_BYTES:
+            return False
+        return same_secret(self.token(nonce), sent)
 
 
 class LoginLimiter:

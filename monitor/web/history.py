@@ -51,17 +51,26 @@ SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType(
 MAX_SESSIONS = 50
 MAX_POINTS = 20_000
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class HistoryError(HeatmonError):
     """The store could not answer (down, refused, or an InfluxQL error)."""
 
 
+class InvalidIdError(HistoryError):
+    """An id (patient or session) that cannot be one; the message never repeats it."""
+
+
+def valid_id(value: str) -> bool:
+    """Whether ``value`` may be a patient or session id: 1–128 of ``A-Za-z0-9._:-``."""
+    return _SAFE_ID.fullmatch(value) is not None
+
+
 def _literal(value: str) -> str:
     """A quoted InfluxQL string for an id that has been checked against ``_SAFE_ID``."""
-    if not _SAFE_ID.match(value):
-        raise HistoryError(f"not a valid id: {value!r}")
+    if not valid_id(value):
+        raise InvalidIdError(f"not a valid id ({len(value)} characters)")
     return "'" + value + "'"
 
 

@@ -25,6 +25,7 @@ from monitor.model import (
     ThermalState,
 )
 from monitor.plugins import MonitorControl, PluginContext, Sink
+from monitor.web.accesslog import RedactingAccessLogger, server_logger
 from monitor.web.app import WebState, build_app
 from monitor.web.auth import PatientTokens
 from monitor.web.board import Board
@@ -33,6 +34,10 @@ from monitor.web.config import WebConfig, parse_web_config
 log = logging.getLogger(__name__)
 
 SINK_OPTIONS = frozenset({"host", "port"})
+MAX_LINE_BYTES = 8190
+"""Longest request line (and so URL) the server reads; longer ones get 414 from aiohttp."""
+MAX_FIELD_BYTES = 8190
+"""Longest header the server reads; longer ones get 431 from aiohttp."""
 
 
 class WebSink(Sink):
@@ -109,7 +114,17 @@ class WebSink(Sink):
             # The service sets ``context.monitor`` after building its plugins.
             self.state.control = self._context.monitor
         app = build_app(self.state)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            shutdown_timeout=2.0,
+            access_log_class=RedactingAccessLogger,
+            logger=server_logger(),
+            # Bodies are inflated by monitor/web/bodies.py, bounded, with clear errors.
+            auto_decompress=False,
+            max_line_size=MAX_LINE_BYTES,
+            max_field_size=MAX_FIELD_BYTES,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port)
         await site.start()

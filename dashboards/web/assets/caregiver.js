@@ -60,7 +60,7 @@ function makeTile(p) {
   const name = p.display_name || p.patient;
   const t = { patient: p.patient, name, threshold: null, flags: [], symptoms: [], pending: new Map() };
   const dd = (cls) => el("dd", { class: cls, text: "–" });
-  t.hr = dd("hr"); t.rise = dd("rise"); t.skin = dd("skin"); t.mtt = dd("mtt");
+  t.hr = dd("hr"); t.rise = dd("rise"); t.skin = dd("skin"); t.mtt = dd("mtt"); t.thr = dd("thr");
   t.chip = el("span", { class: "chip", text: "waiting" });
   t.badges = el("footer", { class: "badges" });
   t.spark = el("div", { class: "spark" });
@@ -69,7 +69,7 @@ function makeTile(p) {
     el("header", {}, el("h2", { text: name }), el("span", { class: "pid", text: p.patient }), t.chip),
     el("dl", { class: "vitals" },
       cell("Heart rate", t.hr), cell("Core rise (est.)", t.rise),
-      cell("Skin temp", t.skin), cell("To threshold", t.mtt)),
+      cell("Skin temp", t.skin), cell("To threshold", t.mtt), cell("Threshold", t.thr)),
     t.spark, t.badges);
   t.points = [];
   tilesEl.append(t.root);
@@ -107,6 +107,8 @@ function applyState(t, s) {
   const ci = s.core_temp_sd_c != null ? ` <small>±${num(Z95 * s.core_temp_sd_c, 2)}</small>` : "";
   t.rise.innerHTML = `${signed(s.core_delta_c, 2)} °C${ci}`;
   t.rise.title = "estimated rise of core temperature since the start of the session, ± 95 % interval";
+  t.thr.textContent = `${signed(s.threshold_rise_c, 2)} °C`;
+  t.thr.dataset.value = String(s.threshold_rise_c);
   if (s.heart_rate_bpm != null && !t.hr.dataset.time) t.hr.textContent = `${num(s.heart_rate_bpm, 0)} bpm`;
   if (s.skin_temp_c != null) t.skin.textContent = `${num(s.skin_temp_c, 1)} °C`;
   if (s.core_delta_c >= s.threshold_rise_c) t.mtt.textContent = "reached";
