@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Self
 
 import aiomqtt
-import pytest
 
 from monitor.engine import MonitorEngine
 from monitor.model import Sample, SampleFlag, SampleKind, ThermalState
@@ -29,8 +28,6 @@ from monitor.storage.sink import InfluxSink
 from tests.fixtures.influxdb import InfluxDatabase
 from tests.fixtures.mosquitto import BrokerFactory
 from tests.mqtt_helpers import PASSWORDS, options, start_broker, until, until_count
-
-pytestmark = pytest.mark.slow
 
 
 class Flags(Sink):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import aiomqtt
-import pytest
 
 from monitor.engine import MonitorEngine
 from monitor.model import SampleKind, iso_utc
@@ -30,8 +29,6 @@ from monitor.storage.sink import InfluxSink
 from tests.fixtures.influxdb import InfluxDatabase
 from tests.fixtures.mosquitto import BrokerFactory
 from tests.mqtt_helpers import PASSWORDS, Listener, options, start_broker, until, until_count
-
-pytestmark = pytest.mark.slow
 
 DEEP = 1000
 """Nesting depth of the deep payloads (what issue 10 sent)."""
