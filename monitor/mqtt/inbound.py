@@ -14,7 +14,8 @@ in the durable outbox (written at once by ``submit_event``), a rejection is queu
 errors topic. One acknowledger task per connection waits for the spool once for all the
 messages read meanwhile (many messages, one fsync), then PUBACKs them in the order they
 came. A crash before that makes the broker deliver them again; the engine recognises a
-copy of a sample it already took (flag ``duplicate``, not stored twice).
+copy of a sample it already took (flag ``duplicate``, not stored twice), and a symptom
+report delivered again (same patient, time and note) is recognised here and taken once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -40,6 +41,8 @@ LOG_EVERY_N_REJECTIONS = 100
 """After the first ten, only every n-th rejection is logged (each one is counted)."""
 LOG_QUOTE_MAX = 24
 """Quoted payload text longer than this is left out of the log."""
+RECENT_REPORTS = 1024
+"""Symptom reports remembered (patient, time, note) to recognise one delivered again."""
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _LONG_QUOTED = re.compile(rf"'[^']{{{LOG_QUOTE_MAX + 1},}}'|\"[^\"]{{{LOG_QUOTE_MAX + 1},}}\"")
@@ -85,6 +88,7 @@ class Inbound:
         self._errors = errors
         self._wake = wake
         self._unexpected: set[str] = set()
+        self._recent_reports: OrderedDict[tuple[str, float, str], None] = OrderedDict()
 
     # -- one connection -----------------------------------------------------------------
 
@@ -157,7 +161,14 @@ class Inbound:
             self._count("samples_in", len(samples))
         elif channel is Channel.SYMPTOMS:
             at, note = codec.decode_symptom(payload, where=topic, now=self._clock())
+            key = (patient, at, note)
+            if key in self._recent_reports:  # QoS 1 delivered it again: taken already
+                self._count("symptoms_repeated")
+                return
             monitor.report_symptom(patient, time=at, note=note)
+            self._recent_reports[key] = None
+            if len(self._recent_reports) > RECENT_REPORTS:
+                self._recent_reports.popitem(last=False)
             self._count("symptoms_in")
         elif channel is Channel.ACK:
             event_id, by, at = codec.decode_ack(payload, where=topic, now=self._clock())
