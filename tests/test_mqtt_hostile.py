@@ -129,7 +129,14 @@ def test_the_reader_never_dies_and_every_message_has_one_outcome(
             await sink.handle(topic, payload)  # never raises
             changed = {
                 k: sink.counters.get(k, 0) - before.get(k, 0)
-                for k in ("rejected", "samples_in", "symptoms_in", "symptoms_repeated", "acks_in")
+                for k in (
+                    "rejected",
+                    "samples_in",
+                    "symptoms_in",
+                    "symptoms_repeated",
+                    "acks_in",
+                    "acks_repeated",
+                )
             }
             outcomes = [k for k, n in changed.items() if n]
             assert len(outcomes) == 1, (topic, payload[:80], changed)

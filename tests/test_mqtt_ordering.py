@@ -17,7 +17,7 @@ from typing import Any, Self
 import aiomqtt
 
 from monitor.engine import MonitorEngine
-from monitor.model import Sample, SampleFlag, SampleKind, ThermalState
+from monitor.model import Acknowledgement, Sample, SampleFlag, SampleKind, ThermalState
 from monitor.mqtt import payloads
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import PluginContext, Sink
@@ -27,7 +27,15 @@ from monitor.storage.options import InfluxOptions
 from monitor.storage.sink import InfluxSink
 from tests.fixtures.influxdb import InfluxDatabase
 from tests.fixtures.mosquitto import BrokerFactory
-from tests.mqtt_helpers import PASSWORDS, options, start_broker, until, until_count
+from tests.mqtt_helpers import (
+    PASSWORDS,
+    RecordingSink,
+    options,
+    ramp,
+    start_broker,
+    until,
+    until_count,
+)
 
 
 class Flags(Sink):
@@ -141,3 +149,28 @@ async def test_a_batch_sent_again_is_recognised_and_stored_once(
     assert {k: len(v) for k, v in rows.items()} == {"heart_rate": 80, "skin_temp": 80}
     assert {row[1] for v in rows.values() for row in v} == {"ok"}, "flags of the originals"
     assert [row[2] for row in rows["heart_rate"]] == [70.0 + i % 5 for i in range(80)]
+
+
+async def test_an_acknowledgement_delivered_again_is_taken_once(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+) -> None:
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    records = RecordingSink()
+    monitor, mqtt = build(broker, mqtt_prefix, [records], tick_s=3600.0)
+    t0 = float(int(time.time()) - 600)
+    async with monitor:
+        async with asyncio.timeout(15):
+            await mqtt.connected.wait()
+        for sample in ramp("p1", t0, range(300)):
+            await monitor.ingest(sample)
+        [cool_down] = monitor.open_alerts("p1")
+        ack = payloads.encode_ack(event_id=cool_down.id, by="anna")
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="anna", password=PASSWORDS["anna"]
+        ) as client:
+            for _ in range(2):  # the second as QoS 1 may deliver it after a lost PUBACK
+                await client.publish(f"{mqtt_prefix}/patients/p1/ack", ack, qos=1)
+        await until_count(mqtt, "acks_repeated", 1)
+    assert mqtt.counters["acks_in"] == 1 and "rejected" not in mqtt.counters
+    assert [r.event_id for r in records.records if isinstance(r, Acknowledgement)] == [cool_down.id]
+    assert monitor.open_alerts("p1") == []

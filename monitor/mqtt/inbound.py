@@ -15,7 +15,7 @@ errors topic. One acknowledger task per connection waits for the spool once for 
 messages read meanwhile (many messages, one fsync), then PUBACKs them in the order they
 came. A crash before that makes the broker deliver them again; the engine recognises a
 copy of a sample it already took (flag ``duplicate``, not stored twice), and a symptom
-report delivered again (same patient, time and note) is recognised here and taken once.
+report or acknowledgement delivered again is recognised here and taken once.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ LOG_EVERY_N_REJECTIONS = 100
 """After the first ten, only every n-th rejection is logged (each one is counted)."""
 LOG_QUOTE_MAX = 24
 """Quoted payload text longer than this is left out of the log."""
-RECENT_REPORTS = 1024
-"""Symptom reports remembered (patient, time, note) to recognise one delivered again."""
+RECENT_INPUTS = 1024
+"""Symptom reports (patient, time, note) and acknowledgements (patient, event, by) taken
+lately, remembered to recognise one delivered again."""
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _LONG_QUOTED = re.compile(rf"'[^']{{{LOG_QUOTE_MAX + 1},}}'|\"[^\"]{{{LOG_QUOTE_MAX + 1},}}\"")
@@ -88,7 +89,7 @@ class Inbound:
         self._errors = errors
         self._wake = wake
         self._unexpected: set[str] = set()
-        self._recent_reports: OrderedDict[tuple[str, float, str], None] = OrderedDict()
+        self._recent: OrderedDict[tuple[str, str, object, str], None] = OrderedDict()
 
     # -- one connection -----------------------------------------------------------------
 
@@ -161,21 +162,32 @@ class Inbound:
             self._count("samples_in", len(samples))
         elif channel is Channel.SYMPTOMS:
             at, note = codec.decode_symptom(payload, where=topic, now=self._clock())
-            key = (patient, at, note)
-            if key in self._recent_reports:  # QoS 1 delivered it again: taken already
+            if self._repeated(("symptom", patient, at, note)):
                 self._count("symptoms_repeated")
                 return
             monitor.report_symptom(patient, time=at, note=note)
-            self._recent_reports[key] = None
-            if len(self._recent_reports) > RECENT_REPORTS:
-                self._recent_reports.popitem(last=False)
+            self._remember(("symptom", patient, at, note))
             self._count("symptoms_in")
         elif channel is Channel.ACK:
             event_id, by, at = codec.decode_ack(payload, where=topic, now=self._clock())
+            if self._repeated(("ack", patient, event_id, by)):
+                self._count("acks_repeated")
+                return
             monitor.acknowledge(patient, event_id, by=by, time=at)
+            self._remember(("ack", patient, event_id, by))
             self._count("acks_in")
         else:
             raise InputError(f"heatmon does not take input on {channel.value!r}", where=topic)
+
+    def _repeated(self, key: tuple[str, str, object, str]) -> bool:
+        """Whether this symptom report or acknowledgement was taken already (QoS 1 may
+        deliver a message again: after a broker restart, a lost PUBACK)."""
+        return key in self._recent
+
+    def _remember(self, key: tuple[str, str, object, str]) -> None:
+        self._recent[key] = None
+        if len(self._recent) > RECENT_INPUTS:
+            self._recent.popitem(last=False)
 
     def _reject(
         self, topic: str, reason: str, patient: str | None, channel: Channel | None
