@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from monitor.engine import MonitorEngine
 from monitor.model import Acknowledgement, SessionRecord, SymptomReport, iso_utc
 from monitor.mqtt.options import MqttOptions
-from monitor.mqtt.payloads import MAX_TIME_S, MIN_TIME_S, nesting_depth
+from monitor.mqtt.payloads import MAX_TIME_S, MIN_TIME_S
 from monitor.mqtt.sink import MqttSink
+from monitor.mqtt.strictjson import nesting_depth
 from monitor.plugins import PluginContext
 from monitor.profile import PatientProfile
 from monitor.service import Monitor

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time as _time
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from itertools import accumulate
 from typing import Any
 
 import jsonschema_rs
@@ -27,19 +25,15 @@ from referencing import Registry, Resource
 from monitor import __version__
 from monitor.errors import InputError
 from monitor.model import Event, EventKind, Sample, SampleKind, ThermalState, iso_utc, parse_time
+from monitor.mqtt.strictjson import MAX_PAYLOAD_BYTES, parse_json
 from monitor.mqtt.topics import check_patient_id
 
 SCHEMA_VERSION = 1
-MAX_PAYLOAD_BYTES = 256 * 1024
-"""Larger inbound payloads are rejected before they are parsed."""
 MAX_BATCH = 1000
 """Samples in one batch (also in the schema)."""
 MAX_FUTURE_S = 300.0
 """A time (sample, symptom report, acknowledgement) further ahead of this monitor's clock is
 impossible (a broken clock) and is refused."""
-MAX_DEPTH = 8
-"""Nesting of arrays and objects allowed in an inbound payload (a batch needs 4); deeper
-payloads are refused before they are parsed."""
 MIN_TIME_S = 946_684_800.0
 """2000-01-01T00:00:00Z: no heatmon input is older (also the schemas' minimum)."""
 MAX_TIME_S = 4_102_444_800.0
@@ -63,50 +57,6 @@ def load_schema(name: str) -> dict[str, Any]:
     text = resources.files("monitor.mqtt").joinpath("schemas", f"{name}.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number in JSON")
-
-
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-
-
-def nesting_depth(payload: bytes) -> int:
-    """How deeply arrays and objects nest in ``payload`` (JSON text), found without parsing
-    it: strings are cut out, the brackets left are counted (C speed, for the hot path)."""
-    if b"[" not in payload and b"{" not in payload:
-        return 0
-    if b'\\"' in payload:  # an escaped quote: cut the strings out properly (slower)
-        outside = _STRINGS.sub(b"", payload)
-    else:  # every other quote opens or closes a string
-        outside = b"".join(payload.split(b'"')[0::2])
-    brackets = outside.translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
-
-
-def parse_json(
-    payload: bytes, *, where: str, max_bytes: int = MAX_PAYLOAD_BYTES, max_depth: int = MAX_DEPTH
-) -> Any:
-    """Strict JSON: size and nesting limits (checked before parsing), UTF-8, no
-    NaN/Infinity, no number that does not fit a float."""
-    if len(payload) > max_bytes:
-        raise InputError(f"payload of {len(payload)} bytes exceeds {max_bytes} bytes", where=where)
-    depth = nesting_depth(payload)
-    if depth > max_depth:
-        raise InputError(
-            f"payload nests {depth} levels deep; at most {max_depth} are allowed", where=where
-        )
-    try:
-        return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as err:
-        raise InputError(f"payload is not UTF-8 ({err.reason})", where=where) from err
-    except (json.JSONDecodeError, ValueError) as err:
-        raise InputError(f"payload is not JSON ({str(err)[:120]})", where=where) from err
-    except RecursionError as err:  # cannot happen below MAX_DEPTH; never crash the reader
-        raise InputError("payload nests too deeply", where=where) from err
 
 
 def _path(err: ValidationError) -> str:
