@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Self
 
 import aiomqtt
+import pytest
 
 from monitor.engine import MonitorEngine
 from monitor.model import Acknowledgement, Sample, SampleFlag, SampleKind, ThermalState
-from monitor.mqtt import payloads
+from monitor.mqtt import inbound, payloads
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import PluginContext, Sink
 from monitor.profile import PatientProfile
@@ -174,3 +175,40 @@ async def test_an_acknowledgement_delivered_again_is_taken_once(
     assert mqtt.counters["acks_in"] == 1 and "rejected" not in mqtt.counters
     assert [r.event_id for r in records.records if isinstance(r, Acknowledgement)] == [cool_down.id]
     assert monitor.open_alerts("p1") == []
+
+
+class StuckStore(Sink):
+    """Storage whose spool cannot be written until ``healthy`` is set (a full disk)."""
+
+    name = "stuck"
+
+    def __init__(self) -> None:
+        self.healthy = asyncio.Event()
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
+        return cls()
+
+    async def durable(self) -> None:
+        await self.healthy.wait()
+
+
+async def test_stuck_storage_delays_acknowledgement_but_never_stops_the_input(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbound, "HANDOFF_TIMEOUT_S", 1.0)
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    store = StuckStore()
+    monitor, mqtt = build(broker, mqtt_prefix, [store], tick_s=3600.0)
+    t0 = float(int(time.time()) - 600)
+    async with monitor:
+        async with asyncio.timeout(15):
+            await mqtt.connected.wait()
+        await publish(broker, mqtt_prefix, [list(items(t0, range(10)))])
+        await until_count(mqtt, "acked", 1)
+        assert mqtt.counters["acked_unsafe"] == 1, "acknowledged after the timeout, counted"
+        assert mqtt.counters["samples_in"] == 20, "the input went on"
+        store.healthy.set()
+        await publish(broker, mqtt_prefix, [list(items(t0, range(10, 20)))])
+        await until_count(mqtt, "acked", 2)
+        assert mqtt.counters["acked_unsafe"] == 1, "safe again: acknowledged after storage"

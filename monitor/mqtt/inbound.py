@@ -41,6 +41,12 @@ LOG_EVERY_N_REJECTIONS = 100
 """After the first ten, only every n-th rejection is logged (each one is counted)."""
 LOG_QUOTE_MAX = 24
 """Quoted payload text longer than this is left out of the log."""
+HANDOFF_TIMEOUT_S = 30.0
+"""Longest wait for storage to keep a message safe before it is acknowledged anyway: a spool
+that cannot be written (a full disk) must not stop the input, or the engine would see no
+samples and raise no alerts. Counted (``acked_unsafe``) and logged."""
+DEGRADED_TIMEOUT_S = 0.5
+"""The wait while storage is known to be stuck, until it keeps up again."""
 RECENT_INPUTS = 1024
 """Symptom reports (patient, time, note) and acknowledgements (patient, event, by) taken
 lately, remembered to recognise one delivered again."""
@@ -89,6 +95,7 @@ class Inbound:
         self._errors = errors
         self._wake = wake
         self._unexpected: set[str] = set()
+        self._stuck = False
         self._recent: OrderedDict[tuple[str, str, object, str], None] = OrderedDict()
 
     # -- one connection -----------------------------------------------------------------
@@ -113,18 +120,38 @@ class Inbound:
                 handled.clear()
                 batch = unacked[:]
                 del unacked[:]
-                await self._durable()
+                await self._hand_off(len(batch))
                 for mid, qos in batch:
                     paho.ack(mid, qos)
                 self._count("acked", len(batch))
 
         await run_until_one_fails(take(), acknowledge())
 
-    async def _durable(self) -> None:
+    async def _hand_off(self, messages: int) -> None:
+        """Wait until what ``messages`` brought is kept safely (``Monitor.durable()``); if
+        storage is stuck, give up after ``HANDOFF_TIMEOUT_S`` (then ``DEGRADED_TIMEOUT_S``
+        until it keeps up again) so the input, and the alerts, go on."""
         monitor = self._monitor()
         durable: Callable[[], Awaitable[None]] | None = getattr(monitor, "durable", None)
-        if durable is not None:
-            await durable()
+        if durable is None:
+            return
+        try:
+            async with asyncio.timeout(DEGRADED_TIMEOUT_S if self._stuck else HANDOFF_TIMEOUT_S):
+                await durable()
+        except TimeoutError:
+            self._count("acked_unsafe", messages)
+            if not self._stuck:
+                log.error(
+                    "mqtt: storage has not kept input safely for %.0f s (is the spool's disk "
+                    "full?); acknowledging input anyway so that alerts go on (counted as "
+                    "acked_unsafe)",
+                    HANDOFF_TIMEOUT_S,
+                )
+            self._stuck = True
+            return
+        if self._stuck:
+            log.warning("mqtt: storage keeps input safely again; acknowledging after it")
+            self._stuck = False
 
     # -- one message --------------------------------------------------------------------
 
