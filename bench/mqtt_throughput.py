@@ -1,6 +1,8 @@
 """Benchmark: samples through a real Mosquitto into the engine and out as state and alerts.
 
-Run: ``.venv/bin/python bench/mqtt_throughput.py [--patients 1000] [--runs flat,realtime]``.
+Run: ``.venv/bin/python bench/mqtt_throughput.py [--patients 1000] [--runs flat,realtime]
+[--influxdb]``; with ``--influxdb`` a local InfluxDB stores everything too, and each message is
+acknowledged only once its samples are in the fsynced spool (as in ``heatmon run``).
 Starts its own Mosquitto (free port, temp dir, password, persistence). The monitor (engine +
 MQTT sink, the real :class:`~monitor.service.Monitor`) runs in this process; the "outside
 world" (gateways publishing samples with QoS 1, a caregiver's app receiving alerts) runs in
@@ -48,9 +50,12 @@ from monitor.mqtt.client import payload_bytes
 from monitor.mqtt.localbroker import MosquittoBroker
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.sink import MqttSink
-from monitor.plugins import PluginContext
+from monitor.plugins import PluginContext, Sink
 from monitor.profile import PatientProfile
 from monitor.service import Monitor
+from monitor.storage.localserver import InfluxServer
+from monitor.storage.options import InfluxOptions
+from monitor.storage.sink import InfluxSink
 
 USER, PASSWORD = "bench", "bench-password"
 BATCH_STEPS = 10
@@ -196,7 +201,13 @@ async def until_ingested(sink: MqttSink, total: int, progress: Progress, label: 
 
 
 async def run_once(
-    broker: MosquittoBroker, n: int, spec: RunSpec, progress: Progress
+    broker: MosquittoBroker,
+    n: int,
+    spec: RunSpec,
+    progress: Progress,
+    *,
+    influx_url: str | None = None,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
     tag = spec.name
     prefix = f"bench{tag}/heatmon/v1"
@@ -216,7 +227,12 @@ async def run_once(
         options=opts, instance=f"bench-{tag}", context=context, known_patients=tuple(patients)
     )
     engine = MonitorEngine(profiles={p: PatientProfile(id=p) for p in patients})
-    monitor = Monitor(engine=engine, sinks=[sink], tick_s=3600.0)
+    sinks: list[Sink] = [sink]
+    if influx_url is not None and data_dir is not None:
+        # the input is then acknowledged only after the fsynced spool has it
+        options = InfluxOptions(url=influx_url, database=f"bench{tag}")
+        sinks.append(InfluxSink(options=options, data_dir=data_dir / tag))
+    monitor = Monitor(engine=engine, sinks=sinks, tick_s=3600.0)
     context.monitor = monitor
     parent, child_end = mp.Pipe()
     proc = mp.get_context("spawn").Process(
@@ -278,30 +294,42 @@ async def main_async(args: argparse.Namespace) -> None:
             workdir=Path(tmp), users={USER: PASSWORD}, acl=f"user {USER}\ntopic readwrite #\n"
         )
         broker.start()
+        influx = InfluxServer(data_dir=Path(tmp) / "influxdb") if args.influxdb else None
+        if influx is not None:
+            influx.start()
+        url = influx.url if influx is not None else None
         try:
             flat_rate: float | None = None
             for name in runs:
                 if name == "flat":
                     spec = RunSpec("flat", 0, RAMP_STEPS, BATCH_STEPS, 0.0)
-                    result = await run_once(broker, args.patients, spec, progress)
+                    result = await run_once(
+                        broker, args.patients, spec, progress, influx_url=url, data_dir=Path(tmp)
+                    )
                     flat_rate = result["samples_per_s"]
                     label = "flat out"
                 elif name == "realtime":
                     steps = args.warmup + args.realtime_s
                     spec = RunSpec("realtime", args.warmup, steps, 1, 2.0 * args.patients)
-                    result = await run_once(broker, args.patients, spec, progress)
+                    result = await run_once(
+                        broker, args.patients, spec, progress, influx_url=url, data_dir=Path(tmp)
+                    )
                     label = f"real-world rate (1 Hz per patient, {spec.rate:,.0f} samples/s)"
                 elif name == "half":
                     if flat_rate is None:
                         raise SystemExit("--runs: 'half' needs 'flat' before it")
                     spec = RunSpec("half", 0, RAMP_STEPS, BATCH_STEPS, flat_rate / 2)
-                    result = await run_once(broker, args.patients, spec, progress)
+                    result = await run_once(
+                        broker, args.patients, spec, progress, influx_url=url, data_dir=Path(tmp)
+                    )
                     label = f"paced at half of flat out ({spec.rate:,.0f} samples/s)"
                 else:
                     raise SystemExit(f"--runs: unknown run {name!r} (flat, realtime, half)")
                 report(console, label, result)
         finally:
             broker.stop()
+            if influx is not None:
+                influx.stop()
 
 
 def main() -> None:
@@ -313,6 +341,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--realtime-s", type=int, default=REALTIME_S, help="realtime: seconds at 1 Hz"
+    )
+    parser.add_argument(
+        "--influxdb",
+        action="store_true",
+        help="store into a local InfluxDB too: input is acknowledged after the spool's fsync",
     )
     asyncio.run(main_async(parser.parse_args()))
 

@@ -9,8 +9,10 @@ option task = {name: "heatmon-downsample-1m", every: 1m, offset: 10s}
 // vitals_1m: mean, min, max, count of accepted readings per patient, kind and device
 vitals = from(bucket: "heatmon")
     |> range(start: -task.every)
-    |> filter(fn: (r) => r._measurement == "vitals" and r._field == "value")
-    |> filter(fn: (r) => r.flag == "ok" or r.flag == "gap")
+    |> filter(fn: (r) => r._measurement == "vitals" and (r._field == "value" or r._field == "flag"))
+    |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+    |> filter(fn: (r) => (r.flag == "ok" or r.flag == "gap") and exists r.value)
+    |> map(fn: (r) => ({r with _field: "value", _value: r.value}))
     |> group(columns: ["_measurement", "_field", "patient", "kind", "device"])
 
 vitalsSummary = (agg, name) => vitals

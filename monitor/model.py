@@ -85,6 +85,7 @@ class SampleFlag(StrEnum):
     DOUBLED = "doubled"  # heart rate doubled or halved by a beat-detection artefact
     DUPLICATE = "duplicate"  # same timestamp as the previous sample of this kind
     OUT_OF_ORDER = "out_of_order"
+    FUTURE = "future"  # ahead of the monitor's clock (a gateway's clock runs fast)
     GAP = "gap"  # accepted, but the previous sample of this kind is long ago
 
     @property

@@ -209,6 +209,15 @@ class Monitor:
             return
         self._fan_out(result)
 
+    async def durable(self) -> None:
+        """Return once everything handed to the sinks so far is kept safely by every sink
+        that keeps things on disk (a sink with a ``durable()`` coroutine: the InfluxDB
+        spool): an input (an MQTT message) is acknowledged only then, so a crash can deliver
+        it again but never lose it."""
+        waits = [w() for s in self.sinks if (w := getattr(s, "durable", None)) is not None]
+        if waits:
+            await asyncio.gather(*waits)
+
     # -- outputs ----------------------------------------------------------------------
 
     def state(self, patient: str) -> ThermalState | None:

@@ -99,7 +99,7 @@ def test_implausible_values_are_flagged_and_counted(tmp_path: Path) -> None:
     for t in range(300):
         value = "250" if t == 100 else ("0" if t == 150 else "nan" if t == 200 else "70")
         rows.append(f"{T0 + t},p1,{value},50.0")
-    rows.append(f"{T0 + 250},p1,70,33")  # out of order
+    rows.append(f"{T0 + 250.5},p1,70,33")  # out of order (a time not seen before)
     src.write_text("\n".join(rows) + "\n")
     r = heatmon(
         "replay", src, "--events-out", tmp_path / "e.jsonl", "--estimates-out", tmp_path / "s.csv"

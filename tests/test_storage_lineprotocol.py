@@ -80,7 +80,7 @@ def test_unwritable_tag_values_are_rejected_with_a_reason(bad: str) -> None:
 
 def test_empty_tag_values_are_left_out() -> None:
     line = lp.sample_line(Sample("p", SampleKind.BATTERY, 50.0, 1.0), SampleFlag.OK)
-    assert line == "vitals,flag=ok,kind=battery,patient=p value=50.0,accepted=true 1000000000"
+    assert line == 'vitals,kind=battery,patient=p value=50.0,flag="ok",accepted=true 1000000000'
 
 
 def test_awkward_ids_read_back_identical(influx_db: InfluxDatabase) -> None:
@@ -166,6 +166,7 @@ def test_every_model_type_is_accepted_with_stable_field_types(influx_db: InfluxD
     keys = {s["name"]: s["values"] for s in influx_db.query("SHOW FIELD KEYS")}
     assert dict(keys["vitals"]) == {
         "value": "float",
+        "flag": "string",
         "accepted": "boolean",
         "sensor_contact": "boolean",
         "rr_intervals_s": "string",

@@ -30,7 +30,7 @@ class MonitorEngine:
     """Every patient's engine. Unknown patients are refused unless ``default_profile`` makes
     one (replay does; the live service does not)."""
 
-    __slots__ = ("_config", "_default_profile", "_engines", "_profiles")
+    __slots__ = ("_config", "_default_profile", "_engines", "_nows", "_profiles")
 
     def __init__(
         self,
@@ -43,6 +43,8 @@ class MonitorEngine:
         self._profiles = dict(profiles)
         self._default_profile = default_profile
         self._engines: dict[str, PatientEngine] = {}
+        self._nows: tuple[float, ...] = ()
+        """The last two times ``advance`` was given: a new patient's engine learns them."""
 
     @property
     def patients(self) -> list[str]:
@@ -58,12 +60,15 @@ class MonitorEngine:
                 profile = self._default_profile(patient)
                 self._profiles[patient] = profile
             engine = self._engines[patient] = PatientEngine(profile=profile, config=self._config)
+            for now in self._nows:
+                engine.note_clock(now)
         return engine
 
     def ingest(self, sample: Sample) -> StepResult:
         return self.engine(sample.patient).ingest(sample)
 
     def advance(self, now: float) -> StepResult:
+        self._nows = (*self._nows[-1:], now)
         states: list[ThermalState] = []
         events: list[Event] = []
         records: list[SessionRecord] = []

@@ -41,6 +41,13 @@ SLOPE_TAU_S = 180.0
 MIN_FORECAST_SLOPE_C_PER_MIN = 0.004
 SENSOR_OFF_AFTER = 3
 """Consecutive no-contact / zero heart-rate samples that mean the sensor is off."""
+FUTURE_TOLERANCE_S = 10.0
+FUTURE_TICKS = 4.0
+"""A sample more than ``FUTURE_TOLERANCE_S`` plus ``FUTURE_TICKS`` of the service's tick
+intervals (a simulated clock ticks in large steps, a busy loop late) ahead of the clock the
+service last reported through :meth:`PatientEngine.advance` is flagged ``future`` and not
+used: taken, it would make every real-time sample after it out of order until the clock
+caught up. Without a reported clock (replay) no sample is ahead of it."""
 PSI_CORE_CEILING_C = 39.5
 PSI_HR_CEILING_BPM = 180.0
 
@@ -80,12 +87,14 @@ class PatientEngine:
         "_core_sum",
         "_est",
         "_events",
+        "_future_after",
         "_good_once",
         "_hr_n",
         "_hr_sum",
         "_last_delta",
         "_last_hr",
         "_last_hr_time",
+        "_last_now",
         "_last_skin",
         "_last_step",
         "_last_time",
@@ -117,6 +126,8 @@ class PatientEngine:
         self._state: ThermalState | None = None
         self._seq = 0
         self._last_time = -math.inf
+        self._last_now = -math.inf
+        self._future_after = math.inf
         self._win_end = math.inf
         self._last_hr: float | None = None
         self._last_skin: float | None = None
@@ -173,6 +184,10 @@ class PatientEngine:
         contact: bool | None = None,
     ) -> StepResult:
         """Take one reading. Fast path for replay; :meth:`ingest` wraps it."""
+        if time > self._future_after:
+            counters = self.counters
+            counters["future"] = counters.get("future", 0) + 1
+            return QUIET[SampleFlag.FUTURE]
         records: list[SessionRecord] = []
         states: list[ThermalState] = []
         events: list[Event] = []
@@ -218,6 +233,7 @@ class PatientEngine:
 
     def advance(self, now: float) -> StepResult:
         """Time passes without samples: close due windows, report stale data, end a session."""
+        self.note_clock(now)
         if self._session is None:
             return QUIET[SampleFlag.OK]
         states: list[ThermalState] = []
@@ -229,6 +245,14 @@ class PatientEngine:
         if now - self._last_time > SESSION_IDLE_S:
             self._close_session(records)
         return StepResult(SampleFlag.OK, tuple(states), tuple(events), tuple(records))
+
+    def note_clock(self, now: float) -> None:
+        """The service's clock says ``now``: a sample later than ``FUTURE_TOLERANCE_S`` plus
+        four clock intervals after it is ``future``."""
+        if now > self._last_now:
+            spacing = now - self._last_now if self._last_now > -math.inf else 0.0
+            self._future_after = now + FUTURE_TOLERANCE_S + FUTURE_TICKS * spacing
+            self._last_now = now
 
     def note_gap(self, device: str, *, start: float, end: float) -> StepResult:
         """A source reports that ``device`` sent nothing from ``start`` to ``end`` (a dropped

@@ -18,10 +18,19 @@ PUBLISH_TIMEOUT_S = 10.0
 
 
 def make_client(
-    options: MqttOptions, *, identifier: str, will: aiomqtt.Will | None = None
+    options: MqttOptions,
+    *,
+    identifier: str,
+    will: aiomqtt.Will | None = None,
+    manual_ack: bool = False,
 ) -> aiomqtt.Client:
     """A client with a persistent session (``clean_session=False``): the broker keeps our
-    subscriptions and queues QoS 1 messages for us while we are away."""
+    subscriptions and queues QoS 1 messages for us while we are away.
+
+    With ``manual_ack`` a received QoS 1 message is not PUBACKed on receipt (paho's
+    default) but when the caller calls ``client._client.ack(mid, qos)``: the broker keeps
+    it, and delivers it again after a reconnect, until then (aiomqtt 2.5 does not expose
+    this; paho's ``manual_ack_set``/``ack`` are public)."""
     tls_params: aiomqtt.TLSParameters | None = None
     if options.tls:
         tls_params = aiomqtt.TLSParameters(
@@ -45,6 +54,8 @@ def make_client(
         timeout=PUBLISH_TIMEOUT_S,
     )
     client.pending_calls_threshold = PENDING_CALLS_WARN
+    if manual_ack:
+        client._client.manual_ack_set(True)  # aiomqtt 2.5 has no manual_ack option
     return client
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from monitor.backoff import BASE_DELAY_S, MAX_DELAY_S, Backoff
 from monitor.errors import ConfigError, InputError
-from monitor.mqtt.payloads import MAX_PAYLOAD_BYTES
+from monitor.mqtt.strictjson import MAX_PAYLOAD_BYTES
 from monitor.mqtt.topics import DEFAULT_PREFIX, Topics, check_patient_id
 
 _USER = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"

@@ -25,15 +25,20 @@ from referencing import Registry, Resource
 from monitor import __version__
 from monitor.errors import InputError
 from monitor.model import Event, EventKind, Sample, SampleKind, ThermalState, iso_utc, parse_time
+from monitor.mqtt.strictjson import MAX_PAYLOAD_BYTES, parse_json
 from monitor.mqtt.topics import check_patient_id
 
 SCHEMA_VERSION = 1
-MAX_PAYLOAD_BYTES = 256 * 1024
-"""Larger inbound payloads are rejected before they are parsed."""
 MAX_BATCH = 1000
 """Samples in one batch (also in the schema)."""
 MAX_FUTURE_S = 300.0
-"""A sample time further ahead of this monitor's clock is impossible (a broken clock)."""
+"""A time (sample, symptom report, acknowledgement) further ahead of this monitor's clock is
+impossible (a broken clock) and is refused."""
+MIN_TIME_S = 946_684_800.0
+"""2000-01-01T00:00:00Z: no heatmon input is older (also the schemas' minimum)."""
+MAX_TIME_S = 4_102_444_800.0
+"""2100-01-01T00:00:00Z: no heatmon input is later (also the schemas' maximum); any time in
+between can be written as ISO 8601 and stored."""
 SCHEMA_NAMES = (
     "sample",
     "sample_batch",
@@ -52,22 +57,6 @@ def load_schema(name: str) -> dict[str, Any]:
     text = resources.files("monitor.mqtt").joinpath("schemas", f"{name}.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number in JSON")
-
-
-def parse_json(payload: bytes, *, where: str, max_bytes: int = MAX_PAYLOAD_BYTES) -> Any:
-    """Strict JSON: size limit, UTF-8, no NaN/Infinity."""
-    if len(payload) > max_bytes:
-        raise InputError(f"payload of {len(payload)} bytes exceeds {max_bytes} bytes", where=where)
-    try:
-        return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as err:
-        raise InputError(f"payload is not UTF-8 ({err.reason})", where=where) from err
-    except (json.JSONDecodeError, ValueError) as err:
-        raise InputError(f"payload is not JSON ({err})", where=where) from err
 
 
 def _path(err: ValidationError) -> str:
@@ -170,12 +159,7 @@ class PayloadCodec:
                     f"{at}patient {str(claimed)[:70]!r} differs from the topic's patient",
                     where=where,
                 )
-            t = self._time(item["time"], at=f"{at}time", where=where)
-            if t > limit:
-                raise InputError(
-                    f"{at}time {iso_utc(t)} is more than {self._max_future_s:.0f} s in the future",
-                    where=where,
-                )
+            t = self._time(item["time"], at=f"{at}time", where=where, limit=limit)
             contact = item.get("sensor_contact")
             out.append(
                 Sample(
@@ -191,11 +175,14 @@ class PayloadCodec:
             )
         return out
 
-    def decode_symptom(self, payload: bytes, *, where: str) -> tuple[float, str]:
+    def decode_symptom(
+        self, payload: bytes, *, where: str, now: float | None = None
+    ) -> tuple[float, str]:
         """``(time, note)`` of "I feel symptoms now"."""
         doc = parse_json(payload, where=where, max_bytes=self._max_bytes)
         self.validate("symptom", doc, where=where)
-        return self._time(doc["time"], at="time", where=where), str(doc.get("note", ""))
+        t = self._time(doc["time"], at="time", where=where, limit=self._limit(now))
+        return t, str(doc.get("note", ""))
 
     def decode_ack(
         self, payload: bytes, *, where: str, now: float | None = None
@@ -204,17 +191,35 @@ class PayloadCodec:
         doc = parse_json(payload, where=where, max_bytes=self._max_bytes)
         self.validate("ack", doc, where=where)
         t = doc.get("time")
-        when = self._time(t, at="time", where=where) if t is not None else None
-        return str(doc["event_id"]), str(doc["by"]), when or (now or _time.time())
+        now = now if now is not None else _time.time()
+        when = (
+            self._time(t, at="time", where=where, limit=self._limit(now)) if t is not None else now
+        )
+        return str(doc["event_id"]), str(doc["by"]), when
 
-    @staticmethod
-    def _time(value: Any, *, at: str, where: str) -> float:
+    def _limit(self, now: float | None) -> float:
+        """The latest time an input may carry: this monitor's clock plus the allowance."""
+        return (now if now is not None else _time.time()) + self._max_future_s
+
+    def _time(self, value: Any, *, at: str, where: str, limit: float) -> float:
+        """A time checked before any use: a finite number or ISO 8601 text, between 2000
+        and 2100, and at most ``max_future_s`` ahead of this monitor's clock."""
         try:
             t = parse_time(value) if isinstance(value, str) else float(value)
-        except ValueError as err:
-            raise InputError(f"{at}: {err}", where=where) from err
+        except (ValueError, OverflowError) as err:
+            raise InputError(f"{at}: {str(err)[:100]}", where=where) from err
         if not math.isfinite(t):
             raise InputError(f"{at}: not a finite time", where=where)
+        if not MIN_TIME_S <= t < MAX_TIME_S:
+            raise InputError(
+                f"{at}: {t:.6g} is not a time between 2000 and 2100 (epoch seconds)", where=where
+            )
+        if t > limit:
+            raise InputError(
+                f"{at}: {iso_utc(t)} is more than {self._max_future_s:.0f} s in the future "
+                f"(this monitor's clock says {iso_utc(limit - self._max_future_s)})",
+                where=where,
+            )
         return t
 
 

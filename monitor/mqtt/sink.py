@@ -1,8 +1,9 @@
 """Sink "mqtt": publishes each patient's state (retained), alerts and recovered notices
 (QoS 1, through a durable outbox) and the monitor's status (retained, last will
 ``offline``); takes gateway samples, symptom reports and acknowledgements in and hands them
-to the :class:`~monitor.service.Monitor`. Bad input is answered on the errors topics,
-counted, and the sink keeps running.
+to the :class:`~monitor.service.Monitor` (:mod:`monitor.mqtt.inbound`: bounded before use,
+acknowledged to the broker only once safely handed on). Bad input is answered on the errors
+topics, counted, and the sink keeps running.
 
 Delivery: ``submit_*`` only queue (alerts go to SQLite at once). One task keeps the
 connection (reconnecting with :class:`~monitor.backoff.Backoff`) and runs a reader and a
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import sqlite3
 import time as _time
 from collections import deque
@@ -29,13 +29,9 @@ import aiomqtt
 from monitor.errors import InputError
 from monitor.model import Event, EventKind, ThermalState
 from monitor.mqtt import payloads
-from monitor.mqtt.client import (
-    check_cancelled,
-    make_client,
-    payload_bytes,
-    run_until_one_fails,
-)
+from monitor.mqtt.client import check_cancelled, make_client, run_until_one_fails
 from monitor.mqtt.homeassistant import discovery_messages
+from monitor.mqtt.inbound import Inbound
 from monitor.mqtt.options import MqttOptions, parse_options
 from monitor.mqtt.outbox import MEMORY, Outbox
 from monitor.mqtt.topics import INBOUND, Channel
@@ -49,23 +45,6 @@ FLUSH_TIMEOUT_S = 3.0
 """At stop, how long to wait for queued messages to reach a connected broker."""
 MAX_QUEUED_ERRORS = 1000
 """Error notices waiting to be published (the oldest are dropped; all are counted)."""
-LOG_EVERY_N_REJECTIONS = 100
-"""After the first ten, only every n-th rejection is logged (each one is counted)."""
-LOG_QUOTE_MAX = 24
-"""Quoted payload text longer than this is left out of the log."""
-
-
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_LONG_QUOTED = re.compile(rf"'[^']{{{LOG_QUOTE_MAX + 1},}}'|\"[^\"]{{{LOG_QUOTE_MAX + 1},}}\"")
-
-
-def loggable(reason: str, channel: Channel | None) -> str:
-    """A rejection reason for the log: the full reason goes to the errors topics (behind the
-    ACL), but the log never repeats what a person typed (a symptom note, a caregiver's
-    name) nor any long quoted payload text."""
-    if channel in (Channel.SYMPTOMS, Channel.ACK):
-        reason = _QUOTED.sub("'…'", reason)
-    return _LONG_QUOTED.sub("'…'", reason)[:300]
 
 
 class MqttSink(Sink):
@@ -96,6 +75,17 @@ class MqttSink(Sink):
         self._discovered: set[str] = set()
         self._errors: deque[tuple[str, bytes]] = deque(maxlen=MAX_QUEUED_ERRORS)
         self._wake = asyncio.Event()
+        self._inbound = Inbound(
+            topics=self._topics,
+            codec=self._codec,
+            known=self._known,
+            instance=instance,
+            monitor=lambda: self.monitor,
+            clock=clock,
+            count=self._count,
+            errors=self._errors,
+            wake=self._wake,
+        )
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: aiomqtt.Client | None = None
@@ -234,7 +224,7 @@ class MqttSink(Sink):
             retain=True,
         )
         while True:
-            client = make_client(opts, identifier=client_id, will=will)
+            client = make_client(opts, identifier=client_id, will=will, manual_ack=True)
             try:
                 async with client:
                     self._client = client
@@ -243,7 +233,7 @@ class MqttSink(Sink):
                     backoff.reset()
                     self.connected.set()
                     log.info("mqtt: connected to %s:%d", opts.host, opts.port)
-                    await run_until_one_fails(self._read(client), self._write(client))
+                    await run_until_one_fails(self._inbound.read(client), self._write(client))
             except* aiomqtt.MqttError as group:
                 log.warning("mqtt: broker unreachable or connection lost (%s)", group.exceptions[0])
             except* Exception:
@@ -336,64 +326,9 @@ class MqttSink(Sink):
 
     # -- inbound ----------------------------------------------------------------------
 
-    async def _read(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            await self.handle(message.topic.value, payload_bytes(message.payload))
-
     async def handle(self, topic: str, payload: bytes) -> None:
         """One inbound message: decoded, checked, handed to the monitor, or rejected."""
-        patient: str | None = None
-        channel: Channel | None = None
-        try:
-            patient, channel = self._topics.parse(topic)
-            if patient not in self._known:
-                raise InputError(
-                    f"patient {patient!r} is not one of this monitor's patients", where=topic
-                )
-            monitor = self.monitor
-            if monitor is None:
-                raise InputError("the monitor is not running yet", where=topic)
-            if channel is Channel.SAMPLES:
-                samples = self._codec.decode_samples(
-                    payload, patient=patient, where=topic, now=self._clock()
-                )
-                for sample in samples:
-                    await monitor.ingest(sample)
-                self._count("samples_in", len(samples))
-            elif channel is Channel.SYMPTOMS:
-                at, note = self._codec.decode_symptom(payload, where=topic)
-                monitor.report_symptom(patient, time=at, note=note)
-                self._count("symptoms_in")
-            elif channel is Channel.ACK:
-                event_id, by, at = self._codec.decode_ack(payload, where=topic, now=self._clock())
-                monitor.acknowledge(patient, event_id, by=by, time=at)
-                self._count("acks_in")
-            else:
-                raise InputError(f"heatmon does not take input on {channel.value!r}", where=topic)
-        except InputError as err:
-            self._reject(topic, err, patient, channel)
-
-    def _reject(
-        self, topic: str, err: InputError, patient: str | None, channel: Channel | None
-    ) -> None:
-        n = self._count("rejected")
-        self._count(f"rejected.{channel.value if channel else 'topic'}")
-        if n <= 10 or n % LOG_EVERY_N_REJECTIONS == 0:
-            log.warning(
-                "mqtt: rejected input #%d on %s: %s", n, topic[:200], loggable(err.reason, channel)
-            )
-        payload = payloads.encode_error(
-            topic=topic,
-            reason=err.reason,
-            rejected=n,
-            time=self._clock(),
-            patient=patient,
-            channel=channel.value if channel else None,
-        )
-        self._errors.append((self._topics.monitor_errors(self._instance), payload))
-        if patient is not None:
-            self._errors.append((self._topics.patient(patient, Channel.ERRORS), payload))
-        self._wake.set()
+        await self._inbound.handle(topic, payload)
 
     def _count(self, name: str, n: int = 1) -> int:
         value = self.counters.get(name, 0) + n

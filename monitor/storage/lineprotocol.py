@@ -6,7 +6,7 @@ schema lives in one place (documented in ``docs/data-model.md``):
 ============  =====================================  ==========================================
 measurement   tags                                   fields
 ============  =====================================  ==========================================
-vitals        patient, kind, flag, device, source    value, accepted, sensor_contact,
+vitals        patient, kind, device, source          value, flag, accepted, sensor_contact,
                                                      rr_intervals_s, rr_count
 thermal       patient, session, estimator            core_temp_c, core_temp_sd_c, core_delta_c,
                                                      baseline_core_c, threshold_rise_c,
@@ -32,7 +32,8 @@ Rules that make replay idempotent and the schema stable:
   the few integers with the ``i`` suffix, booleans as ``true``/``false``. Non-finite floats
   and ``None`` are left out (an absent field), never written as a different type.
 - Tags are identifiers only (pseudonymous patient id, device, session, and small enums);
-  values are fields.
+  values are fields. What the engine concluded about a reading (its ``flag``) is a value:
+  the same reading is the same point however it was flagged.
 """
 
 from __future__ import annotations
@@ -180,8 +181,10 @@ def _opt(value: float | None) -> float | None:
 
 
 def sample_line(sample: Sample, flag: SampleFlag, precision: Precision = "ns") -> str:
-    """A raw reading in ``vitals``. The flag is a tag, so a rejected duplicate with the same
-    time never overwrites the accepted reading.
+    """A raw reading in ``vitals``. The flag is a field, not a tag: a sample is one point
+    whatever the engine flagged it, so a copy sent or delivered again overwrites it instead
+    of adding a point (the engine flags a copy it recognises ``duplicate`` and the sink does
+    not store it at all).
 
     The hottest path of storage, so written out by hand; it gives exactly what
     :func:`encode_line` gives (tested).
@@ -189,13 +192,13 @@ def sample_line(sample: Sample, flag: SampleFlag, precision: Precision = "ns") -
     head = VITALS
     if sample.device:
         head += ",device=" + escape_key(sample.device, "tag device")
-    head += ",flag=" + flag.value + ",kind=" + sample.kind.value
+    head += ",kind=" + sample.kind.value
     head += ",patient=" + escape_key(sample.patient, "tag patient")
     if sample.source:
         head += ",source=" + escape_key(sample.source, "tag source")
     value = float(sample.value)
     fields = "" if value - value != 0.0 else "value=" + repr(value) + ","
-    fields += "accepted=true" if flag.accepted else "accepted=false"
+    fields += 'flag="' + flag.value + '",accepted=' + ("true" if flag.accepted else "false")
     if sample.sensor_contact is not None:
         fields += ",sensor_contact=true" if sample.sensor_contact else ",sensor_contact=false"
     if sample.rr_intervals:
@@ -208,6 +211,7 @@ def sample_line_generic(sample: Sample, flag: SampleFlag, precision: Precision =
     """:func:`sample_line` through :func:`encode_line` (the reference it is tested against)."""
     fields: dict[str, FieldValue | None] = {
         "value": float(sample.value),
+        "flag": flag.value,
         "accepted": flag.accepted,
         "sensor_contact": sample.sensor_contact,
     }
@@ -217,7 +221,6 @@ def sample_line_generic(sample: Sample, flag: SampleFlag, precision: Precision =
     tags = {
         "patient": sample.patient,
         "kind": sample.kind.value,
-        "flag": flag.value,
         "device": sample.device,
         "source": sample.source,
     }

@@ -4,8 +4,12 @@
 and the alerts never wait on storage. Two tasks do the rest:
 
 - the *flusher* appends what is in the list to the durable :class:`Spool` every
-  ``spool_interval_s`` (0.1 s by default; at once when ``batch_size`` points are waiting),
-  so a crash or SIGKILL of heatmon loses at most that much; a stop loses nothing;
+  ``spool_interval_s`` (0.1 s by default; at once when ``batch_size`` points are waiting,
+  or when someone awaits :meth:`InfluxSink.durable`), so a crash or SIGKILL of heatmon
+  loses at most that much; a stop loses nothing. An input that must not be lost (an MQTT
+  message) is acknowledged only after :meth:`InfluxSink.durable` returned: everything
+  submitted before the call is then in the fsynced spool. Many callers share one append
+  and one fsync;
 - the *sender* sends the oldest spooled points as one batch once there are
   ``batch_size`` of them or the oldest has waited ``flush_interval_s`` (at once after a
   restart or an outage), and marks them delivered; while InfluxDB is down or slow it
@@ -43,6 +47,7 @@ from monitor.model import (
 )
 from monitor.plugins import PluginContext, Sink
 from monitor.storage import lineprotocol as lp
+from monitor.storage.handoff import HandOff
 from monitor.storage.options import InfluxOptions
 from monitor.storage.quarantine import QuarantineFile
 from monitor.storage.spool import Chunk, Spool
@@ -71,6 +76,7 @@ class SinkStats:
     write_failures: int = 0
     spool_dropped: int = 0
     spooled: int = 0
+    duplicates_not_stored: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -103,6 +109,8 @@ class InfluxSink(Sink):
         self.writer = InfluxWriter(options=options)
         self.stats = SinkStats()
         self._buffer: list[str] = []
+        self._handoff = HandOff()
+        """Lines put in ``_buffer`` (first in, first out) and lines appended to the spool."""
         self._rejected: list[tuple[str, str]] = []
         self._full = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -197,6 +205,16 @@ class InfluxSink(Sink):
             self._draining -= 1
         return True
 
+    async def durable(self) -> None:
+        """Return once everything submitted before this call is in the spool (fsynced unless
+        ``spool_fsync = false``) or quarantined: safe to acknowledge the input it came from.
+        Callers that wait together share one append and one fsync. While the spool cannot
+        be written this waits (the input stays unacknowledged, so nothing is lost)."""
+        waiter = self._handoff.pending()
+        if waiter is not None:
+            self._full.set()  # the flusher spools now instead of at its next interval
+            await waiter
+
     # -- submit (never blocks, never raises) -------------------------------------------
 
     def _add(self, make: Callable[[_Item, lp.Precision], str], item: _Item) -> None:
@@ -210,10 +228,16 @@ class InfluxSink(Sink):
             self._rejected.append((f"{type(err).__name__}: {err}", repr(item)[:2000]))
             return
         self._buffer.append(line)
+        self._handoff.took()
         if len(self._buffer) >= self.options.batch_size:
             self._full.set()
 
     def submit_sample(self, sample: Sample, flag: SampleFlag) -> None:
+        if flag is SampleFlag.DUPLICATE:
+            # a copy of a reading already taken (sent or delivered again): the first copy
+            # is the stored point; writing this one would overwrite it with its flag
+            self.stats.duplicates_not_stored += 1
+            return
         self._add(_flagged_sample_line, (sample, flag))
 
     def submit_state(self, state: ThermalState) -> None:
@@ -257,6 +281,7 @@ class InfluxSink(Sink):
                     )
                     return
                 del self._buffer[: len(part)]
+                self._handoff.kept(len(part))
                 self.stats.spooled = self.spool.pending_points
                 self.stats.spool_dropped = self.spool.dropped_points
                 self._spooled.set()
