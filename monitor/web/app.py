@@ -37,6 +37,7 @@ from monitor.web.auth import (
 from monitor.web.board import Board
 from monitor.web.config import WebConfig
 from monitor.web.history import HistoryError, HistoryReader
+from monitor.web.patient_routes import register as register_patient_routes
 
 log = logging.getLogger(__name__)
 
@@ -512,6 +513,7 @@ def build_app(state: WebState) -> web.Application:
     r.add_post(f"/api/patients/{PATIENT}/symptoms", api_symptoms)
     r.add_get(f"/api/patients/{PATIENT}/sessions", api_sessions)
     r.add_get(f"/api/patients/{PATIENT}/sessions/{{session}}", api_session_history)
+    register_patient_routes(app, state=state, patient_path=PATIENT)
     r.add_static("/assets/", state.static_dir / "assets")
     r.add_static("/vendor/uplot/", state.static_dir / "node_modules" / "uplot" / "dist")
     return app

@@ -1,0 +1,104 @@
+// Is heatmon watching? The live stream (Server-Sent Events) with its own reconnection, a
+// ping of /healthz every TIMING.pingS seconds, and a check every second:
+//   - "stream": the live stream has been down for TIMING.streamGraceS seconds;
+//   - "server": nothing heard from the server (no stream frame, no answered ping) for
+//     TIMING.silentS seconds (a stream can hang without an error, e.g. on gym Wi-Fi).
+// `onChange(reason, previous)` is called when the answer changes (reason null: watching).
+import { TIMING } from "/assets/timing.js";
+
+const now = () => performance.now();
+
+export class Watcher {
+  constructor({ url, handlers, onChange, onRefused }) {
+    this.url = url;
+    this.handlers = handlers;
+    this.onChange = onChange || (() => {});
+    this.onRefused = onRefused || (() => {});
+    this.source = null;
+    this.lastHeard = now();
+    this.streamDownSince = now(); // not open yet
+    this.reason = null;
+    this.refused = false;
+  }
+
+  start() {
+    this.connect();
+    setInterval(() => this.check(), 1000);
+    setInterval(() => this.ping(), TIMING.pingS * 1000);
+    this.ping();
+    return this;
+  }
+
+  get streamOpen() {
+    return this.source !== null && this.source.readyState === EventSource.OPEN
+      && this.streamDownSince === null;
+  }
+
+  connect() {
+    if (this.source) this.source.close();
+    const source = new EventSource(this.url, { withCredentials: true });
+    this.source = source;
+    if (this.streamDownSince === null) this.streamDownSince = now();
+    for (const [name, fn] of Object.entries(this.handlers)) {
+      source.addEventListener(name, (ev) => {
+        if (source !== this.source) return;
+        this.heard();
+        fn(JSON.parse(ev.data));
+      });
+    }
+    source.addEventListener("open", () => {
+      if (source !== this.source) return;
+      this.streamDownSince = null;
+      this.refused = false;
+      this.heard();
+      this.check();
+    });
+    source.addEventListener("error", () => {
+      if (source !== this.source) return;
+      if (this.streamDownSince === null) this.streamDownSince = now();
+      if (source.readyState === EventSource.CLOSED) {
+        // The server answered, but not with a stream (restarted and forgot the session,
+        // or logged out): the browser gives up; we try again and let the page know.
+        this.refused = true;
+        this.onRefused();
+        setTimeout(() => { if (this.source === source) this.connect(); }, 2000);
+      }
+      this.check();
+    });
+  }
+
+  heard() {
+    this.lastHeard = now();
+  }
+
+  async ping() {
+    try {
+      const resp = await fetch("/healthz", {
+        cache: "no-store", signal: AbortSignal.timeout(TIMING.pingTimeoutS * 1000),
+      });
+      if (resp.ok) this.heard();
+    } catch { /* offline, refused or timed out: lastHeard stays */ }
+    this.check();
+  }
+
+  current() {
+    const t = now();
+    if (this.streamDownSince !== null && t - this.streamDownSince >= TIMING.streamGraceS * 1000) {
+      return "stream";
+    }
+    if (t - this.lastHeard >= TIMING.silentS * 1000) return "server";
+    return null;
+  }
+
+  check() {
+    const reason = this.current();
+    if (reason === "server" && this.source && this.source.readyState === EventSource.OPEN) {
+      this.connect(); // a stream that says open but carries nothing: start a new one
+    }
+    if (reason !== this.reason) {
+      const previous = this.reason;
+      this.reason = reason;
+      this.onChange(reason, previous);
+    }
+  }
+}
