@@ -1,8 +1,9 @@
 // Is heatmon watching? The live stream (Server-Sent Events) with its own reconnection, a
 // ping of /healthz every TIMING.pingS seconds, and a check every second:
 //   - "stream": the live stream has been down for TIMING.streamGraceS seconds;
-//   - "server": nothing heard from the server (no stream frame, no answered ping) for
-//     TIMING.silentS seconds (a stream can hang without an error, e.g. on gym Wi-Fi).
+//   - "server": no answer to the ping for TIMING.silentS seconds (the server stopped
+//     answering, or the network is gone while the stream has not noticed yet: a stream can
+//     hang without an error, e.g. on gym Wi-Fi); the stream is then started afresh.
 // `onChange(reason, previous)` is called when the answer changes (reason null: watching).
 import { TIMING } from "/assets/timing.js";
 
@@ -15,7 +16,7 @@ export class Watcher {
     this.onChange = onChange || (() => {});
     this.onRefused = onRefused || (() => {});
     this.source = null;
-    this.lastHeard = now();
+    this.lastAnswer = now();
     this.streamDownSince = now(); // not open yet
     this.reason = null;
     this.refused = false;
@@ -42,7 +43,6 @@ export class Watcher {
     for (const [name, fn] of Object.entries(this.handlers)) {
       source.addEventListener(name, (ev) => {
         if (source !== this.source) return;
-        this.heard();
         fn(JSON.parse(ev.data));
       });
     }
@@ -50,7 +50,6 @@ export class Watcher {
       if (source !== this.source) return;
       this.streamDownSince = null;
       this.refused = false;
-      this.heard();
       this.check();
     });
     source.addEventListener("error", () => {
@@ -67,17 +66,13 @@ export class Watcher {
     });
   }
 
-  heard() {
-    this.lastHeard = now();
-  }
-
   async ping() {
     try {
       const resp = await fetch("/healthz", {
         cache: "no-store", signal: AbortSignal.timeout(TIMING.pingTimeoutS * 1000),
       });
-      if (resp.ok) this.heard();
-    } catch { /* offline, refused or timed out: lastHeard stays */ }
+      if (resp.ok) this.lastAnswer = now();
+    } catch { /* offline, refused or timed out */ }
     this.check();
   }
 
@@ -86,7 +81,7 @@ export class Watcher {
     if (this.streamDownSince !== null && t - this.streamDownSince >= TIMING.streamGraceS * 1000) {
       return "stream";
     }
-    if (t - this.lastHeard >= TIMING.silentS * 1000) return "server";
+    if (t - this.lastAnswer >= TIMING.silentS * 1000) return "server";
     return null;
   }
 
