@@ -1,0 +1,144 @@
+"""Accessibility of every page, checked with axe-core (npm, installed by scripts/setup.sh)
+in real headless Chromium against the live service: no serious or critical violation on the
+login, caregiver, history (a session stored in a real ``influxd``) and patient pages. The
+patient page also reflows at 200 % zoom, announces its phases to screen readers, stops
+prompting when the level drops, and shows one consistent message per phase, after a
+reload too (issue 10: it could show "You're fine", "Nearly there…" and "You're back to
+baseline" at once)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Page, expect
+
+from monitor.model import Level
+from monitor.storage.options import InfluxOptions
+from monitor.storage.sink import InfluxSink
+from monitor.web.config import HistoryConfig
+from monitor.web.demo import DemoUser
+from tests.fixtures.influxdb import InfluxDatabase
+from tests.fixtures.web import build_web_stack
+from tests.test_web_patient import played, rec, tones, until
+from tests.web_instrument import instrument_script
+
+AXE = Path(__file__).resolve().parents[1] / "dashboards" / "web" / "node_modules" / "axe-core"
+TIMEOUT_MS = 30_000
+WENDY = DemoUser("wendy", "a third long passphrase", ("p-warm",))
+BLOCKING = ("serious", "critical")
+
+
+async def axe(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on ``page`` (injected from outside the
+    page, so its Content-Security-Policy stays as it is)."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate((AXE / "axe.min.js").read_text(encoding="utf-8"))
+    result: dict[str, Any] = await page.evaluate(
+        """() => axe.run(document).then((r) => ({
+            passed: r.passes.map((p) => p.id),
+            violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })) }))"""
+    )
+    # axe really looked: the rules every page must pass were checked and passed.
+    assert {"color-contrast", "html-has-lang", "document-title"} <= set(result["passed"])
+    return [v for v in result["violations"] if v["impact"] in BLOCKING]
+
+
+async def test_every_page_passes_axe_and_the_patient_page_stays_consistent(
+    influx_db: InfluxDatabase, chromium: Browser, screenshots: Path, tmp_path: Path
+) -> None:
+    assert (AXE / "package.json").exists(), "axe-core missing: run scripts/setup.sh (npm ci)"
+    version = await asyncio.to_thread((AXE / "package.json").read_text, encoding="utf-8")
+    assert re.search(r'"version": "4\.', version)
+    influx = InfluxSink(
+        options=InfluxOptions(url=influx_db.url, database=influx_db.name, flush_interval_s=0.2),
+        data_dir=tmp_path,
+    )
+    # A heat-sensitive patient who stops and cools down when told to, on a fast clock.
+    stack = build_web_stack(
+        patients={"p-warm": ("Wim", "heat_sensitive")},
+        users=(WENDY,),
+        speed=150.0,
+        heed_cool_down=True,
+        history=HistoryConfig(url=influx_db.url, database=influx_db.name),
+        sinks=(influx,),
+    )
+    async with stack.monitor:
+        carer = await chromium.new_page(viewport={"width": 1280, "height": 800})
+        await carer.goto(f"{stack.base_url}/login")
+        assert await axe(carer) == [], "login page"
+        await carer.fill("#login", WENDY.login)
+        await carer.fill("#password", WENDY.password)
+        await carer.click("button[type=submit]")
+        await expect(carer).to_have_url(re.compile(r"/caregiver$"))
+
+        phone_ctx = await chromium.new_context(viewport={"width": 412, "height": 860})
+        await phone_ctx.add_init_script(instrument_script({"promptRepeatS": 1.0}))
+        phone = await phone_ctx.new_page()
+        await phone.goto(stack.sink.patient_url("p-warm"))
+        await phone.locator("#message").click()
+        await expect(phone.locator("#sound-state")).to_have_text("Sound and spoken prompts are on.")
+        assert await axe(phone) == [], "patient page, fine"
+
+        body = phone.locator("body")
+        await expect(body).to_have_attribute("data-phase", "cool_down", timeout=TIMEOUT_MS)
+        await expect(carer.locator(".banner")).to_have_count(1)
+        assert await axe(carer) == [], "caregiver page with a cool-down banner"
+        await carer.screenshot(path=str(screenshots / "a11y-caregiver.png"))
+        await expect(phone.locator("#cooling")).to_be_visible()
+        # Screen readers hear the new phase; the heading is the page's one h1.
+        await expect(phone.locator("#announce")).to_have_attribute("aria-live", "assertive")
+        await expect(phone.locator("#announce")).to_contain_text("Cool down now.")
+        await expect(phone.locator("h1")).to_have_text("Cool down now")
+        assert await axe(phone) == [], "patient page, cool down"
+
+        # 200 % zoom on a phone: half the CSS pixels. Nothing scrolls sideways; the prompt
+        # and its button stay whole.
+        await phone.set_viewport_size({"width": 206, "height": 430})
+        overflow = await phone.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{overflow} px of sideways scrolling at 200 %"
+        for selector in ("#status", "#cooling", "#advice", ".disclaimer"):
+            box = await phone.locator(selector).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 206, selector
+        await phone.screenshot(path=str(screenshots / "patient-200-percent.png"), full_page=True)
+        await phone.set_viewport_size({"width": 412, "height": 860})
+
+        # Nobody taps: the prompts go on until the level drops, then stop.
+        assert int(await body.get_attribute("data-prompts") or 0) >= 1
+        await expect(body).to_have_attribute("data-phase", "cooling", timeout=TIMEOUT_MS)
+        await expect(phone.locator("#cooling")).to_be_hidden()
+        count = len(await rec(phone, "speak"))
+        await asyncio.sleep(3.0)
+        speaks = await rec(phone, "speak")
+        assert not [s for s in speaks[count:] if s["text"].startswith("Cool down now")]
+
+        # Back to baseline: one gentle cue, and one consistent set of words, after a reload.
+        await expect(body).to_have_attribute("data-phase", "recovered", timeout=TIMEOUT_MS)
+        await until(phone, 'window.__rec.speak.some(s => s.text.startsWith("You\'re back"))')
+        assert played(await rec(phone, "tones"), await tones(phone, "recovered"))
+        for _ in range(2):
+            await expect(phone.locator("#status")).to_have_text("You're fine")
+            await expect(phone.locator("#message")).to_have_text(
+                re.compile(r"^You're back to baseline after \d+ min")
+            )
+            await expect(phone.locator("#recovery")).to_have_text("You're back to baseline.")
+            assert "Nearly there" not in await phone.locator("main").inner_text()
+            await phone.reload()
+            await expect(body).to_have_attribute("data-phase", "recovered")
+        assert await axe(phone) == [], "patient page, recovered"
+        await phone.screenshot(path=str(screenshots / "a11y-patient-recovered.png"))
+
+        # The history of the session, read back from InfluxDB.
+        alert = await stack.recorder.wait_for_event("p-warm", Level.COOL_DOWN)
+        await carer.goto(f"{stack.base_url}/history?patient=p-warm&session={alert.session}")
+        await expect(carer.locator("#history-status")).to_have_text(
+            re.compile(r"^\d+ points, \d+ alerts$"), timeout=TIMEOUT_MS
+        )
+        await expect(carer.locator("#chart .uplot canvas")).to_have_count(1)
+        assert await axe(carer) == [], "history page"
+        await phone_ctx.close()
