@@ -128,6 +128,15 @@ async def test_cool_down_prompts_until_the_patient_says_cooling_down(
         # The service worker that shows notifications in the background is running.
         scope = await phone.evaluate("navigator.serviceWorker.ready.then(r => r.scope)")
         assert scope == f"{stack.base_url}/"
+        # Chromium itself finds the page installable (manifest, icons, worker).
+        cdp = await phone_ctx.new_cdp_session(phone)
+        manifest = await cdp.send("Page.getAppManifest")
+        assert manifest["url"] == f"{stack.base_url}/manifest.webmanifest"
+        assert manifest["errors"] == []
+        installable = await cdp.send("Page.getInstallabilityErrors")
+        # The one objection is to the test's browser context (incognito), not to the app.
+        ids = {e["errorId"] for e in installable["installabilityErrors"]}
+        assert ids <= {"in-incognito"}, ids
 
         # Getting warm: one gentle cue (a soft note, a short buzz, one spoken line).
         await expect(phone.locator("body")).to_have_attribute(
