@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from monitor.model import Level
 from monitor.storage.options import InfluxOptions
@@ -22,29 +21,10 @@ from monitor.web.config import HistoryConfig
 from monitor.web.demo import DemoUser
 from tests.fixtures.influxdb import InfluxDatabase
 from tests.fixtures.web import build_web_stack
-from tests.test_web_patient import played, rec, tones, until
-from tests.web_instrument import instrument_script
+from tests.patient_page import AXE, axe, instrument_script, played, rec, tones, until
 
-AXE = Path(__file__).resolve().parents[1] / "dashboards" / "web" / "node_modules" / "axe-core"
 TIMEOUT_MS = 30_000
 WENDY = DemoUser("wendy", "a third long passphrase", ("p-warm",))
-BLOCKING = ("serious", "critical")
-
-
-async def axe(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on ``page`` (injected from outside the
-    page, so its Content-Security-Policy stays as it is)."""
-    if not await page.evaluate("typeof window.axe !== 'undefined'"):
-        await page.evaluate((AXE / "axe.min.js").read_text(encoding="utf-8"))
-    result: dict[str, Any] = await page.evaluate(
-        """() => axe.run(document).then((r) => ({
-            passed: r.passes.map((p) => p.id),
-            violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
-                nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })) }))"""
-    )
-    # axe really looked: the rules every page must pass were checked and passed.
-    assert {"color-contrast", "html-has-lang", "document-title"} <= set(result["passed"])
-    return [v for v in result["violations"] if v["impact"] in BLOCKING]
 
 
 async def test_every_page_passes_axe_and_the_patient_page_stays_consistent(

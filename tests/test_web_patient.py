@@ -19,14 +19,14 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from monitor.model import Acknowledgement, Level
+from monitor.model import Acknowledgement, Level, Sample, SampleKind
 from monitor.storage.options import InfluxOptions
 from monitor.storage.sink import InfluxSink
 from monitor.web.demo import DemoUser
 from monitor.web.patient_routes import PATIENT_ACK_BY
 from tests.fixtures.influxdb import InfluxDatabase
 from tests.fixtures.web import WebStack, build_web_stack
-from tests.web_instrument import instrument_script
+from tests.patient_page import axe, instrument_script, played, rec, tones, until
 
 LIVE_TIMEOUT_MS = 30_000
 PROMPT_REPEAT_S = 1.0
@@ -34,38 +34,8 @@ PROMPT_REPEAT_S = 1.0
 NOT_WATCHING_WITHIN_S = 15.0
 """docs/dashboards.md: the page says heatmon is not watching within 15 s."""
 NURSE = DemoUser("nina", "a fourth long passphrase", ("p-hot",))
-SAM = DemoUser("sam", "a fifth long passphrase", ("p-cool",))
+SAM = DemoUser("sam", "a fifth long passphrase", ("p-cool", "p-strap"))
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "dashboards.md"
-
-
-async def until(page: Page, condition: str, timeout_s: float = LIVE_TIMEOUT_MS / 1000) -> None:
-    """Wait until the JavaScript ``condition`` holds in ``page`` (evaluated from outside, so
-    the page's Content-Security-Policy, which forbids eval, stays as it is)."""
-    deadline = time.monotonic() + timeout_s
-    while not await page.evaluate(condition):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s:.0f} s: {condition}")
-        await asyncio.sleep(0.1)
-
-
-async def rec(page: Page, key: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = await page.evaluate(f"window.__rec.{key}")
-    return entries
-
-
-async def tones(page: Page, kind: str) -> list[float]:
-    """The frequencies of the page's ``kind`` cue (from the page's own table)."""
-    freqs: list[float] = await page.evaluate(
-        f"import('/assets/prompts.js').then(m => m.TONES.{kind}.map(n => n[0]).filter(f => f > 0))"
-    )
-    return freqs
-
-
-def played(entries: list[dict[str, Any]], freqs: list[float]) -> bool:
-    """Whether ``freqs`` were started in this order on a running AudioContext."""
-    heard = [round(e["f"], 2) for e in entries if e["state"] == "running"]
-    want = [round(f, 2) for f in freqs]
-    return any(heard[i : i + len(want)] == want for i in range(len(heard)))
 
 
 async def open_phone(context: BrowserContext, stack: WebStack, patient: str) -> Page:
@@ -253,7 +223,11 @@ async def test_not_watching_when_offline_or_the_server_stops(
 ) -> None:
     documented = DOCS.read_text(encoding="utf-8")
     assert f"within {NOT_WATCHING_WITHIN_S:.0f} s" in documented
-    stack = build_web_stack(patients={"p-cool": ("Carl", "cool_gym_strength")}, users=(SAM,))
+    stack = build_web_stack(
+        patients={"p-cool": ("Carl", "cool_gym_strength")},
+        unsimulated={"p-strap": "Stina"},
+        users=(SAM,),
+    )
     async with stack.monitor:
         # The page's own timings, as documented: nothing shortened.
         phone_ctx = await chromium.new_context(viewport={"width": 412, "height": 860})
@@ -265,6 +239,20 @@ async def test_not_watching_when_offline_or_the_server_stops(
         tile = carer.locator('.tile[data-patient="p-cool"]')
         await expect(tile).to_have_attribute("data-level", "ok", timeout=LIVE_TIMEOUT_MS)
         await expect(tile).to_have_attribute("data-watching", "yes")
+
+        # Per patient: Stina's wearable sends for a minute of its time, then nothing.
+        strap = carer.locator('.tile[data-patient="p-strap"]')
+        for _ in range(20):
+            t = stack.clock()
+            await stack.monitor.ingest(Sample("p-strap", SampleKind.HEART_RATE, 95.0, t, "hr", "t"))
+            await asyncio.sleep(0.05)  # 3 s of sample time at 60x
+        await expect(strap.locator(".watch")).to_have_text(
+            "Not watching: no fresh readings from the sensor", timeout=LIVE_TIMEOUT_MS
+        )
+        await expect(strap).to_have_attribute("data-watching", "no")
+        await expect(tile).to_have_attribute("data-watching", "yes")
+        await expect(tile.locator(".watch")).to_be_hidden()
+
         watch = phone.locator("#watch")
         await expect(watch).to_be_hidden()
         not_watching = await tones(phone, "not_watching")
@@ -278,7 +266,11 @@ async def test_not_watching_when_offline_or_the_server_stops(
         )
         offline_s = time.monotonic() - start
         await expect(phone.locator("body")).to_have_attribute("data-watching", "no")
+        # The last level stays, marked as what heatmon knew before it lost the readings.
+        await expect(phone.locator("#last-known")).to_be_visible()
+        await expect(phone.locator("#status")).to_have_text("You're fine")
         assert played(await rec(phone, "tones"), not_watching)
+        assert await axe(phone) == [], "patient page, not watching"
         assert any("cannot see your readings" in s["text"] for s in await rec(phone, "speak"))
         await phone.screenshot(path=str(screenshots / "patient-not-watching.png"), full_page=True)
         await phone_ctx.set_offline(False)
@@ -286,6 +278,7 @@ async def test_not_watching_when_offline_or_the_server_stops(
             "heatmon can see your readings again.", timeout=NOT_WATCHING_WITHIN_S * 1000
         )
         await expect(phone.locator("body")).to_have_attribute("data-watching", "yes")
+        await expect(phone.locator("#last-known")).to_be_hidden()
 
         # heatmon's server stops: both pages say so; it comes back: both say it is watching.
         port = await stop_server(stack)
@@ -302,6 +295,7 @@ async def test_not_watching_when_offline_or_the_server_stops(
             "Not watching: the connection to heatmon is lost"
         )
         await carer.screenshot(path=str(screenshots / "caregiver-not-watching.png"))
+        assert await axe(carer) == [], "caregiver page, not watching"
         await start_server(stack, port)
         await expect(watch).to_have_text(
             "heatmon can see your readings again.", timeout=NOT_WATCHING_WITHIN_S * 1000

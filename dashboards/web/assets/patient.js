@@ -37,6 +37,7 @@ const numbersEl = $("numbers");
 const qualityEl = $("quality");
 const watchEl = $("watch");
 const announceEl = $("announce");
+const lastKnownEl = $("last-known");
 const coolingBtn = $("cooling");
 const coolingNoted = $("cooling-noted");
 const soundState = $("sound-state");
@@ -323,6 +324,8 @@ function updateWatching() {
   const was = notWatching;
   notWatching = reason;
   document.body.dataset.watching = reason ? "no" : "yes";
+  // What the page last knew stays, but says it is not current.
+  lastKnownEl.hidden = !reason || phase === "waiting";
   clearTimeout(resumedTimer);
   if (reason) {
     watchEl.className = "watch lost";
