@@ -90,7 +90,11 @@ async def test_cool_down_prompts_until_the_patient_says_cooling_down(
         await phone_ctx.add_init_script(instrument_script({"promptRepeatS": PROMPT_REPEAT_S}))
         phone = await open_phone(phone_ctx, stack, "p-hot")
         carer_ctx = await chromium.new_context(viewport={"width": 1280, "height": 800})
+        await carer_ctx.add_init_script(instrument_script())
         carer = await log_in(carer_ctx, stack, NURSE)
+        # The caregiver turns on the sound for new cool-downs (the click unlocks audio).
+        await carer.click("#sound")
+        await expect(carer.locator("#sound")).to_have_attribute("aria-pressed", "true")
 
         # A session is live: the page asks to keep the screen on.
         await until(phone, "window.__rec.wakeLock.length > 0")
@@ -155,6 +159,8 @@ async def test_cool_down_prompts_until_the_patient_says_cooling_down(
         # The caregiver sees the alert; the patient answers on the phone.
         banner = carer.locator(f'.banner[data-event="{alert.id}"]')
         await expect(banner).to_contain_text("Hanna: Cool down now")
+        assert played(await rec(carer, "tones"), cool)
+        assert [s["text"] for s in await rec(carer, "speak")] == ["Hanna: cool down now."]
         await phone.click("#cooling")
         await expect(phone.locator("#cooling-noted")).to_contain_text(
             "your caregiver can see you are cooling down"
@@ -280,6 +286,15 @@ async def test_not_watching_when_offline_or_the_server_stops(
         await expect(phone.locator("body")).to_have_attribute("data-watching", "yes")
         await expect(phone.locator("#last-known")).to_be_hidden()
 
+        # Quiet mode (a shared room): no sound, no speech; the phone still vibrates. It is
+        # remembered across a reload.
+        await phone.click("#quiet")
+        await phone.reload()
+        await phone.locator("#message").click()
+        await expect(phone.locator("#quiet")).to_have_attribute("aria-pressed", "true")
+        await expect(phone.locator("#sound-state")).to_contain_text("Quiet mode")
+        await expect(phone.locator("#status")).to_have_text("You're fine")
+
         # heatmon's server stops: both pages say so; it comes back: both say it is watching.
         port = await stop_server(stack)
         start = time.monotonic()
@@ -287,6 +302,11 @@ async def test_not_watching_when_offline_or_the_server_stops(
             "heatmon cannot see your readings", timeout=NOT_WATCHING_WITHIN_S * 1000
         )
         stopped_s = time.monotonic() - start
+        await until(phone, "window.__rec.vibrate.length > 0")
+        assert [v["pattern"] for v in await rec(phone, "vibrate")] == [
+            [300, 150, 300, 150, 300, 150, 300]
+        ]
+        assert await rec(phone, "tones") == [] and await rec(phone, "speak") == []
         await expect(carer.locator("#watch-banner")).to_contain_text(
             "heatmon cannot see your patients' readings", timeout=NOT_WATCHING_WITHIN_S * 1000
         )
