@@ -15,9 +15,23 @@ import pytest
 
 from monitor.model import Acknowledgement, Level
 from monitor.web.patient_routes import PATIENT_ACK_BY
-from tests.fixtures.web import CAROL, WebStack
+from tests.fixtures.web import CAROL, WebStack, build_web_stack
 
 LIVE_TIMEOUT_S = 30.0
+
+
+@pytest.fixture
+async def web_stack() -> AsyncIterator[WebStack]:
+    """Two of the usual patients on a fast clock: p-hot reaches cool_down within seconds."""
+    stack = build_web_stack(
+        patients={"p-hot": ("Hanna", "hot_day_aerobic"), "p-cool": ("Carl", "cool_gym_strength")},
+        users=(CAROL,),
+        speed=240.0,
+    )
+    async with stack.monitor:
+        for pid in ("p-hot", "p-cool"):
+            stack.patient_links[pid] = stack.sink.patient_url(pid)
+        yield stack
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ function showSoundState() {
   quietBtn.setAttribute("aria-pressed", String(prompter.quiet));
 }
 
-function unlockOnce() {
+function unlockOnce(ev) {
   if (prompter.unlocked) return;
   prompter.unlock();
   document.body.dataset.sound = "on";
@@ -86,8 +86,9 @@ function unlockOnce() {
   if ("Notification" in window && Notification.permission === "default") {
     Notification.requestPermission().catch(() => {});
   }
-  // A cool_down prompt that started before the tap is heard from now on.
-  if (prompting) firePrompt();
+  // A cool_down prompt that started before the tap is heard from now on (unless the tap
+  // is the answer to it).
+  if (prompting && ev.target !== coolingBtn) firePrompt();
 }
 document.addEventListener("pointerdown", unlockOnce, true);
 document.addEventListener("keydown", unlockOnce, true);
@@ -98,19 +99,31 @@ quietBtn.addEventListener("click", () => {
 showSoundState();
 
 let wakeLock = null;
+let wakeLockAsked = false; // a request is under way
+let wakeLockRefused = false; // asked again only when the page is shown again
 async function holdScreen() {
   const wanted = sessionOpen && document.visibilityState === "visible";
   if (!wanted) {
     if (wakeLock) { wakeLock.release().catch(() => {}); wakeLock = null; }
     return;
   }
-  if (wakeLock || !("wakeLock" in navigator)) return;
+  if (wakeLock || wakeLockAsked || wakeLockRefused || !("wakeLock" in navigator)) return;
+  wakeLockAsked = true;
   try {
-    wakeLock = await navigator.wakeLock.request("screen");
-    wakeLock.addEventListener("release", () => { wakeLock = null; });
-  } catch { wakeLock = null; /* refused (battery saver): the page still works */ }
+    const lock = await navigator.wakeLock.request("screen");
+    lock.addEventListener("release", () => { if (wakeLock === lock) wakeLock = null; });
+    wakeLock = lock;
+    if (!(sessionOpen && document.visibilityState === "visible")) holdScreen(); // changed meanwhile
+  } catch {
+    wakeLockRefused = true; // battery saver, no permission: the page still works
+  } finally {
+    wakeLockAsked = false;
+  }
 }
-document.addEventListener("visibilitychange", holdScreen);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") wakeLockRefused = false;
+  holdScreen();
+});
 
 if ("serviceWorker" in navigator) {
   navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
