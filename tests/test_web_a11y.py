@@ -85,6 +85,9 @@ async def test_every_page_passes_axe_and_the_patient_page_stays_consistent(
         for selector in ("#status", "#cooling", "#advice", ".disclaimer"):
             box = await phone.locator(selector).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 206, selector
+        # The answer is on the first screen, without scrolling.
+        button = await phone.locator("#cooling").bounding_box()
+        assert button is not None and button["y"] + button["height"] <= 430
         await phone.screenshot(path=str(screenshots / "patient-200-percent.png"), full_page=True)
         await phone.set_viewport_size({"width": 412, "height": 860})
 
