@@ -224,7 +224,7 @@ function patientAnswered(t, ack) {
   dismiss.addEventListener("click", () => banner.remove());
   banner.querySelector("button.ack").replaceWith(dismiss);
   banner.querySelector("strong").textContent = `${t.name}: cooling down`;
-  banner.append(el("span", { class: "answered", text: `tapped "I'm cooling down" at ${clock(ack.received)}` }));
+  dismiss.before(el("span", { class: "answered", text: `tapped "I'm cooling down" at ${clock(ack.received)}` }));
   order(t);
 }
 
