@@ -24,6 +24,7 @@ const prompter = new Prompter();
 let soundOn = false;
 try { soundOn = window.localStorage.getItem(SOUND_KEY) === "1"; } catch { /* private mode */ }
 let connection = null; // the watcher's reason: null while heatmon is reachable
+let resumedTimer = null;
 
 const me = await session();
 if (me.kind !== "caregiver") window.location.href = "/login";
@@ -361,6 +362,8 @@ showSound();
 function showConnection(reason) {
   connection = reason;
   if (reason) {
+    clearTimeout(resumedTimer);
+    watchBanner.dataset.state = "lost";
     connEl.dataset.state = "lost";
     connEl.textContent = "not watching";
     watchBanner.textContent = "heatmon cannot see your patients' readings: the connection to heatmon is lost. This page keeps trying.";
@@ -369,8 +372,12 @@ function showConnection(reason) {
   } else {
     connEl.dataset.state = "live";
     connEl.textContent = "live";
-    watchBanner.hidden = true;
-    watchBanner.textContent = "";
+    watchBanner.dataset.state = "resumed";
+    watchBanner.textContent = "heatmon can see your patients' readings again.";
+    clearTimeout(resumedTimer);
+    resumedTimer = setTimeout(() => {
+      if (!connection) { watchBanner.hidden = true; watchBanner.textContent = ""; }
+    }, TIMING.resumedShownS * 1000);
   }
   for (const t of tiles.values()) tileWatch(t);
 }
