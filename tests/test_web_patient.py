@@ -249,6 +249,10 @@ async def test_not_watching_when_offline_or_the_server_stops(
         await expect(tile).to_have_attribute("data-watching", "yes")
 
         # Per patient: Stina's wearable sends for a minute of its time, then nothing.
+        strap_ctx = await chromium.new_context(viewport={"width": 412, "height": 860})
+        strap_phone = await strap_ctx.new_page()
+        await strap_phone.goto(stack.sink.patient_url("p-strap"))
+        await expect(strap_phone.locator("body")).to_have_attribute("data-phase", "waiting")
         strap = carer.locator('.tile[data-patient="p-strap"]')
         for _ in range(20):
             t = stack.clock()
@@ -258,6 +262,13 @@ async def test_not_watching_when_offline_or_the_server_stops(
             "Not watching: no fresh readings from the sensor", timeout=LIVE_TIMEOUT_MS
         )
         await expect(strap).to_have_attribute("data-watching", "no")
+        await expect(strap_phone.locator("#watch")).to_contain_text(
+            "heatmon cannot see your readings — stop if you feel warm"
+        )
+        await expect(strap_phone.locator("#watch")).to_contain_text(
+            "No new readings are arriving from your sensor."
+        )
+        await strap_ctx.close()
         await expect(tile).to_have_attribute("data-watching", "yes")
         await expect(tile.locator(".watch")).to_be_hidden()
 

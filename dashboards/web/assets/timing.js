@@ -7,7 +7,8 @@ const DEFAULTS = Object.freeze({
   pingS: 5, // the page asks the server (/healthz) this often
   pingTimeoutS: 4, // a ping unanswered this long has failed
   streamGraceS: 5, // the live stream down this long: not watching
-  silentS: 12, // nothing at all heard from the server this long: not watching
+  failingS: 5, // pings failing this long in a row: not watching
+  silentS: 12, // no ping answered this long (requests that hang): not watching
   readingsStaleS: 30, // no new reading this long while a session is open: not watching
   resumedShownS: 10, // "watching again" stays on the screen this long
 });

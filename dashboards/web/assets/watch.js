@@ -1,9 +1,11 @@
 // Is heatmon watching? The live stream (Server-Sent Events) with its own reconnection, a
 // ping of /healthz every TIMING.pingS seconds, and a check every second:
 //   - "stream": the live stream has been down for TIMING.streamGraceS seconds;
-//   - "server": no answer to the ping for TIMING.silentS seconds (the server stopped
-//     answering, or the network is gone while the stream has not noticed yet: a stream can
-//     hang without an error, e.g. on gym Wi-Fi); the stream is then started afresh.
+//   - "server": the pings have failed for TIMING.failingS seconds in a row (asked again
+//     every second once one fails), or none was answered for TIMING.silentS seconds (a
+//     request that hangs): the server stopped answering, or the network is gone while the
+//     stream has not noticed yet (a stream can hang without an error, e.g. on gym Wi-Fi);
+//     the stream is then started afresh.
 // `onChange(reason, previous)` is called when the answer changes (reason null: watching).
 import { TIMING } from "/assets/timing.js";
 
@@ -17,6 +19,8 @@ export class Watcher {
     this.onRefused = onRefused || (() => {});
     this.source = null;
     this.lastAnswer = now();
+    this.failingSince = null; // the first of an unbroken run of failed pings
+    this.retry = null;
     this.streamDownSince = now(); // not open yet
     this.reason = null;
     this.refused = false;
@@ -67,12 +71,22 @@ export class Watcher {
   }
 
   async ping() {
+    let answered = false;
     try {
       const resp = await fetch("/healthz", {
         cache: "no-store", signal: AbortSignal.timeout(TIMING.pingTimeoutS * 1000),
       });
-      if (resp.ok) this.lastAnswer = now();
+      answered = resp.ok;
     } catch { /* offline, refused or timed out */ }
+    if (answered) {
+      this.lastAnswer = now();
+      this.failingSince = null;
+    } else {
+      // Ask again every second until it answers: a failure that lasts is not a blip.
+      if (this.failingSince === null) this.failingSince = now();
+      clearTimeout(this.retry);
+      this.retry = setTimeout(() => this.ping(), 1000);
+    }
     this.check();
   }
 
@@ -80,6 +94,9 @@ export class Watcher {
     const t = now();
     if (this.streamDownSince !== null && t - this.streamDownSince >= TIMING.streamGraceS * 1000) {
       return "stream";
+    }
+    if (this.failingSince !== null && t - this.failingSince >= TIMING.failingS * 1000) {
+      return "server";
     }
     if (t - this.lastAnswer >= TIMING.silentS * 1000) return "server";
     return null;
