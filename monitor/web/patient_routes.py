@@ -16,7 +16,6 @@ Registered by :func:`register` from :func:`monitor.web.app.build_app`.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -90,8 +89,7 @@ class PatientRoutes:
             return _json_error(404, "no cool-down prompt waiting for an answer")
         log.info("patient acknowledged a cool-down prompt")
         return web.json_response(
-            {"ok": True, "patient": patient, "event_id": event_id, "by": PATIENT_ACK_BY},
-            dumps=json.dumps,
+            {"ok": True, "patient": patient, "event_id": event_id, "by": PATIENT_ACK_BY}
         )
 
 
