@@ -156,6 +156,25 @@ async def test_cool_down_prompts_until_the_patient_says_cooling_down(
         buzzes = [v["pattern"] for v in await rec(phone, "vibrate")]
         assert buzzes.count([600, 250, 600, 250, 600]) >= 3
         await expect(phone.locator("#cooling")).to_be_visible()
+        await expect(phone.locator("#announce")).to_have_attribute("aria-live", "assertive")
+        await expect(phone.locator("h1")).to_have_text("Cool down now")
+        assert await axe(phone) == [], "patient page, cool down"
+        # 200 % zoom on a phone: half the CSS pixels. Nothing scrolls sideways; the prompt
+        # and its button stay whole.
+        await phone.set_viewport_size({"width": 206, "height": 430})
+        overflow = await phone.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{overflow} px of sideways scrolling at 200 %"
+        for selector in ("#status", "#cooling", "#advice", ".disclaimer"):
+            box = await phone.locator(selector).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 206, selector
+        # The answer is on the first screen, without scrolling.
+        button = await phone.locator("#cooling").bounding_box()
+        assert button is not None and button["y"] + button["height"] <= 430
+        await phone.screenshot(path=str(screenshots / "patient-200-percent.png"), full_page=True)
+        await phone.set_viewport_size({"width": 412, "height": 860})
+
         await phone.screenshot(path=str(screenshots / "patient-prompting.png"), full_page=True)
 
         # The caregiver sees the alert; the patient answers on the phone.
