@@ -311,6 +311,14 @@ async def test_not_watching_when_offline_or_the_server_stops(
         assert await axe(phone) == [], "patient page, not watching"
         assert any("cannot see your readings" in s["text"] for s in await rec(phone, "speak"))
         await phone.screenshot(path=str(screenshots / "patient-not-watching.png"), full_page=True)
+        # Reopened without a network, the page comes from the service worker and says the same.
+        reopened = await phone_ctx.new_page()
+        await reopened.goto(f"{stack.base_url}/patient/p-cool")
+        await expect(reopened.locator("h1")).to_have_text(
+            "heatmon cannot see your readings — stop if you feel warm."
+        )
+        await expect(reopened.locator("footer")).to_contain_text("not a medical device")
+        await reopened.close()
         await phone_ctx.set_offline(False)
         await expect(watch).to_have_text(
             "heatmon can see your readings again.", timeout=NOT_WATCHING_WITHIN_S * 1000
