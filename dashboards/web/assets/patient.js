@@ -6,11 +6,12 @@
 // one gentler cue. When heatmon cannot see the readings (stream lost, server silent,
 // readings stale) it says so in words and with a sound, and says when it sees them again.
 import { session, post, el, signed, clock } from "/assets/common.js";
+import { Device } from "/assets/device.js";
+import { currentLevelEvent, phaseOf, phaseView, recoveredEvent } from "/assets/phases.js";
 import { Prompter } from "/assets/prompts.js";
 import { TIMING } from "/assets/timing.js";
 import { Watcher } from "/assets/watch.js";
 
-const CALM_OK = "Carry on at a comfortable pace.";
 const NOT_WATCHING = "heatmon cannot see your readings — stop if you feel warm.";
 const WATCH_DETAIL = {
   stream: "The connection to heatmon is lost. This page keeps trying.",
@@ -98,108 +99,29 @@ quietBtn.addEventListener("click", () => {
 });
 showSoundState();
 
-let wakeLock = null;
-let wakeLockAsked = false; // a request is under way
-let wakeLockRefused = false; // asked again only when the page is shown again
-async function holdScreen() {
-  const wanted = sessionOpen && document.visibilityState === "visible";
-  if (!wanted) {
-    if (wakeLock) { wakeLock.release().catch(() => {}); wakeLock = null; }
-    return;
-  }
-  if (wakeLock || wakeLockAsked || wakeLockRefused || !("wakeLock" in navigator)) return;
-  wakeLockAsked = true;
-  try {
-    const lock = await navigator.wakeLock.request("screen");
-    lock.addEventListener("release", () => { if (wakeLock === lock) wakeLock = null; });
-    wakeLock = lock;
-    if (!(sessionOpen && document.visibilityState === "visible")) holdScreen(); // changed meanwhile
-  } catch {
-    wakeLockRefused = true; // battery saver, no permission: the page still works
-  } finally {
-    wakeLockAsked = false;
-  }
-}
-document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible") wakeLockRefused = false;
-  holdScreen();
-});
-
-if ("serviceWorker" in navigator) {
-  navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
-}
-
-async function notify(title, body, tag) {
-  if (document.visibilityState !== "hidden") return;
-  if (!("Notification" in window) || Notification.permission !== "granted") return;
-  const options = { body, tag, renotify: true, requireInteraction: tag === "heatmon-cool-down", lang: document.documentElement.lang };
-  try {
-    const reg = "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration() : null;
-    if (reg) { await reg.showNotification(title, options); return; }
-  } catch { /* fall back to a page notification */ }
-  try { new Notification(title, options); } catch { /* not allowed here */ }
-}
-
-async function closeNotifications(tag) {
-  try {
-    const reg = "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration() : null;
-    if (reg) for (const n of await reg.getNotifications({ tag })) n.close();
-  } catch { /* none */ }
-}
+const device = new Device();
+const holdScreen = () => device.holdScreen(sessionOpen);
+const notify = (title, body, tag) => device.notify(title, body, tag);
+const closeNotifications = (tag) => device.closeNotifications(tag);
+document.addEventListener("visibilitychange", () => device.shown(sessionOpen));
 
 // -- one phase, one set of words ----------------------------------------------------------
 
-function levelEvent() {
-  if (!lastState || !lastLevelEvent || lastLevelEvent.level !== lastState.level) return null;
-  if (lastLevelEvent.session && lastState.session && lastLevelEvent.session !== lastState.session) return null;
-  return lastLevelEvent;
+// What the page knows, for the pure functions of /assets/phases.js.
+function known() {
+  return { state: lastState, levelEvent: lastLevelEvent, recovered, sessionOpen };
 }
-
-function currentRecovered() {
-  if (!recovered || !lastState || lastState.level !== "ok") return null;
-  if (recovered.session && lastState.session && recovered.session !== lastState.session) return null;
-  if (lastLevelEvent && recovered.epoch < lastLevelEvent.epoch) return null; // an older episode
-  return recovered;
-}
-
-function phaseOf() {
-  if (!sessionOpen && lastState === null) return "waiting";
-  if (!sessionOpen) return "ended";
-  if (!lastState) return "waiting";
-  const ev = levelEvent();
-  switch (lastState.level) {
-    case "cool_down": return "cool_down";
-    case "caution": return ev && ev.previous_level === "cool_down" ? "cooling" : "caution";
-    default:
-      if (currentRecovered()) return "recovered";
-      return ev && ev.previous_level && ev.previous_level !== "ok" ? "nearly" : "ok";
-  }
-}
-
-// heading, message, advice lines, recovery line ("countdown": the live countdown)
-function phaseView(p) {
-  const ev = levelEvent();
-  const advice = ev && ev.advice ? ev.advice : [];
-  switch (p) {
-    case "waiting": return ["Waiting for your sensors…", "Put on the chest strap; this page updates by itself.", [], null];
-    case "ended": return ["Session ended", "heatmon is not watching until your sensors send readings again.", [], null];
-    case "cool_down": return ["Cool down now", ev ? ev.message : "Stop and cool down. Heat symptoms are temporary and ease as you cool.", advice, "countdown"];
-    case "cooling": return ["Cooling down", ev.message, advice, "countdown"];
-    case "caution": return ["Getting warm", ev ? ev.message : "Take it a little easier for a few minutes.", advice, null];
-    case "nearly": return ["Nearly there", ev.message, advice, "countdown"];
-    case "recovered": return ["You're fine", currentRecovered().message, [], "You're back to baseline."];
-    default: return ["You're fine", CALM_OK, [], null];
-  }
-}
+const levelEvent = () => currentLevelEvent(known());
+const currentRecovered = () => recoveredEvent(known());
 
 let announced = "";
 
 function render() {
-  const p = phaseOf();
+  const p = phaseOf(known());
   phase = p;
   document.body.dataset.phase = p;
   document.body.dataset.level = lastState && sessionOpen ? lastState.level : "waiting";
-  const [status, message, advice, recovery] = phaseView(p);
+  const [status, message, advice, recovery] = phaseView(p, known());
   statusEl.textContent = status;
   if (messageEl.textContent !== message) messageEl.textContent = message;
   const adviceKey = advice.join("\n");
