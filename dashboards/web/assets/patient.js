@@ -1,6 +1,6 @@
 // Patient view: large, calm and readable from two metres, and heard and felt when the
 // person is not looking. One phase at a time, each with one heading, one message and at
-// most one recovery line (phaseView below), so the page never says two things at once.
+// most one recovery line (/assets/phases.js), so the page never says two things at once.
 // On cool_down it sounds, vibrates and speaks the advice every TIMING.promptRepeatS
 // seconds until "I'm cooling down" is tapped or the level drops; caution and recovered get
 // one gentler cue. When heatmon cannot see the readings (stream lost, server silent,
@@ -63,7 +63,9 @@ let linkLost = false; // heatmon no longer knows this phone's session
 let notWatching = null; // what the page shows: null or a WATCH_DETAIL key
 let resumedTimer = null;
 
-await session();
+// The CSRF token; if heatmon does not answer now, post() asks again when it is needed and
+// the watchdog below says that heatmon is not watching.
+await session().catch(() => null);
 
 // -- sound unlock, quiet mode, wake lock, service worker ------------------------------------
 
