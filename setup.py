@@ -19,13 +19,22 @@ ROOT = Path(__file__).resolve().parent
 WEB = ROOT / "dashboards" / "web"
 FILES = (
     "*.html",
+    "manifest.webmanifest",
+    "sw.js",
     "assets/*.js",
     "assets/*.css",
+    "assets/*.svg",
     "node_modules/uplot/LICENSE",
     "node_modules/uplot/dist/uPlot.iife.min.js",
     "node_modules/uplot/dist/uPlot.min.css",
 )
-REQUIRED = ("caregiver.html", "patient.html", "node_modules/uplot/dist/uPlot.iife.min.js")
+REQUIRED = (
+    "caregiver.html",
+    "patient.html",
+    "sw.js",
+    "manifest.webmanifest",
+    "node_modules/uplot/dist/uPlot.iife.min.js",
+)
 
 
 class BuildWithDashboard(build_py):

@@ -275,6 +275,15 @@ async def test_the_installed_wheel_serves_the_dashboard_and_feeds_every_sink(
             await expect(tile.locator(".spark .uplot canvas")).to_have_count(
                 1, timeout=WAIT_S * 1000
             )
+            # the patient app's files travel in the wheel as well
+            for path, kind in (
+                ("/sw.js", "javascript"),
+                ("/manifest.webmanifest", "manifest+json"),
+                ("/assets/icon.svg", "svg"),
+            ):
+                response = await page.request.get(f"{base}{path}")
+                assert response.status == 200, path
+                assert kind in response.headers["content-type"], path
             await page.close()
 
             for _ in range(int(WAIT_S / 0.5)):

@@ -41,6 +41,7 @@ from monitor.web.board import Board
 from monitor.web.bodies import BODY, Rejections, body_middleware, refuse
 from monitor.web.config import LOGIN_PATTERN, WebConfig
 from monitor.web.history import HistoryError, HistoryReader, valid_id
+from monitor.web.patient_routes import register as register_patient_routes
 from monitor.web.suggestions import add_suggestion_routes
 
 log = logging.getLogger(__name__)
@@ -592,6 +593,7 @@ def build_app(state: WebState) -> web.Application:
         require_caregiver=_require_caregiver,
         control_of=lambda request: _state(request).control,
     )
+    register_patient_routes(app, state=state, patient_path=PATIENT)
     r.add_static("/assets/", state.static_dir / "assets")
     r.add_static("/vendor/uplot/", state.static_dir / "node_modules" / "uplot" / "dist")
     return app

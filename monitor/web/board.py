@@ -102,6 +102,9 @@ class PatientBoard:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_level_event: dict[str, Any] | None = None
     last_recovered: dict[str, Any] | None = None
+    last_ack: dict[str, Any] | None = None
+    """The latest acknowledgement (event id, who, when): the patient's page stops prompting
+    after a reload once the patient has said "I'm cooling down", and caregivers see it."""
     flags: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=MAX_RECENT_FLAGS))
     symptoms: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_SYMPTOMS))
     session: dict[str, Any] | None = None
@@ -118,6 +121,7 @@ class PatientBoard:
             "pending": list(self.pending.values()),
             "last_level_event": self.last_level_event,
             "last_recovered": self.last_recovered,
+            "last_ack": self.last_ack,
             "flags": [[t, f] for t, f in self.flags],
             "symptoms": list(self.symptoms),
             "session": self.session,
@@ -335,16 +339,13 @@ class Board:
         b = self.board(record.patient)
         if isinstance(record, Acknowledgement):
             b.pending.pop(record.event_id, None)
-            self._publish(
-                record.patient,
-                "ack",
-                {
-                    "patient": record.patient,
-                    "event_id": record.event_id,
-                    "by": record.by,
-                    "time": iso_utc(record.time),
-                },
-            )
+            b.last_ack = {
+                "event_id": record.event_id,
+                "by": record.by,
+                "time": iso_utc(record.time),
+                "received": self._clock(),
+            }
+            self._publish(record.patient, "ack", {"patient": record.patient, **b.last_ack})
         elif isinstance(record, SymptomReport):
             data = {
                 "time": iso_utc(record.time),

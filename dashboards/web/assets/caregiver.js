@@ -1,8 +1,11 @@
 // Caregiver view: one tile per assigned patient, live over Server-Sent Events.
 import {
-  session, post, stream, el, num, signed, clock, ago,
+  session, post, el, num, signed, clock, ago,
   LEVEL_LABEL, QUALITY_LABEL, FLAG_LABEL,
 } from "/assets/common.js";
+import { Prompter } from "/assets/prompts.js";
+import { TIMING } from "/assets/timing.js";
+import { Watcher } from "/assets/watch.js";
 
 const RANK = { ok: 0, caution: 1, cool_down: 2 };
 const Z95 = 1.96;
@@ -11,6 +14,17 @@ const tilesEl = document.getElementById("tiles");
 const bannersEl = document.getElementById("banners");
 const emptyEl = document.getElementById("empty");
 const tiles = new Map();
+const PATIENT_ACK_BY = "patient:self";
+const SOUND_KEY = "heatmon.caregiverSound";
+const soundBtn = document.getElementById("sound");
+const watchBanner = document.getElementById("watch-banner");
+const announceEl = document.getElementById("announce");
+const connEl = document.getElementById("conn");
+const prompter = new Prompter();
+let soundOn = false;
+try { soundOn = window.localStorage.getItem(SOUND_KEY) === "1"; } catch { /* private mode */ }
+let connection = null; // the watcher's reason: null while heatmon is reachable
+let resumedTimer = null;
 
 const me = await session();
 if (me.kind !== "caregiver") window.location.href = "/login";
@@ -63,6 +77,10 @@ function makeTile(p) {
   t.hr = dd("hr"); t.rise = dd("rise"); t.skin = dd("skin"); t.mtt = dd("mtt"); t.thr = dd("thr");
   t.chip = el("span", { class: "chip", text: "waiting" });
   t.badges = el("footer", { class: "badges" });
+  t.watch = el("p", { class: "watch", hidden: "" });
+  t.cooling = el("p", { class: "cooling" });
+  t.lastReadingAt = performance.now();
+  t.sessionOpen = false;
   t.spark = el("div", { class: "spark" });
   const cell = (label, node) => el("div", {}, el("dt", { text: label }), node);
   t.root = el("article", { class: "tile", "data-patient": p.patient, "data-level": "waiting" },
@@ -70,7 +88,7 @@ function makeTile(p) {
     el("dl", { class: "vitals" },
       cell("Heart rate", t.hr), cell("Core rise (est.)", t.rise),
       cell("Skin temp", t.skin), cell("To threshold", t.mtt), cell("Threshold", t.thr)),
-    t.spark, t.badges);
+    t.watch, t.cooling, t.spark, t.badges);
   t.points = [];
   tilesEl.append(t.root);
   t.plot = new uPlot(sparkOptions(Math.max(200, t.spark.clientWidth || 260), t),
@@ -97,6 +115,7 @@ function setVital(t, kind, value, time) {
 }
 
 function applyState(t, s) {
+  if (t.level && s.level !== t.level) announceEl.textContent = `${t.name}: ${LEVEL_LABEL[s.level] || s.level}`;
   t.state = s;
   t.level = s.level;
   t.threshold = s.threshold_rise_c;
@@ -195,6 +214,49 @@ function removeBanner(t, eventId) {
   order(t);
 }
 
+// The patient tapped "I'm cooling down": the banner says so (until dismissed here), the tile
+// keeps a line for the rest of the episode.
+function patientAnswered(t, ack) {
+  t.cooling.textContent = `Tapped "I'm cooling down" at ${clock(ack.received)}`;
+  t.coolingEvent = ack.event_id;
+  const banner = t.pending.get(ack.event_id);
+  if (!banner) return;
+  t.pending.delete(ack.event_id);
+  banner.dataset.ackedBy = "patient";
+  const dismiss = el("button", { type: "button", class: "ack", text: "Dismiss" });
+  dismiss.addEventListener("click", () => banner.remove());
+  banner.querySelector("button.ack").replaceWith(dismiss);
+  banner.querySelector("strong").textContent = `${t.name}: cooling down`;
+  dismiss.before(el("span", { class: "answered", text: `tapped "I'm cooling down" at ${clock(ack.received)}` }));
+  order(t);
+}
+
+// Is heatmon watching this patient? Not when the page has lost heatmon, nor while a
+// session is open and no reading has arrived for TIMING.readingsStaleS seconds (or the
+// engine says the data are stale or the strap is off).
+function tileWatch(t) {
+  let reason = null;
+  if (connection) reason = "Not watching: the connection to heatmon is lost";
+  else if (t.sessionOpen && t.state && (t.state.quality === "stale" || t.state.quality === "sensor_off")) {
+    reason = "Not watching: no fresh readings from the sensor";
+  } else if (t.sessionOpen && performance.now() - t.lastReadingAt > TIMING.readingsStaleS * 1000) {
+    reason = `Not watching: no readings for ${Math.round((performance.now() - t.lastReadingAt) / 1000)} s`;
+  }
+  const was = t.root.dataset.watching === "no";
+  t.root.dataset.watching = reason ? "no" : "yes";
+  t.watch.hidden = !reason;
+  t.watch.textContent = reason || "";
+  if (reason && !was && !connection) {
+    announceEl.textContent = `${t.name}: heatmon cannot see the readings`;
+    if (soundOn) prompter.tone("not_watching");
+  }
+}
+setInterval(() => { for (const t of tiles.values()) tileWatch(t); }, 1000);
+
+function reading(t) {
+  t.lastReadingAt = performance.now();
+}
+
 function snapshot(data) {
   tilesEl.replaceChildren();
   bannersEl.replaceChildren();
@@ -203,32 +265,62 @@ function snapshot(data) {
     const t = makeTile(p);
     t.flags = p.flags;
     t.symptoms = p.symptoms;
+    t.sessionOpen = p.session ? p.session.stop == null : p.state !== null;
     if (p.state) applyState(t, p.state);
     setHistory(t, p.history);
     for (const [kind, v] of Object.entries(p.vitals)) setVital(t, kind, v.value, v.time);
     for (const ev of p.pending) addBanner(t, ev);
+    const ack = p.last_ack;
+    if (ack && ack.by === PATIENT_ACK_BY && p.last_level_event && p.last_level_event.id === ack.event_id) {
+      patientAnswered(t, ack);
+    }
     renderBadges(t);
     order(t);
+    tileWatch(t);
   }
   emptyEl.hidden = data.patients.length > 0;
 }
 
 const handlers = {
   snapshot,
-  sample: (m) => { const t = tiles.get(m.patient); if (t) setVital(t, m.kind, m.value, m.time); },
+  sample: (m) => {
+    const t = tiles.get(m.patient);
+    if (!t) return;
+    reading(t);
+    setVital(t, m.kind, m.value, m.time);
+  },
   state: (m) => {
     const t = tiles.get(m.patient);
     if (!t) return;
+    reading(t);
+    t.sessionOpen = true;
     applyState(t, m.state);
     pushPoint(t, m.point);
+    tileWatch(t);
   },
   alert: (m) => {
     const t = tiles.get(m.patient);
     if (!t) return;
     if (m.event.kind === "quality" && t.state) applyState(t, { ...t.state, quality: m.event.quality });
-    if (m.event.requires_ack) addBanner(t, m.event);
+    if (m.event.kind === "level" && m.event.id !== t.coolingEvent) {
+      t.cooling.textContent = "";
+      t.coolingEvent = null;
+    }
+    if (m.event.requires_ack) {
+      addBanner(t, m.event);
+      if (soundOn && m.event.level === "cool_down") {
+        prompter.tone("cool_down");
+        prompter.speak(`${t.name}: cool down now.`);
+      }
+    }
+    tileWatch(t);
   },
-  ack: (m) => { const t = tiles.get(m.patient); if (t) removeBanner(t, m.event_id); },
+  ack: (m) => {
+    const t = tiles.get(m.patient);
+    if (!t) return;
+    if (m.by === PATIENT_ACK_BY) patientAnswered(t, m);
+    else removeBanner(t, m.event_id);
+  },
   flag: (m) => {
     const t = tiles.get(m.patient);
     if (!t) return;
@@ -244,8 +336,71 @@ const handlers = {
   },
   session: (m) => {
     const t = tiles.get(m.patient);
-    if (t && m.stop == null) setHistory(t, []);
+    if (!t) return;
+    t.sessionOpen = m.stop == null;
+    if (t.sessionOpen) { setHistory(t, []); reading(t); }
+    tileWatch(t);
   },
 };
 
-stream("/api/events", handlers, document.getElementById("conn"));
+// -- sound on a new cool_down (a toggle, kept in localStorage) --------------------------------
+
+function showSound() {
+  soundBtn.textContent = `Sound on new cool-down: ${soundOn ? "on" : "off"}`;
+  soundBtn.setAttribute("aria-pressed", String(soundOn));
+}
+soundBtn.addEventListener("click", () => {
+  soundOn = !soundOn;
+  try { window.localStorage.setItem(SOUND_KEY, soundOn ? "1" : "0"); } catch { /* private mode */ }
+  if (soundOn) { prompter.unlock(); prompter.tone("caution"); }
+  showSound();
+});
+// Browsers allow sound only after a tap on the page: the first one unlocks it.
+document.addEventListener("pointerdown", () => { if (soundOn && !prompter.unlocked) prompter.unlock(); }, true);
+showSound();
+
+// -- the live stream and "not watching" -------------------------------------------------------
+
+function showConnection(reason) {
+  connection = reason;
+  if (reason) {
+    clearTimeout(resumedTimer);
+    watchBanner.dataset.state = "lost";
+    connEl.dataset.state = "lost";
+    connEl.textContent = "not watching";
+    watchBanner.textContent = "heatmon cannot see your patients' readings: the connection to heatmon is lost. This page keeps trying.";
+    watchBanner.hidden = false;
+    if (soundOn) prompter.tone("not_watching");
+  } else {
+    connEl.dataset.state = "live";
+    connEl.textContent = "live";
+    watchBanner.dataset.state = "resumed";
+    watchBanner.textContent = "heatmon can see your patients' readings again.";
+    clearTimeout(resumedTimer);
+    resumedTimer = setTimeout(() => {
+      if (!connection) { watchBanner.hidden = true; watchBanner.textContent = ""; }
+    }, TIMING.resumedShownS * 1000);
+  }
+  for (const t of tiles.values()) tileWatch(t);
+}
+
+const watcher = new Watcher({
+  url: "/api/events",
+  handlers,
+  onChange: (reason, previous) => {
+    if (reason || previous) showConnection(reason);
+  },
+  onRefused: async () => {
+    // Logged out or expired (or heatmon restarted): back to the login.
+    const me = await session().catch(() => null);
+    if (me && me.kind !== "caregiver") window.location.href = "/login";
+  },
+});
+watcher.start();
+// The stream's own state, for the small indicator next to the title.
+setInterval(() => {
+  if (connection) return;
+  const open = watcher.streamOpen;
+  connEl.dataset.state = open ? "live" : "lost";
+  connEl.textContent = open ? "live" : "reconnecting…";
+}, 500);

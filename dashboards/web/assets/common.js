@@ -86,23 +86,4 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-// Server-Sent Events with a visible connection state; `handlers` maps event names to
-// functions of the parsed data. The browser reconnects by itself and the server then sends
-// a fresh snapshot.
-export function stream(url, handlers, connEl) {
-  const source = new EventSource(url, { withCredentials: true });
-  for (const [name, fn] of Object.entries(handlers)) {
-    source.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
-  }
-  source.addEventListener("open", () => {
-    if (connEl) { connEl.dataset.state = "live"; connEl.textContent = "live"; }
-  });
-  source.addEventListener("error", () => {
-    if (connEl) { connEl.dataset.state = "lost"; connEl.textContent = "reconnecting…"; }
-    if (source.readyState === EventSource.CLOSED) {
-      // The server refused the stream (logged out or expired): back to the login.
-      setTimeout(() => { window.location.href = "/login"; }, 1000);
-    }
-  });
-  return source;
-}
+// The live stream (Server-Sent Events) and whether heatmon is watching: /assets/watch.js.

@@ -1,0 +1,134 @@
+"""The patient app's server pieces over real HTTP against the running service
+(``monitor/web/patient_routes.py``): the manifest and the service worker with the content
+types and scope a browser needs, and "I'm cooling down" — only the patient's own link
+session, with the CSRF token, for an alert that is waiting; stored through the service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from monitor.model import Acknowledgement, Level
+from monitor.web.patient_routes import PATIENT_ACK_BY
+from tests.fixtures.web import CAROL, WebStack, build_web_stack
+
+LIVE_TIMEOUT_S = 30.0
+
+
+@pytest.fixture
+async def web_stack() -> AsyncIterator[WebStack]:
+    """Two of the usual patients on a fast clock: p-hot reaches cool_down within seconds."""
+    stack = build_web_stack(
+        patients={"p-hot": ("Hanna", "hot_day_aerobic"), "p-cool": ("Carl", "cool_gym_strength")},
+        users=(CAROL,),
+        speed=240.0,
+    )
+    async with stack.monitor:
+        for pid in ("p-hot", "p-cool"):
+            stack.patient_links[pid] = stack.sink.patient_url(pid)
+        yield stack
+
+
+@pytest.fixture
+async def http(web_stack: WebStack) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as session:
+        yield session
+
+
+async def csrf(http: aiohttp.ClientSession) -> str:
+    async with http.get("/api/session") as resp:
+        body: dict[str, Any] = await resp.json()
+    token: str = body["csrf"]
+    return token
+
+
+async def open_link(http: aiohttp.ClientSession, link: str) -> None:
+    async with http.get(link, allow_redirects=False) as resp:
+        assert resp.status == 302
+
+
+async def answer(
+    http: aiohttp.ClientSession, patient: str, event_id: str, token: str | None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"X-CSRF-Token": token} if token is not None else {}
+    url = f"/api/patients/{patient}/alerts/{event_id}/patient-ack"
+    async with http.post(url, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_manifest_and_service_worker_are_served_for_an_installable_app(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with http.get("/manifest.webmanifest") as resp:
+        assert resp.status == 200
+        assert resp.content_type == "application/manifest+json"
+        manifest = json.loads(await resp.text())
+    assert manifest["start_url"] == "/" and manifest["scope"] == "/"
+    assert manifest["display"] == "standalone"
+    for icon in manifest["icons"]:
+        async with http.get(icon["src"]) as resp:
+            assert resp.status == 200 and resp.content_type == icon["type"]
+    async with http.get("/sw.js") as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/javascript"
+        assert resp.headers["Service-Worker-Allowed"] == "/"
+        assert resp.headers["Cache-Control"] == "no-cache"
+        assert 'addEventListener("notificationclick"' in await resp.text()
+    async with http.get("/patient/p-hot", allow_redirects=False) as resp:
+        assert resp.status == 403, "the page itself still needs the link"
+
+
+async def test_only_the_patients_own_link_answers_a_waiting_cool_down(
+    web_stack: WebStack, http: aiohttp.ClientSession
+) -> None:
+    alert = await asyncio.wait_for(
+        web_stack.recorder.wait_for_event("p-hot", Level.COOL_DOWN), LIVE_TIMEOUT_S
+    )
+    # Nobody logged in.
+    assert (await answer(http, "p-hot", alert.id, await csrf(http)))[0] == 401
+    # Another patient's link may not answer for p-hot.
+    await open_link(http, web_stack.patient_links["p-cool"])
+    assert (await answer(http, "p-hot", alert.id, await csrf(http)))[0] == 403
+    # A caregiver acknowledges through .../ack, not as the patient.
+    token = await csrf(http)
+    async with http.post(
+        "/api/login",
+        json={"login": CAROL.login, "password": CAROL.password},
+        headers={"X-CSRF-Token": token},
+    ) as resp:
+        assert resp.status == 200
+    assert (await answer(http, "p-hot", alert.id, await csrf(http)))[0] == 403
+
+    await open_link(http, web_stack.patient_links["p-hot"])
+    token = await csrf(http)
+    assert (await answer(http, "p-hot", alert.id, None))[0] == 403, "CSRF token needed"
+    assert (await answer(http, "p-hot", alert.id, "forged"))[0] == 403
+    status, body = await answer(http, "p-hot", "x" * 200, token)
+    assert status == 400 and "128" in body["error"]
+    assert (await answer(http, "p-hot", "no-such-alert", token))[0] == 404
+    assert not [r for r in web_stack.recorder.records if isinstance(r, Acknowledgement)]
+
+    status, body = await answer(http, "p-hot", alert.id, token)
+    assert status == 200 and body == {
+        "ok": True,
+        "patient": "p-hot",
+        "event_id": alert.id,
+        "by": PATIENT_ACK_BY,
+    }
+    acks = [r for r in web_stack.recorder.records if isinstance(r, Acknowledgement)]
+    assert [(a.patient, a.event_id, a.by) for a in acks] == [("p-hot", alert.id, PATIENT_ACK_BY)]
+    assert alert.id not in {e.id for e in web_stack.monitor.open_alerts("p-hot")}
+    # Answered once: a second tap finds nothing waiting; the board remembers who answered.
+    assert (await answer(http, "p-hot", alert.id, token))[0] == 404
+    async with http.get("/api/patients/p-hot") as resp:
+        board = await resp.json()
+    assert board["last_ack"]["event_id"] == alert.id
+    assert board["last_ack"]["by"] == PATIENT_ACK_BY
+    assert alert.id not in {e["id"] for e in board["pending"]}
