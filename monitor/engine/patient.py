@@ -248,10 +248,12 @@ class PatientEngine:
 
     def note_clock(self, now: float) -> None:
         """The service's clock says ``now``: a sample later than ``FUTURE_TOLERANCE_S`` plus
-        four clock intervals after it is ``future``."""
+        four clock intervals after it is ``future``. The first reading only starts the clock
+        (its step is not known yet, and a simulated clock's step is large)."""
         if now > self._last_now:
-            spacing = now - self._last_now if self._last_now > -math.inf else 0.0
-            self._future_after = now + FUTURE_TOLERANCE_S + FUTURE_TICKS * spacing
+            if self._last_now > -math.inf:  # the clock's step is known from its second reading
+                spacing = now - self._last_now
+                self._future_after = now + FUTURE_TOLERANCE_S + FUTURE_TICKS * spacing
             self._last_now = now
 
     def note_gap(self, device: str, *, start: float, end: float) -> StepResult:
