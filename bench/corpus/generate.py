@@ -186,7 +186,9 @@ def write_split(split: str, out: Path, *, scale: float, console: Console, show: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.corpus", description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=Path("var/corpus"), help="folder (default var/corpus)")
+    p.add_argument(
+        "--out", type=Path, default=Path("var/corpus"), help="folder (default var/corpus)"
+    )
     p.add_argument("--split", choices=("train", "heldout", "all"), default="all")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the sessions (quick runs)")
     p.add_argument("--force", action="store_true", help="regenerate even if cached")

@@ -51,7 +51,7 @@ def heart_rate(
         h += (a_up if tgt > h else a_down) * (tgt - h)
         noise = 0.95 * noise + shocks[i]
         hr[i] = h + noise
-    hr = np.round(np.clip(hr, 35.0, 215.0))
+    hr = np.asarray(np.round(np.clip(hr, 35.0, 215.0)), dtype=np.float64)
     # Artefacts: doubled / halved beat counts, strap-off zeros, dropouts (nothing sent).
     for _ in range(gen.poisson(n / 900)):
         i = int(gen.integers(0, n))
@@ -79,7 +79,7 @@ def skin_sensor(rng: random.Random, person: Person, site_skin: FloatArray) -> Fl
         s += a * (site_skin[i] - s)
         out[i] = s
     out = out + person.skin_sensor_offset_c + gen.normal(0.0, SKIN_NOISE_C, n)
-    out = np.round(out, 2)
+    out = np.asarray(np.round(out, 2), dtype=np.float64)
     for _ in range(gen.poisson(n / 1500)):
         i = int(gen.integers(0, n))
         out[i : i + int(gen.integers(5, 120))] = np.nan

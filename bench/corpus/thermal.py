@@ -13,8 +13,9 @@ Impaired sweating scales the regulatory sweating of either model by ``Person.swe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -42,12 +43,12 @@ def met_of(person: Person, intensity: FloatArray, seated: NDArray[np.bool_]) -> 
 @contextmanager
 def _sweat_gain(gain: float) -> Iterator[None]:
     """JOS-3 with its sweating scaled by ``gain`` while the block runs (single-threaded use)."""
-    from pythermalcomfort.jos3_functions import thermoregulation as threg
+    from pythermalcomfort.jos3_functions import thermoregulation as threg  # type: ignore[import-untyped]
 
     original: Callable[..., Any] = threg.evaporation
 
     def scaled(*args: Any, **kwargs: Any) -> Any:
-        wet, e_sk, e_max, e_sweat = original(*args, **kwargs)
+        wet, _e_sk, e_max, e_sweat = original(*args, **kwargs)
         e_sweat = e_sweat * gain
         wet = 0.06 + 0.94 * e_sweat / e_max
         return wet, wet * e_max, e_max, e_sweat
@@ -59,9 +60,11 @@ def _sweat_gain(gain: float) -> Iterator[None]:
         threg.evaporation = original
 
 
-def run_jos3(person: Person, env: Environment, met: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+def run_jos3(
+    person: Person, env: Environment, met: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Core, mean skin and chest skin temperature at every second of ``met``."""
-    from pythermalcomfort.models import JOS3
+    from pythermalcomfort.models import JOS3  # type: ignore[import-untyped]
 
     model = JOS3(
         height=person.height_m,
@@ -98,7 +101,9 @@ def run_jos3(person: Person, env: Environment, met: FloatArray) -> tuple[FloatAr
     return np.interp(t, times, core), np.interp(t, times, skin), np.interp(t, times, chest)
 
 
-def run_gagge(person: Person, env: Environment, met: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+def run_gagge(
+    person: Person, env: Environment, met: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Core, mean skin and (the same) mean skin as the sensor's site, every second."""
     bsa = 0.007184 * (person.weight_kg**0.425) * ((person.height_m * 100) ** 0.725)
     model = GaggeTwoNode(
@@ -127,4 +132,6 @@ def run_gagge(person: Person, env: Environment, met: FloatArray) -> tuple[FloatA
     return np.interp(t, times, core), s, s.copy()
 
 
-MODELS = {"jos3": run_jos3, "gagge": run_gagge}
+MODELS: Mapping[
+    str, Callable[[Person, Environment, FloatArray], tuple[FloatArray, FloatArray, FloatArray]]
+] = MappingProxyType({"jos3": run_jos3, "gagge": run_gagge})
