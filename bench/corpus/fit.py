@@ -1,0 +1,260 @@
+"""Fit the heat-balance parameters and tune the forecast on the **training split only**.
+
+Run: ``python -m bench.corpus.fit [--corpus var/corpus]`` (after ``python -m bench.corpus``).
+It prints the values to put in ``HEAT_BALANCE_PARAMS`` / ``FORECAST_PARAMS`` and writes them,
+with the objective values, to ``<corpus>/train/fit.json``. The held-out split is never read.
+
+Speed: the recording is cut once into the engine's 10-s windows (same validation, same rest
+period and calibration as ``PatientEngine``); each trial then runs the real estimator,
+forecast, risk state machine and metrics over those windows (~1 s a trial instead of a full
+replay). ``heatmon evaluate`` on the split gives the final figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from monitor.engine.estimators import HEAT_BALANCE_PARAMS, HeatBalanceEstimator, HeatBalanceParams
+from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams, minutes_to_likely_threshold
+from monitor.engine.patient import (
+    BASELINE_WINDOW_S,
+    DEFAULT_RESTING_HR_BPM,
+    MIN_FORECAST_SLOPE_C_PER_MIN,
+    REST_HR_CEILING_ABOVE_DEFAULT,
+    SLOPE_TAU_S,
+)
+from monitor.engine.quality import KindValidator
+from monitor.engine.risk import RiskStateMachine
+from monitor.evaluate.metrics import SessionScore, Truth, score_session
+from monitor.evaluate.summary import Summary, summarize
+from monitor.model import SampleFlag, SampleKind
+from monitor.profile import PatientProfile
+from monitor.replay import load_profiles
+
+STEP_S = 10.0
+
+
+@dataclass(slots=True)
+class Windows:
+    patient: str
+    profile: PatientProfile
+    start: float
+    ends: list[float]
+    hr: list[float | None]
+    skin: list[float | None]
+    truth: Truth
+
+
+def cut(recording: Path, profiles: dict[str, PatientProfile]) -> list[Windows]:
+    rows: dict[str, list[tuple[float, float | None, float | None, float | None]]] = {}
+    with recording.open(newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for t, pid, hr, skin, core in reader:
+            rows.setdefault(pid, []).append(
+                (
+                    float(t),
+                    float(hr) if hr else None,
+                    float(skin) if skin else None,
+                    float(core) if core else None,
+                )
+            )
+    out: list[Windows] = []
+    ok = (SampleFlag.OK, SampleFlag.GAP)
+    for pid, rs in rows.items():
+        start = rs[0][0]
+        v_hr, v_skin = KindValidator(SampleKind.HEART_RATE), KindValidator(SampleKind.SKIN_TEMP)
+        end0 = math.floor(start / STEP_S) * STEP_S + STEP_S
+        n = int((rs[-1][0] - end0) // STEP_S) + 2
+        hs, hn = np.zeros(n), np.zeros(n)
+        ss, sn = np.zeros(n), np.zeros(n)
+        any_ = np.zeros(n, dtype=bool)
+        tt: list[float] = []
+        cc: list[float] = []
+        for t, hr, skin, core in rs:
+            k = int((t - end0) // STEP_S) + 1
+            if hr is not None and v_hr.check(hr, t) in ok:
+                hs[k] += hr
+                hn[k] += 1
+                any_[k] = True
+            if skin is not None and v_skin.check(skin, t) in ok:
+                ss[k] += skin
+                sn[k] += 1
+                any_[k] = True
+            if core is not None:
+                any_[k] = True
+                tt.append(t)
+                cc.append(core)
+        idx = np.nonzero(any_)[0]
+        out.append(
+            Windows(
+                patient=pid,
+                profile=profiles.get(pid) or PatientProfile(id=pid),
+                start=start,
+                ends=[end0 + k * STEP_S for k in idx],
+                hr=[hs[k] / hn[k] if hn[k] else None for k in idx],
+                skin=[ss[k] / sn[k] if sn[k] else None for k in idx],
+                truth=Truth(tt, cc, start=start),
+            )
+        )
+    return out
+
+
+def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> SessionScore:
+    """``PatientEngine._step`` for one session, with these parameters."""
+    profile = w.profile
+    est = HeatBalanceEstimator(params=hb)
+    risk = RiskStateMachine(
+        threshold_c=profile.effective_threshold_c,
+        caution_c=profile.caution_at_c,
+        horizon_min=profile.forecast_horizon_min,
+        lead_min=profile.cool_down_lead_min,
+    )
+    z = fc.z_for(profile.heat_sensitivity)
+    horizon = max(profile.forecast_horizon_min, profile.cool_down_lead_min)
+    base_sum, base_n = 0.0, 0
+    base_skin: float | None = None
+    calibrated = False
+    last_step = w.ends[0] - STEP_S
+    slope = 0.0
+    last_delta: float | None = None
+    times: list[float] = []
+    rises: list[float] = []
+    cores: list[float] = []
+    sds: list[float] = []
+    levels: list[str] = []
+    for end, hr, skin in zip(w.ends, w.hr, w.skin, strict=True):
+        dt = end - last_step
+        last_step = end
+        if not calibrated:
+            if hr is not None:
+                base_sum += hr
+                base_n += 1
+            if base_skin is None and skin is not None:
+                base_skin = skin
+            if end - w.start < BASELINE_WINDOW_S:
+                times.append(end)
+                rises.append(0.0)
+                cores.append(37.1)
+                sds.append(0.0)
+                levels.append(risk.level.value)
+                continue
+            mean = base_sum / base_n if base_n else None
+            ceiling = DEFAULT_RESTING_HR_BPM + REST_HR_CEILING_ABOVE_DEFAULT
+            resting = DEFAULT_RESTING_HR_BPM if mean is None or mean > ceiling else mean
+            est.calibrate(
+                baseline_core_c=37.1,
+                resting_hr_bpm=resting,
+                max_hr_bpm=profile.effective_max_hr,
+                baseline_skin_c=base_skin,
+                heat_sensitivity=profile.heat_sensitivity,
+            )
+            calibrated = True
+        est.step(dt, heart_rate=hr, skin_temp=skin, measured_core=None)
+        delta = est.core_c - 37.1
+        if last_delta is not None and dt > 0:
+            rate = (delta - last_delta) / (dt / 60.0)
+            slope += min(1.0, dt / SLOPE_TAU_S) * (rate - slope)
+        last_delta = delta
+        eq, loss = est.forecast_process() or (0.0, 1.0)
+        sd = est.sd_c
+        mtt = minutes_to_likely_threshold(
+            rise=delta,
+            variance=sd * sd,
+            equilibrium=eq,
+            loss_per_min=loss,
+            threshold=profile.effective_threshold_c,
+            horizon_min=horizon,
+            z=z,
+            forecast_var_per_min=fc.forecast_var_per_min,
+        )
+        if hr is not None:
+            risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)
+        times.append(end)
+        rises.append(delta)
+        cores.append(est.core_c)
+        sds.append(sd)
+        levels.append(risk.level.value)
+    return score_session(
+        patient=w.patient,
+        session=w.patient,
+        threshold_c=profile.effective_threshold_c,
+        times=times,
+        est_rise=rises,
+        est_core=cores,
+        est_sd=sds,
+        levels=levels,
+        truth=w.truth,
+        start=w.start,
+    )
+
+
+def score(windows: Sequence[Windows], hb: HeatBalanceParams, fc: ForecastParams) -> Summary:
+    return summarize([run_session(w, hb, fc) for w in windows])
+
+
+def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanceParams:
+    """Stage 1: P, L, s, heart-rate variance and the impaired-sweating factor for the RMSE."""
+    from scipy.optimize import minimize  # type: ignore[import-untyped]
+
+    names = ("production_c_per_min", "loss_per_min", "skin_coupling", "hr_obs_var")
+    names_hs = ("impaired_sweating_loss_factor",)
+    fc = FORECAST_PARAMS
+    normal = [w for w in windows if w.profile.heat_sensitivity.value == "none"]
+    sensitive = [w for w in windows if w.profile.heat_sensitivity.value != "none"]
+
+    def with_(x: np.ndarray, keys: tuple[str, ...], base: HeatBalanceParams) -> HeatBalanceParams:
+        return replace(base, **{k: float(math.exp(v)) for k, v in zip(keys, x, strict=True)})
+
+    def rmse(x: np.ndarray, keys: tuple[str, ...], base: HeatBalanceParams, ws: Sequence[Windows]) -> float:
+        value = score(ws, with_(x, keys, base), fc).rmse_rise_c
+        return value if value is not None else 9.0
+
+    x0 = np.log([getattr(hb, k) for k in names])
+    r = minimize(rmse, x0, args=(names, hb, normal), method="Nelder-Mead",
+                 options={"maxfev": 140, "xatol": 0.02, "fatol": 1e-4})
+    hb = with_(r.x, names, hb)
+    print(f"stage 1a (normal sweating, {len(normal)} sessions): RMSE {r.fun:.4f}", file=sys.stderr)
+    x0 = np.log([getattr(hb, k) for k in names_hs])
+    r = minimize(rmse, x0, args=(names_hs, hb, sensitive), method="Nelder-Mead",
+                 options={"maxfev": 30, "xatol": 0.02})
+    hb = with_(r.x, names_hs, hb)
+    print(f"stage 1b (impaired sweating, {len(sensitive)} sessions): RMSE {r.fun:.4f}", file=sys.stderr)
+    return hb
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.corpus.fit", description=__doc__.split("\n")[0])
+    p.add_argument("--corpus", type=Path, default=Path("var/corpus"))
+    p.add_argument("--stage", choices=("all", "score"), default="all")
+    args = p.parse_args(argv)
+    folder = args.corpus / "train"
+    started = time.perf_counter()
+    windows = cut(folder / "recording.csv", load_profiles(folder / "profiles.toml"))
+    print(f"{len(windows)} training sessions cut in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    hb, fc = HEAT_BALANCE_PARAMS, FORECAST_PARAMS
+    before = score(windows, hb, fc)
+    print(f"current: {before}", file=sys.stderr)
+    if args.stage == "score":
+        return 0
+    hb = fit_process(windows, hb)
+    after = score(windows, hb, fc)
+    print(f"fitted: {after}", file=sys.stderr)
+    result = {"heat_balance": asdict(hb), "forecast": asdict(fc), "train": asdict(after)}
+    (folder / "fit.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
