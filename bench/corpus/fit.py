@@ -207,7 +207,13 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
     """Stage 1: P, L, s, heart-rate variance and the impaired-sweating factor for the RMSE."""
     from scipy.optimize import minimize  # type: ignore[import-untyped]
 
-    names = ("production_c_per_min", "loss_per_min", "skin_coupling", "hr_obs_var")
+    names = (
+        "production_c_per_min",
+        "loss_per_min",
+        "skin_coupling",
+        "hr_obs_var",
+        "process_var_per_min",
+    )
     names_hs = ("impaired_sweating_loss_factor",)
     fc = FORECAST_PARAMS
     normal = [w for w in windows if w.profile.heat_sensitivity.value == "none"]
@@ -225,18 +231,77 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
                  options={"maxfev": 140, "xatol": 0.02, "fatol": 1e-4})
     hb = with_(r.x, names, hb)
     print(f"stage 1a (normal sweating, {len(normal)} sessions): RMSE {r.fun:.4f}", file=sys.stderr)
-    x0 = np.log([getattr(hb, k) for k in names_hs])
-    r = minimize(rmse, x0, args=(names_hs, hb, sensitive), method="Nelder-Mead",
-                 options={"maxfev": 30, "xatol": 0.02})
-    hb = with_(r.x, names_hs, hb)
-    print(f"stage 1b (impaired sweating, {len(sensitive)} sessions): RMSE {r.fun:.4f}", file=sys.stderr)
+    hb = fit_impaired(sensitive, hb)
     return hb
+
+
+def fit_impaired(sensitive: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanceParams:
+    """Stage 1b: the impaired-sweating loss factor, on a grid within 0.15–1 (left free, the
+    fit runs away to 0: a process with no heat loss)."""
+    best = min(
+        (score(sensitive, replace(hb, impaired_sweating_loss_factor=f), FORECAST_PARAMS).rmse_rise_c or 9.0, f)
+        for f in (0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+    )
+    print(f"stage 1b (impaired sweating, {len(sensitive)} sessions): RMSE {best[0]:.4f} at {best[1]}", file=sys.stderr)
+    return replace(hb, impaired_sweating_loss_factor=best[1])
+
+
+def fit_band(
+    windows: Sequence[Windows], hb: HeatBalanceParams, fc: ForecastParams, target: float
+) -> HeatBalanceParams:
+    """Stage 2: the model's own SD per °C of rise so that the 95 % band holds ``target``."""
+    lo, hi = 0.0, 1.0
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        coverage = score(windows, replace(hb, model_sd_per_c=mid), fc).coverage_95 or 0.0
+        lo, hi = (mid, hi) if coverage < target else (lo, mid)
+    hb = replace(hb, model_sd_per_c=round(hi, 3))
+    print(f"stage 2: model SD {hb.model_sd_per_c} per °C of rise", file=sys.stderr)
+    return hb
+
+
+def _pick(windows: Sequence[Windows], hb: HeatBalanceParams, trials: list[ForecastParams]) -> tuple[ForecastParams, Summary]:
+    """The trial with the best sensitivity among those that keep the lead and false alarms
+    within the targets with a margin (median 3.5–8 min, p90 ≤ 13, false ≤ 0.06 / h)."""
+    best: tuple[tuple[float, ...], ForecastParams, Summary] | None = None
+    for fc in trials:
+        s = score(windows, hb, fc)
+        med, p90 = s.lead_median_min or 0.0, s.lead_p90_min or 99.0
+        ok = 3.5 <= med <= 8.0 and p90 <= 13.0 and (s.false_cool_downs_per_hour or 0.0) <= 0.06
+        key = (float(ok), s.sensitivity or 0.0, -(s.false_cool_downs_per_hour or 0.0), -p90)
+        print(f"  z={fc.z:+.2f}/{fc.z_heat_sensitive:+.2f} q={fc.forecast_var_per_min:g}: sens "
+              f"{s.sensitivity:.3f} lead {med:.1f}/{p90:.1f} false/h "
+              f"{s.false_cool_downs_per_hour:.3f}{' ok' if ok else ''}", file=sys.stderr)
+        if best is None or key > best[0]:
+            best = (key, fc, s)
+    assert best is not None
+    return best[1], best[2]
+
+
+def tune_forecast(windows: Sequence[Windows], hb: HeatBalanceParams) -> ForecastParams:
+    """Stage 3: alert probability (z) and forecast variance on the normal sweaters, then the
+    heat-sensitive z on the heat-sensitive sessions."""
+    normal = [w for w in windows if w.profile.heat_sensitivity.value == "none"]
+    sensitive = [w for w in windows if w.profile.heat_sensitivity.value != "none"]
+    zs = [round(0.5 + 0.25 * i, 2) for i in range(8)]
+    trials = [
+        ForecastParams(forecast_var_per_min=q, z=z, z_heat_sensitive=z)
+        for q in (2e-4, 5e-4, 1e-3)
+        for z in zs
+    ]
+    fc, s = _pick(normal, hb, trials)
+    print(f"stage 3a: {fc}", file=sys.stderr)
+    trials = [replace(fc, z_heat_sensitive=z) for z in zs]
+    fc, s = _pick(sensitive, hb, trials)
+    print(f"stage 3b: {fc}", file=sys.stderr)
+    return fc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.corpus.fit", description=__doc__.split("\n")[0])
     p.add_argument("--corpus", type=Path, default=Path("var/corpus"))
-    p.add_argument("--stage", choices=("all", "score"), default="all")
+    p.add_argument("--stage", choices=("all", "band", "forecast", "score"), default="all")
+    p.add_argument("--coverage", type=float, default=0.93, help="band coverage to fit")
     args = p.parse_args(argv)
     folder = args.corpus / "train"
     started = time.perf_counter()
@@ -247,7 +312,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"current: {before}", file=sys.stderr)
     if args.stage == "score":
         return 0
-    hb = fit_process(windows, hb)
+    if args.stage == "all":
+        hb = fit_process(windows, hb)
+    if args.stage == "band":
+        hb = fit_impaired([w for w in windows if w.profile.heat_sensitivity.value != "none"], hb)
+    if args.stage in ("all", "band"):
+        hb = fit_band(windows, hb, fc, args.coverage)
+    hb_json = {k: float(v) for k, v in asdict(hb).items()}
+    print(f"heat balance: {hb_json}", file=sys.stderr)
+    fc = tune_forecast(windows, hb)
     after = score(windows, hb, fc)
     print(f"fitted: {after}", file=sys.stderr)
     result = {"heat_balance": asdict(hb), "forecast": asdict(fc), "train": asdict(after)}

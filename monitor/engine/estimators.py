@@ -68,16 +68,21 @@ class HeatBalanceParams:
     """Heat loss multiplier for a profile with ``heat_sensitivity = "impaired_sweating"``."""
     workload_tau_s: float
     """Time constant of the smoothed workload the forecast runs forward (s)."""
+    model_sd_per_c: float
+    """Uncertainty of the model itself, as SD per °C of estimated rise: a person's heat balance
+    differs from the fitted one (fitness, sweating, drift), so the error grows with the rise.
+    Added to the filter's variance in the band shown (``sd_c``); the filter never sees it."""
 
 
 HEAT_BALANCE_PARAMS = HeatBalanceParams(
-    production_c_per_min=0.045,
-    loss_per_min=0.05,
-    skin_coupling=0.25,
+    production_c_per_min=0.01594,
+    loss_per_min=0.01988,
+    skin_coupling=0.3195,
     process_var_per_min=ECTEMP_GAMMA,
-    hr_obs_var=ECTEMP_SIGMA2,
+    hr_obs_var=471.1,
     impaired_sweating_loss_factor=0.6,
     workload_tau_s=180.0,
+    model_sd_per_c=0.0,
 )
 """Fitted on the training split (docs/physiology.md, "Fitted parameters")."""
 
@@ -276,6 +281,12 @@ class HeatBalanceEstimator(_KalmanEstimator):
     @property
     def params(self) -> HeatBalanceParams:
         return self._params
+
+    @property
+    def sd_c(self) -> float:
+        """Filter SD combined with the model's own uncertainty (grows with the rise)."""
+        m = self._params.model_sd_per_c * (self._kf.x - self._baseline)
+        return math.sqrt(max(self._kf.v, 0.0) + m * m)
 
     def calibrate(
         self,
