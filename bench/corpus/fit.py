@@ -110,6 +110,45 @@ def cut(recording: Path, profiles: dict[str, PatientProfile]) -> list[Windows]:
     return out
 
 
+SIMULATOR_SEEDS = range(100, 105)
+SIMULATOR_T0 = 1_900_000_000.0
+
+
+def simulator_windows(profiles: dict[str, PatientProfile]) -> list[Windows]:
+    """Training sessions from heatmon's own simulator (``adapters/simulator.py``, a faster
+    core response than JOS-3's pelvis), seeds 100–104 (the tests use 0–2). Written as a
+    recording and cut like the corpus."""
+    import tempfile
+
+    from adapters.simulator import SCENARIOS, SimulatedPatient
+    from monitor.profile import HeatSensitivity
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sim.csv"
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(("time", "patient", "heart_rate_bpm", "skin_temp_c", "core_temp_c"))
+            for i, (name, sc) in enumerate(sorted(SCENARIOS.items())):
+                for seed in SIMULATOR_SEEDS:
+                    pid = f"sim-{name}-{seed}"
+                    profiles[pid] = PatientProfile(
+                        id=pid,
+                        age=sc.age,
+                        activity=sc.activity,
+                        heat_sensitivity=HeatSensitivity.IMPAIRED_SWEATING
+                        if sc.sweat_capacity < 1.0
+                        else HeatSensitivity.NONE,
+                    )
+                    sim = SimulatedPatient(scenario=sc, seed=seed)
+                    t0 = SIMULATOR_T0 + (i * 10 + seed) * 86_400
+                    while not sim.finished:
+                        v = sim.step(1.0)
+                        s = int(v.time_s)
+                        core = f"{v.core_temp_c:.3f}" if s % 20 == 0 else ""
+                        w.writerow((int(t0 + s), pid, f"{v.heart_rate_bpm:.0f}", f"{v.skin_temp_c:.2f}", core))
+        return cut(path, profiles)
+
+
 def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> SessionScore:
     """``PatientEngine._step`` for one session, with these parameters."""
     profile = w.profile
@@ -302,10 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, default=Path("var/corpus"))
     p.add_argument("--stage", choices=("all", "band", "forecast", "score"), default="all")
     p.add_argument("--coverage", type=float, default=0.93, help="band coverage to fit")
+    p.add_argument("--no-simulator", action="store_true", help="JOS-3 training sessions only")
     args = p.parse_args(argv)
     folder = args.corpus / "train"
     started = time.perf_counter()
-    windows = cut(folder / "recording.csv", load_profiles(folder / "profiles.toml"))
+    profiles = load_profiles(folder / "profiles.toml")
+    windows = cut(folder / "recording.csv", profiles)
+    if not args.no_simulator:
+        windows += simulator_windows(profiles)
     print(f"{len(windows)} training sessions cut in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     hb, fc = HEAT_BALANCE_PARAMS, FORECAST_PARAMS
     before = score(windows, hb, fc)

@@ -75,14 +75,14 @@ class HeatBalanceParams:
 
 
 HEAT_BALANCE_PARAMS = HeatBalanceParams(
-    production_c_per_min=0.01594,
-    loss_per_min=0.01988,
-    skin_coupling=0.3195,
-    process_var_per_min=ECTEMP_GAMMA,
-    hr_obs_var=471.1,
-    impaired_sweating_loss_factor=0.6,
+    production_c_per_min=0.01563,
+    loss_per_min=0.01979,
+    skin_coupling=0.3186,
+    process_var_per_min=0.000489,
+    hr_obs_var=471.5,
+    impaired_sweating_loss_factor=0.15,
     workload_tau_s=180.0,
-    model_sd_per_c=0.0,
+    model_sd_per_c=0.219,
 )
 """Fitted on the training split (docs/physiology.md, "Fitted parameters")."""
 

@@ -40,7 +40,7 @@ class ForecastParams:
         return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
 
 
-FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.0004, z=0.0, z_heat_sensitive=0.5)
+FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.0002, z=1.75, z_heat_sensitive=1.25)
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
 
