@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
-from monitor.evaluate.metrics import Truth, score_session
+from monitor.evaluate.metrics import SessionScore, Truth, score_session
 from monitor.evaluate.summary import summarize
 
 MIN = 60.0
 
 
-def _session_a():  # type: ignore[no-untyped-def]
+def _session_a() -> SessionScore:
     # Pill every minute from t = 0. Rest readings (t < 120 s) are 37.0 → baseline 37.0.
     # From t = 120 the rise grows 0.04 °C/min: rise(120 + 60k) = 0.04·k.
     # Threshold 0.5: readings 0.48 at 840 s and 0.52 at 900 s → crossing by interpolation at
@@ -49,7 +49,7 @@ def _session_a():  # type: ignore[no-untyped-def]
     )
 
 
-def _session_b():  # type: ignore[no-untyped-def]
+def _session_b() -> SessionScore:
     # Rest at 37.0, then a flat rise of 0.1 °C: never near the threshold (0.5 − 0.15 = 0.35).
     times = [60.0 * i for i in range(21)]
     values = [37.0, 37.0] + [37.1] * 19

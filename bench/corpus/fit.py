@@ -60,13 +60,13 @@ def cut(recording: Path, profiles: dict[str, PatientProfile]) -> list[Windows]:
     with recording.open(newline="") as f:
         reader = csv.reader(f)
         next(reader)
-        for t, pid, hr, skin, core in reader:
+        for t_text, pid, hr_text, skin_text, core_text in reader:
             rows.setdefault(pid, []).append(
                 (
-                    float(t),
-                    float(hr) if hr else None,
-                    float(skin) if skin else None,
-                    float(core) if core else None,
+                    float(t_text),
+                    float(hr_text) if hr_text else None,
+                    float(skin_text) if skin_text else None,
+                    float(core_text) if core_text else None,
                 )
             )
     out: list[Windows] = []
@@ -145,7 +145,15 @@ def simulator_windows(profiles: dict[str, PatientProfile]) -> list[Windows]:
                         v = sim.step(1.0)
                         s = int(v.time_s)
                         core = f"{v.core_temp_c:.3f}" if s % 20 == 0 else ""
-                        w.writerow((int(t0 + s), pid, f"{v.heart_rate_bpm:.0f}", f"{v.skin_temp_c:.2f}", core))
+                        w.writerow(
+                            (
+                                int(t0 + s),
+                                pid,
+                                f"{v.heart_rate_bpm:.0f}",
+                                f"{v.skin_temp_c:.2f}",
+                                core,
+                            )
+                        )
         return cut(path, profiles)
 
 
@@ -253,7 +261,6 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
         "hr_obs_var",
         "process_var_per_min",
     )
-    names_hs = ("impaired_sweating_loss_factor",)
     fc = FORECAST_PARAMS
     normal = [w for w in windows if w.profile.heat_sensitivity.value == "none"]
     sensitive = [w for w in windows if w.profile.heat_sensitivity.value != "none"]
@@ -261,13 +268,20 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
     def with_(x: np.ndarray, keys: tuple[str, ...], base: HeatBalanceParams) -> HeatBalanceParams:
         return replace(base, **{k: float(math.exp(v)) for k, v in zip(keys, x, strict=True)})
 
-    def rmse(x: np.ndarray, keys: tuple[str, ...], base: HeatBalanceParams, ws: Sequence[Windows]) -> float:
+    def rmse(
+        x: np.ndarray, keys: tuple[str, ...], base: HeatBalanceParams, ws: Sequence[Windows]
+    ) -> float:
         value = score(ws, with_(x, keys, base), fc).rmse_rise_c
         return value if value is not None else 9.0
 
     x0 = np.log([getattr(hb, k) for k in names])
-    r = minimize(rmse, x0, args=(names, hb, normal), method="Nelder-Mead",
-                 options={"maxfev": 140, "xatol": 0.02, "fatol": 1e-4})
+    r = minimize(
+        rmse,
+        x0,
+        args=(names, hb, normal),
+        method="Nelder-Mead",
+        options={"maxfev": 140, "xatol": 0.02, "fatol": 1e-4},
+    )
     hb = with_(r.x, names, hb)
     print(f"stage 1a (normal sweating, {len(normal)} sessions): RMSE {r.fun:.4f}", file=sys.stderr)
     hb = fit_impaired(sensitive, hb)
@@ -278,10 +292,19 @@ def fit_impaired(sensitive: Sequence[Windows], hb: HeatBalanceParams) -> HeatBal
     """Stage 1b: the impaired-sweating loss factor, on a grid within 0.15–1 (left free, the
     fit runs away to 0: a process with no heat loss)."""
     best = min(
-        (score(sensitive, replace(hb, impaired_sweating_loss_factor=f), FORECAST_PARAMS).rmse_rise_c or 9.0, f)
+        (
+            score(
+                sensitive, replace(hb, impaired_sweating_loss_factor=f), FORECAST_PARAMS
+            ).rmse_rise_c
+            or 9.0,
+            f,
+        )
         for f in (0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
     )
-    print(f"stage 1b (impaired sweating, {len(sensitive)} sessions): RMSE {best[0]:.4f} at {best[1]}", file=sys.stderr)
+    print(
+        f"stage 1b (impaired sweating, {len(sensitive)} sessions): RMSE {best[0]:.4f} at {best[1]}",
+        file=sys.stderr,
+    )
     return replace(hb, impaired_sweating_loss_factor=best[1])
 
 
@@ -299,7 +322,9 @@ def fit_band(
     return hb
 
 
-def _pick(windows: Sequence[Windows], hb: HeatBalanceParams, trials: list[ForecastParams]) -> tuple[ForecastParams, Summary]:
+def _pick(
+    windows: Sequence[Windows], hb: HeatBalanceParams, trials: list[ForecastParams]
+) -> tuple[ForecastParams, Summary]:
     """The trial with the best sensitivity among those that keep the lead and false alarms
     within the targets with a margin (median 3.5–8 min, p90 ≤ 13, false ≤ 0.06 / h)."""
     best: tuple[tuple[float, ...], ForecastParams, Summary] | None = None
@@ -308,9 +333,12 @@ def _pick(windows: Sequence[Windows], hb: HeatBalanceParams, trials: list[Foreca
         med, p90 = s.lead_median_min or 0.0, s.lead_p90_min or 99.0
         ok = 3.5 <= med <= 8.0 and p90 <= 13.0 and (s.false_cool_downs_per_hour or 0.0) <= 0.06
         key = (float(ok), s.sensitivity or 0.0, -(s.false_cool_downs_per_hour or 0.0), -p90)
-        print(f"  z={fc.z:+.2f}/{fc.z_heat_sensitive:+.2f} q={fc.forecast_var_per_min:g}: sens "
-              f"{s.sensitivity:.3f} lead {med:.1f}/{p90:.1f} false/h "
-              f"{s.false_cool_downs_per_hour:.3f}{' ok' if ok else ''}", file=sys.stderr)
+        print(
+            f"  z={fc.z:+.2f}/{fc.z_heat_sensitive:+.2f} q={fc.forecast_var_per_min:g}: sens "
+            f"{s.sensitivity:.3f} lead {med:.1f}/{p90:.1f} false/h "
+            f"{s.false_cool_downs_per_hour:.3f}{' ok' if ok else ''}",
+            file=sys.stderr,
+        )
         if best is None or key > best[0]:
             best = (key, fc, s)
     assert best is not None
@@ -328,16 +356,18 @@ def tune_forecast(windows: Sequence[Windows], hb: HeatBalanceParams) -> Forecast
         for q in (2e-4, 5e-4, 1e-3)
         for z in zs
     ]
-    fc, s = _pick(normal, hb, trials)
+    fc, _ = _pick(normal, hb, trials)
     print(f"stage 3a: {fc}", file=sys.stderr)
     trials = [replace(fc, z_heat_sensitive=z) for z in zs]
-    fc, s = _pick(sensitive, hb, trials)
+    fc, _ = _pick(sensitive, hb, trials)
     print(f"stage 3b: {fc}", file=sys.stderr)
     return fc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.corpus.fit", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.corpus.fit", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--corpus", type=Path, default=Path("var/corpus"))
     p.add_argument("--stage", choices=("all", "band", "forecast", "score"), default="all")
     p.add_argument("--coverage", type=float, default=0.93, help="band coverage to fit")
@@ -349,7 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     windows = cut(folder / "recording.csv", profiles)
     if not args.no_simulator:
         windows += simulator_windows(profiles)
-    print(f"{len(windows)} training sessions cut in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(
+        f"{len(windows)} training sessions cut in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
     hb, fc = HEAT_BALANCE_PARAMS, FORECAST_PARAMS
     before = score(windows, hb, fc)
     print(f"current: {before}", file=sys.stderr)

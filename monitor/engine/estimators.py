@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol
 
 from monitor.profile import HeatSensitivity
@@ -44,7 +44,6 @@ DEFAULT_START_CORE_C = 37.1
 MEASURED_CORE_SIGMA2 = 0.15**2
 """Variance (°C²) given to a measured core temperature (CORE sensor accuracy is a few tenths
 of a degree; ingestible pills are better)."""
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
