@@ -103,9 +103,10 @@ def test_process_step_and_forecast_inputs_by_hand() -> None:
     assert est.sd_c == pytest.approx(0.023364, abs=1e-6)
     # The forecast runs forward under the smoothed workload r̄ = (60/180)·0.5 = 1/6:
     # equilibrium = 0.05·(1/6)/0.02 + 0.3 = 0.716667, loss 0.02.
-    eq, loss = est.forecast_process() or (0.0, 0.0)
+    eq, loss, var = est.forecast_process() or (0.0, 0.0, 0.0)
     assert eq == pytest.approx(0.716667, abs=1e-6)
     assert loss == pytest.approx(0.02)
+    assert var == pytest.approx(0.00049869, abs=1e-8)  # the filter's, without the model term
 
 
 def test_impaired_sweating_changes_the_model_not_only_the_threshold() -> None:
@@ -113,12 +114,12 @@ def test_impaired_sweating_changes_the_model_not_only_the_threshold() -> None:
     # and the forecast heads for 0.05·(1/6)/0.01 + 0.3 = 1.133333.
     normal = _one_step(HeatSensitivity.NONE)
     impaired = _one_step(HeatSensitivity.IMPAIRED_SWEATING)
-    eq, loss = impaired.forecast_process() or (0.0, 0.0)
+    eq, loss, _ = impaired.forecast_process() or (0.0, 0.0, 0.0)
     assert loss == pytest.approx(0.01)
     assert eq == pytest.approx(1.133333, abs=1e-6)
     # Same inputs, slower heat loss: the same threshold is forecast sooner.
     kw = dict(threshold=0.5, horizon_min=60.0, z=0.0, forecast_var_per_min=0.0)
-    eq_n, loss_n = normal.forecast_process() or (0.0, 0.0)
+    eq_n, loss_n, _ = normal.forecast_process() or (0.0, 0.0, 0.0)
     t_normal = minutes_to_likely_threshold(
         rise=normal.core_c - 37.0, variance=0.0, equilibrium=eq_n, loss_per_min=loss_n, **kw
     )

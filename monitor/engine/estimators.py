@@ -70,18 +70,19 @@ class HeatBalanceParams:
     model_sd_per_c: float
     """Uncertainty of the model itself, as SD per °C of estimated rise: a person's heat balance
     differs from the fitted one (fitness, sweating, drift), so the error grows with the rise.
-    Added to the filter's variance in the band shown (``sd_c``); the filter never sees it."""
+    Added to the filter's variance in the band shown (``sd_c``); neither the filter nor the
+    forecast sees it (the forecast adds its own growth, ``ForecastParams``)."""
 
 
 HEAT_BALANCE_PARAMS = HeatBalanceParams(
-    production_c_per_min=0.01563,
-    loss_per_min=0.01979,
-    skin_coupling=0.3186,
-    process_var_per_min=0.000489,
-    hr_obs_var=471.5,
-    impaired_sweating_loss_factor=0.15,
+    production_c_per_min=0.02185,
+    loss_per_min=0.02653,
+    skin_coupling=0.2893,
+    process_var_per_min=0.000389,
+    hr_obs_var=354.8,
+    impaired_sweating_loss_factor=0.4,
     workload_tau_s=180.0,
-    model_sd_per_c=0.219,
+    model_sd_per_c=0.262,
 )
 """Fitted on the training split (docs/physiology.md, "Fitted parameters")."""
 
@@ -116,10 +117,11 @@ class Estimator(Protocol):
         """Set the patient's own baseline (from the rest period or the profile)."""
         ...
 
-    def forecast_process(self) -> tuple[float, float] | None:
-        """``(equilibrium rise, loss rate per minute)`` under the current workload and skin,
-        to run the process forward (:mod:`monitor.engine.forecast`); ``None`` for a model
-        without a physiological process (the engine then extrapolates the trend)."""
+    def forecast_process(self) -> tuple[float, float, float] | None:
+        """``(equilibrium rise, loss rate per minute, filter variance)`` under the current
+        workload and skin, to run the process forward (:mod:`monitor.engine.forecast`);
+        ``None`` for a model without a physiological process (the engine then extrapolates
+        the trend)."""
         ...
 
     def step(
@@ -192,7 +194,7 @@ class _KalmanEstimator:
         self._kf.x = baseline_core_c
         self._kf.hr_offset = resting_hr_bpm - ectemp_hr_model(baseline_core_c)
 
-    def forecast_process(self) -> tuple[float, float] | None:
+    def forecast_process(self) -> tuple[float, float, float] | None:
         return None
 
     def _observe(
@@ -311,10 +313,11 @@ class HeatBalanceEstimator(_KalmanEstimator):
             factor = self._params.impaired_sweating_loss_factor
         self._loss = self._params.loss_per_min * factor
 
-    def forecast_process(self) -> tuple[float, float] | None:
+    def forecast_process(self) -> tuple[float, float, float] | None:
         p = self._params
         loss = self._loss
-        return p.production_c_per_min * self._r_smooth / loss + self._skin_shift, loss
+        eq = p.production_c_per_min * self._r_smooth / loss + self._skin_shift
+        return eq, loss, max(self._kf.v, 0.0)
 
     def step(
         self,

@@ -2,7 +2,8 @@
 
 Under the current (smoothed) workload and skin temperature the heat-balance process is linear,
 d(rise)/dt = −L·(rise − E), with E the equilibrium rise it is heading for. From the filter's
-mean m₀ and variance v₀, in steps of ``STEP_MIN`` (a = e^(−L·Δ)):
+mean m₀ and variance v₀ (the filter's own, without the model term the band adds), in steps of
+``STEP_MIN`` (a = e^(−L·Δ)):
 
     m(t+Δ) = E + (m(t) − E)·a
     v(t+Δ) = a²·v(t) + q·Δ
@@ -34,13 +35,14 @@ class ForecastParams:
     z: float
     """Alert when the rise reaches the threshold with probability Φ(z) (z = 0: 50 %)."""
     z_heat_sensitive: float
-    """The same for a heat-sensitive profile (history of Uhthoff's or impaired sweating)."""
+    """The same for a heat-sensitive profile (history of Uhthoff's or impaired sweating):
+    a quarter of an SD more margin, so they are warned a little earlier."""
 
     def z_for(self, sensitivity: HeatSensitivity) -> float:
         return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
 
 
-FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.0002, z=1.75, z_heat_sensitive=1.25)
+FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.002, z=1.25, z_heat_sensitive=1.5)
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
 

@@ -361,10 +361,9 @@ class PatientEngine:
         if process is None:
             mtt = self._minutes_to_threshold(delta)
         else:
-            sd = est.sd_c
             mtt = minutes_to_likely_threshold(
                 rise=delta,
-                variance=sd * sd,
+                variance=process[2],
                 equilibrium=process[0],
                 loss_per_min=process[1],
                 threshold=profile.effective_threshold_c,
