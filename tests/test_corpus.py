@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("pythermalcomfort")
 
-from bench.corpus.gagge import GaggeTwoNode  # noqa: E402
-from bench.corpus.generate import SessionSpec, plan, session  # noqa: E402
-from bench.corpus.people import Room, Workout  # noqa: E402
+from bench.corpus.gagge import GaggeTwoNode
+from bench.corpus.generate import SessionSpec, plan, session
+from bench.corpus.people import Room, Workout
 
 
 @pytest.mark.parametrize(

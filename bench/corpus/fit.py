@@ -252,7 +252,7 @@ def score(windows: Sequence[Windows], hb: HeatBalanceParams, fc: ForecastParams)
 
 def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanceParams:
     """Stage 1: P, L, s, heart-rate variance and the impaired-sweating factor for the RMSE."""
-    from scipy.optimize import minimize  # type: ignore[import-untyped]
+    from scipy.optimize import minimize
 
     names = (
         "production_c_per_min",

@@ -43,7 +43,7 @@ def met_of(person: Person, intensity: FloatArray, seated: NDArray[np.bool_]) -> 
 @contextmanager
 def _sweat_gain(gain: float) -> Iterator[None]:
     """JOS-3 with its sweating scaled by ``gain`` while the block runs (single-threaded use)."""
-    from pythermalcomfort.jos3_functions import thermoregulation as threg  # type: ignore[import-untyped]
+    from pythermalcomfort.jos3_functions import thermoregulation as threg
 
     original: Callable[..., Any] = threg.evaporation
 
@@ -64,7 +64,7 @@ def run_jos3(
     person: Person, env: Environment, met: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Core, mean skin and chest skin temperature at every second of ``met``."""
-    from pythermalcomfort.models import JOS3  # type: ignore[import-untyped]
+    from pythermalcomfort.models import JOS3
 
     model = JOS3(
         height=person.height_m,
