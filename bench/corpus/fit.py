@@ -260,6 +260,7 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
         "skin_coupling",
         "hr_obs_var",
         "process_var_per_min",
+        "loss_skin_slope",
     )
     fc = FORECAST_PARAMS
     normal = [w for w in windows if w.profile.heat_sensitivity.value == "none"]
@@ -274,6 +275,8 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
         value = score(ws, with_(x, keys, base), fc).rmse_rise_c
         return value if value is not None else 9.0
 
+    if hb.loss_skin_slope <= 0:
+        hb = replace(hb, loss_skin_slope=0.05)
     x0 = np.log([getattr(hb, k) for k in names])
     r = minimize(
         rmse,

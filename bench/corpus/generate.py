@@ -24,9 +24,10 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 from rich.console import Console
@@ -63,6 +64,7 @@ def plan(split: str, *, scale: float = 1.0) -> list[SessionSpec]:
     groups = {
         "train": (("jos3", 1000, 8),),
         "heldout": (("gagge", 2000, 5), ("jos3", 3000, 4)),
+        "heldout2": (("gagge", 4000, 5), ("jos3", 5000, 4)),
     }[split]
     specs: list[SessionSpec] = []
     for model, seed0, reps in groups:
@@ -85,16 +87,21 @@ def plan(split: str, *, scale: float = 1.0) -> list[SessionSpec]:
     return specs
 
 
-ACTIVITY = {
-    Workout.STEADY_AEROBIC: "aerobic",
-    Workout.INTERVALS: "aerobic",
-    Workout.STRENGTH_SETS: "strength",
-    Workout.BALANCE_FLEXIBILITY: "balance",
-}
+ACTIVITY: Mapping[Workout, str] = MappingProxyType(
+    {
+        Workout.STEADY_AEROBIC: "aerobic",
+        Workout.INTERVALS: "aerobic",
+        Workout.STRENGTH_SETS: "strength",
+        Workout.BALANCE_FLEXIBILITY: "balance",
+    }
+)
+
+
+PREFIX: Mapping[str, str] = MappingProxyType({"train": "tr", "heldout": "he", "heldout2": "h2"})
 
 
 def patient_id(spec: SessionSpec) -> str:
-    return f"{spec.split[:2]}-{spec.model}-{spec.index:03d}"
+    return f"{PREFIX[spec.split]}-{spec.model}-{spec.index:03d}"
 
 
 def session(spec: SessionSpec) -> tuple[dict[str, object], np.ndarray]:
@@ -189,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--out", type=Path, default=Path("var/corpus"), help="folder (default var/corpus)"
     )
-    p.add_argument("--split", choices=("train", "heldout", "all"), default="all")
+    p.add_argument("--split", choices=("train", "heldout", "heldout2", "all"), default="all")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the sessions (quick runs)")
     p.add_argument("--force", action="store_true", help="regenerate even if cached")
     p.add_argument("--no-progress", action="store_true")

@@ -45,6 +45,11 @@ MEASURED_CORE_SIGMA2 = 0.15**2
 """Variance (°C²) given to a measured core temperature (CORE sensor accuracy is a few tenths
 of a degree; ingestible pills are better)."""
 
+ROOM_SKIN_REF_C = 33.0
+"""Resting skin temperature of a neutral room; the room term of the heat loss is relative to it."""
+ROOM_LOSS_LOG_LIMIT = 1.0
+"""The room changes the heat-loss rate by at most a factor e either way."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeatBalanceParams:
@@ -65,6 +70,9 @@ class HeatBalanceParams:
     """Variance of the one-minute mean heart rate around the observation model (bpm²)."""
     impaired_sweating_loss_factor: float
     """Heat loss multiplier for a profile with ``heat_sensitivity = "impaired_sweating"``."""
+    loss_skin_slope: float = 0.0
+    """How the room changes heat loss: L × e^(−slope·(skin₀ − 33 °C)), skin₀ the skin
+    temperature at rest in that room (warm room: less loss; cool room: more). 0 = off."""
     workload_tau_s: float
     """Time constant of the smoothed workload the forecast runs forward (s)."""
     model_sd_per_c: float
@@ -75,14 +83,15 @@ class HeatBalanceParams:
 
 
 HEAT_BALANCE_PARAMS = HeatBalanceParams(
-    production_c_per_min=0.02185,
-    loss_per_min=0.02653,
-    skin_coupling=0.2893,
-    process_var_per_min=0.000389,
-    hr_obs_var=354.8,
-    impaired_sweating_loss_factor=0.4,
+    production_c_per_min=0.01651,
+    loss_per_min=0.02918,
+    skin_coupling=0.2502,
+    process_var_per_min=0.000442,
+    hr_obs_var=300.9,
+    impaired_sweating_loss_factor=0.5,
+    loss_skin_slope=0.161,
     workload_tau_s=180.0,
-    model_sd_per_c=0.262,
+    model_sd_per_c=0.243,
 )
 """Fitted on the training split (docs/physiology.md, "Fitted parameters")."""
 
@@ -308,10 +317,14 @@ class HeatBalanceEstimator(_KalmanEstimator):
         self._hr_rest = resting_hr_bpm
         self._hr_max = max(max_hr_bpm, resting_hr_bpm + 20.0)
         self._skin0 = baseline_skin_c
+        p = self._params
         factor = 1.0
         if heat_sensitivity is HeatSensitivity.IMPAIRED_SWEATING:
-            factor = self._params.impaired_sweating_loss_factor
-        self._loss = self._params.loss_per_min * factor
+            factor = p.impaired_sweating_loss_factor
+        if baseline_skin_c is not None and p.loss_skin_slope:
+            x = -p.loss_skin_slope * (baseline_skin_c - ROOM_SKIN_REF_C)
+            factor *= math.exp(min(ROOM_LOSS_LOG_LIMIT, max(-ROOM_LOSS_LOG_LIMIT, x)))
+        self._loss = p.loss_per_min * factor
 
     def forecast_process(self) -> tuple[float, float, float] | None:
         p = self._params

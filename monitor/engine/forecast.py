@@ -42,7 +42,7 @@ class ForecastParams:
         return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
 
 
-FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.002, z=1.25, z_heat_sensitive=1.5)
+FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.003, z=1.25, z_heat_sensitive=1.5)
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
 
