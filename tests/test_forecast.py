@@ -128,3 +128,45 @@ def test_impaired_sweating_changes_the_model_not_only_the_threshold() -> None:
     )
     assert t_normal is not None and t_impaired is not None
     assert t_impaired < t_normal
+
+
+def test_heat_sensitivity_is_validated_in_the_profile() -> None:
+    from pydantic import ValidationError
+
+    from monitor.profile import PatientProfile
+
+    profile = PatientProfile.model_validate({"id": "p", "heat_sensitivity": "uhthoff_history"})
+    assert profile.heat_sensitivity is HeatSensitivity.UHTHOFF_HISTORY
+    assert PatientProfile(id="p").heat_sensitivity is HeatSensitivity.NONE
+    with pytest.raises(ValidationError, match="heat_sensitivity"):
+        PatientProfile.model_validate({"id": "p", "heat_sensitivity": "very"})
+
+
+def _first_cool_down(sensitivity: HeatSensitivity) -> float | None:
+    from adapters.simulator import SCENARIOS, SimulatedPatient
+    from monitor.engine import MonitorEngine
+    from monitor.model import Level, Sample, SampleKind
+    from monitor.profile import PatientProfile
+
+    sc = SCENARIOS["hot_day_aerobic"]
+    sim = SimulatedPatient(scenario=sc, seed=0)
+    profile = PatientProfile(id="p", age=sc.age, heat_sensitivity=sensitivity)
+    engine = MonitorEngine(profiles={"p": profile})
+    while not sim.finished:
+        v = sim.step(1.0)
+        for kind, value in (
+            (SampleKind.HEART_RATE, v.heart_rate_bpm),
+            (SampleKind.SKIN_TEMP, v.skin_temp_c),
+        ):
+            for e in engine.ingest(Sample("p", kind, value, 1e9 + v.time_s)).events:
+                if e.level is Level.COOL_DOWN:
+                    return v.time_s
+    return None
+
+
+def test_a_history_of_uhthoff_warns_earlier_with_the_same_physiology() -> None:
+    # Same workout, same sweating: only the alert margin differs (z 1.5 instead of 1.25).
+    normal = _first_cool_down(HeatSensitivity.NONE)
+    uhthoff = _first_cool_down(HeatSensitivity.UHTHOFF_HISTORY)
+    assert normal is not None and uhthoff is not None
+    assert uhthoff < normal
