@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "devices",
     "run",
     "replay",
+    "evaluate",
     "simulate",
     "pseudonym",
     "gateway",

@@ -40,7 +40,7 @@ from monitor.mqtt.localbroker import local_mosquitto
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.sink import MqttSink
 from monitor.plugins import PluginContext, Sink, Source
-from monitor.profile import PatientProfile
+from monitor.profile import HeatSensitivity, PatientProfile
 from monitor.service import Monitor
 from monitor.storage.localserver import local_influxdb
 from monitor.storage.options import InfluxOptions
@@ -90,8 +90,17 @@ LEVEL_TEXT: Mapping[Level, str] = MappingProxyType(
 
 
 def demo_profiles() -> dict[str, PatientProfile]:
+    """The demo patients; whoever sweats less in the simulation has it in the profile."""
     return {
-        p.id: PatientProfile(id=p.id, display_name=p.display_name, age=p.age) for p in DEMO_PATIENTS
+        p.id: PatientProfile(
+            id=p.id,
+            display_name=p.display_name,
+            age=p.age,
+            heat_sensitivity=HeatSensitivity.IMPAIRED_SWEATING
+            if SCENARIOS[p.scenario].sweat_capacity < 1.0
+            else HeatSensitivity.NONE,
+        )
+        for p in DEMO_PATIENTS
     }
 
 

@@ -21,6 +21,17 @@ class Activity(StrEnum):
     FLEXIBILITY = "flexibility"
 
 
+class HeatSensitivity(StrEnum):
+    """What the clinician knows of the patient's heat sensitivity. It changes the model, not
+    only the threshold (see docs/physiology.md, "Heat-sensitive patients")."""
+
+    NONE = "none"
+    UHTHOFF_HISTORY = "uhthoff_history"
+    """Symptoms with heat before; sweating not known to be impaired: warned earlier."""
+    IMPAIRED_SWEATING = "impaired_sweating"
+    """Sweats less (tested or observed): the model loses heat more slowly, warned earlier."""
+
+
 class PatientProfile(BaseModel):
     """Per-patient settings. ``id`` is a pseudonym; ``display_name`` never leaves the UI."""
 
@@ -39,6 +50,7 @@ class PatientProfile(BaseModel):
     medical_clearance: bool = True
     unwell_today: bool = False
     activity: Activity = Activity.AEROBIC
+    heat_sensitivity: HeatSensitivity = HeatSensitivity.NONE
 
     @model_validator(mode="after")
     def _check_hr(self) -> PatientProfile:

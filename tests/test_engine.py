@@ -10,16 +10,24 @@ from monitor.engine import MonitorEngine, StepResult
 from monitor.errors import InputError
 from monitor.memory import deep_sizeof
 from monitor.model import Event, EventKind, Level, Quality, Sample, SampleFlag, SampleKind
-from monitor.profile import PatientProfile
+from monitor.profile import HeatSensitivity, PatientProfile
 
 T0 = 1_750_000_000.0
 
 
-def run_scenario(name: str, seed: int, estimator: str = "heat_balance") -> dict[str, float | None]:
+def run_scenario(
+    name: str, seed: int, estimator: str = "heat_balance", *, declare_sensitivity: bool = True
+) -> dict[str, float | None]:
+    """``declare_sensitivity``: a patient who sweats less (the ``heat_sensitive`` scenario)
+    has it in the profile, as their clinician would record it."""
     sc = SCENARIOS[name]
     sim = SimulatedPatient(scenario=sc, seed=seed)
+    sensitivity = HeatSensitivity.NONE
+    if declare_sensitivity and sc.sweat_capacity < 1.0:
+        sensitivity = HeatSensitivity.IMPAIRED_SWEATING
+    profile = PatientProfile(id="p", age=sc.age, activity=sc.activity, heat_sensitivity=sensitivity)
     engine = MonitorEngine(
-        profiles={"p": PatientProfile(id="p", age=sc.age, activity=sc.activity)},
+        profiles={"p": profile},
         config=EngineConfig(estimator=estimator),
     )
     first_cool_down = crossed = None
@@ -46,6 +54,19 @@ def test_cool_down_comes_before_the_rise_reaches_the_threshold(name: str, seed: 
     assert r["crossed"] is not None, "the hot scenario must really get hot"
     assert r["cool_down"] is not None
     assert r["cool_down"] < r["crossed"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_heat_sensitive_profile_gives_a_useful_lead(seed: int) -> None:
+    # Impaired sweating in the profile changes the model (slower heat loss) and the alert
+    # margin: the cool-down comes minutes before the crossing, and earlier than for the same
+    # patient without it (whose alert comes about when the core crosses).
+    declared = run_scenario("heat_sensitive", seed)
+    undeclared = run_scenario("heat_sensitive", seed, declare_sensitivity=False)
+    assert declared["cool_down"] is not None and declared["crossed"] is not None
+    assert declared["crossed"] - declared["cool_down"] >= 3 * 60.0
+    assert undeclared["cool_down"] is not None
+    assert declared["cool_down"] < undeclared["cool_down"] - 60.0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -149,7 +170,11 @@ def test_a_reported_gap_is_a_quality_event() -> None:
 def test_a_patient_who_heeds_the_alert_stays_below_the_threshold_and_recovers(name: str) -> None:
     sc = SCENARIOS[name]
     sim = SimulatedPatient(scenario=sc, seed=0)
-    engine = MonitorEngine(profiles={"p": PatientProfile(id="p", age=sc.age)})
+    sensitivity = (
+        HeatSensitivity.IMPAIRED_SWEATING if sc.sweat_capacity < 1.0 else HeatSensitivity.NONE
+    )
+    profile = PatientProfile(id="p", age=sc.age, heat_sensitivity=sensitivity)
+    engine = MonitorEngine(profiles={"p": profile})
     events: list[Event] = []
     while not sim.finished:
         v = sim.step(1.0)

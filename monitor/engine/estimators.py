@@ -9,8 +9,9 @@ Two models ship:
   of a first-order heat-balance process driven by heart-rate reserve (heat production) and the
   core-to-skin gradient (heat loss), so a hot skin speeds the predicted rise and a cool skin
   slows it. Without skin temperature it falls back to the heart-rate-only process. Its
-  parameters are plausible rates from the exercise-physiology literature, **not** a validated
-  fit; see ``docs/physiology.md``.
+  parameters (:data:`HEAT_BALANCE_PARAMS`) are fitted on the training split of the validation
+  corpus (``bench/corpus/fit.py``); values and provenance in ``docs/physiology.md``. Its process
+  model also drives the forecast (:mod:`monitor.engine.forecast`).
 
 Both may also take a measured core temperature (CORE sensor, ingestible pill) as a direct
 observation. Both are individualised the same way: the heart-rate observation model is shifted
@@ -23,8 +24,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
+
+from monitor.profile import HeatSensitivity
 
 # ECTemp (Buller et al. 2013), per one-minute step.
 ECTEMP_A = 1.0
@@ -37,19 +41,60 @@ ECTEMP_SIGMA2 = 18.88**2
 """Heart-rate observation variance (bpm²) for one-minute mean heart rate."""
 DEFAULT_START_CORE_C = 37.1
 
-MEASURED_CORE_SIGMA2 = 0.15**2
-"""Variance (°C²) given to a measured core temperature (CORE sensor accuracy is a few tenths
-of a degree; ingestible pills are better)."""
+MEASURED_CORE_SIGMA2 = 0.05**2
+"""Variance (°C²) of one measured core temperature reading (CORE sensor, ingestible pill): its
+reading-to-reading noise, not its absolute accuracy. With the fitted process noise a larger
+value lets the model outweigh what the person's sensor measures (docs/physiology.md)."""
 
-# Heat-balance process (per minute).
-HB_PRODUCTION_C_PER_MIN = 0.045
-"""Core warming rate at 100 % heart-rate reserve with no heat loss (°C/min)."""
-HB_LOSS_PER_MIN = 0.05
-"""Fraction of the excess core-to-skin-gradient-adjusted rise lost per minute (1/min)."""
-HB_SKIN_COUPLING = 0.25
-"""How much a warming of the skin shifts the core equilibrium up (°C per °C). Only warming
-counts: a falling skin temperature during exercise is ambiguous (sweat and airflow cool the
-skin while the core still rises), so it never lowers the estimate."""
+ROOM_SKIN_REF_C = 33.0
+"""Resting skin temperature of a neutral room; the room term of the heat loss is relative to it."""
+ROOM_LOSS_LOG_LIMIT = 1.0
+"""The room changes the heat-loss rate by at most a factor e either way."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeatBalanceParams:
+    """The heat-balance process and its noise, per minute. Defaults: :data:`HEAT_BALANCE_PARAMS`."""
+
+    production_c_per_min: float
+    """Core warming rate at 100 % heart-rate reserve with no heat loss (°C/min)."""
+    loss_per_min: float
+    """Fraction of the rise (over the skin-shifted equilibrium) lost per minute (1/min)."""
+    skin_coupling: float
+    """How much a warming of the skin shifts the core equilibrium up (°C per °C). Only warming
+    counts: a falling skin temperature during exercise is ambiguous (sweat and airflow cool the
+    skin while the core still rises), so it never lowers the estimate."""
+    process_var_per_min: float
+    """Process noise of the filter (°C² per minute): how far the truth may stray from the
+    process in a minute. Sets the width of the band."""
+    hr_obs_var: float
+    """Variance of the one-minute mean heart rate around the observation model (bpm²)."""
+    impaired_sweating_loss_factor: float
+    """Heat loss multiplier for a profile with ``heat_sensitivity = "impaired_sweating"``."""
+    loss_skin_slope: float = 0.0
+    """How the room changes heat loss: L × e^(−slope·(skin₀ − 33 °C)), skin₀ the skin
+    temperature at rest in that room (warm room: less loss; cool room: more). 0 = off."""
+    workload_tau_s: float
+    """Time constant of the smoothed workload the forecast runs forward (s)."""
+    model_sd_per_c: float
+    """Uncertainty of the model itself, as SD per °C of estimated rise: a person's heat balance
+    differs from the fitted one (fitness, sweating, drift), so the error grows with the rise.
+    Added to the filter's variance in the band shown (``sd_c``); neither the filter nor the
+    forecast sees it (the forecast adds its own growth, ``ForecastParams``)."""
+
+
+HEAT_BALANCE_PARAMS = HeatBalanceParams(
+    production_c_per_min=0.01651,
+    loss_per_min=0.02918,
+    skin_coupling=0.2502,
+    process_var_per_min=0.000442,
+    hr_obs_var=300.9,
+    impaired_sweating_loss_factor=0.5,
+    loss_skin_slope=0.161,
+    workload_tau_s=180.0,
+    model_sd_per_c=0.243,
+)
+"""Fitted on the training split (docs/physiology.md, "Fitted parameters")."""
 
 
 def ectemp_hr_model(core_c: float) -> float:
@@ -77,8 +122,16 @@ class Estimator(Protocol):
         resting_hr_bpm: float,
         max_hr_bpm: float,
         baseline_skin_c: float | None,
+        heat_sensitivity: HeatSensitivity = HeatSensitivity.NONE,
     ) -> None:
         """Set the patient's own baseline (from the rest period or the profile)."""
+        ...
+
+    def forecast_process(self) -> tuple[float, float, float] | None:
+        """``(equilibrium rise, loss rate per minute, filter variance)`` under the current
+        workload and skin, to run the process forward (:mod:`monitor.engine.forecast`);
+        ``None`` for a model without a physiological process (the engine then extrapolates
+        the trend)."""
         ...
 
     def step(
@@ -146,13 +199,23 @@ class _KalmanEstimator:
         resting_hr_bpm: float,
         max_hr_bpm: float,
         baseline_skin_c: float | None,
+        heat_sensitivity: HeatSensitivity = HeatSensitivity.NONE,
     ) -> None:
         self._kf.x = baseline_core_c
         self._kf.hr_offset = resting_hr_bpm - ectemp_hr_model(baseline_core_c)
 
-    def _observe(self, q: float, heart_rate: float | None, measured_core: float | None) -> None:
+    def forecast_process(self) -> tuple[float, float, float] | None:
+        return None
+
+    def _observe(
+        self,
+        q: float,
+        heart_rate: float | None,
+        measured_core: float | None,
+        hr_var: float = ECTEMP_SIGMA2,
+    ) -> None:
         if heart_rate is not None:
-            self._kf.observe_hr(heart_rate, ECTEMP_SIGMA2 / q)
+            self._kf.observe_hr(heart_rate, hr_var / q)
         if measured_core is not None:
             self._kf.observe_core(measured_core, MEASURED_CORE_SIGMA2)
 
@@ -186,25 +249,55 @@ class HeatBalanceEstimator(_KalmanEstimator):
     """Heat-balance process + ECTemp heart-rate observation (+ skin temperature when present).
 
     Process, per minute: d(core − baseline)/dt = P·r − L·[(core − baseline) − s·(skin − skin₀)]
-    with r the heart-rate reserve fraction (heat production), L the loss rate and s the skin
-    coupling. A skin reading is held for ``SKIN_HOLD_S``; after that the model assumes the skin
-    is back at its baseline, which is the heart-rate-only fallback.
+    with r the heart-rate reserve fraction (heat production), L the loss rate (× the impaired
+    sweating factor for such a profile) and s the skin coupling. A skin reading is held for
+    ``SKIN_HOLD_S``; after that the model assumes the skin is back at its baseline, which is
+    the heart-rate-only fallback.
     """
 
     name = "heat_balance"
     SKIN_HOLD_S = 120.0
-    __slots__ = ("_baseline", "_hr_max", "_hr_rest", "_skin", "_skin0", "_skin_age_s")
+    __slots__ = (
+        "_baseline",
+        "_hr_max",
+        "_hr_rest",
+        "_loss",
+        "_params",
+        "_r_smooth",
+        "_skin",
+        "_skin0",
+        "_skin_age_s",
+        "_skin_shift",
+    )
 
     def __init__(
-        self, *, start_core_c: float = DEFAULT_START_CORE_C, start_variance: float = 0.0
+        self,
+        *,
+        start_core_c: float = DEFAULT_START_CORE_C,
+        start_variance: float = 0.0,
+        params: HeatBalanceParams = HEAT_BALANCE_PARAMS,
     ) -> None:
         super().__init__(start_core_c=start_core_c, start_variance=start_variance)
+        self._params = params
+        self._loss = params.loss_per_min
         self._baseline = start_core_c
         self._hr_rest = 70.0
         self._hr_max = 180.0
         self._skin0: float | None = None
         self._skin: float | None = None
         self._skin_age_s = math.inf
+        self._skin_shift = 0.0
+        self._r_smooth = 0.0
+
+    @property
+    def params(self) -> HeatBalanceParams:
+        return self._params
+
+    @property
+    def sd_c(self) -> float:
+        """Filter SD combined with the model's own uncertainty (grows with the rise)."""
+        m = self._params.model_sd_per_c * (self._kf.x - self._baseline)
+        return math.sqrt(max(self._kf.v, 0.0) + m * m)
 
     def calibrate(
         self,
@@ -213,6 +306,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         resting_hr_bpm: float,
         max_hr_bpm: float,
         baseline_skin_c: float | None,
+        heat_sensitivity: HeatSensitivity = HeatSensitivity.NONE,
     ) -> None:
         super().calibrate(
             baseline_core_c=baseline_core_c,
@@ -224,6 +318,20 @@ class HeatBalanceEstimator(_KalmanEstimator):
         self._hr_rest = resting_hr_bpm
         self._hr_max = max(max_hr_bpm, resting_hr_bpm + 20.0)
         self._skin0 = baseline_skin_c
+        p = self._params
+        factor = 1.0
+        if heat_sensitivity is HeatSensitivity.IMPAIRED_SWEATING:
+            factor = p.impaired_sweating_loss_factor
+        if baseline_skin_c is not None and p.loss_skin_slope:
+            x = -p.loss_skin_slope * (baseline_skin_c - ROOM_SKIN_REF_C)
+            factor *= math.exp(min(ROOM_LOSS_LOG_LIMIT, max(-ROOM_LOSS_LOG_LIMIT, x)))
+        self._loss = p.loss_per_min * factor
+
+    def forecast_process(self) -> tuple[float, float, float] | None:
+        p = self._params
+        loss = self._loss
+        eq = p.production_c_per_min * self._r_smooth / loss + self._skin_shift
+        return eq, loss, max(self._kf.v, 0.0)
 
     def step(
         self,
@@ -233,6 +341,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         skin_temp: float | None,
         measured_core: float | None,
     ) -> None:
+        p = self._params
         q = dt_s / 60.0
         kf = self._kf
         if skin_temp is not None:
@@ -248,19 +357,22 @@ class HeatBalanceEstimator(_KalmanEstimator):
             and self._skin0 is not None
             and (self._skin_age_s <= self.SKIN_HOLD_S)
         ):
-            skin_shift = HB_SKIN_COUPLING * max(0.0, self._skin - self._skin0)
+            skin_shift = p.skin_coupling * max(0.0, self._skin - self._skin0)
+        self._skin_shift = skin_shift
         # Time update: Euler step of the heat balance, linearised for the variance.
         if heart_rate is not None:
             r = (heart_rate - self._hr_rest) / (self._hr_max - self._hr_rest)
             r = 0.0 if r < 0.0 else (1.2 if r > 1.2 else r)
         else:
             r = 0.0
+        w = dt_s / p.workload_tau_s
+        self._r_smooth += (w if w < 1.0 else 1.0) * (r - self._r_smooth)
+        loss = self._loss
         rise = kf.x - self._baseline
-        loss = HB_LOSS_PER_MIN * (rise - skin_shift)
-        kf.x += q * (HB_PRODUCTION_C_PER_MIN * r - loss)
-        a = 1.0 - HB_LOSS_PER_MIN * q
-        kf.v = a * a * kf.v + ECTEMP_GAMMA * q
-        self._observe(q, heart_rate, measured_core)
+        kf.x += q * (p.production_c_per_min * r - loss * (rise - skin_shift))
+        a = 1.0 - loss * q
+        kf.v = a * a * kf.v + p.process_var_per_min * q
+        self._observe(q, heart_rate, measured_core, p.hr_obs_var)
 
 
 EstimatorFactory = Callable[[], Estimator]

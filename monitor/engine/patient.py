@@ -13,6 +13,7 @@ from typing import NamedTuple
 from monitor.config import EngineConfig
 from monitor.engine.advice import QUALITY_MESSAGES, level_message, recovered_message
 from monitor.engine.estimators import DEFAULT_START_CORE_C, ESTIMATORS, Estimator
+from monitor.engine.forecast import FORECAST_PARAMS, minutes_to_likely_threshold
 from monitor.engine.quality import KindValidator
 from monitor.engine.risk import RiskStateMachine
 from monitor.errors import ConfigError, InputError
@@ -399,7 +400,20 @@ class PatientEngine:
             w = min(1.0, dt / SLOPE_TAU_S)
             self._slope += w * (rate - self._slope)
         self._last_delta = delta
-        mtt = self._minutes_to_threshold(delta)
+        process = est.forecast_process()
+        if process is None:
+            mtt = self._minutes_to_threshold(delta)
+        else:
+            mtt = minutes_to_likely_threshold(
+                rise=delta,
+                variance=process[2],
+                equilibrium=process[0],
+                loss_per_min=process[1],
+                threshold=profile.effective_threshold_c,
+                horizon_min=max(profile.forecast_horizon_min, profile.cool_down_lead_min),
+                z=FORECAST_PARAMS.z_for(profile.heat_sensitivity),
+                forecast_var_per_min=FORECAST_PARAMS.forecast_var_per_min,
+            )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
             update = self._risk.update(end, delta, mtt, rising=rising)
@@ -455,10 +469,12 @@ class PatientEngine:
             resting_hr_bpm=resting,
             max_hr_bpm=profile.effective_max_hr,
             baseline_skin_c=self._baseline_skin,
+            heat_sensitivity=profile.heat_sensitivity,
         )
         self._calibrated = True
 
     def _minutes_to_threshold(self, delta: float) -> float | None:
+        """Straight-line forecast, for an estimator without a process model (``ectemp``)."""
         threshold = self._profile.effective_threshold_c
         if delta >= threshold:
             return 0.0

@@ -1,0 +1,78 @@
+"""The forecast: run the estimator's own process model forward, with its uncertainty.
+
+Under the current (smoothed) workload and skin temperature the heat-balance process is linear,
+d(rise)/dt = −L·(rise − E), with E the equilibrium rise it is heading for. From the filter's
+mean m₀ and variance v₀ (the filter's own, without the model term the band adds), in steps of
+``STEP_MIN`` (a = e^(−L·Δ)):
+
+    m(t+Δ) = E + (m(t) − E)·a
+    v(t+Δ) = a²·v(t) + q·Δ
+
+where q (``forecast_var_per_min``) is how much the rise may stray per minute from the process
+under a constant workload (the workload will change; the filter's process noise is smaller).
+The threshold T is *likely reached* at the first t with P(rise(t) ≥ T) ≥ p, that is
+m(t) + z·√v(t) ≥ T with z = Φ⁻¹(p) (interpolated between steps). That time is the
+``minutes_to_threshold`` the risk state machine compares with the lead window (cool_down)
+and the horizon (caution): the alert fires on the probability of reaching the threshold
+within the window. A rise that levels off under the threshold never alerts, however fast it
+climbed. Pure arithmetic; ``tests/test_forecast.py`` checks it against steps worked by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from monitor.profile import HeatSensitivity
+
+STEP_MIN = 0.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForecastParams:
+    forecast_var_per_min: float
+    """Variance the forecast rise gains per minute ahead (°C²/min)."""
+    z: float
+    """Alert when the rise reaches the threshold with probability Φ(z) (z = 0: 50 %)."""
+    z_heat_sensitive: float
+    """The same for a heat-sensitive profile (history of Uhthoff's or impaired sweating):
+    a quarter of an SD more margin, so they are warned a little earlier."""
+
+    def z_for(self, sensitivity: HeatSensitivity) -> float:
+        return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
+
+
+FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.003, z=1.25, z_heat_sensitive=1.5)
+"""Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
+
+
+def minutes_to_likely_threshold(
+    *,
+    rise: float,
+    variance: float,
+    equilibrium: float,
+    loss_per_min: float,
+    threshold: float,
+    horizon_min: float,
+    z: float,
+    forecast_var_per_min: float,
+    step_min: float = STEP_MIN,
+) -> float | None:
+    """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``."""
+    v = variance if variance > 0.0 else 0.0
+    g_prev = rise + z * math.sqrt(v)
+    if g_prev >= threshold:
+        return 0.0
+    a = math.exp(-loss_per_min * step_min)
+    qd = forecast_var_per_min * step_min
+    m = rise
+    t = 0.0
+    while t < horizon_min - 1e-9:
+        m = equilibrium + (m - equilibrium) * a
+        v = a * a * v + qd
+        g = m + z * math.sqrt(v)
+        if g >= threshold:
+            return t + step_min * (threshold - g_prev) / (g - g_prev)
+        t += step_min
+        g_prev = g
+    return None

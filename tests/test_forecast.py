@@ -1,0 +1,172 @@
+"""The physiological forecast against steps of the process model worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from monitor.engine.estimators import HeatBalanceEstimator, HeatBalanceParams
+from monitor.engine.forecast import minutes_to_likely_threshold
+from monitor.profile import HeatSensitivity
+
+# Round numbers, independent of the fitted defaults.
+PARAMS = HeatBalanceParams(
+    production_c_per_min=0.05,
+    loss_per_min=0.02,
+    skin_coupling=0.3,
+    process_var_per_min=0.0005,
+    hr_obs_var=400.0,
+    impaired_sweating_loss_factor=0.5,
+    workload_tau_s=180.0,
+    model_sd_per_c=0.2,
+)
+
+
+def test_forecast_steps_by_hand() -> None:
+    # rise 0.3, variance 0.0004 (SD 0.02), heading for 0.8 at L = 0.1/min; q = 0.001/min;
+    # threshold 0.5 with z = 1 (84 %). Δ = 0.5 min: a = e^(−0.05) = 0.951229, qΔ = 0.0005.
+    #   t = 0:   g = 0.3 + 0.02 = 0.32
+    #   t = 0.5: m = 0.8 − 0.5·a = 0.324385; v = a²·0.0004 + 0.0005 = 0.00086193; g = 0.353744
+    #   t = 1.0: m = 0.347581; v = 0.00127991; g = 0.383357
+    #   t = 1.5: m = 0.369646; v = 0.00165811; g = 0.410366
+    #   t = 2.0: m = 0.390635; v = 0.00200032; g = 0.435360
+    #   t = 2.5: m = 0.410600; v = 0.00230997; g = 0.458662
+    #   t = 3.0: m = 0.429591; v = 0.00259014; g = 0.480484
+    #   t = 3.5: m = 0.447656; v = 0.00284366; g = 0.500982 ≥ 0.5
+    # Interpolated: 3.0 + 0.5·(0.5 − 0.480484)/(0.500982 − 0.480484) = 3.47605 min.
+    mtt = minutes_to_likely_threshold(
+        rise=0.3,
+        variance=0.0004,
+        equilibrium=0.8,
+        loss_per_min=0.1,
+        threshold=0.5,
+        horizon_min=10.0,
+        z=1.0,
+        forecast_var_per_min=0.001,
+    )
+    assert mtt == pytest.approx(3.47605, abs=1e-4)
+
+
+def test_a_rise_that_levels_off_below_the_threshold_never_alerts() -> None:
+    # Climbing fast (0.3 → equilibrium 0.45) but the process levels off below 0.5: a straight
+    # line would cross within minutes; the process never does.
+    mtt = minutes_to_likely_threshold(
+        rise=0.3,
+        variance=0.0,
+        equilibrium=0.45,
+        loss_per_min=0.2,
+        threshold=0.5,
+        horizon_min=60.0,
+        z=0.0,
+        forecast_var_per_min=0.0,
+    )
+    assert mtt is None
+
+
+def test_more_uncertainty_or_a_higher_probability_demand_alerts_sooner() -> None:
+    kw = dict(rise=0.3, equilibrium=0.8, loss_per_min=0.1, threshold=0.5, horizon_min=10.0)
+    base = minutes_to_likely_threshold(variance=0.0004, z=0.0, forecast_var_per_min=0.0, **kw)
+    wide = minutes_to_likely_threshold(variance=0.0004, z=1.0, forecast_var_per_min=0.002, **kw)
+    assert base is not None and wide is not None
+    # z = 0 and no noise: the mean crossing, 0.8 − 0.5·e^(−0.1t) = 0.5 → t = 10·ln(5/3) = 5.108
+    # (to within the linear interpolation between half-minute steps).
+    assert base == pytest.approx(10 * math.log(5 / 3), abs=0.01)
+    assert wide < base
+    # Already likely over the threshold: now.
+    assert minutes_to_likely_threshold(variance=0.04, z=1.0, forecast_var_per_min=0.0, **kw) == 0.0
+
+
+def _one_step(sensitivity: HeatSensitivity) -> HeatBalanceEstimator:
+    est = HeatBalanceEstimator(params=PARAMS)
+    est.calibrate(
+        baseline_core_c=37.0,
+        resting_hr_bpm=60.0,
+        max_hr_bpm=180.0,
+        baseline_skin_c=33.0,
+        heat_sensitivity=sensitivity,
+    )
+    est.step(60.0, heart_rate=120.0, skin_temp=34.0, measured_core=None)
+    return est
+
+
+def test_process_step_and_forecast_inputs_by_hand() -> None:
+    # HR 120 with rest 60, max 180: r = 0.5; skin +1 °C → shift 0.3·1 = 0.3.
+    # Time update (1 min): x⁻ = 37 + 0.05·0.5 − 0.02·(0 − 0.3) = 37.031; v⁻ = 0.0005.
+    # HR observation: c = 2·(−4.5714)·37.031 + 384.4286 = 45.861573; expected HR
+    #   model(37.031) − model(37.0) + 60 = 61.426102; k = v⁻c/(c²v⁻ + 400) = 5.717664e−5;
+    #   x = 37.031 + k·(120 − 61.426102) = 37.034349; v = (1 − kc)v⁻ = 0.00049869.
+    # Band: √(v + (0.2·0.034349)²) = 0.023364.
+    est = _one_step(HeatSensitivity.NONE)
+    assert est.core_c == pytest.approx(37.034349, abs=1e-6)
+    assert est.variance == pytest.approx(0.00049869, abs=1e-8)
+    assert est.sd_c == pytest.approx(0.023364, abs=1e-6)
+    # The forecast runs forward under the smoothed workload r̄ = (60/180)·0.5 = 1/6:
+    # equilibrium = 0.05·(1/6)/0.02 + 0.3 = 0.716667, loss 0.02.
+    eq, loss, var = est.forecast_process() or (0.0, 0.0, 0.0)
+    assert eq == pytest.approx(0.716667, abs=1e-6)
+    assert loss == pytest.approx(0.02)
+    assert var == pytest.approx(0.00049869, abs=1e-8)  # the filter's, without the model term
+
+
+def test_impaired_sweating_changes_the_model_not_only_the_threshold() -> None:
+    # Loss × 0.5 = 0.01: x⁻ = 37 + 0.025 + 0.01·0.3 = 37.028 (before the HR observation),
+    # and the forecast heads for 0.05·(1/6)/0.01 + 0.3 = 1.133333.
+    normal = _one_step(HeatSensitivity.NONE)
+    impaired = _one_step(HeatSensitivity.IMPAIRED_SWEATING)
+    eq, loss, _ = impaired.forecast_process() or (0.0, 0.0, 0.0)
+    assert loss == pytest.approx(0.01)
+    assert eq == pytest.approx(1.133333, abs=1e-6)
+    # Same inputs, slower heat loss: the same threshold is forecast sooner.
+    kw = dict(threshold=0.5, horizon_min=60.0, z=0.0, forecast_var_per_min=0.0)
+    eq_n, loss_n, _ = normal.forecast_process() or (0.0, 0.0, 0.0)
+    t_normal = minutes_to_likely_threshold(
+        rise=normal.core_c - 37.0, variance=0.0, equilibrium=eq_n, loss_per_min=loss_n, **kw
+    )
+    t_impaired = minutes_to_likely_threshold(
+        rise=impaired.core_c - 37.0, variance=0.0, equilibrium=eq, loss_per_min=loss, **kw
+    )
+    assert t_normal is not None and t_impaired is not None
+    assert t_impaired < t_normal
+
+
+def test_heat_sensitivity_is_validated_in_the_profile() -> None:
+    from pydantic import ValidationError
+
+    from monitor.profile import PatientProfile
+
+    profile = PatientProfile.model_validate({"id": "p", "heat_sensitivity": "uhthoff_history"})
+    assert profile.heat_sensitivity is HeatSensitivity.UHTHOFF_HISTORY
+    assert PatientProfile(id="p").heat_sensitivity is HeatSensitivity.NONE
+    with pytest.raises(ValidationError, match="heat_sensitivity"):
+        PatientProfile.model_validate({"id": "p", "heat_sensitivity": "very"})
+
+
+def _first_cool_down(sensitivity: HeatSensitivity) -> float | None:
+    from adapters.simulator import SCENARIOS, SimulatedPatient
+    from monitor.engine import MonitorEngine
+    from monitor.model import Level, Sample, SampleKind
+    from monitor.profile import PatientProfile
+
+    sc = SCENARIOS["hot_day_aerobic"]
+    sim = SimulatedPatient(scenario=sc, seed=0)
+    profile = PatientProfile(id="p", age=sc.age, heat_sensitivity=sensitivity)
+    engine = MonitorEngine(profiles={"p": profile})
+    while not sim.finished:
+        v = sim.step(1.0)
+        for kind, value in (
+            (SampleKind.HEART_RATE, v.heart_rate_bpm),
+            (SampleKind.SKIN_TEMP, v.skin_temp_c),
+        ):
+            for e in engine.ingest(Sample("p", kind, value, 1e9 + v.time_s)).events:
+                if e.level is Level.COOL_DOWN:
+                    return v.time_s
+    return None
+
+
+def test_a_history_of_uhthoff_warns_earlier_with_the_same_physiology() -> None:
+    # Same workout, same sweating: only the alert margin differs (z 1.5 instead of 1.25).
+    normal = _first_cool_down(HeatSensitivity.NONE)
+    uhthoff = _first_cool_down(HeatSensitivity.UHTHOFF_HISTORY)
+    assert normal is not None and uhthoff is not None
+    assert uhthoff < normal
