@@ -72,8 +72,20 @@ def store_path(config: Any, options: Mapping[str, Any] | None = None) -> Path:
     path = str(opts.get("path", "") or "")
     if path:
         return Path(path)
+    shared = _careteam_file(config)
+    if shared is not None:  # the care-team store's SQLite file holds these tables too
+        return shared
     data_dir = Path(getattr(getattr(config, "monitor", None), "data_dir", "var"))
     return data_dir / DEFAULT_FILE
+
+
+def _careteam_file(config: Any) -> Path | None:
+    from monitor.careteam.config import sqlite_file, store_url
+
+    try:
+        return sqlite_file(store_url(config))
+    except ConfigError:
+        return None
 
 
 def floor_for(profile: PatientProfile, rules: Rules = DEFAULT_RULES) -> float:
