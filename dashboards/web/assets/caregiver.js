@@ -220,7 +220,7 @@ const handlers = {
     const t = tiles.get(m.patient);
     if (!t) return;
     applyState(t, m.state);
-    pushPoint(t, m.point);
+    if (m.point) pushPoint(t, m.point);
   },
   alert: (m) => {
     const t = tiles.get(m.patient);
