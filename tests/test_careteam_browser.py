@@ -49,10 +49,10 @@ async def invite(page: Page, login: str, role: str) -> str:
     await form.locator("input[name=login]").fill(login)
     await form.locator("select[name=role]").select_option(role)
     await form.locator("button[type=submit]").click()
-    await expect(page.locator("#invite-url")).to_contain_text("/invite#")
-    url = await page.locator("#invite-url").text_content()
-    assert url is not None
+    await expect(page.locator("#invite-msg")).to_contain_text(f"Invited {login}")
     await expect(page.locator(f"#caregiver-row-{login}")).to_contain_text("invited")
+    url = await page.locator("#invite-url").text_content()
+    assert url is not None and "/invite#" in url
     return url
 
 
@@ -78,7 +78,7 @@ async def test_the_care_team_runs_heatmon_from_the_dashboard(
 ) -> None:
     backend = "postgresql" if careteam_url.startswith("postgresql") else "sqlite"
     await asyncio.to_thread(seed_admin, careteam_url)
-    stack = build_team_stack(careteam_url, speed=20.0)
+    stack = build_team_stack(careteam_url, speed=30.0)
     async with stack.monitor:
         engine = stack.monitor.engine
         assert engine.profile(NEW) is None  # the wearable sends; nobody knows the patient yet

@@ -210,6 +210,8 @@ $("new-patient").addEventListener("submit", async (ev) => {
 $("new-caregiver").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const f = ev.target;
+  $("invite-url").textContent = "";
+  show($("invite-msg"), "ok", "");
   const { ok, data } = await post("/api/team/caregivers", { login: f.login.value, role: f.role.value });
   show($("invite-msg"), ok ? "ok" : "error", ok ? `Invited ${data.login}: send them this one-time link.` : data.error);
   $("invite-url").textContent = ok ? data.invite_url : "";
