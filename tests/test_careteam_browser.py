@@ -126,8 +126,7 @@ async def test_the_care_team_runs_heatmon_from_the_dashboard(
         await expect(tile.locator("dd.thr")).to_have_attribute(
             "data-value", "0.5", timeout=LIVE_TIMEOUT_MS
         )
-        team = await chromium.new_page(viewport={"width": 1280, "height": 1000})
-        await team.context.add_cookies(await clara.context.cookies())
+        team = await clara.context.new_page()  # her second tab
         await team.goto(f"{stack.base_url}/team?patient={NEW}")
         await expect(team.locator("#who")).to_have_text("clara (clinician)")
         await expect(team.locator("#patients tbody tr")).to_have_count(1)  # only hers
@@ -144,7 +143,11 @@ async def test_the_care_team_runs_heatmon_from_the_dashboard(
         async with asyncio.timeout(LIVE_TIMEOUT_MS / 1000):
             while True:
                 state = engine.state(NEW)
-                if state is not None and state.threshold_rise_c == 0.25 and state.core_delta_c > 0.26:
+                if (
+                    state is not None
+                    and state.threshold_rise_c == 0.25
+                    and state.core_delta_c > 0.26
+                ):
                     break
                 await asyncio.sleep(0.05)
         assert state.level is Level.COOL_DOWN, state

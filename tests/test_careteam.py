@@ -1,0 +1,319 @@
+"""The care-team store and its API, against SQLite and a real PostgreSQL (``careteam_url``):
+bad input is refused with what and why, a concurrent edit is refused with what changed, a
+disabled caregiver's live stream ends within a second, a revoked link stops working, a
+restart keeps everything, and a kill -9 in the middle of a change leaves the old state or
+the new one, never a mix."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from monitor.careteam.records import Conflict, Invalid
+from monitor.careteam.store import CareStore
+from monitor.config import parse_config
+from monitor.profile import PatientProfile
+from monitor.thresholds.learner import store_path
+from tests.careteam_helpers import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    NEW,
+    TeamStack,
+    build_team_stack,
+    seed_admin,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Client:
+    """A browser-like client: its own cookies, the session's CSRF token on every POST."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
+
+    async def csrf(self) -> str:
+        async with self.http.get("/api/session") as resp:
+            return str((await resp.json())["csrf"])
+
+    async def post(self, path: str, body: Any = None, *, csrf: bool = True) -> tuple[int, Any]:
+        headers = {"X-CSRF-Token": await self.csrf()} if csrf else {}
+        async with self.http.post(path, json=body or {}, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(path) as resp:
+            return resp.status, await resp.json()
+
+    async def login(self, login: str, password: str) -> None:
+        status, body = await self.post("/api/login", {"login": login, "password": password})
+        assert status == 200, body
+
+
+async def client(stack: TeamStack) -> Client:
+    http = aiohttp.ClientSession(base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True))
+    return Client(http)
+
+
+@pytest.fixture
+async def team(careteam_url: str) -> AsyncIterator[TeamStack]:
+    await asyncio.to_thread(seed_admin, careteam_url)
+    stack = build_team_stack(careteam_url)
+    async with stack.monitor:
+        yield stack
+
+
+async def invited(admin: Client, stack: TeamStack, login: str, role: str) -> Client:
+    status, body = await admin.post("/api/team/caregivers", {"login": login, "role": role})
+    assert status == 201, body
+    token = body["invite_url"].split("#", 1)[1]
+    person = await client(stack)
+    status, body = await person.post(
+        "/api/invite", {"token": token, "password": f"{login}'s long passphrase"}
+    )
+    assert status == 200, body
+    # The invitation works once.
+    other = await client(stack)
+    status, body = await other.post("/api/invite", {"token": token, "password": "x" * 20})
+    assert status == 404 and "not valid" in body["error"]
+    await other.http.close()
+    return person
+
+
+async def test_bad_input_is_refused_with_what_and_why(team: TeamStack) -> None:
+    admin = await client(team)
+    clara = cody = None
+    try:
+        await admin.login(ADMIN, ADMIN_PASSWORD)
+        # CSRF on every POST.
+        status, body = await admin.post("/api/team/patients", {"id": NEW}, csrf=False)
+        assert status == 403 and "X-CSRF-Token" in body["error"]
+        status, body = await admin.post(
+            "/api/team/patients", {"id": NEW, "profile": {"threshold_rise_c": 3.0}}
+        )
+        assert status == 422 and "threshold_rise_c" in body["error"]
+        status, body = await admin.post("/api/team/patients", {"id": NEW, "display_name": "Nina"})
+        assert status == 201 and body["version"] == 1
+        status, body = await admin.post("/api/team/patients", {"id": NEW})
+        assert status == 409 and "already taken" in body["error"]
+
+        clara = await invited(admin, team, "clara", "clinician")
+        cody = await invited(admin, team, "cody", "caregiver")
+        for login in ("clara", "cody"):
+            status, _ = await admin.post(
+                "/api/team/assignments", {"login": login, "patient": NEW, "assigned": True}
+            )
+            assert status == 200
+
+        # Out of range, and a combination the profile forbids: the message names the field.
+        status, body = await clara.post(
+            f"/api/team/patients/{NEW}", {"version": 1, "profile": {"threshold_rise_c": 0.05}}
+        )
+        assert status == 422 and "threshold_rise_c" in body["error"]
+        status, body = await clara.post(
+            f"/api/team/patients/{NEW}", {"version": 1, "profile": {"threshold_rise_c": 0.15}}
+        )
+        assert status == 422 and "caution_margin_c" in body["error"]
+        # A plain caregiver may not change a threshold; the attempt is in the audit log.
+        status, body = await cody.post(
+            f"/api/team/patients/{NEW}", {"version": 1, "profile": {"threshold_rise_c": 0.4}}
+        )
+        assert status == 403
+        # Two edits based on version 1: the later one is refused with what changed.
+        status, body = await clara.post(
+            f"/api/team/patients/{NEW}", {"version": 1, "profile": {"threshold_rise_c": 0.4}}
+        )
+        assert status == 200 and body["version"] == 2
+        status, body = await admin.post(
+            f"/api/team/patients/{NEW}", {"version": 1, "profile": {"age": 60}}
+        )
+        assert status == 409
+        (change,) = body["changes"]
+        assert change["actor"] == "clara"
+        assert change["before"] == {"threshold_rise_c": 0.5}
+        assert change["after"] == {"threshold_rise_c": 0.4}
+        assert body["current"]["profile"]["age"] == 45  # nothing overwritten
+        profile = team.monitor.engine.profile(NEW)
+        assert profile is not None and profile.threshold_rise_c == 0.4
+
+        status, body = await admin.get("/api/team/audit")
+        entries = body["entries"]
+        refused = [e for e in entries if e["outcome"] == "refused"]
+        assert [(e["actor"], e["action"], e["patient"]) for e in refused] == [
+            ("cody", "threshold.change", NEW)
+        ]
+        # The care team sees it on the patient's record too; a caregiver only their own.
+        status, body = await cody.get(f"/api/team/patients/{NEW}")
+        assert status == 200
+        assert any(e["outcome"] == "refused" for e in body["audit"])
+        status, body = await cody.get("/api/team/caregivers")
+        assert status == 403
+    finally:
+        for c in (admin, clara, cody):
+            if c is not None:
+                await c.http.close()
+
+
+async def test_disabled_caregiver_and_revoked_link_are_cut_at_once(team: TeamStack) -> None:
+    admin = await client(team)
+    clara = phone = None
+    try:
+        await admin.login(ADMIN, ADMIN_PASSWORD)
+        await admin.post("/api/team/patients", {"id": NEW})
+        clara = await invited(admin, team, "clara", "clinician")
+        await admin.post("/api/team/assignments", {"login": "clara", "patient": NEW})
+        status, link = await admin.post(f"/api/team/patients/{NEW}/links")
+        assert status == 201 and link["qr_svg"].startswith("data:image/svg+xml")
+        phone = await client(team)
+        async with phone.http.get(link["url"].split(team.base_url, 1)[1]) as resp:
+            assert resp.status == 200 and resp.url.path == f"/patient/{NEW}"
+
+        async with clara.http.get("/api/events") as stream:
+            assert stream.status == 200
+            await stream.content.readuntil(b"\n\n")  # the snapshot
+            status, me = await admin.get("/api/team/caregivers")
+            version = next(c["version"] for c in me["caregivers"] if c["login"] == "clara")
+            status, body = await admin.post(
+                "/api/team/caregivers/clara", {"version": version, "disabled": True}
+            )
+            assert status == 200 and body["disabled"] is True
+            started = time.monotonic()
+            async with asyncio.timeout(1.0):  # the stream ends within a second
+                while await stream.content.read(4096):
+                    pass
+            assert time.monotonic() - started < 1.0
+        status, _ = await clara.get("/api/team/me")
+        assert status == 401
+        status, _ = await clara.post(
+            "/api/login", {"login": "clara", "password": "clara's long passphrase"}
+        )
+        assert status == 401
+
+        status, _ = await phone.get(f"/api/patients/{NEW}")
+        assert status == 200
+        status, _ = await admin.post(f"/api/team/patients/{NEW}/links/{link['id']}/revoke")
+        assert status == 200
+        status, _ = await phone.get(f"/api/patients/{NEW}")
+        assert status == 401  # the phone's session ended with its link
+        async with phone.http.get(link["url"].split(team.base_url, 1)[1]) as resp:
+            assert resp.status == 403  # and the link opens nothing any more
+        status, body = await admin.post(f"/api/team/patients/{NEW}/links/{link['id']}/revoke")
+        assert status == 409
+    finally:
+        for c in (admin, clara, phone):
+            if c is not None:
+                await c.http.close()
+
+
+async def test_a_restart_keeps_everything(careteam_url: str) -> None:
+    await asyncio.to_thread(seed_admin, careteam_url)
+    first = build_team_stack(careteam_url)
+    async with first.monitor:
+        admin = await client(first)
+        try:
+            await admin.login(ADMIN, ADMIN_PASSWORD)
+            await admin.post("/api/team/patients", {"id": NEW, "display_name": "Nina"})
+            await invited(admin, first, "clara", "clinician")
+            await admin.post("/api/team/assignments", {"login": "clara", "patient": NEW})
+            await admin.post(f"/api/team/patients/{NEW}", {"version": 1, "profile": {"age": 61}})
+        finally:
+            await admin.http.close()
+    second = build_team_stack(careteam_url)
+    async with second.monitor:
+        profile = second.monitor.engine.profile(NEW)
+        assert profile is not None and profile.age == 61
+        clara = await client(second)
+        try:
+            await clara.login("clara", "clara's long passphrase")
+            status, body = await clara.get("/api/session")
+            assert status == 200 and body["patients"] == [NEW]
+            status, body = await clara.get("/api/team/audit")
+            assert status == 200
+            assert [e["action"] for e in body["entries"]][:2] == ["patient.edit", "assign"]
+        finally:
+            await clara.http.close()
+
+
+def test_store_rules_and_the_append_only_audit_log(careteam_url: str) -> None:
+    with CareStore(url=careteam_url) as store:
+        store.add_patient(PatientProfile(id="p-1"), by="ada")
+        with pytest.raises(Conflict, match="already taken"):
+            store.add_patient(PatientProfile(id="p-1"), by="ada")
+        with pytest.raises(Invalid, match="threshold_rise_c"):
+            store.update_patient("p-1", {"threshold_rise_c": 2.5}, based_on=1, by="ada")
+        with pytest.raises(Invalid, match="pseudonym"):
+            store.update_patient("p-1", {"id": "p-2"}, based_on=1, by="ada")
+        with pytest.raises(DBAPIError), store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE audit SET actor = 'someone else'")
+        with pytest.raises(DBAPIError), store.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM audit")
+        assert [e.actor for e in store.audit()] == ["ada"]
+
+
+CHANGE_SCRIPT = """
+import sys, time
+from sqlalchemy import event
+from monitor.careteam.store import CareStore
+store = CareStore(url=sys.argv[1])
+stop_at = sys.argv[2]
+
+@event.listens_for(store.engine, "after_cursor_execute")
+def pause(conn, cursor, statement, parameters, context, executemany):
+    if statement.lstrip().upper().startswith(stop_at):
+        print("MID", flush=True)
+        time.sleep(120)
+
+store.update_patient("p-1", {"threshold_rise_c": 0.4}, based_on=1, by="clara")
+print("DONE", flush=True)
+"""
+
+
+@pytest.mark.parametrize("stop_at", ["UPDATE PATIENTS", "INSERT INTO AUDIT"])
+def test_kill_9_in_the_middle_of_a_change_leaves_old_or_new(
+    careteam_url: str, stop_at: str
+) -> None:
+    with CareStore(url=careteam_url) as store:
+        store.add_patient(PatientProfile(id="p-1"), by="ada")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHANGE_SCRIPT, careteam_url, stop_at],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"MID"  # the change is half written
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with CareStore(url=careteam_url) as store:
+        record = store.patient("p-1")
+        edits = [e for e in store.audit(patient="p-1") if e.action == "patient.edit"]
+        assert (record.version, record.profile.threshold_rise_c, len(edits)) in (
+            (1, 0.5, 0),  # the old state, no entry
+            (2, 0.4, 1),  # the new state with its entry
+        )
+        # Nothing half-done blocks the next change.
+        store.update_patient("p-1", {"threshold_rise_c": 0.45}, based_on=record.version, by="x")
+
+
+def test_config_only_deployments_have_no_store_and_the_thresholds_share_it(
+    tmp_path: Path,
+) -> None:
+    from monitor.careteam.config import store_url
+
+    plain = parse_config({"monitor": {"data_dir": str(tmp_path)}}, environ={})
+    assert store_url(plain, environ={}) is None
+    assert store_path(plain) == tmp_path / "thresholds.sqlite"
+    team = parse_config({"monitor": {"data_dir": str(tmp_path)}, "careteam": {}}, environ={})
+    assert store_url(team, environ={}) == f"sqlite:///{(tmp_path / 'careteam.sqlite').resolve()}"
+    assert store_path(team) == (tmp_path / "careteam.sqlite").resolve()
