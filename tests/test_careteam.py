@@ -317,3 +317,61 @@ def test_config_only_deployments_have_no_store_and_the_thresholds_share_it(
     team = parse_config({"monitor": {"data_dir": str(tmp_path)}, "careteam": {}}, environ={})
     assert store_url(team, environ={}) == f"sqlite:///{(tmp_path / 'careteam.sqlite').resolve()}"
     assert store_path(team) == (tmp_path / "careteam.sqlite").resolve()
+
+
+async def test_suggestions_live_in_the_care_team_database(
+    careteam_url: str, tmp_path: Path
+) -> None:
+    """``[sinks.thresholds]`` without a path uses the care team's database: the SQLite file
+    itself, or the PostgreSQL (then every web instance sees the same suggestions)."""
+    from monitor.config import EngineConfig
+    from monitor.engine import MonitorEngine
+    from monitor.plugins import PluginContext
+    from monitor.service import Monitor
+    from monitor.thresholds.learner import ThresholdLearner
+    from monitor.thresholds.sqlstore import SqlThresholdStore
+    from tests.threshold_helpers import session_with_symptoms
+
+    day, t0, pid = 86_400.0, 1_780_000_000.0, "p-learn"
+    config = parse_config(
+        {
+            "monitor": {"data_dir": str(tmp_path / "var")},
+            "patients": [{"id": pid}],
+            "sinks": {"thresholds": {}},
+            "careteam": {"url": careteam_url},
+        },
+        environ={},
+    )
+
+    def learner() -> ThresholdLearner:
+        context = PluginContext(config=config, instance="t")
+        return ThresholdLearner.from_options({}, context=context)
+
+    first = learner()
+    if careteam_url.startswith("sqlite"):
+        assert first.url is None and f"sqlite:///{first.path}" == careteam_url
+    else:
+        assert first.url == careteam_url
+    engine = MonitorEngine(profiles={p.id: p for p in config.patients}, config=EngineConfig())
+    first.attach(engine)
+    async with Monitor(engine=engine, sinks=[first]) as monitor:
+        for k, rise in enumerate((0.34, 0.36, 0.38)):
+            await session_with_symptoms(monitor, pid, start=t0 + k * day, rise_c=rise)
+        async with asyncio.timeout(30):
+            while first.counters.get("reports_stored", 0) < 3:
+                first.stored.clear()
+                await first.stored.wait()
+        if careteam_url.startswith("postgresql"):
+            assert isinstance(first.store, SqlThresholdStore)
+        (suggestion,) = first.store.suggestions(pid)
+        assert len(suggestion.evidence) == 3
+        _, change = await first.decide(pid, suggestion.id, accept=True, by="clara")
+        assert change is not None and engine.profile(pid).threshold_rise_c == change.threshold_c  # type: ignore[union-attr]
+    # After a restart the accepted threshold is in force before any sample.
+    again = learner()
+    engine = MonitorEngine(profiles={p.id: p for p in config.patients}, config=EngineConfig())
+    again.attach(engine)
+    async with Monitor(engine=engine, sinks=[again]):
+        assert engine.profile(pid).threshold_rise_c == change.threshold_c  # type: ignore[union-attr]
+        (kept,) = again.store.suggestions(pid)
+        assert (kept.status, kept.decided_by) == ("accepted", "clara")
