@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from monitor.careteam.store import CareStore
 from monitor.config import parse_config
 from monitor.profile import PatientProfile
 from monitor.thresholds.learner import store_path
+from monitor.web.teamsync import TeamSync
 from tests.careteam_helpers import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -375,3 +376,63 @@ async def test_suggestions_live_in_the_care_team_database(
         assert engine.profile(pid).threshold_rise_c == change.threshold_c  # type: ignore[union-attr]
         (kept,) = again.store.suggestions(pid)
         assert (kept.status, kept.decided_by) == ("accepted", "clara")
+
+
+def team_of(stack: TeamStack) -> TeamSync:
+    team = stack.sink.state.team
+    assert team is not None
+    return team
+
+
+async def until(stack: TeamStack, ok: Callable[[], bool]) -> None:
+    """Wait until ``ok()`` after one of the stack's refreshes from the store."""
+    team = team_of(stack)
+    async with asyncio.timeout(5):
+        while True:
+            team.changed.clear()
+            if ok():
+                return
+            await team.changed.wait()
+
+
+async def test_a_change_on_one_instance_reaches_the_other(careteam_url: str) -> None:
+    """Two dashboards on one database (the cluster mode): a caregiver disabled on one loses
+    her live stream on the other within its ``poll_s``; a threshold changed on one reaches
+    the other's engine."""
+    await asyncio.to_thread(seed_admin, careteam_url)
+    one = build_team_stack(careteam_url, poll_s=0.2)
+    two = build_team_stack(careteam_url, poll_s=0.2)
+    async with one.monitor, two.monitor:
+        admin = await client(two)
+        clara = None
+        try:
+            await admin.login(ADMIN, ADMIN_PASSWORD)
+            await admin.post("/api/team/patients", {"id": NEW})
+            clara = await invited(admin, two, "clara", "clinician")
+            await admin.post("/api/team/assignments", {"login": "clara", "patient": NEW})
+            await clara.http.close()
+            clara = await client(one)
+            await until(one, lambda: "clara" in team_of(one).roles)
+            await clara.login("clara", "clara's long passphrase")
+            status, _ = await clara.post(
+                f"/api/team/patients/{NEW}", {"version": 1, "profile": {"threshold_rise_c": 0.4}}
+            )
+            assert status == 200
+            await until(
+                two, lambda: getattr(two.monitor.engine.profile(NEW), "threshold_rise_c", 0) == 0.4
+            )
+            async with clara.http.get("/api/events") as stream:
+                await stream.content.readuntil(b"\n\n")
+                _, body = await admin.get("/api/team/caregivers")
+                version = next(c["version"] for c in body["caregivers"] if c["login"] == "clara")
+                status, _ = await admin.post(
+                    "/api/team/caregivers/clara", {"version": version, "disabled": True}
+                )
+                assert status == 200
+                async with asyncio.timeout(1.0):  # poll_s 0.2 s, then cut at once
+                    while await stream.content.read(4096):
+                        pass
+        finally:
+            await admin.http.close()
+            if clara is not None:
+                await clara.http.close()
