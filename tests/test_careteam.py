@@ -160,6 +160,16 @@ async def test_bad_input_is_refused_with_what_and_why(team: TeamStack) -> None:
         assert any(e["outcome"] == "refused" for e in body["audit"])
         status, body = await cody.get("/api/team/caregivers")
         assert status == 403
+        # Guessing invitation tokens: counted per address like failed logins, then 429.
+        guesser = await client(team)
+        answers = [
+            (await guesser.post("/api/invite", {"token": f"guess-{n:08d}", "password": "x" * 20}))[
+                0
+            ]
+            for n in range(6)
+        ]
+        await guesser.http.close()
+        assert answers[-1] == 429 and set(answers[:-1]) <= {404, 429} and 404 in answers
     finally:
         for c in (admin, clara, cody):
             if c is not None:

@@ -14,6 +14,7 @@ a new (or reset) caregiver sets their password with.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 
@@ -168,8 +169,13 @@ def add_people_routes(
         team = guard.team(request)
         st = guard.state_of(request)
         limiter_key = "invite:" + (request.remote or "unknown")
-        if st.limiter.retry_after(limiter_key) > 0:
-            raise json_error(403, "too many wrong invitation links; try again later")
+        wait = st.limiter.retry_after(limiter_key)
+        if wait > 0:
+            raise web.HTTPTooManyRequests(
+                text=json.dumps({"error": "too many wrong invitation links; try again later"}),
+                content_type="application/json",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
         hashed = await asyncio.to_thread(hash_password, password)
         try:
             login = await asyncio.to_thread(team.store.accept_invite, token, hashed)

@@ -50,6 +50,10 @@ class StoreTokens(PatientTokens):
         found = self.links.get(token_digest(token))
         return found is not None and same_secret(found[1], patient)
 
+    def works(self, digest: str) -> bool:
+        """Whether a link (or a token issued in memory) with this digest still works."""
+        return digest in self.links or digest in self._digests.values()
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -159,7 +163,7 @@ class TeamSync:
 
             def revoked(s: Session) -> bool:
                 digest = s.extra.get(LINK_DIGEST)
-                return digest is not None and digest not in tokens.links and s.patient is not None
+                return digest is not None and s.patient is not None and not tokens.works(digest)
 
             self._cut(st.sessions.drop_where(revoked))
         self.patients = {p.id: p for p in snap.patients}
