@@ -446,3 +446,34 @@ async def test_a_change_on_one_instance_reaches_the_other(careteam_url: str) -> 
             await admin.http.close()
             if clara is not None:
                 await clara.http.close()
+
+
+async def test_a_patient_added_at_run_time_is_known_to_the_mqtt_input(
+    careteam_url: str,
+) -> None:
+    """A gateway's "I feel symptoms" for a patient the care team adds while running is
+    refused before (unknown patient) and taken after, without a restart."""
+    from monitor.mqtt.options import parse_options
+    from monitor.mqtt.sink import MqttSink
+    from monitor.mqtt.topics import Channel
+    from monitor.plugins import PluginContext
+
+    await asyncio.to_thread(seed_admin, careteam_url)
+    stack = build_team_stack(careteam_url)
+    context = PluginContext(config=None, instance="t", monitor=stack.monitor)
+    mqtt = MqttSink(options=parse_options({"port": 1}), context=context, known_patients=())
+    topic = mqtt._topics.patient(NEW, Channel.SYMPTOMS)
+    payload = b'{"v": 1, "time": "2026-11-30T05:00:00Z"}'
+    async with stack.monitor:
+        stack.monitor._sinks.append(mqtt)  # its input side only: never started, never connects
+        await mqtt.handle(topic, payload)
+        assert mqtt.counters.get("rejected") == 1 and "symptoms_in" not in mqtt.counters
+        admin = await client(stack)
+        try:
+            await admin.login(ADMIN, ADMIN_PASSWORD)
+            status, _ = await admin.post("/api/team/patients", {"id": NEW})
+            assert status == 201
+        finally:
+            await admin.http.close()
+        await mqtt.handle(topic, payload)
+        assert mqtt.counters.get("symptoms_in") == 1 and mqtt.counters.get("rejected") == 1

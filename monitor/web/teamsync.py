@@ -171,11 +171,18 @@ class TeamSync:
 
     def _apply_patients(self, patients: tuple[PatientRecord, ...]) -> None:
         engine = self.engine()
+        learners = [
+            hook
+            for sink in getattr(self.state.control, "sinks", ())
+            if callable(hook := getattr(sink, "add_known_patient", None))
+        ]  # e.g. the MQTT sink: a gateway's input for the new patient is taken
         for record in patients:
             profile = record.profile
             self.state.board.set_display_name(record.id, profile.display_name)
             if engine is not None:
                 engine.add_patient(profile)
+            for learn in learners:
+                learn(record.id)
             threshold = profile.threshold_rise_c
             if self._applied.get(record.id) == threshold:
                 continue
