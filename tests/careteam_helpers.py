@@ -12,6 +12,7 @@ from adapters.simulator import SimulatedPatientOptions, SimulatorOptions, Simula
 from monitor.careteam.store import CareStore
 from monitor.config import EngineConfig
 from monitor.engine import MonitorEngine
+from monitor.plugins import Sink
 from monitor.service import Monitor
 from monitor.web.auth import hash_password
 from monitor.web.demo import demo_web_config
@@ -42,7 +43,12 @@ def seed_admin(url: str) -> None:
 
 
 def build_team_stack(
-    url: str, *, scenario: str = "hot_day_aerobic", poll_s: float = 1.0, speed: float = SPEED
+    url: str,
+    *,
+    scenario: str = "hot_day_aerobic",
+    poll_s: float = 1.0,
+    speed: float = SPEED,
+    sinks: tuple[Sink, ...] = (),
 ) -> TeamStack:
     source = SimulatorSource(
         options=SimulatorOptions(
@@ -61,7 +67,7 @@ def build_team_stack(
     monitor = Monitor(
         engine=MonitorEngine(profiles={}, config=EngineConfig()),
         sources=[source],
-        sinks=[sink, recorder],
+        sinks=[sink, recorder, *sinks],
         clock=clock,
     )
     sink.attach(monitor)

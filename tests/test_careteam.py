@@ -477,3 +477,54 @@ async def test_a_patient_added_at_run_time_is_known_to_the_mqtt_input(
             await admin.http.close()
         await mqtt.handle(topic, payload)
         assert mqtt.counters.get("symptoms_in") == 1 and mqtt.counters.get("rejected") == 1
+
+
+async def test_only_a_clinician_decides_a_suggestion_and_the_store_follows(
+    careteam_url: str, tmp_path: Path
+) -> None:
+    from monitor.thresholds.learner import ThresholdLearner
+    from tests.threshold_helpers import session_with_symptoms
+
+    day, t0, pid = 86_400.0, 1_780_000_000.0, "p-learn"
+    learner = ThresholdLearner(
+        path=tmp_path / "thresholds.sqlite",
+        url=careteam_url if careteam_url.startswith("postgresql") else None,
+        profiles={},
+    )
+    await asyncio.to_thread(seed_admin, careteam_url)
+    stack = build_team_stack(careteam_url, sinks=(learner,))
+    learner.attach(stack.monitor.engine)
+    async with stack.monitor:
+        admin = await client(stack)
+        clara = cody = None
+        try:
+            await admin.login(ADMIN, ADMIN_PASSWORD)
+            await admin.post("/api/team/patients", {"id": pid})
+            clara = await invited(admin, stack, "clara", "clinician")
+            cody = await invited(admin, stack, "cody", "caregiver")
+            for login in ("clara", "cody"):
+                await admin.post("/api/team/assignments", {"login": login, "patient": pid})
+            for k, rise in enumerate((0.34, 0.36, 0.38)):
+                await session_with_symptoms(stack.monitor, pid, start=t0 + k * day, rise_c=rise)
+            async with asyncio.timeout(30):
+                while learner.counters.get("reports_stored", 0) < 3:
+                    learner.stored.clear()
+                    await learner.stored.wait()
+            (suggestion,) = learner.store.suggestions(pid)
+            accept = f"/api/patients/{pid}/suggestions/{suggestion.id}/accept"
+            status, body = await cody.post(accept)
+            assert status == 403 and "clinician" in body["error"]
+            status, body = await clara.post(accept)
+            assert status == 200, body
+            record = (await admin.get(f"/api/team/patients/{pid}"))[1]
+            assert record["profile"]["threshold_rise_c"] == suggestion.suggested_c
+            engine_profile = stack.monitor.engine.profile(pid)
+            assert engine_profile is not None
+            assert engine_profile.threshold_rise_c == suggestion.suggested_c
+            actions = [(e["actor"], e["action"], e["outcome"]) for e in record["audit"]]
+            assert ("clara", "threshold.accept_suggestion", "ok") in actions
+            assert ("cody", "threshold.decide", "refused") in actions
+        finally:
+            for c in (admin, clara, cody):
+                if c is not None:
+                    await c.http.close()

@@ -60,6 +60,28 @@ def _profile_json(profile: PatientProfile) -> dict[str, Any]:
 class CareStore(CaregiverMixin):
     """Use as a context manager (or call :meth:`close`)."""
 
+    def note(
+        self,
+        *,
+        actor: str,
+        action: str,
+        kind: str,
+        subject: str,
+        patient: str | None,
+        after: Any = None,
+    ) -> None:
+        """An audit entry for a change kept elsewhere (a rejected threshold suggestion)."""
+        with self.transaction() as conn:
+            self.audit_entry(
+                conn,
+                actor=actor,
+                action=action,
+                kind=kind,
+                subject=subject[:64],
+                patient=patient,
+                after=after,
+            )
+
     def refused(
         self, *, actor: str, action: str, kind: str, subject: str, patient: str | None, detail: str
     ) -> None:

@@ -33,8 +33,9 @@ returns the session (with ``login``)."""
 ControlOf = Callable[[web.Request], MonitorControl | None]
 RequireDecider = Callable[[web.Request, str], Awaitable[Any]]
 """Like ``RequireCaregiver`` for accepting or rejecting (the care team: clinicians only)."""
-OnDecision = Callable[[web.Request, str, float | None], Awaitable[None]]
-"""Called after a decision with the threshold now in force (``None`` when rejected)."""
+OnDecision = Callable[[web.Request, str, str, float | None], Awaitable[None]]
+"""Called after a decision: patient, suggestion id, the threshold now in force (``None``
+when rejected)."""
 
 
 def find_learner(control: MonitorControl | None) -> ThresholdLearner | None:
@@ -88,8 +89,9 @@ def add_suggestion_routes(
                 )
             except SuggestionError as err:
                 return _error(err.status, str(err))
-            if on_decision is not None and change is not None:
-                await on_decision(request, patient, change.threshold_c)
+            if on_decision is not None:
+                threshold = None if change is None else change.threshold_c
+                await on_decision(request, patient, suggestion.id, threshold)
             return web.json_response(
                 {
                     "suggestion": suggestion_json(suggestion),

@@ -185,27 +185,42 @@ def require_decider(
     return check
 
 
-def record_decision(guard: Guard) -> Callable[[web.Request, str, float | None], Awaitable[None]]:
-    """An accepted suggestion becomes the patient's threshold in the care-team store too
-    (with its audit entry), so the store and the engine agree."""
+def record_decision(
+    guard: Guard,
+) -> Callable[[web.Request, str, str, float | None], Awaitable[None]]:
+    """A decided suggestion goes into the audit log; an accepted one becomes the patient's
+    threshold in the care-team store too, so the store and the engine agree."""
 
-    async def record(request: web.Request, patient: str, threshold_c: float | None) -> None:
+    async def record(
+        request: web.Request, patient: str, suggestion: str, threshold_c: float | None
+    ) -> None:
         team = guard.state_of(request).team
         session = guard.session_of(request)
-        if team is None or session is None or session.login is None or threshold_c is None:
+        if team is None or session is None or session.login is None:
             return
         try:
-            current = await asyncio.to_thread(team.store.patient, patient)
-            await asyncio.to_thread(
-                team.store.update_patient,
-                patient,
-                {"threshold_rise_c": threshold_c},
-                based_on=current.version,
-                by=session.login,
-                action="threshold.accept_suggestion",
-            )
+            if threshold_c is None:
+                await asyncio.to_thread(
+                    team.store.note,
+                    actor=session.login,
+                    action="suggestion.reject",
+                    kind="suggestion",
+                    subject=suggestion,
+                    patient=patient,
+                    after={"status": "rejected"},
+                )
+            else:
+                current = await asyncio.to_thread(team.store.patient, patient)
+                await asyncio.to_thread(
+                    team.store.update_patient,
+                    patient,
+                    {"threshold_rise_c": threshold_c},
+                    based_on=current.version,
+                    by=session.login,
+                    action="threshold.accept_suggestion",
+                )
         except Exception:
-            log.exception("care team: an accepted threshold was not recorded in the store")
+            log.exception("care team: a decided suggestion was not recorded in the store")
             return
         await team.refresh()
 
