@@ -422,7 +422,7 @@ async def test_a_change_on_one_instance_reaches_the_other(careteam_url: str) -> 
             await admin.post("/api/team/assignments", {"login": "clara", "patient": NEW})
             await clara.http.close()
             clara = await client(one)
-            await until(one, lambda: "clara" in team_of(one).roles)
+            await until(one, lambda: team_of(one).marker == team_of(two).marker)
             await clara.login("clara", "clara's long passphrase")
             status, _ = await clara.post(
                 f"/api/team/patients/{NEW}", {"version": 1, "profile": {"threshold_rise_c": 0.4}}

@@ -93,6 +93,11 @@ class TeamSync:
         self.changed = asyncio.Event()
         """Set whenever a change from the store has been applied (tests wait on it)."""
 
+    @property
+    def marker(self) -> int:
+        """The newest audit entry this process has applied (every change moves it)."""
+        return self._marker
+
     def role(self, login: str | None) -> str | None:
         return None if login is None else self.roles.get(login)
 
