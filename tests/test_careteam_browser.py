@@ -118,7 +118,8 @@ async def test_the_care_team_runs_heatmon_from_the_dashboard(
         await admin.screenshot(path=str(screenshots / f"careteam-admin-{backend}.png"))
 
         # -- the clinician: her invitation, only her patient, a lower threshold -----------
-        clara = await chromium.new_page(viewport={"width": 1280, "height": 900})
+        clara_browser = await chromium.new_context(viewport={"width": 1280, "height": 1000})
+        clara = await clara_browser.new_page()
         await accept_invitation(clara, clara_url, CLARA_PASSWORD)
         tiles = clara.locator(".tile")
         await expect(tiles).to_have_count(1)
@@ -126,7 +127,7 @@ async def test_the_care_team_runs_heatmon_from_the_dashboard(
         await expect(tile.locator("dd.thr")).to_have_attribute(
             "data-value", "0.5", timeout=LIVE_TIMEOUT_MS
         )
-        team = await clara.context.new_page()  # her second tab
+        team = await clara_browser.new_page()  # her second tab
         await team.goto(f"{stack.base_url}/team?patient={NEW}")
         await expect(team.locator("#who")).to_have_text("clara (clinician)")
         await expect(team.locator("#patients tbody tr")).to_have_count(1)  # only hers
