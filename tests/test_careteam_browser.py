@@ -131,6 +131,8 @@ async def test_the_care_team_runs_heatmon_from_the_dashboard(
         await team.goto(f"{stack.base_url}/team?patient={NEW}")
         await expect(team.locator("#who")).to_have_text("clara (clinician)")
         await expect(team.locator("#patients tbody tr")).to_have_count(1)  # only hers
+        await expect(team.locator("#new-patient")).to_be_hidden()  # admins only
+        await expect(team.locator("#caregivers-section")).to_be_hidden()
         await team.fill("#profile input[name=threshold_rise_c]", "0.25")
         await team.fill("#profile input[name=caution_margin_c]", "0.1")
         await team.click("#save-profile")
