@@ -528,3 +528,45 @@ async def test_only_a_clinician_decides_a_suggestion_and_the_store_follows(
             for c in (admin, clara, cody):
                 if c is not None:
                     await c.http.close()
+
+
+async def test_archiving_a_patient_hides_them_and_ends_their_links(team: TeamStack) -> None:
+    admin = await client(team)
+    clara = phone = None
+    try:
+        await admin.login(ADMIN, ADMIN_PASSWORD)
+        await admin.post("/api/team/patients", {"id": NEW, "display_name": "Nina"})
+        clara = await invited(admin, team, "clara", "clinician")
+        await admin.post("/api/team/assignments", {"login": "clara", "patient": NEW})
+        _, link = await admin.post(f"/api/team/patients/{NEW}/links")
+        phone = await client(team)
+        async with phone.http.get(link["url"].split(team.base_url, 1)[1]) as resp:
+            assert resp.status == 200
+        assert (await clara.get("/api/session"))[1]["patients"] == [NEW]
+        # Only an admin archives (the refusal is logged), and only the version they saw.
+        status, _ = await clara.post(f"/api/team/patients/{NEW}/archive", {"version": 1})
+        assert status == 403
+        status, body = await admin.post(
+            f"/api/team/patients/{NEW}/archive", {"version": 1, "archived": True}
+        )
+        assert status == 200 and body["archived"] is True and body["version"] == 2
+        assert (await clara.get("/api/session"))[1]["patients"] == []
+        assert (await phone.get(f"/api/patients/{NEW}"))[0] == 401
+        _, listed = await admin.get("/api/team/patients")
+        assert [(p["id"], p["archived"]) for p in listed["patients"]] == [(NEW, True)]
+        status, _ = await admin.post(
+            f"/api/team/patients/{NEW}/archive", {"version": 2, "archived": False}
+        )
+        assert status == 200
+        assert (await clara.get("/api/session"))[1]["patients"] == [NEW]
+        _, record = await admin.get(f"/api/team/patients/{NEW}")
+        actions = [(e["actor"], e["action"], e["outcome"]) for e in record["audit"]]
+        assert actions[:3] == [
+            ("ada", "patient.restore", "ok"),
+            ("ada", "patient.archive", "ok"),
+            ("clara", "patient.archive", "refused"),
+        ]
+    finally:
+        for c in (admin, clara, phone):
+            if c is not None:
+                await c.http.close()
