@@ -227,6 +227,7 @@ async def test_disabled_caregiver_and_revoked_link_are_cut_at_once(team: TeamSta
                 await c.http.close()
 
 
+@pytest.mark.slow
 async def test_a_restart_keeps_everything(careteam_url: str) -> None:
     await asyncio.to_thread(seed_admin, careteam_url)
     first = build_team_stack(careteam_url)
@@ -405,6 +406,7 @@ async def until(stack: TeamStack, ok: Callable[[], bool]) -> None:
             await team.changed.wait()
 
 
+@pytest.mark.slow
 async def test_a_change_on_one_instance_reaches_the_other(careteam_url: str) -> None:
     """Two dashboards on one database (the cluster mode): a caregiver disabled on one loses
     her live stream on the other within its ``poll_s``; a threshold changed on one reaches
@@ -479,6 +481,7 @@ async def test_a_patient_added_at_run_time_is_known_to_the_mqtt_input(
         assert mqtt.counters.get("symptoms_in") == 1 and mqtt.counters.get("rejected") == 1
 
 
+@pytest.mark.slow
 async def test_only_a_clinician_decides_a_suggestion_and_the_store_follows(
     careteam_url: str, tmp_path: Path
 ) -> None:
@@ -530,6 +533,7 @@ async def test_only_a_clinician_decides_a_suggestion_and_the_store_follows(
                     await c.http.close()
 
 
+@pytest.mark.slow
 async def test_archiving_a_patient_hides_them_and_ends_their_links(team: TeamStack) -> None:
     admin = await client(team)
     clara = phone = None
