@@ -72,7 +72,9 @@ def open_engine(url: str) -> Engine:
                 url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
             return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     except (SQLAlchemyError, ImportError) as err:
-        raise ConfigError(f"careteam.url: cannot open the database: {err}") from err
+        raise ConfigError(
+            f"careteam.url: cannot open the database ({type(err).__name__}); the URL is not shown"
+        ) from err
     raise ConfigError("careteam.url: must be sqlite:///PATH or postgresql://…")
 
 

@@ -192,10 +192,11 @@ class TeamSync:
             if self._applied.get(record.id) == threshold:
                 continue
             self._applied[record.id] = threshold
+            shown = profile.effective_threshold_c  # what the engine's states carry
             if engine is not None:
                 try:
-                    engine.set_threshold(record.id, threshold)
+                    shown = engine.set_threshold(record.id, threshold).effective_threshold_c
                 except InputError as err:
                     log.warning("care team: threshold of %s not applied: %s", record.id, err)
                     continue
-            self.state.board.show_threshold(record.id, threshold)
+            self.state.board.show_threshold(record.id, shown)
