@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "downsample",
     "web",
     "profile",
+    "admin",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 

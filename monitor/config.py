@@ -83,6 +83,8 @@ class HeatmonConfig(BaseModel):
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=MAX_PLUGINS)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=MAX_PLUGINS)
     web: dict[str, Any] = Field(default_factory=dict)
+    careteam: dict[str, Any] | None = None
+    """The care-team store (``monitor/careteam/config.py``); absent: configuration only."""
 
     @model_validator(mode="after")
     def _check_refs(self) -> HeatmonConfig:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything heatmon needs on a fresh Debian machine: the Debian packages of the
-# real parts (Mosquitto, InfluxDB 1.x, VictoriaMetrics, Chromium) and a virtualenv in .venv
+# real parts (Mosquitto, InfluxDB 1.x, VictoriaMetrics, PostgreSQL, Chromium) and a virtualenv in .venv
 # with heatmon and its dev tools. Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(python3-venv mosquitto influxdb victoria-metrics chromium curl docker-compose)
+DEBS=(python3-venv mosquitto influxdb victoria-metrics chromium curl docker-compose postgresql)
 # Node.js and npm install the dashboard's charting library; any install of them will do
 # (Debian's packages, or NodeSource's nodejs which bundles npm).
 command -v npm >/dev/null 2>&1 || DEBS+=(nodejs npm)

@@ -96,6 +96,12 @@ class MonitorEngine:
             note=note,
         )
 
+    def add_patient(self, profile: PatientProfile) -> None:
+        """A patient added while running (the care team's store); a known one keeps its
+        engine (only :meth:`set_threshold` changes a running patient)."""
+        if profile.id not in self._profiles:
+            self._profiles[profile.id] = profile
+
     def set_threshold(self, patient: str, threshold_rise_c: float) -> PatientProfile:
         """Change ``patient``'s cool-down threshold while running (only ever because a
         person accepted it: :mod:`monitor.thresholds`). Raises :class:`InputError`."""

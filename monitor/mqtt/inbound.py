@@ -100,6 +100,10 @@ class Inbound:
 
     # -- one connection -----------------------------------------------------------------
 
+    def add_known(self, patient: str) -> None:
+        """Take input for ``patient`` from now on (added while running by the care team)."""
+        self._known = self._known | {patient}
+
     async def read(self, client: aiomqtt.Client) -> None:
         """Take messages from ``client`` (made with ``manual_ack=True``) until the
         connection ends; acknowledge each once what it brought is safe."""

@@ -111,6 +111,11 @@ class MqttSink(Sink):
             known_patients=patients,
         )
 
+    def add_known_patient(self, patient: str) -> None:
+        """A patient added while running (the care team's store): their input is taken."""
+        self._known = self._known | {patient}
+        self._inbound.add_known(patient)
+
     @property
     def monitor(self) -> MonitorControl | None:
         return self._context.monitor if self._context is not None else None

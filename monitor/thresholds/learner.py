@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.backoff import Backoff
 from monitor.engine import MonitorEngine
@@ -40,9 +41,12 @@ from monitor.model import (
 from monitor.plugins import PluginContext, Sink
 from monitor.profile import PatientProfile
 from monitor.thresholds.records import Draft, StoredReport, Suggestion, ThresholdChange, new_id
+from monitor.thresholds.sqlstore import AnyThresholdStore, SqlThresholdStore
 from monitor.thresholds.store import ThresholdStore
 
 log = logging.getLogger(__name__)
+
+STORE_ERRORS = (sqlite3.Error, OSError, SQLAlchemyError)
 
 DEFAULT_FILE = "thresholds.sqlite"
 POLL_S = 5.0
@@ -72,8 +76,42 @@ def store_path(config: Any, options: Mapping[str, Any] | None = None) -> Path:
     path = str(opts.get("path", "") or "")
     if path:
         return Path(path)
+    shared = _careteam_file(config)
+    if shared is not None:  # the care-team store's SQLite file holds these tables too
+        return shared
     data_dir = Path(getattr(getattr(config, "monitor", None), "data_dir", "var"))
     return data_dir / DEFAULT_FILE
+
+
+def shared_url(config: Any, options: Mapping[str, Any] | None = None) -> str | None:
+    """The care team's PostgreSQL, when ``config`` has one and names no SQLite file for the
+    thresholds: the suggestions then live there (all web instances see them)."""
+    opts = options
+    if opts is None:
+        sinks = getattr(config, "sinks", {}) or {}
+        opts = dict(sinks.get("thresholds", {}) or {})
+    if str(opts.get("path", "") or ""):
+        return None
+    from monitor.careteam.config import store_url
+
+    try:
+        url = store_url(config)
+    except ConfigError:
+        return None
+    return url if url is not None and url.startswith("postgresql") else None
+
+
+def open_store(*, path: Path, url: str | None) -> AnyThresholdStore:
+    return SqlThresholdStore(url=url) if url is not None else ThresholdStore(path=path)
+
+
+def _careteam_file(config: Any) -> Path | None:
+    from monitor.careteam.config import sqlite_file, store_url
+
+    try:
+        return sqlite_file(store_url(config))
+    except ConfigError:
+        return None
 
 
 def floor_for(profile: PatientProfile, rules: Rules = DEFAULT_RULES) -> float:
@@ -132,15 +170,18 @@ class ThresholdLearner(Sink):
         poll_s: float = POLL_S,
         clock: Callable[[], float] = time.time,
         context: PluginContext | None = None,
+        url: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.url = url
+        """The care team's PostgreSQL (``None``: the SQLite file at ``path``)."""
         self._profiles = dict(profiles)
         self._rules = rules
         self._poll_s = poll_s
         self._clock = clock
         self._context = context
         self._engine: MonitorEngine | None = None
-        self._store: ThresholdStore | None = None
+        self._store: AnyThresholdStore | None = None
         self._queue: asyncio.Queue[StoredReport] = asyncio.Queue(maxsize=MAX_QUEUED)
         self._latest: dict[str, tuple[str, float, float]] = {}
         self._applied: dict[str, float] = {}
@@ -165,6 +206,7 @@ class ThresholdLearner(Sink):
         profiles = {p.id: p for p in getattr(config, "patients", ())}
         return cls(
             path=store_path(config, {"path": opts.path}),
+            url=shared_url(config, {"path": opts.path}),
             profiles=profiles,
             poll_s=opts.poll_s,
             context=context,
@@ -190,7 +232,7 @@ class ThresholdLearner(Sink):
         return self._store is not None
 
     @property
-    def store(self) -> ThresholdStore:
+    def store(self) -> AnyThresholdStore:
         if self._store is None:
             raise RuntimeError("the thresholds sink is not started")
         return self._store
@@ -200,7 +242,7 @@ class ThresholdLearner(Sink):
             engine = getattr(self._context.monitor, "engine", None)
             if isinstance(engine, MonitorEngine):
                 self._engine = engine
-        self._store = await asyncio.to_thread(ThresholdStore, path=self.path)
+        self._store = await asyncio.to_thread(open_store, path=self.path, url=self.url)
         await self.sync()
         self._tasks = [
             asyncio.create_task(self._write_reports(), name="thresholds-writer"),
@@ -221,7 +263,7 @@ class ThresholdLearner(Sink):
             item = self._queue.get_nowait()
             try:
                 store.add_report(item, suggest=self._draft)
-            except (sqlite3.Error, OSError) as err:
+            except STORE_ERRORS as err:
                 self._count("report_lost")
                 log.error("thresholds: a symptom report could not be stored at stop: %s", err)
         store.close()
@@ -274,7 +316,7 @@ class ThresholdLearner(Sink):
                 try:
                     await asyncio.to_thread(self.store.add_report, item, suggest=self._draft)
                     break
-                except (sqlite3.Error, OSError) as err:
+                except STORE_ERRORS as err:
                     self._count("store_errors")
                     delay = backoff.next_delay()
                     log.warning("thresholds: store failed (%s); retrying in %.1f s", err, delay)
@@ -287,7 +329,7 @@ class ThresholdLearner(Sink):
             await asyncio.sleep(self._poll_s)
             try:
                 await self.sync()
-            except (sqlite3.Error, OSError) as err:
+            except STORE_ERRORS as err:
                 self._count("store_errors")
                 log.warning("thresholds: could not read decisions: %s", err)
 

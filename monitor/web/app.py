@@ -25,6 +25,7 @@ from aiohttp import web
 from monitor.errors import InputError
 from monitor.plugins import MonitorControl
 from monitor.profile import PATIENT_ID_PATTERN
+from monitor.web.admin import add_team_routes
 from monitor.web.auth import (
     ANON_COOKIE,
     CSRF_HEADER,
@@ -36,13 +37,17 @@ from monitor.web.auth import (
     Session,
     SessionStore,
     same_secret,
+    token_digest,
 )
 from monitor.web.board import Board
 from monitor.web.bodies import BODY, Rejections, body_middleware, refuse
 from monitor.web.config import LOGIN_PATTERN, WebConfig
 from monitor.web.history import HistoryError, HistoryReader, valid_id
 from monitor.web.patient_routes import register as register_patient_routes
+from monitor.web.people import add_people_routes
 from monitor.web.suggestions import add_suggestion_routes
+from monitor.web.teamguard import Guard, record_decision, require_decider
+from monitor.web.teamsync import LINK_DIGEST, TeamSync
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,7 @@ class WebState:
         "rejections",
         "sessions",
         "static_dir",
+        "team",
         "tokens",
     )
 
@@ -121,6 +127,8 @@ class WebState:
         self.static_dir = Path(config.static_dir) if config.static_dir else default_static_dir()
         self.http: aiohttp.ClientSession | None = None
         self.history: HistoryReader | None = None
+        self.team: TeamSync | None = None
+        """The care-team store's view (``[careteam]``); ``None``: configuration only."""
 
     def visible(self, session: Session | None) -> frozenset[str]:
         """The patients this session may see."""
@@ -276,6 +284,7 @@ async def patient_page(request: web.Request) -> web.StreamResponse:
         if old is not None:
             st.sessions.drop(old.id)
         session = st.sessions.new(patient=patient)
+        session.extra[LINK_DIGEST] = token_digest(token)  # a revoked link ends the session
         # Drop the token from the address bar and the browser history.
         response = web.HTTPFound(f"/patient/{patient}")
         _set_cookie(request, response, session)
@@ -541,6 +550,22 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, status=status)
 
 
+# -- care-team hooks (monitor/web/admin.py, people.py, teamsync.py) ----------------------
+
+
+async def _invite_page(request: web.Request) -> web.StreamResponse:
+    return _page(request, "invite.html")
+
+
+def _start_session(request: web.Request, response: web.StreamResponse, login: str) -> None:
+    st = _state(request)
+    old = _session(request)
+    if old is not None:
+        st.sessions.drop(old.id)
+        st.board.close_owner(old.id)
+    _set_cookie(request, response, st.sessions.new(login=login))
+
+
 # -- the app ------------------------------------------------------------------------------
 
 PATIENT = "{patient:" + PATIENT_ID_PATTERN.strip("^$") + "}"
@@ -558,10 +583,15 @@ def build_app(state: WebState) -> web.Application:
         state.http = http
         state.history = HistoryReader(config=state.config.history, http=http)
 
+        if state.team is not None:
+            await state.team.start()
+
     async def on_shutdown(app: web.Application) -> None:
         state.board.close_all()
 
     async def on_cleanup(app: web.Application) -> None:
+        if state.team is not None:
+            await state.team.stop()
         if state.http is not None:
             await state.http.close()
 
@@ -587,13 +617,18 @@ def build_app(state: WebState) -> web.Application:
     r.add_post(f"/api/patients/{PATIENT}/symptoms", api_symptoms)
     r.add_get(f"/api/patients/{PATIENT}/sessions", api_sessions)
     r.add_get(f"/api/patients/{PATIENT}/sessions/{{session}}", api_session_history)
+    guard = Guard(state_of=_state, session_of=_session)
     add_suggestion_routes(
         r,
         patient_pattern=PATIENT,
         require_caregiver=_require_caregiver,
         control_of=lambda request: _state(request).control,
+        require_decider=require_decider(guard, _require_caregiver),
+        on_decision=record_decision(guard),
     )
     register_patient_routes(app, state=state, patient_path=PATIENT)
+    add_team_routes(r, guard=guard, patient_pattern=PATIENT, page=_caregiver_page("team.html"))
+    add_people_routes(r, guard=guard, page=_invite_page, start_session=_start_session)
     r.add_static("/assets/", state.static_dir / "assets")
     r.add_static("/vendor/uplot/", state.static_dir / "node_modules" / "uplot" / "dist")
     return app

@@ -102,6 +102,11 @@ class PasswordChecker:
             return False
         return stored is not None
 
+    def set_hashes(self, hashes: Mapping[str, str]) -> None:
+        """Replace the known hashes (the care-team store changed: a caregiver was added,
+        disabled or set a password)."""
+        self._hashes = dict(hashes)
+
     async def verify(self, login: str, password: str) -> bool:
         return await asyncio.get_running_loop().run_in_executor(None, self._verify, login, password)
 
@@ -217,6 +222,17 @@ class SessionStore:
             mine.pop(session_id, None)
             if not mine:
                 del self._by_principal[key]
+
+    def drop_where(self, predicate: Callable[[Session], bool]) -> list[str]:
+        """Drop every session ``predicate`` holds for; their ids (to close their streams)."""
+        gone = [sid for sid, s in self._sessions.items() if predicate(s)]
+        for sid in gone:
+            self.drop(sid)
+        return gone
+
+    def of_login(self, login: str) -> list[str]:
+        """The ids of ``login``'s sessions."""
+        return list(self._by_principal.get("login:" + login, ()))
 
     def drop_login(self, login: str) -> None:
         for sid in list(self._by_principal.get("login:" + login, ())):

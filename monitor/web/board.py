@@ -234,6 +234,22 @@ class Board:
             )
         return b
 
+    def set_display_name(self, patient: str, name: str | None) -> None:
+        """A patient added or renamed at run time (the care-team store)."""
+        self._names[patient] = name
+        b = self._boards.get(patient)
+        if b is not None:
+            b.display_name = name
+
+    def show_threshold(self, patient: str, threshold_rise_c: float) -> None:
+        """A threshold changed by a person: the tiles show it at once, not at the next step
+        (a ``state`` frame without a new history point)."""
+        b = self._boards.get(patient)
+        if b is None or b.state is None:
+            return
+        b.state = {**b.state, "threshold_rise_c": round(threshold_rise_c, 3)}
+        self._publish(patient, "state", {"patient": patient, "state": b.state, "point": None})
+
     def snapshot(self, patients: Iterable[str]) -> list[dict[str, Any]]:
         return [self.board(p).snapshot() for p in sorted(patients)]
 

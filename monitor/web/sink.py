@@ -8,12 +8,15 @@ tokens live in ``[web]`` (see :mod:`monitor.web.config`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, Self
 
 from aiohttp import web
 
+from monitor.careteam.config import careteam_config, store_url
+from monitor.careteam.store import CareStore
 from monitor.errors import ConfigError
 from monitor.model import (
     Acknowledgement,
@@ -30,6 +33,7 @@ from monitor.web.app import WebState, build_app
 from monitor.web.auth import PatientTokens
 from monitor.web.board import Board
 from monitor.web.config import WebConfig, parse_web_config
+from monitor.web.teamsync import TeamSync
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,13 @@ class WebSink(Sink):
         config: WebConfig,
         control: MonitorControl | None = None,
         display_names: Mapping[str, str | None] | None = None,
+        careteam_url: str | None = None,
+        careteam_poll_s: float = 1.0,
     ) -> None:
         self.config = config
+        self.careteam_url = careteam_url
+        """The care-team store (``[careteam]``); ``None``: users and tokens from ``[web]``."""
+        self.careteam_poll_s = careteam_poll_s
         self.board = Board(
             display_names=display_names or {},
             history_minutes=config.history_minutes,
@@ -79,7 +88,14 @@ class WebSink(Sink):
         names: dict[str, str | None] = {}
         for profile in getattr(context.config, "patients", ()):
             names[profile.id] = profile.display_name
-        sink = cls(config=config, control=context.monitor, display_names=names)
+        team = careteam_config(context.config)
+        sink = cls(
+            config=config,
+            control=context.monitor,
+            display_names=names,
+            careteam_url=store_url(context.config),
+            careteam_poll_s=team.poll_s if team is not None else 1.0,
+        )
         sink._context = context
         return sink
 
@@ -113,6 +129,9 @@ class WebSink(Sink):
         if self.state.control is None and self._context is not None:
             # The service sets ``context.monitor`` after building its plugins.
             self.state.control = self._context.monitor
+        if self.careteam_url is not None and self.state.team is None:
+            store = await asyncio.to_thread(CareStore, url=self.careteam_url)
+            self.state.team = TeamSync(store=store, state=self.state, poll_s=self.careteam_poll_s)
         app = build_app(self.state)
         runner = web.AppRunner(
             app,
@@ -138,6 +157,9 @@ class WebSink(Sink):
         self.board.close_all()
         if runner is not None:
             await runner.cleanup()
+        team, self.state.team = self.state.team, None
+        if team is not None:
+            await asyncio.to_thread(team.store.close)
 
     async def __aenter__(self) -> Self:
         await self.start()

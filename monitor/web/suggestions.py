@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +31,11 @@ RequireCaregiver = Callable[[web.Request, str], Any]
 """Raises 401/403 unless the request's session is a caregiver assigned to the patient;
 returns the session (with ``login``)."""
 ControlOf = Callable[[web.Request], MonitorControl | None]
+RequireDecider = Callable[[web.Request, str], Awaitable[Any]]
+"""Like ``RequireCaregiver`` for accepting or rejecting (the care team: clinicians only)."""
+OnDecision = Callable[[web.Request, str, str, float | None], Awaitable[None]]
+"""Called after a decision: patient, suggestion id, the threshold now in force (``None``
+when rejected)."""
 
 
 def find_learner(control: MonitorControl | None) -> ThresholdLearner | None:
@@ -51,6 +56,8 @@ def add_suggestion_routes(
     patient_pattern: str,
     require_caregiver: RequireCaregiver,
     control_of: ControlOf,
+    require_decider: RequireDecider | None = None,
+    on_decision: OnDecision | None = None,
 ) -> None:
     def learner(request: web.Request) -> ThresholdLearner:
         found = find_learner(control_of(request))
@@ -71,7 +78,10 @@ def add_suggestion_routes(
     def decision(accept: bool) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.StreamResponse:
             patient = request.match_info["patient"]
-            session = require_caregiver(request, patient)
+            if require_decider is not None:
+                session = await require_decider(request, patient)
+            else:
+                session = require_caregiver(request, patient)
             lrn = learner(request)
             try:
                 suggestion, change = await lrn.decide(
@@ -79,6 +89,9 @@ def add_suggestion_routes(
                 )
             except SuggestionError as err:
                 return _error(err.status, str(err))
+            if on_decision is not None:
+                threshold = None if change is None else change.threshold_c
+                await on_decision(request, patient, suggestion.id, threshold)
             return web.json_response(
                 {
                     "suggestion": suggestion_json(suggestion),

@@ -295,7 +295,7 @@ const handlers = {
     reading(t);
     t.sessionOpen = true;
     applyState(t, m.state);
-    pushPoint(t, m.point);
+    if (m.point) pushPoint(t, m.point);
     tileWatch(t);
   },
   alert: (m) => {

@@ -1,0 +1,180 @@
+"""The care-team store's foundation: the engine (SQLite or PostgreSQL), the migrations,
+one transaction a change, and the audit entry every change appends."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Self
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, Engine, Row, create_engine, event, insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from monitor.careteam import schema as t
+from monitor.careteam.records import AuditEntry, CareTeamError, Conflict, dumps, loads
+from monitor.errors import ConfigError, HeatmonError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+MAX_AUDIT = 500
+"""At most this many audit entries are returned at once."""
+LINK_TOKEN_BYTES = 24
+
+
+def sqlite_url(path: Path | str) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database up to the newest schema (Alembic ``upgrade head``)."""
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # Take the write lock at once: two writers never deadlock on an upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False})
+            _sqlite_pragmas(engine)
+            return engine
+        if url.startswith("postgresql"):
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    except (SQLAlchemyError, ImportError) as err:
+        raise ConfigError(
+            f"careteam.url: cannot open the database ({type(err).__name__}); the URL is not shown"
+        ) from err
+    raise ConfigError("careteam.url: must be sqlite:///PATH or postgresql://…")
+
+
+def audit_entry_of(row: Row[Any]) -> AuditEntry:
+    return AuditEntry(
+        id=int(row.id),
+        at=float(row.at),
+        actor=row.actor,
+        action=row.action,
+        kind=row.kind,
+        subject=row.subject,
+        patient=row.patient,
+        version=row.version,
+        outcome=row.outcome,
+        before=loads(row.before),
+        after=loads(row.after),
+        detail=row.detail,
+    )
+
+
+class StoreBase:
+    """Opens (and migrates) the database; one transaction a change."""
+
+    def __init__(self, *, url: str, clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.clock = clock
+        self.engine = open_engine(url)
+        try:
+            migrate(self.engine)
+        except SQLAlchemyError as err:
+            self.engine.dispose()
+            raise HeatmonError(f"care-team store: cannot migrate the database: {err}") from err
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One change: everything in it, audit entry included, commits or none does."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except CareTeamError:
+            raise
+        except IntegrityError as err:
+            raise Conflict("that already exists or refers to something missing") from err
+        except SQLAlchemyError as err:
+            raise HeatmonError(f"care-team store: {type(err).__name__}") from err
+
+    def audit_entry(
+        self,
+        conn: Connection,
+        *,
+        actor: str,
+        action: str,
+        kind: str,
+        subject: str,
+        patient: str | None = None,
+        version: int | None = None,
+        before: Any = None,
+        after: Any = None,
+        outcome: str = "ok",
+        detail: str | None = None,
+    ) -> None:
+        conn.execute(
+            insert(t.audit).values(
+                at=self.clock(),
+                actor=actor,
+                action=action,
+                kind=kind,
+                subject=subject,
+                patient=patient,
+                version=version,
+                outcome=outcome,
+                before=dumps(before),
+                after=dumps(after),
+                detail=None if detail is None else detail[:200],
+            )
+        )
+
+    def changes_since(self, conn: Connection, kind: str, subject: str, version: int) -> list[Any]:
+        rows = conn.execute(
+            select(t.audit)
+            .where(
+                t.audit.c.kind == kind,
+                t.audit.c.subject == subject,
+                t.audit.c.outcome == "ok",
+                t.audit.c.version > version,
+            )
+            .order_by(t.audit.c.id)
+            .limit(50)
+        )
+        return [audit_entry_of(r).to_json() for r in rows]

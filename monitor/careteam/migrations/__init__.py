@@ -1,0 +1,1 @@
+"""Alembic migrations of the care-team database (run by :func:`monitor.careteam.store.migrate`)."""

@@ -1,0 +1,227 @@
+"""Who may do what on the care-team pages, enforced on the server; every refusal of a
+logged-in caregiver is written to the audit log (who tried what, on whom, why refused).
+
+- ``admin``: caregivers, assignments, patients (add, edit the profile, archive), links,
+  the whole audit log; thresholds only as a clinician would (see below).
+- ``clinician``: the thresholds of the patients assigned to them, suggestions, links.
+- ``caregiver``: watches and acknowledges; reads the records and audit of their patients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from monitor.careteam.records import CareTeamError
+from monitor.careteam.store import CareStore
+from monitor.web.auth import Session
+from monitor.web.teamsync import TeamSync
+
+if TYPE_CHECKING:
+    from monitor.web.app import WebState
+
+log = logging.getLogger(__name__)
+
+StateOf = Callable[[web.Request], "WebState"]
+SessionOf = Callable[[web.Request], Session | None]
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.HTTPException:
+    cls = {
+        400: web.HTTPBadRequest,
+        401: web.HTTPUnauthorized,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+        409: web.HTTPConflict,
+        422: web.HTTPUnprocessableEntity,
+        503: web.HTTPServiceUnavailable,
+    }.get(status, web.HTTPBadRequest)
+    return cls(text=json.dumps({"error": message, **extra}), content_type="application/json")
+
+
+def store_error(err: CareTeamError) -> web.HTTPException:
+    return json_error(err.status, str(err), **err.extra)
+
+
+class Guard:
+    def __init__(self, *, state_of: StateOf, session_of: SessionOf) -> None:
+        self.state_of = state_of
+        self.session_of = session_of
+
+    def team(self, request: web.Request) -> TeamSync:
+        team = self.state_of(request).team
+        if team is None:
+            raise json_error(404, "no care-team store configured ([careteam])")
+        return team
+
+    def store(self, request: web.Request) -> CareStore:
+        return self.team(request).store
+
+    def who(self, request: web.Request) -> tuple[str, str]:
+        """The logged-in caregiver's login and role (401 / 403 otherwise)."""
+        team = self.team(request)
+        session = self.session_of(request)
+        if session is None or session.login is None:
+            raise json_error(401, "log in as a caregiver first")
+        role = team.role(session.login)
+        if role is None:
+            raise json_error(403, "your login is not in the care team")
+        return session.login, role
+
+    def assigned(self, request: web.Request, login: str) -> frozenset[str]:
+        return self.state_of(request).assignments.get(login, frozenset())
+
+    async def refuse(
+        self,
+        request: web.Request,
+        *,
+        login: str,
+        action: str,
+        kind: str,
+        subject: str,
+        patient: str | None,
+        why: str,
+    ) -> web.HTTPException:
+        """Log the refused attempt in the audit log, then the 403 to raise."""
+        store = self.store(request)
+        try:
+            await asyncio.to_thread(
+                store.refused,
+                actor=login,
+                action=action,
+                kind=kind,
+                subject=subject,
+                patient=patient,
+                detail=why,
+            )
+        except Exception:
+            log.exception("care team: a refused attempt could not be written to the audit log")
+        log.info("care team: %s refused (%s)", action, why)
+        return json_error(403, why)
+
+    async def need_admin(
+        self, request: web.Request, *, action: str, kind: str, subject: str, patient: str | None
+    ) -> str:
+        login, role = self.who(request)
+        if role != "admin":
+            raise await self.refuse(
+                request,
+                login=login,
+                action=action,
+                kind=kind,
+                subject=subject,
+                patient=patient,
+                why="only an admin may do this",
+            )
+        return login
+
+    async def need_patient(
+        self, request: web.Request, patient: str, *, action: str, clinician: bool
+    ) -> tuple[str, str]:
+        """A caregiver assigned to ``patient`` (admins may read every patient's record);
+        ``clinician``: only a clinician (or admin) assigned to the patient."""
+        login, role = self.who(request)
+        mine = patient in self.assigned(request, login)
+        if clinician:
+            if role not in ("clinician", "admin") or not mine:
+                why = (
+                    "only a clinician assigned to this patient may change thresholds"
+                    if action.startswith("threshold")
+                    else "only a clinician or admin assigned to this patient may do this"
+                )
+                raise await self.refuse(
+                    request,
+                    login=login,
+                    action=action,
+                    kind="patient",
+                    subject=patient,
+                    patient=patient,
+                    why=why,
+                )
+        elif not mine and role != "admin":
+            raise await self.refuse(
+                request,
+                login=login,
+                action=action,
+                kind="patient",
+                subject=patient,
+                patient=patient,
+                why="you may not see this patient",
+            )
+        return login, role
+
+
+def body_object(request: web.Request, body: Any, *keys: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise json_error(400, f"send a JSON object with {', '.join(keys) or 'fields'}")
+    return body
+
+
+def version_of(body: dict[str, Any]) -> int:
+    version = body.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 < version < 2**31:
+        raise json_error(400, "version: the version your edit is based on (a positive integer)")
+    return version
+
+
+def require_decider(
+    guard: Guard, require_caregiver: Callable[[web.Request, str], Session]
+) -> Callable[[web.Request, str], Awaitable[Session]]:
+    """Who may accept or reject a suggestion: with the care-team store, a clinician (or
+    admin) assigned to the patient, a refusal logged; configuration only: any assigned
+    caregiver, as before."""
+
+    async def check(request: web.Request, patient: str) -> Session:
+        session = require_caregiver(request, patient)
+        if guard.state_of(request).team is not None:
+            await guard.need_patient(request, patient, action="threshold.decide", clinician=True)
+        return session
+
+    return check
+
+
+def record_decision(
+    guard: Guard,
+) -> Callable[[web.Request, str, str, float | None], Awaitable[None]]:
+    """A decided suggestion goes into the audit log; an accepted one becomes the patient's
+    threshold in the care-team store too, so the store and the engine agree."""
+
+    async def record(
+        request: web.Request, patient: str, suggestion: str, threshold_c: float | None
+    ) -> None:
+        team = guard.state_of(request).team
+        session = guard.session_of(request)
+        if team is None or session is None or session.login is None:
+            return
+        try:
+            if threshold_c is None:
+                await asyncio.to_thread(
+                    team.store.note,
+                    actor=session.login,
+                    action="suggestion.reject",
+                    kind="suggestion",
+                    subject=suggestion,
+                    patient=patient,
+                    after={"status": "rejected"},
+                )
+            else:
+                current = await asyncio.to_thread(team.store.patient, patient)
+                await asyncio.to_thread(
+                    team.store.update_patient,
+                    patient,
+                    {"threshold_rise_c": threshold_c},
+                    based_on=current.version,
+                    by=session.login,
+                    action="threshold.accept_suggestion",
+                )
+        except Exception:
+            log.exception("care team: a decided suggestion was not recorded in the store")
+            return
+        await team.refresh()
+
+    return record
