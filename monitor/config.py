@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from monitor.cluster.config import ClusterConfig
 from monitor.errors import ConfigError
 from monitor.profile import PatientProfile
 
@@ -61,6 +62,8 @@ class HeatmonConfig(BaseModel):
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     web: dict[str, Any] = Field(default_factory=dict)
+    cluster: ClusterConfig | None = None
+    """Set: ``heatmon run`` is one worker of a NATS JetStream cluster (docs/scaling.md)."""
 
     @model_validator(mode="after")
     def _check_refs(self) -> HeatmonConfig:
@@ -111,7 +114,9 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
                 plugins[section][key] = value
                 break
         else:
-            if section in ("monitor", "engine", "web"):
+            if section in ("monitor", "engine", "web") or (
+                section == "cluster" and isinstance(out.get("cluster"), dict)
+            ):
                 current = out.get(section)
                 out[section] = {**(current if isinstance(current, dict) else {}), key: value}
     return out
