@@ -104,7 +104,7 @@ class NatsNode:
         """The server says JetStream is up and current (``/healthz``)."""
         url = f"http://127.0.0.1:{self.http_port}/healthz"
         try:
-            with urllib.request.urlopen(url, timeout=2.0) as resp:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=2.0) as resp:
                 body = json.loads(resp.read())
         except (OSError, urllib.error.URLError, ValueError):
             return False
@@ -117,7 +117,7 @@ class NatsNode:
 
 class LocalNatsCluster:
     """Three (or ``size``) servers named n1… in one cluster; ``authorization`` is the text of
-    an ``authorization`` / ``mappings`` block (:func:`monitor.cluster.subjects.render_authorization`)."""
+    an ``authorization`` / ``mappings`` block (see ``subjects.render_authorization``)."""
 
     def __init__(self, *, workdir: Path, authorization: str = "", size: int = 3) -> None:
         binary = nats_server_path()

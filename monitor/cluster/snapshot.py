@@ -91,7 +91,11 @@ class _Encoder:
         if isinstance(obj, deque):
             return {"Q": [self.encode(x, depth + 1) for x in obj], "n": obj.maxlen}
         if isinstance(obj, dict):
-            return {"D": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in obj.items()]}
+            return {
+                "D": [
+                    [self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in obj.items()
+                ]
+            }
         cls = type(obj)
         if not cls.__module__.startswith(_ALLOWED_PREFIX):
             raise SnapshotError(f"cannot checkpoint a {_cls_name(cls)}")
@@ -138,7 +142,7 @@ def _decode(doc: Any, depth: int = 0) -> Any:
         return cls(*(_decode(x, depth + 1) for x in doc["v"]))
     if "O" in doc:
         cls = _resolve(doc["O"])
-        obj = object.__new__(cls)
+        obj: Any = object.__new__(cls)
         for key, value in doc["a"].items():
             object.__setattr__(obj, key, _decode(value, depth + 1))
         return obj
@@ -178,8 +182,10 @@ def loads(data: bytes, *, max_bytes: int) -> tuple[Any, dict[str, Any]]:
     except ValueError as err:
         raise SnapshotError(f"checkpoint is not JSON: {err}") from err
     if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
-        raise SnapshotError(f"checkpoint format {doc.get('v') if isinstance(doc, dict) else None!r} "
-                            f"is not {FORMAT_VERSION}")
+        raise SnapshotError(
+            f"checkpoint format {doc.get('v') if isinstance(doc, dict) else None!r} "
+            f"is not {FORMAT_VERSION}"
+        )
     classes = doc.get("classes")
     if not isinstance(classes, dict) or _fingerprint_of(classes) != doc.get("fp"):
         raise SnapshotError("checkpoint's class list does not match its fingerprint")

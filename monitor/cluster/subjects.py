@@ -153,7 +153,10 @@ def password_variable(user: str) -> str:
 
 
 def _perm(publish: Iterable[str], subscribe: Iterable[str]) -> dict[str, object]:
-    return {"publish": {"allow": sorted(set(publish))}, "subscribe": {"allow": sorted(set(subscribe))}}
+    return {
+        "publish": {"allow": sorted(set(publish))},
+        "subscribe": {"allow": sorted(set(subscribe))},
+    }
 
 
 def render_authorization(
@@ -174,7 +177,9 @@ def render_authorization(
         return "$" + password_variable(user)
 
     read_channels = [*OUTBOUND]
-    users: list[str] = [f"    {{user: {json.dumps(acl.monitor_user)}, password: {pw(acl.monitor_user)}}}"]
+    users: list[str] = [
+        f"    {{user: {json.dumps(acl.monitor_user)}, password: {pw(acl.monitor_user)}}}"
+    ]
 
     def user(login: str, perm: dict[str, object]) -> None:
         users.append(
