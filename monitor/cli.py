@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "downsample",
     "web",
+    "cluster",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 

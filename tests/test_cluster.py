@@ -13,6 +13,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 
 from monitor.cluster.subjects import render_authorization
@@ -58,8 +59,8 @@ async def owners(nc: NatsClient) -> dict[int, str]:
     try:
         kv = await nc.jetstream().key_value(NAMES.leases)
         keys = await kv.keys()
-    except (NoKeysError, BucketNotFoundError):
-        return out
+    except (NoKeysError, BucketNotFoundError, NatsTimeout):
+        return out  # not there yet, or the cluster is electing a leader: ask again
     for key in keys:
         entry = await kv.get(key)
         out[int(key[1:])] = (entry.value or b"").decode()

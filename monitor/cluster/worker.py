@@ -49,6 +49,8 @@ from monitor.service import Monitor, build_plugins
 
 log = logging.getLogger(__name__)
 
+JetStreamSubscription = JetStreamContext.PullSubscription
+
 CLUSTER_SINKS_SKIPPED = ("mqtt",)
 """Sinks that a worker does not run: MQTT subscribers get the out stream's republished
 messages from the cluster itself (a per-worker MQTT sink would also read every input)."""
@@ -127,7 +129,20 @@ class ClusterWorker:
             reconnect_time_wait=0.5,
         )
         self._js = self._nc.jetstream()
-        self._leases, self._workers, self._ckpts = await ensure(self._js, cc)
+        backoff = Backoff()
+        while True:  # the cluster may be electing leaders (a node just restarted)
+            try:
+                self._leases, self._workers, self._ckpts = await ensure(self._js, cc)
+                break
+            except Exception as err:
+                delay = backoff.next_delay()
+                log.warning(
+                    "cannot set up the streams yet (%s: %s); again in %.1f s",
+                    type(err).__name__,
+                    err,
+                    delay,
+                )
+                await asyncio.sleep(delay)
         sources, sinks, context = build_plugins(self.config)
         if sources:
             log.warning("cluster worker: sources are not run here (gateways publish to NATS)")
@@ -280,6 +295,35 @@ class ClusterWorker:
     # -- a partition --------------------------------------------------------------------
 
     async def _own(self, part: _Partition) -> None:
+        backoff = Backoff()
+        while True:  # the cluster may be electing leaders: keep trying, never die silently
+            try:
+                sub, start = await self._open(part)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                delay = backoff.next_delay()
+                self._count("partition_errors")
+                log.warning(
+                    "partition %d: cannot open (%s: %s); again in %.1f s",
+                    part.number,
+                    type(err).__name__,
+                    err,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        await self._consume(part, sub, start)
+
+    async def _open(self, part: _Partition) -> tuple[JetStreamSubscription, int]:
+        """Restore the partition's checkpoints; a fresh durable consumer from the oldest
+        sequence they do not hold."""
+        for patient in part.patients:  # a retry starts from the checkpoints again
+            self._monitor_engine().release(patient)
+        part.patients.clear()
+        part.ckpt_seq.clear()
+        part.dirty.clear()
+        part.marker_seq = 0
         await self._restore(part)
         assert self._js is not None
         durable = consumer_name(self.names, part.number)
@@ -299,6 +343,13 @@ class ClusterWorker:
             ),
         )
         sub = await self._js.pull_subscribe_bind(durable, stream=self.names.in_stream)
+        return sub, start
+
+    def _monitor_engine(self) -> MonitorEngine:
+        assert self._monitor is not None
+        return self._monitor.engine
+
+    async def _consume(self, part: _Partition, sub: JetStreamSubscription, start: int) -> None:
         log.info("partition %d: replaying from stream sequence %d", part.number, start)
         last_ckpt = time.monotonic()
         to_ack = None
