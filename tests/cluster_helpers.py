@@ -49,8 +49,8 @@ clock = "samples"
 class Worker:
     """``heatmon run`` with ``[cluster]`` as a subprocess."""
 
-    def __init__(self, config: Path, log: Path) -> None:
-        env = {**os.environ, "HEATMON_CLUSTER_PASSWORD": PASSWORDS["heatmon"]}
+    def __init__(self, config: Path, log: Path, *, password: str = PASSWORDS["heatmon"]) -> None:
+        env = {**os.environ, "HEATMON_CLUSTER_PASSWORD": password}
         self.log = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(

@@ -62,7 +62,10 @@ async def owners(nc: NatsClient) -> dict[int, str]:
     except (NoKeysError, BucketNotFoundError, NatsTimeout):
         return out  # not there yet, or the cluster is electing a leader: ask again
     for key in keys:
-        entry = await kv.get(key)
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            continue  # released since the listing
         out[int(key[1:])] = (entry.value or b"").decode()
     return out
 

@@ -13,9 +13,9 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from monitor.cluster.config import ClusterConfig
+from monitor.cluster.partition import consumer_name
 from monitor.cluster.subjects import Names
 from monitor.cluster.topology import names_of
-from monitor.cluster.worker import consumer_name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,7 +90,7 @@ async def gather(js: JetStreamContext, names: Names, *, now: float | None = None
         lag: int | None = None
         unacked: int | None = None
         try:
-            info = await js.consumer_info(names.in_stream, consumer_name(names, p))
+            info = await js.consumer_info(names.in_stream, consumer_name(names.root, p))
             lag, unacked = info.num_pending, info.num_ack_pending
         except NotFoundError:
             pass

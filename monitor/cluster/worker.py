@@ -28,21 +28,16 @@ from collections.abc import Iterable
 
 import nats
 from nats.aio.client import Client as NatsClient
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from monitor.backoff import Backoff
-from monitor.cluster import snapshot
 from monitor.cluster.config import ClusterConfig
 from monitor.cluster.outputs import ClusterOutputSink
-from monitor.cluster.subjects import Names
+from monitor.cluster.partition import Partition
 from monitor.cluster.topology import ensure, names_of
 from monitor.config import HeatmonConfig
-from monitor.engine import MonitorEngine, PatientEngine
-from monitor.errors import InputError
-from monitor.model import Event
+from monitor.engine import MonitorEngine
 from monitor.mqtt.payloads import PayloadCodec
 from monitor.plugins import Sink
 from monitor.service import Monitor, build_plugins
@@ -54,37 +49,6 @@ JetStreamSubscription = JetStreamContext.PullSubscription
 CLUSTER_SINKS_SKIPPED = ("mqtt",)
 """Sinks that a worker does not run: MQTT subscribers get the out stream's republished
 messages from the cluster itself (a per-worker MQTT sink would also read every input)."""
-
-
-def consumer_name(names: Names, partition: int) -> str:
-    return f"{names.root}-part-{partition}"
-
-
-class _Partition:
-    __slots__ = (
-        "ckpt_seq",
-        "dirty",
-        "last_seq",
-        "marker_seq",
-        "number",
-        "patients",
-        "renewed",
-        "revision",
-        "stop",
-        "task",
-    )
-
-    def __init__(self, number: int, revision: int) -> None:
-        self.number = number
-        self.revision = revision
-        self.renewed = time.monotonic()
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.patients: set[str] = set()
-        self.dirty: set[str] = set()
-        self.ckpt_seq: dict[str, int] = {}
-        self.marker_seq = 0
-        self.last_seq = 0
 
 
 class ClusterWorker:
@@ -101,8 +65,8 @@ class ClusterWorker:
         self.profiles = {p.id: p for p in config.patients}
         self.codec = PayloadCodec()
         self.counters: dict[str, int] = {}
-        self._parts: dict[int, _Partition] = {}
-        self._last_sample_time = 0.0
+        self._parts: dict[int, Partition] = {}
+        self.sample_time = 0.0
         self._flush_lock = asyncio.Lock()
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -113,10 +77,27 @@ class ClusterWorker:
         self._monitor: Monitor | None = None
         self._started = time.time()
 
+    # -- what the partitions share ---------------------------------------------------
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "worker not running"
+        return self._js
+
+    @property
+    def ckpts(self) -> KeyValue:
+        assert self._ckpts is not None, "worker not running"
+        return self._ckpts
+
+    @property
+    def monitor(self) -> Monitor:
+        assert self._monitor is not None, "worker not running"
+        return self._monitor
+
     # -- lifetime -----------------------------------------------------------------------
 
     def _clock(self) -> float:
-        return self._last_sample_time if self.cc.clock == "samples" else time.time()
+        return self.sample_time if self.cc.clock == "samples" else time.time()
 
     async def run(self, stop: asyncio.Event) -> None:
         cc = self.cc
@@ -175,7 +156,7 @@ class ClusterWorker:
         while True:
             try:
                 await self._heartbeat()
-                live = await self._keys(self.names.workers)
+                live = await self.keys(self.names.workers)
                 target = math.ceil(self.cc.partitions / max(1, len(live)))
                 await self._renew()
                 if len(self._parts) < target:
@@ -189,7 +170,7 @@ class ClusterWorker:
                 raise
             except Exception as err:
                 delay = min(backoff.next_delay(), period)
-                self._count("lease_errors")
+                self.count("lease_errors")
                 log.warning("lease loop: %s: %s; again in %.1f s", type(err).__name__, err, delay)
                 await asyncio.sleep(delay)
 
@@ -205,7 +186,7 @@ class ClusterWorker:
         }
         await self._workers.put(self.worker_id, json.dumps(doc).encode())
 
-    async def _keys(self, bucket: str, pattern: str = ">") -> list[str]:
+    async def keys(self, bucket: str, pattern: str = ">") -> list[str]:
         """Keys of ``bucket`` matching the subject ``pattern``, in one request (nats-py's
         ``KeyValue.keys`` walks the whole bucket and filters by substring)."""
         assert self._js is not None
@@ -240,8 +221,8 @@ class ClusterWorker:
                 )
             except Exception:
                 continue  # someone holds it
-            part = self._parts[number] = _Partition(number, revision)
-            part.task = asyncio.create_task(self._own(part), name=f"cluster-part-{number}")
+            part = self._parts[number] = Partition(self, number, revision)
+            part.task = asyncio.create_task(part.own(), name=f"cluster-part-{number}")
             await self._announce(number, "acquired")
             if len(self._parts) >= target:
                 return
@@ -262,7 +243,7 @@ class ClusterWorker:
         if part.task is not None:
             with contextlib.suppress(Exception):
                 await part.task
-        self._drop(part)
+        part.drop()
         del self._parts[number]
         assert self._leases is not None
         with contextlib.suppress(Exception):
@@ -278,212 +259,15 @@ class ClusterWorker:
             part.task.cancel()
             with contextlib.suppress(BaseException):
                 await part.task
-        self._drop(part)
-        self._count("partitions_lost")
+        part.drop()
+        self.count("partitions_lost")
         await self._announce(number, "lost")
 
-    def _drop(self, part: _Partition) -> None:
-        assert self._monitor is not None
-        for patient in part.patients:
-            self._monitor.engine.release(patient)
-            self._monitor.restore_open_alerts(patient, [])
-
-    def _fresh(self, part: _Partition) -> bool:
-        """Still surely ours: renewed within the last two thirds of the lease."""
-        return time.monotonic() - part.renewed < self.cc.lease_ttl_s * 2 / 3
-
-    # -- a partition --------------------------------------------------------------------
-
-    async def _own(self, part: _Partition) -> None:
-        backoff = Backoff()
-        while True:  # the cluster may be electing leaders: keep trying, never die silently
-            try:
-                sub, start = await self._open(part)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                delay = backoff.next_delay()
-                self._count("partition_errors")
-                log.warning(
-                    "partition %d: cannot open (%s: %s); again in %.1f s",
-                    part.number,
-                    type(err).__name__,
-                    err,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-        await self._consume(part, sub, start)
-
-    async def _open(self, part: _Partition) -> tuple[JetStreamSubscription, int]:
-        """Restore the partition's checkpoints; a fresh durable consumer from the oldest
-        sequence they do not hold."""
-        for patient in part.patients:  # a retry starts from the checkpoints again
-            self._monitor_engine().release(patient)
-        part.patients.clear()
-        part.ckpt_seq.clear()
-        part.dirty.clear()
-        part.marker_seq = 0
-        await self._restore(part)
-        assert self._js is not None
-        durable = consumer_name(self.names, part.number)
-        with contextlib.suppress(NotFoundError):
-            await self._js.delete_consumer(self.names.in_stream, durable)
-        start = part.marker_seq + 1
-        await self._js.add_consumer(
-            self.names.in_stream,
-            ConsumerConfig(
-                durable_name=durable,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=start,
-                filter_subject=self.names.partition_filter(part.number),
-                ack_policy=AckPolicy.ALL,
-                ack_wait=60.0,
-                max_ack_pending=-1,
-            ),
-        )
-        sub = await self._js.pull_subscribe_bind(durable, stream=self.names.in_stream)
-        return sub, start
-
-    def _monitor_engine(self) -> MonitorEngine:
-        assert self._monitor is not None
-        return self._monitor.engine
-
-    async def _consume(self, part: _Partition, sub: JetStreamSubscription, start: int) -> None:
-        log.info("partition %d: replaying from stream sequence %d", part.number, start)
-        last_ckpt = time.monotonic()
-        to_ack = None
-        backoff = Backoff()
-        while not part.stop.is_set():
-            try:
-                if to_ack is not None:
-                    await self._flush()
-                    await to_ack.ack()
-                    to_ack = None
-                if time.monotonic() - last_ckpt >= self.cc.checkpoint_interval_s:
-                    await self._checkpoint(part)
-                    last_ckpt = time.monotonic()
-                try:
-                    msgs = await sub.fetch(self.cc.fetch_batch, timeout=0.5)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                for msg in msgs:
-                    seq = msg.metadata.sequence.stream
-                    if seq > part.last_seq:
-                        await self._handle(part, msg.subject, msg.data, seq)
-                        part.last_seq = seq
-                to_ack = msgs[-1] if msgs else None
-                backoff.reset()
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                self._count("partition_errors")
-                delay = backoff.next_delay()
-                log.warning(
-                    "partition %d: %s: %s; again in %.1f s",
-                    part.number,
-                    type(err).__name__,
-                    err,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-        # a clean release: everything out, one last checkpoint
-        with contextlib.suppress(Exception):
-            await self._flush()
-            await self._checkpoint(part)
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-
-    async def _restore(self, part: _Partition) -> None:
-        assert self._ckpts is not None and self._monitor is not None
-        with contextlib.suppress(KeyNotFoundError):
-            entry = await self._ckpts.get(self.names.marker_key(part.number))
-            if entry.value:
-                part.marker_seq = int(json.loads(entry.value)["seq"])
-        part.last_seq = part.marker_seq
-        limit = self.cc.max_checkpoint_bytes
-        for key in await self._keys(self.names.checkpoints, f"c.{part.number}.*"):
-            try:
-                entry = await self._ckpts.get(key)
-                state, extra = snapshot.loads(entry.value or b"", max_bytes=limit)
-                engine, open_alerts = state
-                if not isinstance(engine, PatientEngine):
-                    raise snapshot.SnapshotError("not a patient engine")
-                patient = engine.profile.id
-                if patient not in self.profiles or self.names.partition(patient) != part.number:
-                    raise snapshot.SnapshotError("patient not configured for this partition")
-            except (snapshot.SnapshotError, KeyNotFoundError, ValueError, TypeError) as err:
-                self._count("checkpoints_refused")
-                log.warning("partition %d: checkpoint %s not restored: %s", part.number, key, err)
-                continue
-            # the configured profile wins over the one in the checkpoint
-            object.__setattr__(engine, "_profile", self.profiles[patient])
-            self._monitor.engine.adopt(engine)
-            self._monitor.restore_open_alerts(
-                patient, [e for e in open_alerts if isinstance(e, Event)]
-            )
-            part.patients.add(patient)
-            part.ckpt_seq[patient] = int(extra.get("seq", 0))
-            self._last_sample_time = max(self._last_sample_time, float(extra.get("clock", 0.0)))
-        log.info("partition %d: %d patients restored", part.number, len(part.patients))
-
-    async def _handle(self, part: _Partition, subject: str, data: bytes, seq: int) -> None:
-        assert self._monitor is not None
-        try:
-            number, patient, channel = self.names.parse_in(subject)
-        except ValueError:
-            self._count("bad_subjects")
-            return
-        if number != part.number or self.names.partition(patient) != number:
-            self._count("misrouted")
-            return
-        if patient not in self.profiles:
-            self._count("unknown_patients")
-            return
-        if seq <= part.ckpt_seq.get(patient, 0):
-            return  # already in the restored checkpoint
-        part.patients.add(patient)
-        part.dirty.add(patient)
-        try:
-            if channel == "samples":
-                for sample in self.codec.decode_samples(data, patient=patient, where=subject):
-                    self._last_sample_time = max(self._last_sample_time, sample.time)
-                    await self._monitor.ingest(sample)
-            elif channel == "symptoms":
-                t, note = self.codec.decode_symptom(data, where=subject)
-                self._monitor.report_symptom(patient, time=t, note=note)
-            elif channel == "ack":
-                event_id, by, t = self.codec.decode_ack(data, where=subject)
-                self._monitor.acknowledge(patient, event_id, by=by, time=t)
-        except InputError as err:
-            self._count(f"rejected.{channel}")
-            log.warning("input rejected: %s", err.reason)
-
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
+        """Publish every queued output and wait for the out stream to store it."""
         assert self._out is not None
         async with self._flush_lock:
             await self._out.flush()
 
-    async def _checkpoint(self, part: _Partition) -> None:
-        assert self._ckpts is not None and self._monitor is not None
-        if part.last_seq <= part.marker_seq and not part.dirty:
-            return
-        await self._flush()
-        if not self._fresh(part):
-            raise RuntimeError("lease not renewed recently; no checkpoint")
-        seq = part.last_seq
-        for patient in sorted(part.dirty):
-            engine = self._monitor.engine.engine(patient)
-            data = snapshot.dumps(
-                (engine, self._monitor.open_alerts(patient)),
-                extra={"seq": seq, "time": time.time(), "clock": self._last_sample_time},
-                max_bytes=self.cc.max_checkpoint_bytes,
-            )
-            await self._ckpts.put(self.names.checkpoint_key(part.number, patient), data)
-        part.dirty.clear()
-        marker = {"seq": seq, "time": time.time(), "worker": self.worker_id}
-        await self._ckpts.put(self.names.marker_key(part.number), json.dumps(marker).encode())
-        part.marker_seq = seq
-
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
