@@ -119,6 +119,18 @@ async def run_cluster(
             resumed.append(now - kill_time)  # a state from a message sent after the kill
 
     kill_time = 0.0
+    per_worker: dict[str, int] = {}
+
+    async def poll_counters() -> None:
+        """Each worker's ingested-sample count from its heartbeat (the last one seen)."""
+        try:
+            wkv = await js.key_value(names.workers)
+            for key in await wkv.keys():
+                doc = json.loads((await wkv.get(key)).value or b"{}")
+                per_worker[key] = int(doc.get("counters", {}).get("samples", 0))
+        except Exception:
+            pass  # none yet, or one just expired
+
     try:
         await nc.subscribe(f"{names.patients_subject}.*.state", cb=on_state)
         leases = None
@@ -163,16 +175,13 @@ async def run_cluster(
                         now_owners = {}
                     if len(now_owners) == args.partitions and b"w1" not in now_owners.values():
                         takeover_s = time.monotonic() - kill_time
+                await poll_counters()
                 progress.update(task, advance=1)
             await js.publish_async_completed()
         elapsed = time.monotonic() - start
-        await asyncio.sleep(5)  # let the workers drain and heartbeat
-        wkv = await js.key_value(names.workers)
-        per_worker: dict[str, int] = {}
-        for key in await wkv.keys():
-            with_suppress = await wkv.get(key)
-            doc = json.loads(with_suppress.value or b"{}")
-            per_worker[key] = int(doc.get("counters", {}).get("samples", 0))
+        for _ in range(10):  # let the workers drain and heartbeat
+            await asyncio.sleep(1.0)
+            await poll_counters()
         steady = [
             lat for t, lat in latencies if not kill_time or t < kill_time or t > kill_time + 15
         ]
@@ -250,10 +259,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--kill-at", type=int, default=30, help="0: no kill")
     parser.add_argument("--chart", type=Path, help="PNG of latency over time")
+    parser.add_argument("--workdir", type=Path, help="keep the servers' and workers' files here")
     args = parser.parse_args()
     console = Console()
-    with tempfile.TemporaryDirectory(prefix="heatmon-cluster-bench-") as tmp:
-        result = asyncio.run(run_cluster(args, Path(tmp), console))
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        result = asyncio.run(run_cluster(args, args.workdir, console))
+    else:
+        with tempfile.TemporaryDirectory(prefix="heatmon-cluster-bench-") as tmp:
+            result = asyncio.run(run_cluster(args, Path(tmp), console))
     single = run_single(args)
     if args.chart:
         chart(args.chart, result)

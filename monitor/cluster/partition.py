@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 JetStreamSubscription = JetStreamContext.PullSubscription
 
 
+CHECKPOINT_WRITES_IN_FLIGHT = 128
+"""Checkpoint puts awaiting the server's acknowledgement at once."""
+
+
 def consumer_name(root: str, partition: int) -> str:
     return f"{root}-part-{partition}"
 
@@ -237,21 +241,32 @@ class Partition:
             log.warning("input rejected: %s", err.reason)
 
     async def _checkpoint(self) -> None:
+        """Write the changed patients' engines and the partition's marker. The snapshots are
+        taken together (no await between them), then every output produced so far is
+        stored, then the checkpoints are written: a checkpoint never claims a sample whose
+        outputs could still be lost."""
         if self.last_seq <= self.marker_seq and not self.dirty:
             return
+        seq = self.last_seq
+        now = time.time()
+        blobs = [
+            (
+                self.w.names.checkpoint_key(self.number, patient),
+                snapshot.dumps(
+                    (self.w.monitor.engine.engine(patient), self.w.monitor.open_alerts(patient)),
+                    extra={"seq": seq, "time": now, "clock": self.w.sample_time},
+                    max_bytes=self.w.cc.max_checkpoint_bytes,
+                ),
+            )
+            for patient in sorted(self.dirty)
+        ]
         await self.w.flush()
         if not self.fresh():
             raise RuntimeError("lease not renewed recently; no checkpoint")
-        seq = self.last_seq
-        for patient in sorted(self.dirty):
-            engine = self.w.monitor.engine.engine(patient)
-            data = snapshot.dumps(
-                (engine, self.w.monitor.open_alerts(patient)),
-                extra={"seq": seq, "time": time.time(), "clock": self.w.sample_time},
-                max_bytes=self.w.cc.max_checkpoint_bytes,
-            )
-            await self.w.ckpts.put(self.w.names.checkpoint_key(self.number, patient), data)
+        for start in range(0, len(blobs), CHECKPOINT_WRITES_IN_FLIGHT):
+            chunk = blobs[start : start + CHECKPOINT_WRITES_IN_FLIGHT]
+            await asyncio.gather(*(self.w.ckpts.put(key, data) for key, data in chunk))
         self.dirty.clear()
-        marker = {"seq": seq, "time": time.time(), "worker": self.w.worker_id}
+        marker = {"seq": seq, "time": now, "worker": self.w.worker_id}
         await self.w.ckpts.put(self.w.names.marker_key(self.number), json.dumps(marker).encode())
         self.marker_seq = seq
