@@ -38,8 +38,10 @@ from rich.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from monitor.cluster.config import ClusterConfig
 from monitor.cluster.localnats import LocalNatsCluster
 from monitor.cluster.subjects import Names, render_authorization
+from monitor.cluster.topology import ensure
 from monitor.engine import MonitorEngine
 from monitor.model import Sample, SampleKind
 from monitor.mqtt.options import MqttOptions
@@ -98,12 +100,26 @@ async def run_cluster(
     cluster = LocalNatsCluster(workdir=workdir / "nats", authorization=auth)
     cluster.start()
     workers: dict[str, Worker] = {}
+    nc = await nats.connect(cluster.urls, user="heatmon", password=PASSWORD)
+    js = nc.jetstream()
+    backlog = 0
+    wall0 = time.time()
+    if args.drain_seconds:  # a backlog the workers find when they start: their flat-out rate
+        await ensure(js, ClusterConfig(servers=tuple(cluster.urls), partitions=args.partitions))
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("publishing the backlog", total=args.drain_seconds)
+            for second in range(args.drain_seconds):
+                end = wall0 - args.drain_seconds + second
+                for i, p in enumerate(ids):
+                    if i % WINDOW_S == second % WINDOW_S:
+                        await js.publish_async(names.inbound(p, Channel.SAMPLES), batch(p, end))
+                        backlog += 2 * WINDOW_S
+                progress.update(task, advance=1)
+            await js.publish_async_completed()
     for n in range(args.workers):
         w = f"w{n + 1}"
         cfg = write_config(workdir / f"{w}.toml", cluster.urls, w, ids, args.partitions)
         workers[w] = Worker(cfg, workdir / f"{w}.log", password=PASSWORD)
-    nc = await nats.connect(cluster.urls, user="heatmon", password=PASSWORD)
-    js = nc.jetstream()
     last_pub: dict[str, float] = {}
     latencies: list[tuple[float, float]] = []  # (receive time, latency)
     killed_patients: set[str] = set()
@@ -147,9 +163,27 @@ async def run_cluster(
                 raise SystemExit("workers did not share the partitions within 120 s")
             await asyncio.sleep(0.5)
         console.print(f"{args.workers} workers own {args.partitions} partitions")
+        drain: dict[str, float] = {}
+        if backlog:
+            first = None
+            deadline = time.monotonic() + 600
+            while sum(per_worker.values()) < backlog and time.monotonic() < deadline:
+                await poll_counters()
+                if first is None and sum(per_worker.values()) > 0:
+                    first, first_counts = time.monotonic(), dict(per_worker)
+                await asyncio.sleep(0.5)
+            took = time.monotonic() - (first or time.monotonic())
+            drain = {
+                f"drain_{w}_samples_per_s": (n - first_counts.get(w, 0)) / took
+                for w, n in per_worker.items()
+            }
+            drain["drain_samples"] = float(sum(per_worker.values()))
+            drain["drain_s"] = took
+            console.print(f"backlog of {backlog} samples drained in {took:.1f} s")
         start = time.monotonic()
         wall0 = time.time()
         sent_msgs = 0
+        base = dict(per_worker)
         takeover_s = float("nan")
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("publishing", total=args.seconds)
@@ -186,10 +220,13 @@ async def run_cluster(
             lat for t, lat in latencies if not kill_time or t < kill_time or t > kill_time + 15
         ]
         return {
+            **drain,
             "patients": args.patients,
             "offered_samples_per_s": 2 * WINDOW_S * sent_msgs / elapsed,
-            "per_worker_samples": per_worker,
-            "per_worker_samples_per_s": {k: v / elapsed for k, v in per_worker.items()},
+            "per_worker_samples": {k: v - base.get(k, 0) for k, v in per_worker.items()},
+            "per_worker_samples_per_s": {
+                k: (v - base.get(k, 0)) / elapsed for k, v in per_worker.items()
+            },
             "latency_p50_ms": 1000 * pct(steady, 50),
             "latency_p99_ms": 1000 * pct(steady, 99),
             "states": len(latencies),
@@ -258,6 +295,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--kill-at", type=int, default=30, help="0: no kill")
+    parser.add_argument(
+        "--drain-seconds", type=int, default=0, help="backlog (s of every patient) to drain first"
+    )
     parser.add_argument("--chart", type=Path, help="PNG of latency over time")
     parser.add_argument("--workdir", type=Path, help="keep the servers' and workers' files here")
     args = parser.parse_args()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiomqtt
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -16,9 +17,10 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 
-from monitor.cluster.subjects import render_authorization
+from monitor.cluster.subjects import RECORDS, render_authorization
 from monitor.engine import MonitorEngine
 from monitor.mqtt.options import MqttOptions
+from monitor.mqtt.payloads import encode_ack
 from monitor.mqtt.topics import Channel
 from monitor.profile import PatientProfile
 from tests.cluster_helpers import (
@@ -88,6 +90,11 @@ async def test_kill_9_of_a_worker_mid_session_hands_its_patients_over(
     async def on_alert(msg: Msg) -> None:
         alerts.append(json.loads(msg.data))
 
+    records: list[dict[str, object]] = []
+
+    async def on_record(msg: Msg) -> None:
+        records.append(json.loads(msg.data))
+
     async def on_state(msg: Msg) -> None:
         doc = json.loads(msg.data)
         states[doc["time"]] = doc["core_temp_c"]
@@ -95,6 +102,7 @@ async def test_kill_9_of_a_worker_mid_session_hands_its_patients_over(
     try:
         await nc.subscribe(NAMES.outbound("p1", Channel.ALERTS.value), cb=on_alert)
         await nc.subscribe(NAMES.outbound("p1", Channel.STATE.value), cb=on_state)
+        await nc.subscribe(NAMES.outbound("p1", RECORDS), cb=on_record)
 
         async def both_own() -> bool:
             o = await owners(nc)
@@ -141,6 +149,25 @@ async def test_kill_9_of_a_worker_mid_session_hands_its_patients_over(
             within_s=60,
             what="the second half to be processed",
         )
+        # the caregiver acknowledges over MQTT, on a node of their choosing: the new owner
+        # (which has the alert open: restored or replayed) records it
+        cool = next(a for a in alerts if a["level"] == "cool_down")
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            cluster.nodes[2].mqtt_port,
+            username="carol",
+            password=PASSWORDS["carol"],
+            identifier="carol-phone",
+        ) as mqtt:
+            ack = encode_ack(
+                event_id=str(cool["id"]), by="carol", time=_epoch(str(cool["time"])) + 30
+            )
+            await mqtt.publish("heatmon/v1/patients/p1/ack", ack, qos=1)
+        await wait_for(
+            lambda: _has(records, any(r["type"] == "Acknowledgement" for r in records)),
+            within_s=30,
+            what="the acknowledgement to reach the owner",
+        )
         await asyncio.sleep(2.0)  # any duplicate would arrive now
     finally:
         for w in workers.values():
@@ -169,6 +196,8 @@ async def test_kill_9_of_a_worker_mid_session_hands_its_patients_over(
     level_alerts = [a["level"] for a in alerts if a["kind"] == "level"]
     assert level_alerts.count("cool_down") == 1, alerts
     assert level_alerts.count("caution") == 1, alerts
+    acks = [r for r in records if r["type"] == "Acknowledgement"]
+    assert [(a["event_id"], a["by"]) for a in acks] == [(cool["id"], "carol")]
 
 
 def _epoch(text: str) -> float:

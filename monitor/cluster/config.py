@@ -38,7 +38,7 @@ class ClusterConfig(BaseModel):
     """How long the inbound stream keeps samples (the longest replay possible)."""
     duplicate_window_s: float = Field(default=600.0, ge=10.0, le=24 * 3600.0)
     """Outputs published twice within this window are stored once."""
-    fetch_batch: int = Field(default=256, ge=1, le=10_000)
+    fetch_batch: int = Field(default=64, ge=1, le=10_000)
     max_checkpoint_bytes: int = Field(default=256 * 1024, ge=4096, le=1024 * 1024)
     clock: Literal["wall", "samples"] = "wall"
     """What tells the engine that time passes: the wall clock, or the newest sample's time
