@@ -105,7 +105,10 @@ async def run_cluster(
     backlog = 0
     wall0 = time.time()
     if args.drain_seconds:  # a backlog the workers find when they start: their flat-out rate
-        await ensure(js, ClusterConfig(servers=tuple(cluster.urls), partitions=args.partitions))
+        await ensure(
+            js,
+            ClusterConfig(servers=tuple(cluster.urls), partitions=args.partitions, lease_ttl_s=4.0),
+        )
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("publishing the backlog", total=args.drain_seconds)
             for second in range(args.drain_seconds):

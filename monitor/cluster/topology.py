@@ -34,6 +34,15 @@ async def _stream(js: JetStreamContext, cfg: StreamConfig) -> None:
         await js.update_stream(cfg)
 
 
+async def _bucket(js: JetStreamContext, cfg: KeyValueConfig) -> KeyValue:
+    try:
+        return await js.create_key_value(cfg)
+    except BadRequestError as err:
+        # exists with other settings (another worker's configuration made it): use it as is
+        log.warning("bucket %s exists with other settings; using them (%s)", cfg.bucket, err)
+        return await js.key_value(cfg.bucket)
+
+
 async def ensure(
     js: JetStreamContext, config: ClusterConfig
 ) -> tuple[KeyValue, KeyValue, KeyValue]:
@@ -68,22 +77,25 @@ async def ensure(
             ),
         ),
     )
-    leases = await js.create_key_value(
+    leases = await _bucket(
+        js,
         KeyValueConfig(
             bucket=names.leases, ttl=config.lease_ttl_s, replicas=config.replicas, history=1
-        )
+        ),
     )
-    workers = await js.create_key_value(
+    workers = await _bucket(
+        js,
         KeyValueConfig(
             bucket=names.workers, ttl=config.lease_ttl_s, replicas=config.replicas, history=1
-        )
+        ),
     )
-    checkpoints = await js.create_key_value(
+    checkpoints = await _bucket(
+        js,
         KeyValueConfig(
             bucket=names.checkpoints,
             replicas=config.replicas,
             history=1,
             max_value_size=config.max_checkpoint_bytes,
-        )
+        ),
     )
     return leases, workers, checkpoints
