@@ -132,19 +132,24 @@ async def test_a_nats_node_killed_and_restarted_loses_no_sample(
         await wait_for(all_processed, within_s=90, what="every state from the worker")
         assert await _stream_count(js, NAMES.in_stream, f"{NAMES.root}.in.>") == len(data)
         assert await _stream_count(js, NAMES.out_stream, f"{NAMES.root}.out.p1.state") == expected
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "monitor.cli", "cluster", "status", "--json", "--config", str(config)),
-            stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "HEATMON_CLUSTER_PASSWORD": PASSWORDS["heatmon"]},
-        )
-        async with asyncio.timeout(60):
-            stdout, _ = await proc.communicate()
-        assert proc.returncode == 0
-        doc = json.loads(stdout)
-        row = doc["partitions"][NAMES.partition("p1")]
-        assert row["owner"] == "w1" and row["lag"] == 0
-        assert [w["worker"] for w in doc["workers"]] == ["w1"]
+
+        async def status_shows_the_owner() -> bool:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "monitor.cli", "cluster", "status", "--json", "--config", str(config)),
+                stdout=asyncio.subprocess.PIPE,
+                env={**os.environ, "HEATMON_CLUSTER_PASSWORD": PASSWORDS["heatmon"]},
+            )
+            async with asyncio.timeout(60):
+                stdout, _ = await proc.communicate()
+            assert proc.returncode == 0
+            doc = json.loads(stdout)
+            row = doc["partitions"][NAMES.partition("p1")]
+            workers = [w["worker"] for w in doc["workers"]]
+            return bool(row["owner"] == "w1" and row["lag"] == 0 and workers == ["w1"])
+
+        # what an operator sees (the restarted node may still be catching up: ask again)
+        await wait_for(status_shows_the_owner, within_s=60, what="status: w1 owns p1, no lag")
     finally:
         worker.stop()
         await nc.close()

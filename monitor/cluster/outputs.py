@@ -113,7 +113,9 @@ class ClusterOutputSink(Sink):
             try:
                 for subject, payload, msg_id in batch:
                     futures.append(
-                        await self._js.publish_async(subject, payload, headers={MSG_ID: msg_id})
+                        await self._js.publish_async(
+                            subject, payload, headers={MSG_ID: msg_id}, wait_stall=10.0
+                        )
                     )
                 acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=10.0)
             except Exception as err:

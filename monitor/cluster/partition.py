@@ -49,6 +49,7 @@ class Partition:
         "ckpt_seq",
         "dirty",
         "last_seq",
+        "lost",
         "marker_seq",
         "number",
         "patients",
@@ -72,6 +73,8 @@ class Partition:
         self.ckpt_seq: dict[str, int] = {}
         self.marker_seq = 0
         self.last_seq = 0
+        self.lost = False
+        """Set when the lease is gone: nothing more may be written for this partition."""
 
     def fresh(self) -> bool:
         """Still surely ours: renewed within the last two thirds of the lease."""
@@ -86,6 +89,8 @@ class Partition:
     async def own(self) -> None:
         backoff = Backoff()
         while True:  # the cluster may be electing leaders: keep trying, never die silently
+            if self.stop.is_set():
+                return
             try:
                 sub, start = await self._open()
                 break
@@ -250,7 +255,7 @@ class Partition:
         taken together (no await between them), then every output produced so far is
         stored, then the checkpoints are written: a checkpoint never claims a sample whose
         outputs could still be lost."""
-        if self.last_seq <= self.marker_seq and not self.dirty:
+        if self.lost or (self.last_seq <= self.marker_seq and not self.dirty):
             return
         seq = self.last_seq
         now = time.time()
@@ -266,7 +271,7 @@ class Partition:
             for patient in sorted(self.dirty)
         ]
         await self.w.flush()
-        if not self.fresh():
+        if self.lost or not self.fresh():
             # maybe no longer ours: write nothing; the lease loop decides (keep or lose)
             self.w.count("checkpoints_deferred")
             return

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 
 import nats
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
@@ -62,7 +64,7 @@ async def gather(js: JetStreamContext, names: Names, *, now: float | None = None
     for key in sorted(await _subjects(js, names.workers, ">")):
         try:
             doc = json.loads((await wkv.get(key)).value or b"{}")
-        except (KeyNotFoundError, ValueError):
+        except (KeyNotFoundError, ValueError, NatsError, NatsTimeout):
             continue
         workers.append(
             WorkerRow(
@@ -78,22 +80,22 @@ async def gather(js: JetStreamContext, names: Names, *, now: float | None = None
     rows: list[PartitionRow] = []
     for p in range(names.partitions):
         owner: str | None = None
-        with contextlib.suppress(KeyNotFoundError):
+        with contextlib.suppress(KeyNotFoundError, NatsError, NatsTimeout):
             owner = ((await leases.get(names.lease_key(p))).value or b"").decode() or None
         seq: int | None = None
         age: float | None = None
         try:
             marker = json.loads((await ckpts.get(names.marker_key(p))).value or b"{}")
             seq, age = int(marker["seq"]), max(0.0, now - float(marker["time"]))
-        except (KeyNotFoundError, ValueError, KeyError):
-            pass
+        except (KeyNotFoundError, ValueError, KeyError, NatsError, NatsTimeout):
+            pass  # none yet, or the server did not answer in time: shown as -
         lag: int | None = None
         unacked: int | None = None
         try:
             info = await js.consumer_info(names.in_stream, consumer_name(names.root, p))
             lag, unacked = info.num_pending, info.num_ack_pending
-        except NotFoundError:
-            pass
+        except (NotFoundError, NatsError, NatsTimeout):
+            pass  # no consumer, or no answer in time: shown as -
         patients = sum(1 for k in counts if k.startswith(f"c.{p}."))
         rows.append(
             PartitionRow(

@@ -44,7 +44,8 @@ from monitor.service import Monitor, build_plugins
 
 log = logging.getLogger(__name__)
 
-JetStreamSubscription = JetStreamContext.PullSubscription
+LOSE_WAIT_S = 5.0
+RELEASE_WAIT_S = 30.0
 
 CLUSTER_SINKS_SKIPPED = ("mqtt",)
 """Sinks that a worker does not run: MQTT subscribers get the out stream's republished
@@ -241,8 +242,11 @@ class ClusterWorker:
             return
         part.stop.set()
         if part.task is not None:
-            with contextlib.suppress(Exception):
-                await part.task
+            done, _ = await asyncio.wait({part.task}, timeout=RELEASE_WAIT_S)
+            if not done:  # stuck: stop it the hard way, without a last checkpoint
+                part.lost = True
+                part.task.cancel()
+                await asyncio.wait({part.task}, timeout=LOSE_WAIT_S)
         part.drop()
         del self._parts[number]
         assert self._leases is not None
@@ -255,10 +259,13 @@ class ClusterWorker:
         part = self._parts.pop(number, None)
         if part is None:
             return
+        part.lost = True  # the loop stops at its next turn and writes nothing
+        part.stop.set()
         if part.task is not None:
+            # a cancellation can be swallowed inside a client call: the flags above end
+            # the task then; never wait for it forever
             part.task.cancel()
-            with contextlib.suppress(BaseException):
-                await part.task
+            await asyncio.wait({part.task}, timeout=LOSE_WAIT_S)
         part.drop()
         self.count("partitions_lost")
         await self._announce(number, "lost")
