@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from monitor.mqtt.topics import DEFAULT_PREFIX
 
@@ -44,11 +44,16 @@ class ClusterConfig(BaseModel):
     """What tells the engine that time passes: the wall clock, or the newest sample's time
     (replays and simulations whose sample times run faster than the wall clock)."""
 
+    @field_validator("servers")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("nats://", "tls://")):
+                raise ValueError(f"{url[:80]!r} is not a nats:// or tls:// URL")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ClusterConfig:
-        for url in self.servers:
-            if not url.startswith(("nats://", "tls://")):
-                raise ValueError(f"servers: {url[:80]!r} is not a nats:// or tls:// URL")
         if self.checkpoint_interval_s * 2 > self.duplicate_window_s:
             raise ValueError(
                 "duplicate_window_s must be at least twice checkpoint_interval_s, or a takeover "
