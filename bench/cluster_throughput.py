@@ -43,7 +43,7 @@ from monitor.cluster.localnats import LocalNatsCluster
 from monitor.cluster.subjects import Names, render_authorization
 from monitor.cluster.topology import ensure
 from monitor.engine import MonitorEngine
-from monitor.model import Sample, SampleKind
+from monitor.model import Sample, SampleKind, parse_time
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.payloads import PayloadCodec, encode_batch, sample_dict
 from monitor.mqtt.topics import Channel
@@ -123,7 +123,8 @@ async def run_cluster(
         w = f"w{n + 1}"
         cfg = write_config(workdir / f"{w}.toml", cluster.urls, w, ids, args.partitions)
         workers[w] = Worker(cfg, workdir / f"{w}.log", password=PASSWORD)
-    last_pub: dict[str, float] = {}
+    sent_at: dict[str, dict[float, float]] = {}
+    """Per patient: the end (sample time) of each batch → when it was published."""
     latencies: list[tuple[float, float]] = []  # (receive time, latency)
     killed_patients: set[str] = set()
     resumed: list[float] = []
@@ -131,7 +132,12 @@ async def run_cluster(
     async def on_state(msg: Msg) -> None:
         now = time.monotonic()
         patient = msg.subject.split(".")[3]
-        sent = last_pub.get(patient)
+        # the state closes the window ending at its time: the window's last sample is one
+        # second earlier; latency runs from publishing the message that carried it
+        last = parse_time(json.loads(msg.data)["time"]) - 1.0
+        batches = sent_at.get(patient, {})
+        ends = [e for e in batches if e - WINDOW_S < last <= e + 1e-6]
+        sent = batches[min(ends)] if ends else None
         if sent is not None:
             latencies.append((now, now - sent))
         if kill_time and patient in killed_patients and not resumed and (sent or 0) > kill_time:
@@ -197,7 +203,10 @@ async def run_cluster(
                 end = wall0 + second
                 for p in slot:
                     await js.publish_async(names.inbound(p, Channel.SAMPLES), batch(p, end))
-                    last_pub[p] = time.monotonic()
+                    marks = sent_at.setdefault(p, {})
+                    marks[end] = time.monotonic()
+                    if len(marks) > 4:
+                        del marks[min(marks)]
                 sent_msgs += len(slot)
                 if args.kill_at and second == args.kill_at:
                     victim = "w1"
