@@ -164,7 +164,12 @@ class ClusterWorker:
                     await self._claim(target, live)
                 elif len(self._parts) > target:
                     for number in sorted(self._parts)[target:]:
-                        await self._release(number, reason=f"rebalance to {len(live)} workers")
+                        # bounded well inside the lease, so the others stay renewed
+                        await self._release(
+                            number,
+                            reason=f"rebalance to {len(live)} workers",
+                            wait_s=self.cc.lease_ttl_s / 3,
+                        )
                 backoff.reset()
                 await asyncio.sleep(period)
             except asyncio.CancelledError:
@@ -235,14 +240,14 @@ class ClusterWorker:
         with contextlib.suppress(Exception):
             await self._nc.publish(self.names.ownership_subject, json.dumps(doc).encode())
 
-    async def _release(self, number: int, *, reason: str) -> None:
+    async def _release(self, number: int, *, reason: str, wait_s: float = RELEASE_WAIT_S) -> None:
         """Hand a partition back cleanly: last checkpoint, then the lease."""
         part = self._parts.get(number)
         if part is None:
             return
         part.stop.set()
         if part.task is not None:
-            done, _ = await asyncio.wait({part.task}, timeout=RELEASE_WAIT_S)
+            done, _ = await asyncio.wait({part.task}, timeout=wait_s)
             if not done:  # stuck: stop it the hard way, without a last checkpoint
                 part.lost = True
                 part.task.cancel()
