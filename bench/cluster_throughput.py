@@ -188,7 +188,7 @@ async def run_cluster(
             }
             drain["drain_samples"] = float(sum(per_worker.values()))
             drain["drain_s"] = took
-            console.print(f"backlog of {backlog} samples drained in {took:.1f} s")
+            console.print(f"backlog of {backlog} samples: the rest drained in {took:.1f} s")
         start = time.monotonic()
         wall0 = time.time()
         sent_msgs = 0
