@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 30.0
+START_ATTEMPTS = 3
 
 
 class LocalNatsError(HeatmonError):
@@ -128,24 +129,27 @@ class LocalNatsCluster:
             )
         self.binary = binary
         self.workdir = workdir
+        self.authorization = authorization
         self.nodes: list[NatsNode] = []
         for n in range(1, size + 1):
             node_dir = workdir / f"n{n}"
             (node_dir / "store").mkdir(parents=True, exist_ok=True)
             self.nodes.append(
                 NatsNode(
-                    name=f"n{n}",
-                    port=free_port(),
-                    cluster_port=free_port(),
-                    mqtt_port=free_port(),
-                    http_port=free_port(),
-                    workdir=node_dir,
+                    name=f"n{n}", port=0, cluster_port=0, mqtt_port=0, http_port=0, workdir=node_dir
                 )
             )
+        self._configure()
+
+    def _configure(self) -> None:
+        """Fresh free ports for every node and their configuration files."""
+        for node in self.nodes:
+            node.port, node.cluster_port = free_port(), free_port()
+            node.mqtt_port, node.http_port = free_port(), free_port()
         routes = ", ".join(f'"nats-route://127.0.0.1:{n.cluster_port}"' for n in self.nodes)
         for node in self.nodes:
             # an include is relative to the file that includes it
-            (node.workdir / "auth.conf").write_text(authorization, encoding="utf-8")
+            (node.workdir / "auth.conf").write_text(self.authorization, encoding="utf-8")
             node.conf.write_text(
                 "\n".join(
                     [
@@ -181,8 +185,19 @@ class LocalNatsCluster:
         return next(n for n in self.nodes if n.name == name)
 
     def start(self) -> None:
-        for node in self.nodes:
-            node.start(self.binary)
+        """Start every node; if another process took one of the free ports meanwhile, start
+        again on fresh ones (a few times)."""
+        for attempt in range(START_ATTEMPTS):
+            try:
+                for node in self.nodes:
+                    node.start(self.binary)
+                break
+            except LocalNatsError as err:
+                self.stop()
+                if "address already in use" not in str(err) or attempt == START_ATTEMPTS - 1:
+                    raise
+                log.info("a port was taken while the cluster started; new ports")
+                self._configure()
         self.wait_healthy()
 
     def start_node(self, node: NatsNode) -> None:
