@@ -55,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.config}: ok ({len(config.patients)} patients, "
             f"sources: {', '.join(config.sources) or 'none'}, "
             f"sinks: {', '.join(config.sinks) or 'none'})"
+            + (
+                f"; cluster worker on {len(config.cluster.servers)} NATS server(s), "
+                f"{config.cluster.partitions} partitions"
+                if config.cluster is not None
+                else ""
+            )
         )
         return 0
     asyncio.run(_serve(args.config))
