@@ -22,6 +22,8 @@ from monitor.cluster import snapshot
 from monitor.engine import PatientEngine
 from monitor.errors import InputError
 from monitor.model import Event
+from monitor.mqtt.sink import loggable
+from monitor.mqtt.topics import Channel
 
 if TYPE_CHECKING:
     from monitor.cluster.worker import ClusterWorker
@@ -246,9 +248,18 @@ class Partition:
             elif channel == "ack":
                 event_id, by, t = self.w.codec.decode_ack(data, where=subject)
                 self.w.monitor.acknowledge(patient, event_id, by=by, time=t)
+            else:
+                self.w.count("unknown_channels")
         except InputError as err:
             self.w.count(f"rejected.{channel}")
-            log.warning("input rejected: %s", err.reason)
+            # never what a person typed (a symptom note, a name): as the MQTT sink logs it
+            known = channel in {c.value for c in Channel}
+            log.warning(
+                "partition %d: rejected %s input: %s",
+                self.number,
+                channel,
+                loggable(err.reason, Channel(channel) if known else None),
+            )
 
     async def _checkpoint(self) -> None:
         """Write the changed patients' engines and the partition's marker. The snapshots are
