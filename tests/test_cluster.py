@@ -72,9 +72,13 @@ async def owners(nc: NatsClient) -> dict[int, str]:
     return out
 
 
-async def test_kill_9_of_a_worker_mid_session_hands_its_patients_over(
-    nats_cluster_factory: NatsClusterFactory, tmp_path: Path
+@pytest.mark.parametrize("how", ["kill -9", "rolling restart (SIGTERM)"])
+async def test_a_worker_gone_mid_session_hands_its_patients_over(
+    nats_cluster_factory: NatsClusterFactory, tmp_path: Path, how: str
 ) -> None:
+    """kill -9: the lease expires and the survivor replays from the last checkpoint; SIGTERM
+    (a rolling restart): the worker checkpoints and releases at once. Either way the estimate
+    continues, each alert arrives once, and acknowledgements reach the new owner."""
     cluster = nats_cluster_factory(authorization=authorization())
     workers = {
         w: Worker(
@@ -134,8 +138,16 @@ async def test_kill_9_of_a_worker_mid_session_hands_its_patients_over(
             within_s=60,
             what="the first half to be processed",
         )
+
+        async def p1_owned() -> bool:
+            return NAMES.partition("p1") in await owners(nc)
+
+        await wait_for(p1_owned, within_s=30, what="p1's partition to have an owner")
         owner = (await owners(nc))[NAMES.partition("p1")]
-        workers[owner].kill9()
+        if how == "kill -9":
+            workers[owner].kill9()
+        else:
+            workers[owner].stop()
         for n, payload in enumerate(data[half:], start=half):
             await js.publish(subject, payload, headers={"Nats-Msg-Id": f"b{n}"})
         survivor = next(w for w in workers if w != owner)
