@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "web",
     "profile",
     "admin",
+    "cluster",
 )
 """Modules under ``monitor.commands``, in the order ``--help`` lists them."""
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.cluster.config import ClusterConfig
 from monitor.errors import ConfigError
 from monitor.profile import PatientProfile
 
@@ -85,6 +86,8 @@ class HeatmonConfig(BaseModel):
     web: dict[str, Any] = Field(default_factory=dict)
     careteam: dict[str, Any] | None = None
     """The care-team store (``monitor/careteam/config.py``); absent: configuration only."""
+    cluster: ClusterConfig | None = None
+    """Set: ``heatmon run`` is one worker of a NATS JetStream cluster (docs/scaling.md)."""
 
     @model_validator(mode="after")
     def _check_refs(self) -> HeatmonConfig:
@@ -135,7 +138,9 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
                 plugins[section][key] = value
                 break
         else:
-            if section in ("monitor", "engine", "web"):
+            if section in ("monitor", "engine", "web") or (
+                section == "cluster" and isinstance(out.get("cluster"), dict)
+            ):
                 current = out.get(section)
                 out[section] = {**(current if isinstance(current, dict) else {}), key: value}
     return out

@@ -227,6 +227,10 @@ class Monitor:
         """Alerts that still need acknowledging, oldest first."""
         return list(self._open_alerts.get(patient, {}).values())
 
+    def restore_open_alerts(self, patient: str, events: Sequence[Event]) -> None:
+        """Alerts still waiting for acknowledgement, from a checkpoint (cluster mode)."""
+        self._open_alerts[patient] = {e.id: e for e in events[-MAX_OPEN_ALERTS:]}
+
     def _fan_out(self, result: StepResult) -> None:
         for record in result.records:
             self._submit_record(record)

@@ -30,12 +30,18 @@ def register(sub: Any) -> None:
 async def _serve(config_path: Path) -> None:
     config = load_config(config_path)
     logging.getLogger().setLevel(config.monitor.log_level)
-    monitor = build_monitor(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if config.cluster is not None:  # one worker of a NATS JetStream cluster
+        from monitor.cluster.worker import ClusterWorker
+
+        await ClusterWorker(config=config).run(stop)
+        log.info("heatmon cluster worker stopped")
+        return
+    monitor = build_monitor(config)
     async with monitor:
         log.info("heatmon running: %d patients, %d sinks", len(config.patients), len(monitor.sinks))
         await stop.wait()
@@ -52,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.config}: ok ({len(config.patients)} patients, "
             f"sources: {', '.join(s.name for s in monitor.sources) or 'none'}, "
             f"sinks: {', '.join(s.name for s in monitor.sinks) or 'none'})"
+            + (
+                f"; cluster worker on {len(config.cluster.servers)} NATS server(s), "
+                f"{config.cluster.partitions} partitions"
+                if config.cluster is not None
+                else ""
+            )
         )
         return 0
     asyncio.run(_serve(args.config))

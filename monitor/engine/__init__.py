@@ -67,6 +67,15 @@ class MonitorEngine:
     def ingest(self, sample: Sample) -> StepResult:
         return self.engine(sample.patient).ingest(sample)
 
+    def adopt(self, engine: PatientEngine) -> None:
+        """Take over a patient's engine restored from a checkpoint (cluster mode)."""
+        self._profiles.setdefault(engine.profile.id, engine.profile)
+        self._engines[engine.profile.id] = engine
+
+    def release(self, patient: str) -> PatientEngine | None:
+        """Hand a patient's engine back (another cluster worker owns the patient now)."""
+        return self._engines.pop(patient, None)
+
     def advance(self, now: float) -> StepResult:
         self._nows = (*self._nows[-1:], now)
         states: list[ThermalState] = []

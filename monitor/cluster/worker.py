@@ -1,0 +1,285 @@
+"""One cluster worker (``heatmon run`` with ``[cluster]``): owns some partitions of the
+inbound stream, runs their patients' engines, checkpoints them, publishes their outputs.
+
+Ownership is a lease in a JetStream key-value bucket whose entries expire after
+``lease_ttl_s`` (the bucket's TTL): a worker creates ``p{n}`` to own partition n (create
+fails if someone holds it), renews it with a compare-and-set on its revision, and loses it
+when the renewal fails. Every worker heartbeats into a second bucket, so each knows how
+many share the work and keeps its fair share (ceil(partitions / workers)), releasing
+partitions when workers join and claiming expired ones when a worker dies.
+
+Taking over a partition: restore each patient's checkpoint (engine state, open alerts, the
+stream sequence it reflects), recreate the partition's durable consumer from the oldest
+sequence not yet in a checkpoint, replay. Outputs carry stable ids, so what the replay
+produces again is dropped by the out stream's deduplication. Inputs are acknowledged, and a
+checkpoint written, only after the outputs they produced are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js.client import JetStreamContext
+from nats.js.kv import KeyValue
+
+from monitor.backoff import Backoff
+from monitor.cluster.config import ClusterConfig
+from monitor.cluster.outputs import ClusterOutputSink
+from monitor.cluster.partition import Partition
+from monitor.cluster.topology import ensure, names_of
+from monitor.config import HeatmonConfig
+from monitor.engine import MonitorEngine
+from monitor.mqtt.payloads import PayloadCodec
+from monitor.plugins import Sink
+from monitor.service import Monitor, build_plugins
+
+log = logging.getLogger(__name__)
+
+LOSE_WAIT_S = 5.0
+RELEASE_WAIT_S = 30.0
+
+CLUSTER_SINKS_SKIPPED = ("mqtt",)
+"""Sinks that a worker does not run: MQTT subscribers get the out stream's republished
+messages from the cluster itself (a per-worker MQTT sink would also read every input)."""
+
+
+class ClusterWorker:
+    """Use ``await ClusterWorker(config=...).run(stop_event)``."""
+
+    def __init__(self, *, config: HeatmonConfig, worker_id: str | None = None) -> None:
+        if config.cluster is None:
+            raise ValueError("ClusterWorker needs a [cluster] section")
+        self.config = config
+        self.cc: ClusterConfig = config.cluster
+        self.names = names_of(self.cc)
+        wid = worker_id or self.cc.worker_id or f"{config.monitor.instance}-{os.getpid()}"
+        self.worker_id = wid.replace(".", "-")
+        self.profiles = {p.id: p for p in config.patients}
+        self.codec = PayloadCodec()
+        self.counters: dict[str, int] = {}
+        self._parts: dict[int, Partition] = {}
+        self.sample_time = 0.0
+        self._flush_lock = asyncio.Lock()
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._leases: KeyValue | None = None
+        self._workers: KeyValue | None = None
+        self._ckpts: KeyValue | None = None
+        self._out: ClusterOutputSink | None = None
+        self._monitor: Monitor | None = None
+        self._started = time.time()
+
+    # -- what the partitions share ---------------------------------------------------
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "worker not running"
+        return self._js
+
+    @property
+    def ckpts(self) -> KeyValue:
+        assert self._ckpts is not None, "worker not running"
+        return self._ckpts
+
+    @property
+    def monitor(self) -> Monitor:
+        assert self._monitor is not None, "worker not running"
+        return self._monitor
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def _clock(self) -> float:
+        return self.sample_time if self.cc.clock == "samples" else time.time()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cc = self.cc
+        self._nc = await nats.connect(
+            servers=list(cc.servers),
+            user=cc.user,
+            password=cc.password.get_secret_value() if cc.password else None,
+            name=self.worker_id,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        self._js = self._nc.jetstream()
+        backoff = Backoff()
+        while True:  # the cluster may be electing leaders (a node just restarted)
+            try:
+                self._leases, self._workers, self._ckpts = await ensure(self._js, cc)
+                break
+            except Exception as err:
+                delay = backoff.next_delay()
+                log.warning(
+                    "cannot set up the streams yet (%s: %s); again in %.1f s",
+                    type(err).__name__,
+                    err,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        sources, sinks, context = build_plugins(self.config)
+        if sources:
+            log.warning("cluster worker: sources are not run here (gateways publish to NATS)")
+        kept: list[Sink] = [s for s in sinks if s.name not in CLUSTER_SINKS_SKIPPED]
+        self._out = ClusterOutputSink(js=self._js, names=self.names)
+        engine = MonitorEngine(profiles=self.profiles, config=self.config.engine)
+        self._monitor = Monitor(engine=engine, sinks=[*kept, self._out], clock=self._clock)
+        context.monitor = self._monitor
+        log.info("cluster worker %s: %d partitions", self.worker_id, cc.partitions)
+        async with self._monitor:
+            leases = asyncio.create_task(self._lease_loop(), name="cluster-leases")
+            try:
+                await stop.wait()
+            finally:
+                leases.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await leases
+                for number in sorted(self._parts):
+                    await self._release(number, reason="worker stopping")
+                with contextlib.suppress(Exception):
+                    await self._workers.delete(self.worker_id)
+        await self._nc.drain()
+
+    # -- ownership ----------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        assert self._leases is not None and self._workers is not None
+        period = self.cc.lease_ttl_s / 3
+        backoff = Backoff()
+        while True:
+            try:
+                await self._heartbeat()
+                live = await self.keys(self.names.workers)
+                target = math.ceil(self.cc.partitions / max(1, len(live)))
+                await self._renew()
+                if len(self._parts) < target:
+                    await self._claim(target, live)
+                elif len(self._parts) > target:
+                    for number in sorted(self._parts)[target:]:
+                        # bounded well inside the lease, so the others stay renewed
+                        await self._release(
+                            number,
+                            reason=f"rebalance to {len(live)} workers",
+                            wait_s=self.cc.lease_ttl_s / 3,
+                        )
+                backoff.reset()
+                await asyncio.sleep(period)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                delay = min(backoff.next_delay(), period)
+                self.count("lease_errors")
+                log.warning("lease loop: %s: %s; again in %.1f s", type(err).__name__, err, delay)
+                await asyncio.sleep(delay)
+
+    async def _heartbeat(self) -> None:
+        assert self._workers is not None and self._out is not None
+        doc = {
+            "worker": self.worker_id,
+            "partitions": sorted(self._parts),
+            "started": self._started,
+            "time": time.time(),
+            "published": self._out.published,
+            "counters": self.counters,
+        }
+        await self._workers.put(self.worker_id, json.dumps(doc).encode())
+
+    async def keys(self, bucket: str, pattern: str = ">") -> list[str]:
+        """Keys of ``bucket`` matching the subject ``pattern``, in one request (nats-py's
+        ``KeyValue.keys`` walks the whole bucket and filters by substring)."""
+        assert self._js is not None
+        prefix = f"$KV.{bucket}."
+        info = await self._js.stream_info(f"KV_{bucket}", subjects_filter=prefix + pattern)
+        return sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
+
+    async def _renew(self) -> None:
+        assert self._leases is not None
+        for number, part in list(self._parts.items()):
+            try:
+                part.revision = await self._leases.update(
+                    self.names.lease_key(number), self.worker_id.encode(), last=part.revision
+                )
+                part.renewed = time.monotonic()
+            except Exception as err:
+                log.warning("partition %d: lease lost (%s)", number, type(err).__name__)
+                await self._lose(number)
+
+    async def _claim(self, target: int, live: Iterable[str]) -> None:
+        assert self._leases is not None
+        order = sorted(live)
+        start = order.index(self.worker_id) if self.worker_id in order else 0
+        n = self.cc.partitions
+        for k in range(n):
+            number = (start * math.ceil(n / max(1, len(order))) + k) % n
+            if number in self._parts:
+                continue
+            try:
+                revision = await self._leases.create(
+                    self.names.lease_key(number), self.worker_id.encode()
+                )
+            except Exception:
+                continue  # someone holds it
+            part = self._parts[number] = Partition(self, number, revision)
+            part.task = asyncio.create_task(part.own(), name=f"cluster-part-{number}")
+            await self._announce(number, "acquired")
+            if len(self._parts) >= target:
+                return
+
+    async def _announce(self, number: int, what: str) -> None:
+        log.info("partition %d %s by %s", number, what, self.worker_id)
+        assert self._nc is not None
+        doc = {"partition": number, "worker": self.worker_id, "change": what, "time": time.time()}
+        with contextlib.suppress(Exception):
+            await self._nc.publish(self.names.ownership_subject, json.dumps(doc).encode())
+
+    async def _release(self, number: int, *, reason: str, wait_s: float = RELEASE_WAIT_S) -> None:
+        """Hand a partition back cleanly: last checkpoint, then the lease."""
+        part = self._parts.get(number)
+        if part is None:
+            return
+        part.stop.set()
+        if part.task is not None:
+            done, _ = await asyncio.wait({part.task}, timeout=wait_s)
+            if not done:  # stuck: stop it the hard way, without a last checkpoint
+                part.lost = True
+                part.task.cancel()
+                await asyncio.wait({part.task}, timeout=LOSE_WAIT_S)
+        part.drop()
+        del self._parts[number]
+        assert self._leases is not None
+        with contextlib.suppress(Exception):
+            await self._leases.delete(self.names.lease_key(number))
+        await self._announce(number, f"released ({reason})")
+
+    async def _lose(self, number: int) -> None:
+        """The lease is gone (expired, or taken): stop at once, write nothing more."""
+        part = self._parts.pop(number, None)
+        if part is None:
+            return
+        part.lost = True  # the loop stops at its next turn and writes nothing
+        part.stop.set()
+        if part.task is not None:
+            # a cancellation can be swallowed inside a client call: the flags above end
+            # the task then; never wait for it forever
+            part.task.cancel()
+            await asyncio.wait({part.task}, timeout=LOSE_WAIT_S)
+        part.drop()
+        self.count("partitions_lost")
+        await self._announce(number, "lost")
+
+    async def flush(self) -> None:
+        """Publish every queued output and wait for the out stream to store it."""
+        assert self._out is not None
+        async with self._flush_lock:
+            await self._out.flush()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n

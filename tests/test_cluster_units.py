@@ -1,0 +1,105 @@
+"""Cluster mode's pure parts: the engine snapshot, subject names, the generated NATS
+permissions and the [cluster] section."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from monitor.cluster import snapshot
+from monitor.cluster.subjects import Names, partition_of, patient_token, render_authorization
+from monitor.config import parse_config
+from monitor.engine import MonitorEngine
+from monitor.errors import ConfigError
+from monitor.mqtt.options import MqttOptions
+from monitor.mqtt.topics import Channel
+from monitor.profile import PatientProfile
+from tests.cluster_helpers import hot_session
+
+LIMIT = 1 << 20
+
+
+def test_a_restored_engine_continues_exactly_like_the_original() -> None:
+    batches = hot_session("p1", seconds=1500)
+    samples = [s for b in batches for s in b]
+    original = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
+    for s in samples[:1200]:
+        original.ingest(s)
+    data = snapshot.dumps(original.engine("p1"), max_bytes=LIMIT)
+    assert len(data) < 16_000
+    restored, _ = snapshot.loads(data, max_bytes=LIMIT)
+    other = MonitorEngine(profiles={})
+    other.adopt(restored)
+    a = [original.ingest(s) for s in samples[1200:]]
+    b = [other.ingest(s) for s in samples[1200:]]
+    assert [r.states for r in a] == [r.states for r in b]
+    assert [e.id for r in a for e in r.events] == [e.id for r in b for e in r.events]
+    assert any(e.level.value == "cool_down" for r in b for e in r.events)
+
+
+def _tamper(data: bytes, change: object) -> bytes:
+    doc = json.loads(data)
+    assert callable(change)
+    change(doc)
+    text = json.dumps(sorted(doc["classes"].items()), separators=(",", ":"))
+    doc["fp"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json.dumps(doc).encode()
+
+
+def test_a_checkpoint_cannot_name_a_foreign_class_or_outdated_fields() -> None:
+    engine = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
+    data = snapshot.dumps(engine.engine("p1"), max_bytes=LIMIT)
+
+    def foreign(doc: dict[str, object]) -> None:
+        doc["state"] = {"O": "os:system", "a": {}}
+
+    with pytest.raises(snapshot.SnapshotError, match="not one a checkpoint may hold"):
+        snapshot.loads(_tamper(data, foreign), max_bytes=LIMIT)
+
+    def outdated(doc: dict[str, dict[str, list[str]]]) -> None:
+        doc["classes"]["monitor.engine.patient:PatientEngine"].append("_gone")
+
+    with pytest.raises(snapshot.SnapshotError, match="fields changed"):
+        snapshot.loads(_tamper(data, outdated), max_bytes=LIMIT)
+    with pytest.raises(snapshot.SnapshotError, match="over the"):
+        snapshot.loads(data, max_bytes=100)
+
+
+def test_subjects_and_partitions() -> None:
+    names = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
+    assert patient_token("p.2") == "p//2"  # the server's MQTT conversion of '.'
+    assert names.inbound("p.2", Channel.SAMPLES) == "heatmon.v1.patients.p//2.samples"
+    # FNV-1a as the server's {{partition(4,1)}} computes it (checked against nats-server)
+    assert (partition_of("p1", 4), partition_of("p//2", 4), partition_of("p3", 4)) == (2, 1, 0)
+    assert names.parse_in("hm.in.1.p//2.ack") == (1, "p.2", "ack")
+
+
+def test_generated_permissions_follow_the_mqtt_acl() -> None:
+    names = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
+    opts = MqttOptions.model_validate(
+        {"acl": {"gateways": {"gw1": ["p1"]}, "caregivers": {"carol": ["p1", "p3"]}}}
+    )
+    text = render_authorization(names, opts)
+    gw = next(line for line in text.splitlines() if '"gw1"' in line)
+    assert "heatmon.v1.patients.p1.samples" in gw and "hm.in.2.p1.samples" in gw
+    assert "p3" not in gw and "$HEATMON_NATS_PASSWORD_GW1" in gw
+    carol = next(line for line in text.splitlines() if '"carol"' in line)
+    assert "heatmon.v1.patients.p3.alerts" in carol and "samples" not in carol
+    assert '"heatmon.v1.patients.*.samples": "hm.in.{{partition(4,1)}}' in text
+
+
+def test_cluster_section_is_validated_and_its_password_comes_from_the_environment() -> None:
+    cfg = parse_config(
+        {"cluster": {"servers": ["nats://a:4222"]}}, environ={"HEATMON_CLUSTER_PASSWORD": "s"}
+    )
+    assert cfg.cluster is not None and cfg.cluster.password is not None
+    assert cfg.cluster.password.get_secret_value() == "s"
+    assert parse_config({}, environ={"HEATMON_CLUSTER_PASSWORD": "s"}).cluster is None
+    with pytest.raises(ConfigError, match=r"cluster\.servers"):
+        parse_config({"cluster": {"servers": ["http://a"]}}, environ={})
+    with pytest.raises(ConfigError, match="duplicate_window_s"):
+        parse_config(
+            {"cluster": {"servers": ["nats://a"], "checkpoint_interval_s": 400}}, environ={}
+        )
