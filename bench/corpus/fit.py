@@ -224,6 +224,7 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
             horizon_min=horizon,
             z=z,
             forecast_var_per_min=fc.forecast_var_per_min,
+            fast=est.forecast_fast(),
         )
         if hr is not None:
             risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)
@@ -261,6 +262,7 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
         "hr_obs_var",
         "process_var_per_min",
         "loss_skin_slope",
+        "skin_warming_cap_c",
     )
     fc = FORECAST_PARAMS
     normal = [w for w in windows if w.profile.heat_sensitivity.value == "none"]
@@ -277,6 +279,8 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
 
     if hb.loss_skin_slope <= 0:
         hb = replace(hb, loss_skin_slope=0.05)
+    if not math.isfinite(hb.skin_warming_cap_c):
+        hb = replace(hb, skin_warming_cap_c=1.0)
     x0 = np.log([getattr(hb, k) for k in names])
     r = minimize(
         rmse,
@@ -366,14 +370,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.corpus.fit", description=__doc__.split("\n")[0]
     )
     p.add_argument("--corpus", type=Path, default=Path("var/corpus"))
+    p.add_argument(
+        "--splits",
+        default="train,train_gagge",
+        help="training splits, comma-separated (never a held-out one)",
+    )
     p.add_argument("--stage", choices=("all", "band", "forecast", "score"), default="all")
     p.add_argument("--coverage", type=float, default=0.93, help="band coverage to fit")
     p.add_argument("--no-simulator", action="store_true", help="JOS-3 training sessions only")
     args = p.parse_args(argv)
     folder = args.corpus / "train"
     started = time.perf_counter()
-    profiles = load_profiles(folder / "profiles.toml")
-    windows = cut(folder / "recording.csv", profiles)
+    windows: list[Windows] = []
+    profiles: dict[str, PatientProfile] = {}
+    for split in args.splits.split(","):
+        if split.startswith("heldout"):
+            p.error(f"--splits: {split} is a held-out split; fit on training splits only")
+        split_profiles = load_profiles(args.corpus / split / "profiles.toml")
+        profiles.update(split_profiles)
+        windows += cut(args.corpus / split / "recording.csv", split_profiles)
     if not args.no_simulator:
         windows += simulator_windows(profiles)
     print(

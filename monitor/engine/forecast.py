@@ -42,7 +42,7 @@ class ForecastParams:
         return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
 
 
-FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.003, z=1.25, z_heat_sensitive=1.5)
+FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.001, z=1.75, z_heat_sensitive=2.0)
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
 
@@ -57,20 +57,30 @@ def minutes_to_likely_threshold(
     z: float,
     forecast_var_per_min: float,
     step_min: float = STEP_MIN,
+    fast: tuple[float, float, float] | None = None,
 ) -> float | None:
-    """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``."""
+    """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``.
+
+    ``fast`` = (its part of ``rise``, its equilibrium, its loss rate per minute): a fast
+    compartment that approaches its own equilibrium at its own rate; ``equilibrium`` and
+    ``loss_per_min`` are then the slow compartment's (the rest of the rise)."""
     v = variance if variance > 0.0 else 0.0
     g_prev = rise + z * math.sqrt(v)
     if g_prev >= threshold:
         return 0.0
     a = math.exp(-loss_per_min * step_min)
     qd = forecast_var_per_min * step_min
-    m = rise
+    f, f_eq, f_a = 0.0, 0.0, 1.0
+    if fast is not None:
+        f, f_eq = fast[0], fast[1]
+        f_a = math.exp(-fast[2] * step_min)
+    m = rise - f
     t = 0.0
     while t < horizon_min - 1e-9:
         m = equilibrium + (m - equilibrium) * a
+        f = f_eq + (f - f_eq) * f_a
         v = a * a * v + qd
-        g = m + z * math.sqrt(v)
+        g = m + f + z * math.sqrt(v)
         if g >= threshold:
             return t + step_min * (threshold - g_prev) / (g - g_prev)
         t += step_min

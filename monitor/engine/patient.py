@@ -413,6 +413,7 @@ class PatientEngine:
                 horizon_min=max(profile.forecast_horizon_min, profile.cool_down_lead_min),
                 z=FORECAST_PARAMS.z_for(profile.heat_sensitivity),
                 forecast_var_per_min=FORECAST_PARAMS.forecast_var_per_min,
+                fast=est.forecast_fast(),
             )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
