@@ -6,7 +6,7 @@ Two models ship:
   (Buller et al., Physiol. Meas. 34:781, 2013). **Patented in the US (US 10702165)**:
   check your rights before deploying it there; the estimator is pluggable for that reason.
 * :class:`HeatBalanceEstimator` — heatmon's own model: ECTemp's heart-rate observation on top
-  of a first-order heat-balance process driven by heart-rate reserve (heat production) and the
+  of a two-compartment heat-balance process driven by heart-rate reserve (heat production) and the
   core-to-skin gradient (heat loss), so a hot skin speeds the predicted rise and a cool skin
   slows it. Without skin temperature it falls back to the heart-rate-only process. Its
   parameters (:data:`HEAT_BALANCE_PARAMS`) are fitted on the training split of the validation
@@ -279,11 +279,13 @@ class ECTempEstimator(_KalmanEstimator):
 class HeatBalanceEstimator(_KalmanEstimator):
     """Heat-balance process + ECTemp heart-rate observation (+ skin temperature when present).
 
-    Process, per minute: d(core − baseline)/dt = P·r − L·[(core − baseline) − s·(skin − skin₀)]
-    with r the heart-rate reserve fraction (heat production), L the loss rate (× the impaired
-    sweating factor for such a profile) and s the skin coupling. A skin reading is held for
-    ``SKIN_HOLD_S``; after that the model assumes the skin is back at its baseline, which is
-    the heart-rate-only fallback.
+    Process, per minute, for the rise = core − baseline = fast part f + slow part u:
+    df/dt = P_f·r − L_f·f and du/dt = P·max(0, r − r₀) − L·[u − S], with r the heart-rate
+    reserve fraction (heat production), L the loss rate (× the impaired sweating factor for
+    such a profile, × the room factor) and S the skin shift: s·(skin warming) up to
+    ``skin_warming_cap_c``, lowered by ``skin_vasodilation_coupling`` per °C beyond it. A skin
+    reading is held for ``SKIN_HOLD_S``; after that the model assumes the skin is back at its
+    baseline, which is the heart-rate-only fallback.
     """
 
     name = "heat_balance"

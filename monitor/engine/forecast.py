@@ -8,8 +8,11 @@ mean m₀ and variance v₀ (the filter's own, without the model term the band a
     m(t+Δ) = E + (m(t) − E)·a
     v(t+Δ) = a²·v(t) + q·Δ
 
-where q (``forecast_var_per_min``) is how much the rise may stray per minute from the process
-under a constant workload (the workload will change; the filter's process noise is smaller).
+(with a fast compartment, ``fast=``, its part f of the rise moves the same way towards its
+own equilibrium at its own rate, f(t+Δ) = E_f + (f(t) − E_f)·e^(−L_f·Δ), and m is the rest
+of the rise; the forecast rise is m + f) where q (``forecast_var_per_min``) is how much the
+rise may stray per minute from the process under a constant workload (the workload will
+change; the filter's process noise is smaller).
 The threshold T is *likely reached* at the first t with P(rise(t) ≥ T) ≥ p, that is
 m(t) + z·√v(t) ≥ T with z = Φ⁻¹(p) (interpolated between steps). That time is the
 ``minutes_to_threshold`` the risk state machine compares with the lead window (cool_down)
@@ -57,23 +60,24 @@ def minutes_to_likely_threshold(
     z: float,
     forecast_var_per_min: float,
     step_min: float = STEP_MIN,
-    fast: tuple[float, float, float] | None = None,
+    fast_rise: float = 0.0,
+    fast_equilibrium: float = 0.0,
+    fast_loss_per_min: float = 0.0,
 ) -> float | None:
     """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``.
 
-    ``fast`` = (its part of ``rise``, its equilibrium, its loss rate per minute): a fast
-    compartment that approaches its own equilibrium at its own rate; ``equilibrium`` and
-    ``loss_per_min`` are then the slow compartment's (the rest of the rise)."""
+    ``fast_rise`` / ``fast_equilibrium`` / ``fast_loss_per_min``: a fast compartment (its part
+    of ``rise``, its equilibrium, its loss rate) that approaches its own equilibrium at its
+    own rate; ``equilibrium`` and ``loss_per_min`` are then the slow compartment's (the rest
+    of the rise). All 0: one compartment."""
     v = variance if variance > 0.0 else 0.0
     g_prev = rise + z * math.sqrt(v)
     if g_prev >= threshold:
         return 0.0
     a = math.exp(-loss_per_min * step_min)
     qd = forecast_var_per_min * step_min
-    f, f_eq, f_a = 0.0, 0.0, 1.0
-    if fast is not None:
-        f, f_eq = fast[0], fast[1]
-        f_a = math.exp(-fast[2] * step_min)
+    f, f_eq = fast_rise, fast_equilibrium
+    f_a = math.exp(-fast_loss_per_min * step_min)
     m = rise - f
     t = 0.0
     while t < horizon_min - 1e-9:
