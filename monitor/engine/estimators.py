@@ -57,9 +57,11 @@ class HeatBalanceParams:
     """The heat-balance process and its noise, per minute. Defaults: :data:`HEAT_BALANCE_PARAMS`."""
 
     production_c_per_min: float
-    """Core warming rate at 100 % heart-rate reserve with no heat loss (°C/min)."""
+    """Slow compartment: core warming rate at 100 % heart-rate reserve with no heat loss
+    (°C/min), counted above ``production_r_offset``."""
     loss_per_min: float
-    """Fraction of the rise (over the skin-shifted equilibrium) lost per minute (1/min)."""
+    """Slow compartment: fraction of its rise (over the skin-shifted equilibrium) lost per
+    minute (1/min)."""
     skin_coupling: float
     """How much a warming of the skin shifts the core equilibrium up (°C per °C). Only warming
     counts: a falling skin temperature during exercise is ambiguous (sweat and airflow cool the
