@@ -71,3 +71,17 @@ def test_the_split_keeps_models_and_seeds_apart() -> None:
         assert {s.workout for s in split} == set(Workout)
         assert {s.room for s in split} == set(Room)
         assert 0.2 < sum(s.heat_sensitive for s in split) / len(split) < 0.3
+
+
+def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
+    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` (scored once,
+    at the end) draw people from seeds no other split uses."""
+    splits = {name: plan(name) for name in ("train", "heldout", "heldout2", "train_gagge")}
+    splits["heldout3"] = plan("heldout3")
+    assert {s.model for s in splits["train_gagge"]} == {"gagge"}
+    assert {s.model for s in splits["heldout3"]} == {"gagge", "jos3"}
+    for name in ("train_gagge", "heldout3"):
+        others = set().union(*({s.seed for s in v} for k, v in splits.items() if k != name))
+        assert not {s.seed for s in splits[name]} & others, name
+        assert {s.workout for s in splits[name]} == set(Workout)
+        assert {s.room for s in splits[name]} == set(Room)

@@ -170,3 +170,25 @@ def test_a_history_of_uhthoff_warns_earlier_with_the_same_physiology() -> None:
     uhthoff = _first_cool_down(HeatSensitivity.UHTHOFF_HISTORY)
     assert normal is not None and uhthoff is not None
     assert uhthoff < normal
+
+
+def test_fast_compartment_step_by_hand() -> None:
+    """Rise 0.2 °C of which 0.1 in the fast part. Slow part heads for 0.3 at 0.1 /min, fast
+    part for 0.2 at 0.5 /min; no noise, z = 0. One half-minute step by hand:
+    u = 0.3 + (0.1 − 0.3)·e^(−0.05) = 0.109754, f = 0.2 + (0.1 − 0.2)·e^(−0.25) = 0.122120,
+    rise 0.231874; the threshold 0.23 is crossed at 0.5·(0.23 − 0.2)/0.031874 = 0.4706 min.
+    The same rise as one slow compartment heading for 0.5 gets only to
+    0.5 + (0.2 − 0.5)·e^(−0.05) = 0.214631 in that step: the fast part warns earlier."""
+    kw = dict(variance=0.0, threshold=0.23, horizon_min=10.0, z=0.0, forecast_var_per_min=0.0)
+    two = minutes_to_likely_threshold(
+        rise=0.2,
+        equilibrium=0.3,
+        loss_per_min=0.1,
+        fast_rise=0.1,
+        fast_equilibrium=0.2,
+        fast_loss_per_min=0.5,
+        **kw,
+    )
+    assert two == pytest.approx(0.4706, abs=1e-3)
+    one = minutes_to_likely_threshold(rise=0.2, equilibrium=0.5, loss_per_min=0.1, **kw)
+    assert one is not None and one > 0.5

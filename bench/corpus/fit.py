@@ -215,6 +215,7 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
         last_delta = delta
         eq, loss, var = est.forecast_process() or (0.0, 1.0, 0.0)
         sd = est.sd_c
+        fast = est.forecast_fast() or (0.0, 0.0, 0.0)
         mtt = minutes_to_likely_threshold(
             rise=delta,
             variance=var,
@@ -224,6 +225,9 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
             horizon_min=horizon,
             z=z,
             forecast_var_per_min=fc.forecast_var_per_min,
+            fast_rise=fast[0],
+            fast_equilibrium=fast[1],
+            fast_loss_per_min=fast[2],
         )
         if hr is not None:
             risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)
@@ -261,6 +265,7 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
         "hr_obs_var",
         "process_var_per_min",
         "loss_skin_slope",
+        "skin_warming_cap_c",
     )
     fc = FORECAST_PARAMS
     normal = [w for w in windows if w.profile.heat_sensitivity.value == "none"]
@@ -277,6 +282,8 @@ def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanc
 
     if hb.loss_skin_slope <= 0:
         hb = replace(hb, loss_skin_slope=0.05)
+    if not math.isfinite(hb.skin_warming_cap_c):
+        hb = replace(hb, skin_warming_cap_c=1.0)
     x0 = np.log([getattr(hb, k) for k in names])
     r = minimize(
         rmse,
@@ -328,13 +335,15 @@ def fit_band(
 def _pick(
     windows: Sequence[Windows], hb: HeatBalanceParams, trials: list[ForecastParams]
 ) -> tuple[ForecastParams, Summary]:
-    """The trial with the best sensitivity among those that keep the lead and false alarms
-    within the targets with a margin (median 3.5–8 min, p90 ≤ 12, false ≤ 0.06 / h)."""
+    """The trial with the best sensitivity among those that keep the lead within the targets
+    (median 3–10 min, p90 ≤ 15) and the false alarms at most 0.12 / h (on JOS-3 and Gagge
+    training sessions together 0.1 is not reached at a sensitivity above 0.95); ties go to
+    fewer false alarms, then the shorter p90."""
     best: tuple[tuple[float, ...], ForecastParams, Summary] | None = None
     for fc in trials:
         s = score(windows, hb, fc)
         med, p90 = s.lead_median_min or 0.0, s.lead_p90_min or 99.0
-        ok = 3.5 <= med <= 8.0 and p90 <= 12.0 and (s.false_cool_downs_per_hour or 0.0) <= 0.06
+        ok = 3.0 <= med <= 10.0 and p90 <= 15.0 and (s.false_cool_downs_per_hour or 0.0) <= 0.12
         key = (float(ok), s.sensitivity or 0.0, -(s.false_cool_downs_per_hour or 0.0), -p90)
         print(
             f"  z={fc.z:+.2f}/{fc.z_heat_sensitive:+.2f} q={fc.forecast_var_per_min:g}: sens "
@@ -353,8 +362,8 @@ def tune_forecast(windows: Sequence[Windows], hb: HeatBalanceParams) -> Forecast
     heat-sensitive z is a quarter SD more (a choice, not a fit: they are warned earlier)."""
     trials = [
         ForecastParams(forecast_var_per_min=q, z=z, z_heat_sensitive=z + 0.25)
-        for q in (0.001, 0.002, 0.003, 0.004, 0.005)
-        for z in (0.75, 1.0, 1.25, 1.5)
+        for q in (0.0005, 0.001, 0.002, 0.003)
+        for z in (1.0, 1.25, 1.5, 1.75, 2.0)
     ]
     fc, _ = _pick(windows, hb, trials)
     print(f"stage 3: {fc}", file=sys.stderr)
@@ -366,14 +375,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.corpus.fit", description=__doc__.split("\n")[0]
     )
     p.add_argument("--corpus", type=Path, default=Path("var/corpus"))
+    p.add_argument(
+        "--splits",
+        default="train,train_gagge",
+        help="training splits, comma-separated (never a held-out one)",
+    )
     p.add_argument("--stage", choices=("all", "band", "forecast", "score"), default="all")
     p.add_argument("--coverage", type=float, default=0.93, help="band coverage to fit")
-    p.add_argument("--no-simulator", action="store_true", help="JOS-3 training sessions only")
+    p.add_argument("--no-simulator", action="store_true", help="without the simulator sessions")
     args = p.parse_args(argv)
     folder = args.corpus / "train"
     started = time.perf_counter()
-    profiles = load_profiles(folder / "profiles.toml")
-    windows = cut(folder / "recording.csv", profiles)
+    windows: list[Windows] = []
+    profiles: dict[str, PatientProfile] = {}
+    for split in args.splits.split(","):
+        if split.startswith("heldout"):
+            p.error(f"--splits: {split} is a held-out split; fit on training splits only")
+        split_profiles = load_profiles(args.corpus / split / "profiles.toml")
+        profiles.update(split_profiles)
+        windows += cut(args.corpus / split / "recording.csv", split_profiles)
     if not args.no_simulator:
         windows += simulator_windows(profiles)
     print(
@@ -384,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = score(windows, hb, fc)
     print(f"current: {before}", file=sys.stderr)
     if args.stage == "score":
+        for prefix, label in (("tr-", "JOS-3"), ("tg-", "Gagge"), ("sim-", "simulator")):
+            part = score([w for w in windows if w.patient.startswith(prefix)], hb, fc)
+            print(f"{label}: {part}", file=sys.stderr)
         return 0
     if args.stage == "all":
         hb = fit_process(windows, hb)

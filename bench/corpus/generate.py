@@ -8,6 +8,11 @@ takes) and ``sessions.json`` (who, where, what, which model):
   its forecast tuned on this split only (``bench/corpus/fit.py``).
 * ``heldout`` — two-node Gagge sessions (seeds 2000…) and JOS-3 sessions with other seeds
   (3000…). No parameter was chosen on it: it is scored once, with ``heatmon evaluate``.
+* ``heldout2`` — the same with seeds 4000… / 5000… (scored by the first round; seen).
+* ``train_gagge`` — Gagge sessions (seeds 6000…), the second model's part of the training
+  data (``bench/corpus/fit.py`` fits on ``train`` + ``train_gagge``).
+* ``heldout3`` — Gagge (seeds 8000…) and JOS-3 (seeds 9000…) sessions no parameter was chosen
+  on, scored once at the end of the second round.
 
 Each split crosses workouts (steady aerobic, intervals, strength sets, balance/flexibility) with
 rooms (cool, neutral, hot and humid); one person in four sweats poorly (heat-sensitive). The
@@ -65,6 +70,8 @@ def plan(split: str, *, scale: float = 1.0) -> list[SessionSpec]:
         "train": (("jos3", 1000, 8),),
         "heldout": (("gagge", 2000, 5), ("jos3", 3000, 4)),
         "heldout2": (("gagge", 4000, 5), ("jos3", 5000, 4)),
+        "train_gagge": (("gagge", 6000, 10),),
+        "heldout3": (("gagge", 8000, 5), ("jos3", 9000, 4)),
     }[split]
     specs: list[SessionSpec] = []
     for model, seed0, reps in groups:
@@ -97,7 +104,9 @@ ACTIVITY: Mapping[Workout, str] = MappingProxyType(
 )
 
 
-PREFIX: Mapping[str, str] = MappingProxyType({"train": "tr", "heldout": "he", "heldout2": "h2"})
+PREFIX: Mapping[str, str] = MappingProxyType(
+    {"train": "tr", "heldout": "he", "heldout2": "h2", "train_gagge": "tg", "heldout3": "h3"}
+)
 
 
 def patient_id(spec: SessionSpec) -> str:
@@ -196,7 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--out", type=Path, default=Path("var/corpus"), help="folder (default var/corpus)"
     )
-    p.add_argument("--split", choices=("train", "heldout", "heldout2", "all"), default="all")
+    p.add_argument(
+        "--split",
+        choices=("train", "heldout", "heldout2", "train_gagge", "heldout3", "all"),
+        default="all",
+    )
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the sessions (quick runs)")
     p.add_argument("--force", action="store_true", help="regenerate even if cached")
     p.add_argument("--no-progress", action="store_true")

@@ -6,7 +6,7 @@ Two models ship:
   (Buller et al., Physiol. Meas. 34:781, 2013). **Patented in the US (US 10702165)**:
   check your rights before deploying it there; the estimator is pluggable for that reason.
 * :class:`HeatBalanceEstimator` — heatmon's own model: ECTemp's heart-rate observation on top
-  of a first-order heat-balance process driven by heart-rate reserve (heat production) and the
+  of a two-compartment heat-balance process driven by heart-rate reserve (heat production) and the
   core-to-skin gradient (heat loss), so a hot skin speeds the predicted rise and a cool skin
   slows it. Without skin temperature it falls back to the heart-rate-only process. Its
   parameters (:data:`HEAT_BALANCE_PARAMS`) are fitted on the training split of the validation
@@ -57,9 +57,11 @@ class HeatBalanceParams:
     """The heat-balance process and its noise, per minute. Defaults: :data:`HEAT_BALANCE_PARAMS`."""
 
     production_c_per_min: float
-    """Core warming rate at 100 % heart-rate reserve with no heat loss (°C/min)."""
+    """Slow compartment: core warming rate at 100 % heart-rate reserve with no heat loss
+    (°C/min), counted above ``production_r_offset``."""
     loss_per_min: float
-    """Fraction of the rise (over the skin-shifted equilibrium) lost per minute (1/min)."""
+    """Slow compartment: fraction of its rise (over the skin-shifted equilibrium) lost per
+    minute (1/min)."""
     skin_coupling: float
     """How much a warming of the skin shifts the core equilibrium up (°C per °C). Only warming
     counts: a falling skin temperature during exercise is ambiguous (sweat and airflow cool the
@@ -72,8 +74,25 @@ class HeatBalanceParams:
     impaired_sweating_loss_factor: float
     """Heat loss multiplier for a profile with ``heat_sensitivity = "impaired_sweating"``."""
     loss_skin_slope: float = 0.0
+    skin_warming_cap_c: float = math.inf
+    """Skin warming beyond this (°C over the rest value) shifts the equilibrium no further: a
+    skin that warms by several degrees in a cool room is vasodilation shedding heat, not a
+    smaller core-to-skin gradient. ``inf`` = no cap."""
+    skin_vasodilation_coupling: float = 0.0
+    """How much skin warming beyond ``skin_warming_cap_c`` shifts the equilibrium *down*
+    (°C per °C): a skin that keeps warming past the cap is carrying heat away from the core."""
     """How the room changes heat loss: L × e^(−slope·(skin₀ − 33 °C)), skin₀ the skin
     temperature at rest in that room (warm room: less loss; cool room: more). 0 = off."""
+    production_r_offset: float = 0.0
+    """Heart-rate reserve fraction below which the slow compartment gains no heat: light work
+    is compensable (sweating and skin blood flow shed its heat), so the production term is
+    P·max(0, r − offset). 0 = production in proportion to the whole reserve."""
+    fast_production_c_per_min: float = 0.0
+    """A second, fast compartment of the rise (°C/min at 100 % heart-rate reserve): the part
+    of the core that follows the workload within minutes and levels off (a well-perfused core,
+    as in Gagge's two-node model). 0 = off (one slow compartment)."""
+    fast_loss_per_min: float = 0.2
+    """Loss rate of the fast compartment (1/min); its time constant is the inverse."""
     workload_tau_s: float
     """Time constant of the smoothed workload the forecast runs forward (s)."""
     model_sd_per_c: float
@@ -84,15 +103,20 @@ class HeatBalanceParams:
 
 
 HEAT_BALANCE_PARAMS = HeatBalanceParams(
-    production_c_per_min=0.01651,
+    production_c_per_min=0.012,
     loss_per_min=0.02918,
     skin_coupling=0.2502,
     process_var_per_min=0.000442,
     hr_obs_var=300.9,
     impaired_sweating_loss_factor=0.5,
     loss_skin_slope=0.161,
+    skin_warming_cap_c=1.0,
+    skin_vasodilation_coupling=0.1,
+    production_r_offset=0.2,
+    fast_production_c_per_min=0.1,
+    fast_loss_per_min=0.25,
     workload_tau_s=180.0,
-    model_sd_per_c=0.243,
+    model_sd_per_c=0.34,
 )
 """Fitted on the training split (docs/physiology.md, "Fitted parameters")."""
 
@@ -132,6 +156,12 @@ class Estimator(Protocol):
         workload and skin, to run the process forward (:mod:`monitor.engine.forecast`);
         ``None`` for a model without a physiological process (the engine then extrapolates
         the trend)."""
+        ...
+
+    def forecast_fast(self) -> tuple[float, float, float] | None:
+        """``(its part of the rise, its equilibrium, its loss rate per minute)`` of a fast
+        compartment the forecast runs beside the process of :meth:`forecast_process`
+        (whose equilibrium is then the rest of the rise's); ``None`` if the model has none."""
         ...
 
     def step(
@@ -207,6 +237,9 @@ class _KalmanEstimator:
     def forecast_process(self) -> tuple[float, float, float] | None:
         return None
 
+    def forecast_fast(self) -> tuple[float, float, float] | None:
+        return None
+
     def _observe(
         self,
         q: float,
@@ -248,17 +281,20 @@ class ECTempEstimator(_KalmanEstimator):
 class HeatBalanceEstimator(_KalmanEstimator):
     """Heat-balance process + ECTemp heart-rate observation (+ skin temperature when present).
 
-    Process, per minute: d(core − baseline)/dt = P·r − L·[(core − baseline) − s·(skin − skin₀)]
-    with r the heart-rate reserve fraction (heat production), L the loss rate (× the impaired
-    sweating factor for such a profile) and s the skin coupling. A skin reading is held for
-    ``SKIN_HOLD_S``; after that the model assumes the skin is back at its baseline, which is
-    the heart-rate-only fallback.
+    Process, per minute, for the rise = core − baseline = fast part f + slow part u:
+    df/dt = P_f·r − L_f·f and du/dt = P·max(0, r − r₀) − L·[u − S], with r the heart-rate
+    reserve fraction (heat production), L the loss rate (× the impaired sweating factor for
+    such a profile, × the room factor) and S the skin shift: s·(skin warming) up to
+    ``skin_warming_cap_c``, lowered by ``skin_vasodilation_coupling`` per °C beyond it. A skin
+    reading is held for ``SKIN_HOLD_S``; after that the model assumes the skin is back at its
+    baseline, which is the heart-rate-only fallback.
     """
 
     name = "heat_balance"
     SKIN_HOLD_S = 120.0
     __slots__ = (
         "_baseline",
+        "_fast",
         "_hr_max",
         "_hr_rest",
         "_loss",
@@ -288,6 +324,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         self._skin_age_s = math.inf
         self._skin_shift = 0.0
         self._r_smooth = 0.0
+        self._fast = 0.0
 
     @property
     def params(self) -> HeatBalanceParams:
@@ -330,8 +367,18 @@ class HeatBalanceEstimator(_KalmanEstimator):
     def forecast_process(self) -> tuple[float, float, float] | None:
         p = self._params
         loss = self._loss
-        eq = p.production_c_per_min * self._r_smooth / loss + self._skin_shift
+        r = self._r_smooth - p.production_r_offset
+        eq = p.production_c_per_min * (r if r > 0.0 else 0.0) / loss + self._skin_shift
         return eq, loss, max(self._kf.v, 0.0)
+
+    def forecast_fast(self) -> tuple[float, float, float] | None:
+        """The fast compartment for the forecast: ``(its rise now, its equilibrium under the
+        smoothed workload, its loss rate per minute)``; the slow one is the rest of the rise."""
+        p = self._params
+        if not p.fast_production_c_per_min:
+            return None
+        eq = p.fast_production_c_per_min * self._r_smooth / p.fast_loss_per_min
+        return self._fast, eq, p.fast_loss_per_min
 
     def step(
         self,
@@ -357,7 +404,12 @@ class HeatBalanceEstimator(_KalmanEstimator):
             and self._skin0 is not None
             and (self._skin_age_s <= self.SKIN_HOLD_S)
         ):
-            skin_shift = p.skin_coupling * max(0.0, self._skin - self._skin0)
+            warming = max(0.0, self._skin - self._skin0)
+            cap = p.skin_warming_cap_c
+            if warming > cap:
+                skin_shift = p.skin_coupling * cap - p.skin_vasodilation_coupling * (warming - cap)
+            else:
+                skin_shift = p.skin_coupling * warming
         self._skin_shift = skin_shift
         # Time update: Euler step of the heat balance, linearised for the variance.
         if heart_rate is not None:
@@ -368,8 +420,14 @@ class HeatBalanceEstimator(_KalmanEstimator):
         w = dt_s / p.workload_tau_s
         self._r_smooth += (w if w < 1.0 else 1.0) * (r - self._r_smooth)
         loss = self._loss
-        rise = kf.x - self._baseline
-        kf.x += q * (p.production_c_per_min * r - loss * (rise - skin_shift))
+        fast = self._fast
+        if p.fast_production_c_per_min:
+            fast_eq = p.fast_production_c_per_min * r / p.fast_loss_per_min
+            self._fast = fast_eq + (fast - fast_eq) * math.exp(-p.fast_loss_per_min * q)
+        slow = kf.x - self._baseline - fast
+        r_slow = r - p.production_r_offset
+        production = p.production_c_per_min * (r_slow if r_slow > 0.0 else 0.0)
+        kf.x += q * (production - loss * (slow - skin_shift)) + self._fast - fast
         a = 1.0 - loss * q
         kf.v = a * a * kf.v + p.process_var_per_min * q
         self._observe(q, heart_rate, measured_core, p.hr_obs_var)

@@ -8,8 +8,11 @@ mean m₀ and variance v₀ (the filter's own, without the model term the band a
     m(t+Δ) = E + (m(t) − E)·a
     v(t+Δ) = a²·v(t) + q·Δ
 
-where q (``forecast_var_per_min``) is how much the rise may stray per minute from the process
-under a constant workload (the workload will change; the filter's process noise is smaller).
+(with a fast compartment, ``fast=``, its part f of the rise moves the same way towards its
+own equilibrium at its own rate, f(t+Δ) = E_f + (f(t) − E_f)·e^(−L_f·Δ), and m is the rest
+of the rise; the forecast rise is m + f) where q (``forecast_var_per_min``) is how much the
+rise may stray per minute from the process under a constant workload (the workload will
+change; the filter's process noise is smaller).
 The threshold T is *likely reached* at the first t with P(rise(t) ≥ T) ≥ p, that is
 m(t) + z·√v(t) ≥ T with z = Φ⁻¹(p) (interpolated between steps). That time is the
 ``minutes_to_threshold`` the risk state machine compares with the lead window (cool_down)
@@ -42,7 +45,7 @@ class ForecastParams:
         return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
 
 
-FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.003, z=1.25, z_heat_sensitive=1.5)
+FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.001, z=1.75, z_heat_sensitive=2.0)
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
 
@@ -57,20 +60,31 @@ def minutes_to_likely_threshold(
     z: float,
     forecast_var_per_min: float,
     step_min: float = STEP_MIN,
+    fast_rise: float = 0.0,
+    fast_equilibrium: float = 0.0,
+    fast_loss_per_min: float = 0.0,
 ) -> float | None:
-    """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``."""
+    """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``.
+
+    ``fast_rise`` / ``fast_equilibrium`` / ``fast_loss_per_min``: a fast compartment (its part
+    of ``rise``, its equilibrium, its loss rate) that approaches its own equilibrium at its
+    own rate; ``equilibrium`` and ``loss_per_min`` are then the slow compartment's (the rest
+    of the rise). All 0: one compartment."""
     v = variance if variance > 0.0 else 0.0
     g_prev = rise + z * math.sqrt(v)
     if g_prev >= threshold:
         return 0.0
     a = math.exp(-loss_per_min * step_min)
     qd = forecast_var_per_min * step_min
-    m = rise
+    f, f_eq = fast_rise, fast_equilibrium
+    f_a = math.exp(-fast_loss_per_min * step_min)
+    m = rise - f
     t = 0.0
     while t < horizon_min - 1e-9:
         m = equilibrium + (m - equilibrium) * a
+        f = f_eq + (f - f_eq) * f_a
         v = a * a * v + qd
-        g = m + z * math.sqrt(v)
+        g = m + f + z * math.sqrt(v)
         if g >= threshold:
             return t + step_min * (threshold - g_prev) / (g - g_prev)
         t += step_min

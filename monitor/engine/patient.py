@@ -404,6 +404,7 @@ class PatientEngine:
         if process is None:
             mtt = self._minutes_to_threshold(delta)
         else:
+            fast = est.forecast_fast() or (0.0, 0.0, 0.0)
             mtt = minutes_to_likely_threshold(
                 rise=delta,
                 variance=process[2],
@@ -413,6 +414,9 @@ class PatientEngine:
                 horizon_min=max(profile.forecast_horizon_min, profile.cool_down_lead_min),
                 z=FORECAST_PARAMS.z_for(profile.heat_sensitivity),
                 forecast_var_per_min=FORECAST_PARAMS.forecast_var_per_min,
+                fast_rise=fast[0],
+                fast_equilibrium=fast[1],
+                fast_loss_per_min=fast[2],
             )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
