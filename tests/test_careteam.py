@@ -62,6 +62,11 @@ class Client:
         assert status == 200, body
 
 
+ONSETS = (0.34, 0.36, 0.38, 0.37)
+"""Rises at which the patient felt symptoms in four sessions (each report carries the
+estimate's band, so three are not yet enough evidence for a suggestion)."""
+
+
 async def client(stack: TeamStack) -> Client:
     http = aiohttp.ClientSession(base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True))
     return Client(http)
@@ -367,16 +372,17 @@ async def test_suggestions_live_in_the_care_team_database(
     engine = MonitorEngine(profiles={p.id: p for p in config.patients}, config=EngineConfig())
     first.attach(engine)
     async with Monitor(engine=engine, sinks=[first]) as monitor:
-        for k, rise in enumerate((0.34, 0.36, 0.38)):
+        # four sessions: each report carries the band's sd, three are not yet enough evidence
+        for k, rise in enumerate(ONSETS):
             await session_with_symptoms(monitor, pid, start=t0 + k * day, rise_c=rise)
         async with asyncio.timeout(30):
-            while first.counters.get("reports_stored", 0) < 3:
+            while first.counters.get("reports_stored", 0) < len(ONSETS):
                 first.stored.clear()
                 await first.stored.wait()
         if careteam_url.startswith("postgresql"):
             assert isinstance(first.store, SqlThresholdStore)
         (suggestion,) = first.store.suggestions(pid)
-        assert len(suggestion.evidence) == 3
+        assert len(suggestion.evidence) == len(ONSETS)
         _, change = await first.decide(pid, suggestion.id, accept=True, by="clara")
         assert change is not None and engine.profile(pid).threshold_rise_c == change.threshold_c  # type: ignore[union-attr]
     # After a restart the accepted threshold is in force before any sample.
@@ -509,10 +515,10 @@ async def test_only_a_clinician_decides_a_suggestion_and_the_store_follows(
             cody = await invited(admin, stack, "cody", "caregiver")
             for login in ("clara", "cody"):
                 await admin.post("/api/team/assignments", {"login": login, "patient": pid})
-            for k, rise in enumerate((0.34, 0.36, 0.38)):
+            for k, rise in enumerate(ONSETS):
                 await session_with_symptoms(stack.monitor, pid, start=t0 + k * day, rise_c=rise)
             async with asyncio.timeout(30):
-                while learner.counters.get("reports_stored", 0) < 3:
+                while learner.counters.get("reports_stored", 0) < len(ONSETS):
                     learner.stored.clear()
                     await learner.stored.wait()
             (suggestion,) = learner.store.suggestions(pid)
