@@ -1,0 +1,151 @@
+"""Security review of the care-team API and store (against SQLite and a real PostgreSQL):
+hostile paging values get a 400, not a 500; two edits of a caregiver based on the same
+version cannot both succeed, and an invitation cannot be used twice, even when two
+PostgreSQL transactions interleave (SQLite's ``BEGIN IMMEDIATE`` serialises them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import event
+
+from monitor.careteam.records import Conflict, NotFound
+from monitor.careteam.store import CareStore
+from monitor.web.auth import hash_password
+from tests.careteam_helpers import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    NEW,
+    TeamStack,
+    build_team_stack,
+    seed_admin,
+)
+
+
+class Client:
+    """A browser-like client: its own cookies, the session's CSRF token on every POST."""
+
+    def __init__(self, stack: TeamStack) -> None:
+        self.http = aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
+
+    async def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.http.get("/api/session") as resp:
+            csrf = str((await resp.json())["csrf"])
+        async with self.http.post(path, json=body or {}, headers={"X-CSRF-Token": csrf}) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(path) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
+@pytest.fixture
+async def team(careteam_url: str) -> AsyncIterator[TeamStack]:
+    await asyncio.to_thread(seed_admin, careteam_url)
+    stack = build_team_stack(careteam_url)
+    async with stack.monitor:
+        yield stack
+
+
+async def test_audit_paging_values_out_of_range_are_400(team: TeamStack) -> None:
+    admin = Client(team)
+    try:
+        status, body = await admin.post("/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD})
+        assert status == 200, body
+        for query in ("before=" + "9" * 30, "before=-" + "9" * 30):
+            status, body = await admin.get(f"/api/team/audit?{query}")
+            assert status == 400, (query, status, body)
+            assert "before" in body["error"]
+        status, body = await admin.get("/api/team/audit?before=1000&limit=5")
+        assert status == 200 and isinstance(body["entries"], list)
+    finally:
+        await admin.http.close()
+
+
+def _interleave(store: CareStore, table: str, other: Any) -> None:
+    """Before ``store``'s next UPDATE of ``table`` (its SELECT done), run ``other`` in a
+    transaction of its own that commits first."""
+    fired: list[bool] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not fired and statement.lstrip().upper().startswith(f"UPDATE {table.upper()}"):
+            fired.append(True)
+            other()
+
+
+def test_two_edits_of_a_caregiver_based_on_one_version_do_not_both_succeed(
+    careteam_url: str,
+) -> None:
+    if not careteam_url.startswith("postgresql"):
+        pytest.skip("SQLite's BEGIN IMMEDIATE serialises the two transactions")
+    with CareStore(url=careteam_url) as one, CareStore(url=careteam_url) as two:
+        one.add_caregiver("bob", "caregiver", by=ADMIN, password_hash=hash_password("x" * 14))
+        _interleave(
+            one,
+            "caregivers",
+            lambda: two.update_caregiver("bob", based_on=1, by="eve", role="clinician"),
+        )
+        with pytest.raises(Conflict):
+            one.update_caregiver("bob", based_on=1, by=ADMIN, disabled=True)
+        record = one.caregiver("bob")
+        assert (record.version, record.role, record.disabled) == (2, "clinician", False)
+        edits = [e for e in one.audit() if e.kind == "caregiver" and e.action != "caregiver.add"]
+        assert [e.actor for e in edits] == ["eve"]  # no entry for a change that did not happen
+
+
+def test_an_invitation_accepted_twice_at_once_works_only_once(careteam_url: str) -> None:
+    if not careteam_url.startswith("postgresql"):
+        pytest.skip("SQLite's BEGIN IMMEDIATE serialises the two transactions")
+    with CareStore(url=careteam_url) as one, CareStore(url=careteam_url) as two:
+        _, token = one.add_caregiver("bob", "caregiver", by=ADMIN)
+        assert token is not None
+        first_hash = hash_password("the first passphrase")
+        _interleave(one, "caregivers", lambda: two.accept_invite(token, first_hash))
+        with pytest.raises(NotFound):
+            one.accept_invite(token, hash_password("the second passphrase"))
+        assert one.caregiver("bob").password_hash == first_hash
+        accepted = [e for e in one.audit() if e.action == "caregiver.invite_accepted"]
+        assert len(accepted) == 1
+
+
+async def test_no_invitation_or_link_token_reaches_the_log(
+    team: TeamStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    admin, person = Client(team), Client(team)
+    try:
+        status, body = await admin.post("/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD})
+        assert status == 200, body
+        status, body = await admin.post("/api/team/patients", {"id": NEW})
+        assert status == 201, body
+        status, body = await admin.post("/api/team/caregivers", {"login": "cat", "role": "admin"})
+        assert status == 201, body
+        invite = body["invite_url"].split("#", 1)[1]
+        status, body = await admin.post(f"/api/team/patients/{NEW}/links", {})
+        assert status == 201, body
+        link = body["url"].split("token=", 1)[1]
+        async with person.http.get(f"/patient/{NEW}?token={link}", allow_redirects=False) as r:
+            assert r.status == 302
+        status, body = await person.post(
+            "/api/invite", {"token": invite, "password": "cat's long passphrase"}
+        )
+        assert status == 200, body
+        status, body = await person.post(
+            "/api/invite", {"token": invite, "password": "cat's long passphrase"}
+        )
+        assert status == 404
+    finally:
+        await admin.http.close()
+        await person.http.close()
+    text = "\n".join(r.getMessage() + repr(getattr(r, "__dict__", {})) for r in caplog.records)
+    assert caplog.records  # the access log did run
+    for secret in (invite, link, "cat's long passphrase"):
+        assert secret not in text
