@@ -149,3 +149,41 @@ async def test_no_invitation_or_link_token_reaches_the_log(
     assert caplog.records  # the access log did run
     for secret in (invite, link, "cat's long passphrase"):
         assert secret not in text
+
+
+async def _raw_post(client: Client, path: str, raw: str) -> tuple[int, Any]:
+    async with client.http.get("/api/session") as resp:
+        csrf = str((await resp.json())["csrf"])
+    headers = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    async with client.http.post(path, data=raw.encode(), headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def test_hostile_strings_in_care_team_bodies_are_4xx(team: TeamStack) -> None:
+    admin, stranger = Client(team), Client(team)
+    try:
+        status, body = await admin.post("/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD})
+        assert status == 200, body
+        # JSON escapes that are valid ASCII but no valid text: a lone surrogate, a NUL.
+        for raw in (
+            '{"id": "p-x1", "display_name": "Ann\\ud800"}',
+            '{"id": "p-x2", "display_name": "Ann\\u0000"}',
+        ):
+            status, body = await _raw_post(admin, "/api/team/patients", raw)
+            assert 400 <= status < 500 and "display_name" in body["error"], (raw, status, body)
+        status, body = await admin.post("/api/team/patients", {"id": NEW})
+        assert status == 201, body
+        raw = '{"version": 1, "profile": {"display_name": "\\u0000\\ud800"}}'
+        status, body = await _raw_post(admin, f"/api/team/patients/{NEW}", raw)
+        assert 400 <= status < 500 and "display_name" in body["error"], (status, body)
+        raw = '{"token": "' + "x" * 20 + '", "password": "' + "\\ud800" * 12 + '"}'
+        status, body = await _raw_post(stranger, "/api/invite", raw)
+        assert 400 <= status < 500 and "password" in body["error"], (status, body)
+        raw = '{"login": "ada", "password": "' + "\\ud800" * 12 + '"}'
+        status, body = await _raw_post(stranger, "/api/login", raw)
+        assert status == 401, (status, body)
+        status, body = await admin.get(f"/api/team/patients/{NEW}")
+        assert status == 200 and body["version"] == 1
+    finally:
+        await admin.http.close()
+        await stranger.http.close()

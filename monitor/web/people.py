@@ -162,6 +162,8 @@ def add_people_routes(
             raise json_error(400, "send {token, password} (two strings)")
         if not 10 <= len(token) <= MAX_TOKEN_CHARS:
             raise json_error(404, "this invitation is not valid (used, expired or revoked)")
+        if any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for c in password):
+            raise json_error(422, "password: no control characters or lone surrogates")
         if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
             raise json_error(
                 422, f"password: {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
