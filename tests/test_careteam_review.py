@@ -187,3 +187,105 @@ async def test_hostile_strings_in_care_team_bodies_are_4xx(team: TeamStack) -> N
     finally:
         await admin.http.close()
         await stranger.http.close()
+
+
+async def _invite(admin: Client, stack: TeamStack, login: str, role: str) -> Client:
+    status, body = await admin.post("/api/team/caregivers", {"login": login, "role": role})
+    assert status == 201, body
+    person = Client(stack)
+    token = body["invite_url"].split("#", 1)[1]
+    status, body = await person.post(
+        "/api/invite", {"token": token, "password": f"{login}'s long passphrase"}
+    )
+    assert status == 200, body
+    return person
+
+
+async def test_who_may_do_what_and_csrf_on_every_care_team_post(team: TeamStack) -> None:
+    """An unassigned caregiver or clinician, a patient's phone and an admin not assigned
+    get neither the patient's vitals nor their changes; no POST works without CSRF."""
+    other = "p-other"
+    admin = Client(team)
+    people: list[Client] = [admin]
+    try:
+        status, body = await admin.post("/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD})
+        assert status == 200, body
+        for pid in (NEW, other):
+            assert (await admin.post("/api/team/patients", {"id": pid}))[0] == 201
+        clara = await _invite(admin, team, "clara", "clinician")
+        cody = await _invite(admin, team, "cody", "caregiver")
+        people += [clara, cody]
+        for login in ("clara", "cody"):
+            body = {"login": login, "patient": other}
+            assert (await admin.post("/api/team/assignments", body))[0] == 200
+        status, link = await admin.post(f"/api/team/patients/{other}/links")
+        assert status == 201
+        phone = Client(team)
+        people.append(phone)
+        async with phone.http.get(link["url"].split(team.base_url, 1)[1]) as resp:
+            assert resp.status == 200
+
+        # Vitals of NEW: nobody here is assigned to NEW (the admin neither).
+        for who in (admin, clara, cody, phone):
+            assert (await who.get(f"/api/patients/{NEW}"))[0] == 403
+            assert (await who.get(f"/api/patients/{NEW}/thresholds"))[0] in (403, 503)
+            status, body = await who.get("/api/patients")
+            assert status == 200 and NEW not in {p["patient"] for p in body["patients"]}
+        # The record and its changes: only the admin reads it; nobody unassigned edits.
+        for who in (clara, cody):
+            assert (await who.get(f"/api/team/patients/{NEW}"))[0] == 403
+            status, _ = await who.post(
+                f"/api/team/patients/{NEW}", {"version": 1, "profile": {"threshold_rise_c": 0.4}}
+            )
+            assert status == 403
+            assert (await who.post(f"/api/team/patients/{NEW}/links"))[0] == 403
+            status, body = await who.get("/api/team/audit")
+            assert status == 200 and all(e["patient"] == other for e in body["entries"])
+        status, _ = await admin.post(
+            f"/api/team/patients/{NEW}", {"version": 1, "profile": {"threshold_rise_c": 0.4}}
+        )
+        assert status == 403  # an admin changes thresholds only as an assigned clinician
+        # The plain caregiver: no thresholds, links or caregivers even of their patient.
+        status, _ = await cody.post(
+            f"/api/team/patients/{other}", {"version": 1, "profile": {"threshold_rise_c": 0.4}}
+        )
+        assert status == 403
+        assert (await cody.post(f"/api/team/patients/{other}/links"))[0] == 403
+        assert (await clara.get("/api/team/caregivers"))[0] == 403
+        body = {"login": "clara", "patient": NEW}
+        assert (await clara.post("/api/team/assignments", body))[0] == 403
+        # The patient's phone: none of the care-team API, not even for its own patient.
+        for path in ("/api/team/me", "/api/team/patients", f"/api/team/patients/{other}"):
+            assert (await phone.get(path))[0] == 401, path
+        assert (await phone.post(f"/api/team/patients/{other}/links"))[0] == 401
+        assert (await phone.post("/api/team/caregivers", {"login": "x", "role": "admin"}))[0] == 401
+
+        # CSRF: every care-team POST of openapi.json, as the admin, without the header.
+        async with admin.http.get("/api/openapi.json") as resp:
+            spec = await resp.json()
+        fill = {
+            "{patient}": other,
+            "{login}": "cody",
+            "{link}": link["id"],
+            "{suggestion}": "00000000-0000-0000-0000-000000000000",
+            "{event_id}": "e1",
+        }
+        posts = [p for p, ops in spec["paths"].items() if "post" in ops]
+        assert "/api/team/caregivers/{login}/reset" in posts and "/api/invite" in posts
+        marker = team_of_marker(team)
+        for template in posts:
+            path = template
+            for key, value in fill.items():
+                path = path.replace(key, value)
+            async with admin.http.post(path, json={"version": 1}) as resp:
+                assert resp.status == 403, template
+        assert team_of_marker(team) == marker  # nothing changed, nothing was logged
+    finally:
+        for who in people:
+            await who.http.close()
+
+
+def team_of_marker(stack: TeamStack) -> int:
+    team = stack.sink.state.team
+    assert team is not None
+    return team.store.marker()
