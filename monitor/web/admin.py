@@ -227,8 +227,8 @@ def add_team_routes(
             before = int(request.query["before"]) if "before" in request.query else None
         except ValueError as err:
             raise json_error(400, "limit and before are integers") from err
-        if before is not None and not 0 <= before < 2**63:
-            raise json_error(400, "before: an audit entry id (0 to 2**63 - 1)")
+        if before is not None and not 0 <= before < 2**31:  # the id column's range
+            raise json_error(400, "before: an audit entry id (0 to 2147483647)")
         limit = max(1, min(limit, MAX_AUDIT_PAGE))
         mine = None if role == "admin" else guard.assigned(request, login)
         entries = await asyncio.to_thread(store.audit, patients=mine, limit=limit, before_id=before)
