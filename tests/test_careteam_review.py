@@ -289,3 +289,24 @@ def team_of_marker(stack: TeamStack) -> int:
     team = stack.sink.state.team
     assert team is not None
     return team.store.marker()
+
+
+async def test_a_refused_attempt_is_audited_whatever_its_subject(team: TeamStack) -> None:
+    """A NUL (PostgreSQL refuses it) or a lone surrogate (no database takes it) in what a
+    refused caregiver sent must not keep the attempt out of the audit log."""
+    admin = Client(team)
+    cody: Client | None = None
+    try:
+        status, body = await admin.post("/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD})
+        assert status == 200, body
+        cody = await _invite(admin, team, "cody", "caregiver")
+        for raw in ('{"id": "p-\\u0000x"}', '{"id": "p-\\ud800x"}'):
+            status, body = await _raw_post(cody, "/api/team/patients", raw)
+            assert status == 403, body
+        status, body = await admin.get("/api/team/audit")
+        refused = [e for e in body["entries"] if e["outcome"] == "refused"]
+        assert [(e["actor"], e["action"]) for e in refused] == [("cody", "patient.add")] * 2
+    finally:
+        await admin.http.close()
+        if cody is not None:
+            await cody.http.close()
