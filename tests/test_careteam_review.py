@@ -310,3 +310,29 @@ async def test_a_refused_attempt_is_audited_whatever_its_subject(team: TeamStack
         await admin.http.close()
         if cody is not None:
             await cody.http.close()
+
+
+async def test_a_link_for_an_overlong_host_is_refused_before_it_is_issued(
+    team: TeamStack,
+) -> None:
+    """The link's URL is built from the request's Host (without ``public_url``); one too
+    long for a QR code is a 400, and no link is issued that nobody was shown."""
+    admin = Client(team)
+    try:
+        status, body = await admin.post("/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD})
+        assert status == 200, body
+        assert (await admin.post("/api/team/patients", {"id": NEW}))[0] == 201
+        async with admin.http.get("/api/session") as resp:
+            csrf = str((await resp.json())["csrf"])
+        host = "h" + "x" * 4000 + ".example"
+        async with admin.http.post(
+            f"/api/team/patients/{NEW}/links",
+            json={},
+            headers={"X-CSRF-Token": csrf, "Host": host},
+        ) as resp:
+            assert resp.status == 400, await resp.text()
+            assert "Host" in (await resp.json())["error"]
+        status, body = await admin.get(f"/api/team/patients/{NEW}")
+        assert status == 200 and body["links"] == []
+    finally:
+        await admin.http.close()
