@@ -336,3 +336,40 @@ async def test_a_link_for_an_overlong_host_is_refused_before_it_is_issued(
         assert status == 200 and body["links"] == []
     finally:
         await admin.http.close()
+
+
+def test_an_invitation_expires_after_a_week_and_a_reset_voids_the_old_one(
+    careteam_url: str,
+) -> None:
+    now = [1_000_000.0]
+    with CareStore(url=careteam_url, clock=lambda: now[0]) as store:
+        _, old = store.add_caregiver("bob", "caregiver", by=ADMIN)
+        _, late = store.add_caregiver("liz", "caregiver", by=ADMIN)
+        assert old is not None and late is not None
+        _, new = store.update_caregiver("bob", based_on=1, by=ADMIN, reset=True)
+        assert new is not None
+        with pytest.raises(NotFound):
+            store.accept_invite(old, "hash")  # replaced by the reset
+        now[0] += 7 * 86_400.0 + 1
+        with pytest.raises(NotFound):
+            store.accept_invite(late, "hash")  # a week and a second later
+        assert store.caregiver("liz").password_hash is None
+
+
+async def test_the_audit_log_cannot_be_changed_through_the_api(team: TeamStack) -> None:
+    admin = Client(team)
+    try:
+        status, body = await admin.post("/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD})
+        assert status == 200, body
+        before = team_of_marker(team)
+        async with admin.http.get("/api/session") as resp:
+            csrf = str((await resp.json())["csrf"])
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            async with admin.http.request(
+                method, "/api/team/audit", json={"entries": []}, headers={"X-CSRF-Token": csrf}
+            ) as resp:
+                assert resp.status == 405, method
+        status, body = await admin.get("/api/team/audit")
+        assert status == 200 and body["entries"][0]["id"] == before
+    finally:
+        await admin.http.close()
