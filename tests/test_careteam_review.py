@@ -373,3 +373,31 @@ async def test_the_audit_log_cannot_be_changed_through_the_api(team: TeamStack) 
         assert status == 200 and body["entries"][0]["id"] == before
     finally:
         await admin.http.close()
+
+
+async def test_a_wrong_invitation_token_costs_no_password_hash(
+    team: TeamStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 is slow and takes 64 MiB on purpose: an anonymous client guessing tokens
+    (several at once, before the limiter counts them) must not make the server hash."""
+    import monitor.web.people as people
+
+    hashed: list[int] = []
+
+    def counting(password: str) -> str:
+        hashed.append(len(password))
+        return hash_password(password)
+
+    monkeypatch.setattr(people, "hash_password", counting)
+    guesser = Client(team)
+    try:
+        answers = await asyncio.gather(
+            *(
+                guesser.post("/api/invite", {"token": f"guess-{n:08d}", "password": "y" * 20})
+                for n in range(4)
+            )
+        )
+        assert [status for status, _ in answers] == [404] * 4
+        assert hashed == []
+    finally:
+        await guesser.http.close()

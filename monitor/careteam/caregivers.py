@@ -168,6 +168,17 @@ class CaregiverMixin(StoreBase):
             )
         return new, token
 
+    def invited(self, token: str) -> str | None:
+        """The login a still valid invitation ``token`` is for; ``None`` if it is unknown,
+        used, expired or its caregiver disabled (checked before the slow password hash)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.caregivers).where(t.caregivers.c.invite_digest == token_digest(token))
+            ).first()
+        if row is None or row.disabled or (row.invite_expires or 0) < self.clock():
+            return None
+        return str(row.login)
+
     def accept_invite(self, token: str, password_hash: str) -> str:
         """Set the password of the caregiver invited with ``token`` (once); their login."""
         now = self.clock()

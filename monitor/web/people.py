@@ -178,6 +178,9 @@ def add_people_routes(
                 content_type="application/json",
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
+        if await asyncio.to_thread(team.store.invited, token) is None:
+            st.limiter.failed(limiter_key)  # a wrong token costs no argon2 hash
+            raise json_error(404, "this invitation is not valid (used, expired or revoked)")
         hashed = await asyncio.to_thread(hash_password, password)
         try:
             login = await asyncio.to_thread(team.store.accept_invite, token, hashed)
