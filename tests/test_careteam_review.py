@@ -401,3 +401,26 @@ async def test_a_wrong_invitation_token_costs_no_password_hash(
         assert hashed == []
     finally:
         await guesser.http.close()
+
+
+async def test_concurrent_wrong_passwords_do_not_slip_past_the_limit(team: TeamStack) -> None:
+    """The limiter counts an attempt before the (slow) password check: twenty guesses sent
+    at once get at most ``login_max_failures`` (5) answers that say whether they were right."""
+    guesser = Client(team)
+    try:
+        async with guesser.http.get("/api/session") as resp:
+            csrf = str((await resp.json())["csrf"])
+
+        async def guess(n: int) -> int:
+            async with guesser.http.post(
+                "/api/login",
+                json={"login": ADMIN, "password": f"guess number {n}"},
+                headers={"X-CSRF-Token": csrf},
+            ) as resp:
+                return resp.status
+
+        statuses = await asyncio.gather(*(guess(n) for n in range(20)))
+        assert statuses.count(401) <= 5 and set(statuses) <= {401, 429}, statuses
+        assert statuses.count(429) >= 15
+    finally:
+        await guesser.http.close()
