@@ -424,3 +424,30 @@ async def test_concurrent_wrong_passwords_do_not_slip_past_the_limit(team: TeamS
         assert statuses.count(429) >= 15
     finally:
         await guesser.http.close()
+
+
+async def test_with_the_store_on_a_configured_patient_token_opens_nothing(
+    careteam_url: str,
+) -> None:
+    """docs/careteam.md: with ``[careteam]`` the store alone says which patient links work;
+    ``[web.patient_tokens]`` is read only by ``heatmon admin import``. Otherwise a link the
+    care team revoked (or of an archived patient) kept working from the TOML file."""
+    from monitor.web.auth import PatientTokens, new_patient_token
+
+    token, digest = new_patient_token()
+    await asyncio.to_thread(seed_admin, careteam_url)
+    stack = build_team_stack(careteam_url)
+    stack.sink.config = stack.sink.config.model_copy(update={"patient_tokens": {NEW: digest}})
+    stack.sink.state.config = stack.sink.config
+    # As WebSink(config=...) reads [web.patient_tokens]:
+    stack.sink.tokens = stack.sink.state.tokens = PatientTokens(digests={NEW: digest})
+    async with stack.monitor:
+        phone = Client(stack)
+        try:
+            async with phone.http.get(
+                f"/patient/{NEW}?token={token}", allow_redirects=False
+            ) as resp:
+                assert resp.status == 403
+            assert (await phone.get(f"/api/patients/{NEW}"))[0] == 401
+        finally:
+            await phone.http.close()
