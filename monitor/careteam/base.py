@@ -78,6 +78,16 @@ def open_engine(url: str) -> Engine:
     raise ConfigError("careteam.url: must be sqlite:///PATH or postgresql://…")
 
 
+def storable(text: str) -> str:
+    """``text`` as every database keeps it: control characters (PostgreSQL refuses NUL)
+    and lone surrogates (no driver encodes them) become ``?``; an audit entry of a refused
+    attempt must not fail on what the client sent."""
+    return "".join(
+        "?" if ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 else c
+        for c in text
+    )
+
+
 def audit_entry_of(row: Row[Any]) -> AuditEntry:
     return AuditEntry(
         id=int(row.id),
@@ -155,13 +165,13 @@ class StoreBase:
                 actor=actor,
                 action=action,
                 kind=kind,
-                subject=subject,
-                patient=patient,
+                subject=storable(subject),
+                patient=None if patient is None else storable(patient),
                 version=version,
                 outcome=outcome,
                 before=dumps(before),
                 after=dumps(after),
-                detail=None if detail is None else detail[:200],
+                detail=None if detail is None else storable(detail[:200]),
             )
         )
 

@@ -140,11 +140,13 @@ class CaregiverMixin(StoreBase):
                     "invite_digest": token_digest(token),
                     "invite_expires": now + INVITE_TTL_S,
                 }
-            conn.execute(
+            done = conn.execute(
                 update(t.caregivers)
                 .where(t.caregivers.c.login == login, t.caregivers.c.version == based_on)
                 .values(**values)
             )
+            if done.rowcount != 1:  # another transaction between our read and write
+                raise Conflict(f"caregiver {login!r} was changed meanwhile; reload")
             new = _caregiver(
                 conn.execute(select(t.caregivers).where(t.caregivers.c.login == login)).one()
             )
@@ -166,18 +168,35 @@ class CaregiverMixin(StoreBase):
             )
         return new, token
 
-    def accept_invite(self, token: str, password_hash: str) -> str:
-        """Set the password of the caregiver invited with ``token`` (once); their login."""
-        now = self.clock()
-        with self.transaction() as conn:
+    def invited(self, token: str) -> str | None:
+        """The login a still valid invitation ``token`` is for; ``None`` if it is unknown,
+        used, expired or its caregiver disabled (checked before the slow password hash)."""
+        with self.engine.connect() as conn:
             row = conn.execute(
                 select(t.caregivers).where(t.caregivers.c.invite_digest == token_digest(token))
             ).first()
+        if row is None or row.disabled or (row.invite_expires or 0) < self.clock():
+            return None
+        return str(row.login)
+
+    def accept_invite(self, token: str, password_hash: str) -> str:
+        """Set the password of the caregiver invited with ``token`` (once); their login."""
+        now = self.clock()
+        digest = token_digest(token)
+        invalid = "this invitation is not valid (used, expired or revoked)"
+        with self.transaction() as conn:
+            row = conn.execute(
+                select(t.caregivers).where(t.caregivers.c.invite_digest == digest)
+            ).first()
             if row is None or row.disabled or (row.invite_expires or 0) < now:
-                raise NotFound("this invitation is not valid (used, expired or revoked)")
-            conn.execute(
+                raise NotFound(invalid)
+            done = conn.execute(
                 update(t.caregivers)
-                .where(t.caregivers.c.login == row.login)
+                .where(
+                    t.caregivers.c.login == row.login,
+                    t.caregivers.c.invite_digest == digest,
+                    t.caregivers.c.version == row.version,
+                )
                 .values(
                     password_hash=password_hash,
                     invite_digest=None,
@@ -186,6 +205,8 @@ class CaregiverMixin(StoreBase):
                     updated_at=now,
                 )
             )
+            if done.rowcount != 1:  # used (or changed) by another transaction meanwhile
+                raise NotFound(invalid)
             self.audit_entry(
                 conn,
                 actor=row.login,

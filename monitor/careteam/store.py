@@ -53,6 +53,14 @@ def _patient(row: Row[Any]) -> PatientRecord:
     )
 
 
+def _check_text(profile: PatientProfile) -> None:
+    """The display name must be storable everywhere (PostgreSQL refuses NUL, no database
+    takes a lone surrogate) and printable (no control characters)."""
+    name = profile.display_name or ""
+    if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in name):
+        raise Invalid("display_name: no control characters or lone surrogates")
+
+
 def _profile_json(profile: PatientProfile) -> dict[str, Any]:
     return profile.model_dump(mode="json")
 
@@ -115,6 +123,7 @@ class CareStore(CaregiverMixin):
         return _patient(row)
 
     def add_patient(self, profile: PatientProfile, *, by: str) -> PatientRecord:
+        _check_text(profile)
         now = self.clock()
         with self.transaction() as conn:
             exists = conn.execute(select(t.patients.c.id).where(t.patients.c.id == profile.id))
@@ -174,6 +183,7 @@ class CareStore(CaregiverMixin):
                 profile = PatientProfile.model_validate(merged)
             except ValueError as err:
                 raise Invalid(_first_error(err)) from err
+            _check_text(profile)
             new_archived = old.archived if archived is None else archived
             version = old.version + 1
             done = conn.execute(

@@ -31,6 +31,8 @@ from monitor.web.teamguard import Guard, body_object, json_error, store_error, v
 
 LINK_ID = "{link:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}}"
 MAX_AUDIT_PAGE = 200
+MAX_LINK_URL = 1000
+"""A patient link's URL longer than this is refused (its QR code would not be readable)."""
 
 
 def profile_ranges() -> dict[str, Any]:
@@ -191,13 +193,20 @@ def add_team_routes(
         login, role = guard.who(request)
         if role != "admin":
             login, _ = await guard.need_patient(request, pid, action="link.issue", clinician=True)
+        public_url = guard.state_of(request).config.public_url
+        if len(link_url(request, public_url, pid, "x" * 32)) > MAX_LINK_URL:
+            raise json_error(
+                400,
+                f"the link's address would be over {MAX_LINK_URL} characters, too long for "
+                "a QR code: check public_url or the Host header",
+            )
         team = guard.team(request)
         try:
             link, token = await asyncio.to_thread(team.store.issue_link, pid, by=login)
         except CareTeamError as err:
             raise store_error(err) from err
         await team.refresh()
-        url = link_url(request, guard.state_of(request).config.public_url, pid, token)
+        url = link_url(request, public_url, pid, token)
         qr = segno.make(url, error="m").svg_data_uri(scale=5, border=2)
         return web.json_response(link.to_json() | {"url": url, "qr_svg": qr}, status=201)
 
@@ -227,6 +236,8 @@ def add_team_routes(
             before = int(request.query["before"]) if "before" in request.query else None
         except ValueError as err:
             raise json_error(400, "limit and before are integers") from err
+        if before is not None and not 0 <= before < 2**31:  # the id column's range
+            raise json_error(400, "before: an audit entry id (0 to 2147483647)")
         limit = max(1, min(limit, MAX_AUDIT_PAGE))
         mine = None if role == "admin" else guard.assigned(request, login)
         entries = await asyncio.to_thread(store.audit, patients=mine, limit=limit, before_id=before)

@@ -340,8 +340,10 @@ async def api_login(request: web.Request) -> web.StreamResponse:
             status=429,
             headers={"Retry-After": str(max(1, round(wait)))},
         )
+    # Counted before the slow check (cleared on success): guesses sent at once cannot all
+    # pass retry_after while the first ones are still being verified.
+    st.limiter.failed(*keys)
     if not await st.passwords.verify(login, password):
-        st.limiter.failed(*keys)
         log.info("failed caregiver login")
         return _error(401, "wrong login or password")
     st.limiter.succeeded(*keys)

@@ -94,7 +94,8 @@ class PasswordChecker:
     def _verify(self, login: str, password: str) -> bool:
         stored = self._hashes.get(login)
         try:
-            self._hasher.verify(stored or self._dummy, password)
+            # bytes: a lone surrogate a client sent is a wrong password, not a 500
+            self._hasher.verify(stored or self._dummy, password.encode("utf-8", "surrogatepass"))
         except VerifyMismatchError:
             return False
         except (VerificationError, InvalidHashError):

@@ -162,6 +162,8 @@ def add_people_routes(
             raise json_error(400, "send {token, password} (two strings)")
         if not 10 <= len(token) <= MAX_TOKEN_CHARS:
             raise json_error(404, "this invitation is not valid (used, expired or revoked)")
+        if any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for c in password):
+            raise json_error(422, "password: no control characters or lone surrogates")
         if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
             raise json_error(
                 422, f"password: {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
@@ -176,6 +178,9 @@ def add_people_routes(
                 content_type="application/json",
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
+        if await asyncio.to_thread(team.store.invited, token) is None:
+            st.limiter.failed(limiter_key)  # a wrong token costs no argon2 hash
+            raise json_error(404, "this invitation is not valid (used, expired or revoked)")
         hashed = await asyncio.to_thread(hash_password, password)
         try:
             login = await asyncio.to_thread(team.store.accept_invite, token, hashed)

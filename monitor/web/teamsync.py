@@ -107,8 +107,13 @@ class TeamSync:
 
     async def start(self) -> None:
         if not isinstance(self.state.tokens, StoreTokens):
-            old = self.state.tokens
-            self.state.tokens = StoreTokens(digests=getattr(old, "_digests", {}))
+            # The store alone says which links work: [web.patient_tokens] only seeds it
+            # (heatmon admin import); tokens issued in memory (the demo) are kept.
+            configured = self.state.config.patient_tokens
+            issued = getattr(self.state.tokens, "_digests", {})
+            self.state.tokens = StoreTokens(
+                digests={p: d for p, d in issued.items() if configured.get(p) != d}
+            )
         await self.refresh()
         self._task = asyncio.create_task(self._poll(), name="careteam-poll")
 
