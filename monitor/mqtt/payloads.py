@@ -25,6 +25,7 @@ from referencing import Registry, Resource
 from monitor import __version__
 from monitor.errors import InputError
 from monitor.model import Event, EventKind, Sample, SampleKind, ThermalState, iso_utc, parse_time
+from monitor.mqtt.fastdecode import FastSampleDecoder
 from monitor.mqtt.strictjson import MAX_PAYLOAD_BYTES, parse_json
 from monitor.mqtt.topics import check_patient_id
 
@@ -85,7 +86,7 @@ def _describe(err: ValidationError) -> str:
 class PayloadCodec:
     """Validators for every schema, made once per sink or gateway."""
 
-    __slots__ = ("_fast", "_max_bytes", "_max_future_s", "_validators")
+    __slots__ = ("_fast", "_max_bytes", "_max_future_s", "_samples", "_validators")
 
     def __init__(
         self, *, max_bytes: int = MAX_PAYLOAD_BYTES, max_future_s: float = MAX_FUTURE_S
@@ -108,6 +109,7 @@ class PayloadCodec:
         }
         self._max_bytes = max_bytes
         self._max_future_s = max_future_s
+        self._samples = FastSampleDecoder()
 
     def validate(self, name: str, document: Any, *, where: str) -> None:
         """Raise :class:`InputError` naming the first problem's place in ``document``."""
@@ -141,7 +143,25 @@ class PayloadCodec:
         self, payload: bytes, *, patient: str, where: str, now: float | None = None
     ) -> list[Sample]:
         """A single sample (``{"v":1,"kind":...}``) or a batch (``{"v":1,"samples":[...]}``)
-        for ``patient`` (the patient of the topic)."""
+        for ``patient`` (the patient of the topic).
+
+        One typed pass (:mod:`monitor.mqtt.fastdecode`) takes what a gateway normally sends;
+        anything it does not take goes through strict JSON and the schemas, which accept it
+        or say what is wrong."""
+        if len(payload) > self._max_bytes:
+            raise InputError(
+                f"payload of {len(payload)} bytes exceeds {self._max_bytes} bytes", where=where
+            )
+        fast = self._samples.decode(payload, patient=patient, limit=self._limit(now))
+        if fast is not None:
+            return fast
+        return self.decode_samples_by_schema(payload, patient=patient, where=where, now=now)
+
+    def decode_samples_by_schema(
+        self, payload: bytes, *, patient: str, where: str, now: float | None = None
+    ) -> list[Sample]:
+        """:meth:`decode_samples` through strict JSON and the JSON Schemas only (the
+        reference the typed pass is tested against; the source of every error's words)."""
         doc = parse_json(payload, where=where, max_bytes=self._max_bytes)
         if isinstance(doc, dict) and "samples" in doc:
             self.validate("sample_batch", doc, where=where)

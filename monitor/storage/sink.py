@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -239,6 +239,34 @@ class InfluxSink(Sink):
             self.stats.duplicates_not_stored += 1
             return
         self._add(_flagged_sample_line, (sample, flag))
+
+    def submit_samples(self, samples: Sequence[Sample], flags: Sequence[SampleFlag]) -> None:
+        """A gateway's batch: its line protocol built in one pass, appended at once."""
+        kept: list[Sample] = []
+        kept_flags: list[SampleFlag] = []
+        for sample, flag in zip(samples, flags, strict=True):
+            if flag is SampleFlag.DUPLICATE:  # as in submit_sample
+                self.stats.duplicates_not_stored += 1
+            else:
+                kept.append(sample)
+                kept_flags.append(flag)
+        try:
+            lines = lp.sample_lines(kept, kept_flags, self.options.precision)
+        except (TypeError, ValueError, AttributeError):  # a malformed sample: one at a time
+            for sample, flag in zip(kept, kept_flags, strict=True):
+                self._add(_flagged_sample_line, (sample, flag))
+            return
+        self.stats.submitted += len(kept)
+        taken = 0
+        for sample, line in zip(kept, lines, strict=True):
+            if isinstance(line, InputError):
+                self._rejected.append((line.reason, repr(sample)[:2000]))
+            else:
+                self._buffer.append(line)
+                taken += 1
+        self._handoff.took(taken)
+        if len(self._buffer) >= self.options.batch_size:
+            self._full.set()
 
     def submit_state(self, state: ThermalState) -> None:
         self._add(lp.state_line, state)
