@@ -121,6 +121,34 @@ class ThermalState:
     strain_index: float | None
     estimator: str
 
+    def json_fields(self) -> dict[str, object]:
+        """The state's values as the dashboard and MQTT show them (rounded; a missing or
+        non-finite value is ``None``): the one mapping both build on (``patient`` and
+        ``time`` are added by each in its own form)."""
+        return {
+            "session": self.session,
+            "level": self.level.value,
+            "quality": self.quality.value,
+            "core_temp_c": _rounded(self.core_temp_c, 3),
+            "core_temp_sd_c": _rounded(self.core_temp_sd_c, 3),
+            "core_delta_c": _rounded(self.core_delta_c, 3),
+            "baseline_core_c": _rounded(self.baseline_core_c, 3),
+            "threshold_rise_c": _rounded(self.threshold_rise_c, 3),
+            "heart_rate_bpm": _rounded(self.heart_rate_bpm, 1),
+            "skin_temp_c": _rounded(self.skin_temp_c, 2),
+            "measured_core_c": _rounded(self.measured_core_c, 2),
+            "minutes_to_threshold": _rounded(self.minutes_to_threshold, 1),
+            "minutes_to_recovery": _rounded(self.minutes_to_recovery, 1),
+            "strain_index": _rounded(self.strain_index, 2),
+            "estimator": self.estimator,
+        }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:

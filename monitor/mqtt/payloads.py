@@ -255,25 +255,13 @@ def _dumps(doc: Mapping[str, Any]) -> bytes:
 
 
 def state_dict(state: ThermalState) -> dict[str, Any]:
+    """The ``state`` payload: :meth:`ThermalState.json_fields` (the dashboard's mapping
+    too) with the schema version, the patient and the time in ISO 8601."""
     return {
         "v": SCHEMA_VERSION,
         "patient": state.patient,
         "time": iso_utc(state.time),
-        "session": state.session,
-        "level": state.level.value,
-        "quality": state.quality.value,
-        "core_temp_c": round(state.core_temp_c, 3),
-        "core_temp_sd_c": round(state.core_temp_sd_c, 3),
-        "core_delta_c": round(state.core_delta_c, 3),
-        "baseline_core_c": round(state.baseline_core_c, 3),
-        "threshold_rise_c": round(state.threshold_rise_c, 3),
-        "heart_rate_bpm": _r(state.heart_rate_bpm, 1),
-        "skin_temp_c": _r(state.skin_temp_c, 2),
-        "measured_core_c": _r(state.measured_core_c, 2),
-        "minutes_to_threshold": _r(state.minutes_to_threshold, 1),
-        "minutes_to_recovery": _r(state.minutes_to_recovery, 1),
-        "strain_index": _r(state.strain_index, 2),
-        "estimator": state.estimator,
+        **state.json_fields(),
     }
 
 
