@@ -8,6 +8,7 @@ real name never enters a :class:`Sample`, a :class:`ThermalState` or an :class:`
 from __future__ import annotations
 
 import math
+import time as _time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -197,8 +198,13 @@ def _round_or_none(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+_YEAR_10000 = 253_402_300_800.0
+
+
 def iso_utc(epoch_s: float) -> str:
     """``2024-05-17T12:30:00.250Z`` (milliseconds only when not whole seconds)."""
+    if 0 <= epoch_s < _YEAR_10000 and epoch_s % 1 == 0:  # window ends: the common case
+        return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(epoch_s))
     dt = datetime.fromtimestamp(epoch_s, tz=UTC)
     if dt.microsecond:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema_rs
+import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
@@ -250,6 +251,9 @@ def _r(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+_STATE_ENCODER = msgspec.json.Encoder()
+
+
 def _dumps(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
@@ -266,7 +270,9 @@ def state_dict(state: ThermalState) -> dict[str, Any]:
 
 
 def encode_state(state: ThermalState) -> bytes:
-    return _dumps(state_dict(state))
+    """The hottest outbound payload (every step of every patient): encoded by msgspec, the
+    same compact JSON as :func:`_dumps` (:meth:`ThermalState.json_fields` has no NaN)."""
+    return _STATE_ENCODER.encode(state_dict(state))
 
 
 def event_dict(event: Event) -> dict[str, Any]:
