@@ -37,6 +37,7 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,8 +68,9 @@ INFLUX_NODE = "node-red-contrib-influxdb@0.7.0"
 USER, PASSWORD = "bench", "bench-password"
 IN_FLIGHT = 200
 """QoS 1 publishes awaiting their PUBACK at once (as bench/mqtt_throughput.py)."""
-FLAT_STEPS = 60
-"""Seconds of every patient sent flat out in the max-rate runs."""
+FLAT_STEPS = {"10s": 60, "1s": 20}
+"""Seconds of every patient sent flat out in the max-rate runs (fewer with 1-s messages:
+the same number of messages takes as long to send)."""
 REALTIME_S = 100
 """Real-world run: each patient's second published at that second (sample time = publish
 time, patients spread over the second); heatmon's patients have a resting heart rate and
@@ -295,9 +297,11 @@ class Proxy:
     async def _forward(self, request: web.Request) -> web.Response:
         assert self._session is not None
         body = await request.read()
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
-        }
+        # aiohttp has inflated a gzip body already: forward it plain
+        drop = {"host", "content-length"}
+        if not body.startswith(b"\x1f\x8b"):
+            drop.add("content-encoding")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in drop}
         async with self._session.request(
             request.method, self.target + request.path_qs, data=body, headers=headers
         ) as upstream:
@@ -313,7 +317,7 @@ class Proxy:
         return web.Response(status=status, body=answer, headers=keep)
 
     def _note(self, request: web.Request, body: bytes, at: float) -> None:
-        if request.headers.get("Content-Encoding", "") == "gzip":
+        if body.startswith(b"\x1f\x8b"):
             body = gzip.decompress(body)
         scale = {"ns": 1e-6, "u": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
         factor = scale.get(request.query.get("precision", "ns"), 1e-6)
@@ -469,11 +473,11 @@ async def run(
     if proxy is not None:
         await proxy.start()
     url = f"http://127.0.0.1:{proxy.port}" if proxy is not None else influx.url
-    steps = REALTIME_S if kind == "realtime" else FLAT_STEPS
+    steps = REALTIME_S if kind == "realtime" else FLAT_STEPS[kind]
     spec: dict[str, Any] = {"steps": steps, "per": 10 if kind == "10s" else 1}
     spec.update(prefix=prefix, ids=ids, realtime=kind == "realtime")
     # max-rate runs: a minute of every patient, just past (sample times trail the clock)
-    spec["t0"] = float(int(now)) - FLAT_STEPS - 5
+    spec["t0"] = float(int(now)) - steps - 5
     work = tmp / db
     if system == "heatmon":
         service = start_heatmon(
@@ -710,6 +714,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--patients", type=int, default=1000)
