@@ -672,6 +672,7 @@ async def main_async(args: argparse.Namespace) -> None:
             workdir=tmp / "mosquitto",
             users={USER: PASSWORD},
             acl=f"user {USER}\ntopic readwrite #\n",
+            max_inflight=args.broker_inflight,
         )
         broker.start()
         influx = InfluxServer(data_dir=tmp / "influxdb")
@@ -705,6 +706,10 @@ async def main_async(args: argparse.Namespace) -> None:
             broker.stop()
             influx.stop()
     report = table(results, ceilings, load)
+    report += (
+        f"\n{args.patients:,} patients; Mosquitto max_inflight_messages {args.broker_inflight};"
+        f" {len(ceilings)} round(s), heatmon and Node-RED alternating first"
+    )
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
@@ -719,6 +724,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--kinds", default="10s,1s,realtime", help="10s, 1s, realtime")
+    parser.add_argument(
+        "--broker-inflight",
+        type=int,
+        default=1000,
+        help="Mosquitto's max_inflight_messages (heatmon acknowledges after the fsync)",
+    )
     parser.add_argument("--budget-s", type=float, default=1500.0, help="no new run after this")
     parser.add_argument("--cache", type=Path, default=CACHE, help="where npm installs Node-RED")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "peer_nodered.json")
