@@ -420,9 +420,11 @@ async def publisher(port: int, spec: dict[str, Any], pipe: Connection) -> None:
         pipe.send("ready")
         pipe.recv()
         probe = batch_body("probe", time.time() - 100, 0, 1)
-        await gw.publish(f"{prefix}/patients/probe/samples", probe, qos=1)
-        pipe.send("probed")
-        pipe.recv()
+        while True:  # until the service stored it: then it is subscribed
+            await gw.publish(f"{prefix}/patients/probe/samples", probe, qos=1)
+            pipe.send("probed")
+            if pipe.recv() == "go":
+                break
         first = time.time()
         t_base = float(int(first) + 1)
         await (send_realtime(t_base) if realtime else send_flat())
@@ -492,11 +494,12 @@ async def run(
         await asyncio.sleep(3.0)  # the service connects and subscribes
         pub.start()
         await asyncio.to_thread(parent.recv)
-        for _ in range(3):  # a probe message, stored, says the service is subscribed
-            parent.send("go")
+        parent.send("probe")
+        for _ in range(8):  # a probe message, stored, says the service is subscribed
             await asyncio.to_thread(parent.recv)
             if (await wait_count_probe(influx.url, db)) > 0:
                 break
+            parent.send("again")
         else:
             tail = service.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{system} did not store the probe; its log ends:\n{tail}")
