@@ -8,6 +8,7 @@ real name never enters a :class:`Sample`, a :class:`ThermalState` or an :class:`
 from __future__ import annotations
 
 import math
+import time as _time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -121,6 +122,34 @@ class ThermalState:
     strain_index: float | None
     estimator: str
 
+    def json_fields(self) -> dict[str, object]:
+        """The state's values as the dashboard and MQTT show them (rounded; a missing or
+        non-finite value is ``None``): the one mapping both build on (``patient`` and
+        ``time`` are added by each in its own form)."""
+        return {
+            "session": self.session,
+            "level": self.level.value,
+            "quality": self.quality.value,
+            "core_temp_c": _rounded(self.core_temp_c, 3),
+            "core_temp_sd_c": _rounded(self.core_temp_sd_c, 3),
+            "core_delta_c": _rounded(self.core_delta_c, 3),
+            "baseline_core_c": _rounded(self.baseline_core_c, 3),
+            "threshold_rise_c": _rounded(self.threshold_rise_c, 3),
+            "heart_rate_bpm": _rounded(self.heart_rate_bpm, 1),
+            "skin_temp_c": _rounded(self.skin_temp_c, 2),
+            "measured_core_c": _rounded(self.measured_core_c, 2),
+            "minutes_to_threshold": _rounded(self.minutes_to_threshold, 1),
+            "minutes_to_recovery": _rounded(self.minutes_to_recovery, 1),
+            "strain_index": _rounded(self.strain_index, 2),
+            "estimator": self.estimator,
+        }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(value, digits)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
@@ -169,8 +198,13 @@ def _round_or_none(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+_YEAR_10000 = 253_402_300_800.0
+
+
 def iso_utc(epoch_s: float) -> str:
     """``2024-05-17T12:30:00.250Z`` (milliseconds only when not whole seconds)."""
+    if 0 <= epoch_s < _YEAR_10000 and epoch_s % 1 == 0:  # window ends: the common case
+        return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(epoch_s))
     dt = datetime.fromtimestamp(epoch_s, tz=UTC)
     if dt.microsecond:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

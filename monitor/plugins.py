@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol, Self
 
@@ -67,6 +67,13 @@ class Sink(abc.ABC):
     def submit_sample(self, sample: Sample, flag: SampleFlag) -> None:  # noqa: B027
         """A raw sample with the quality flag the engine gave it."""
 
+    def submit_samples(self, samples: Sequence[Sample], flags: Sequence[SampleFlag]) -> None:
+        """A batch of raw samples (one gateway message), each with its flag; by default
+        :meth:`submit_sample` for each. A sink that can take a batch at once (storage)
+        overrides this."""
+        for sample, flag in zip(samples, flags, strict=True):
+            self.submit_sample(sample, flag)
+
     def submit_state(self, state: ThermalState) -> None:  # noqa: B027
         """A derived thermal state (one per engine step)."""
 
@@ -85,6 +92,8 @@ class MonitorControl(Protocol):
     """What a plugin may call on the running service (:class:`monitor.service.Monitor`)."""
 
     async def ingest(self, sample: Sample) -> None: ...
+
+    async def ingest_batch(self, samples: Sequence[Sample]) -> None: ...
 
     def acknowledge(
         self, patient: str, event_id: str, *, by: str, time: float

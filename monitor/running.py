@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,6 +327,12 @@ class RunningSink:
             self.sink.submit_sample(sample, flag)
         except Exception as err:
             self._failed("submit_sample", err)
+
+    def submit_samples(self, samples: Sequence[Sample], flags: Sequence[SampleFlag]) -> None:
+        try:
+            self.sink.submit_samples(samples, flags)
+        except Exception as err:
+            self._failed("submit_samples", err)
 
     def submit_state(self, state: ThermalState) -> None:
         try:

@@ -183,6 +183,31 @@ class Monitor:
         if result.states or result.events or result.records:
             self._fan_out(result)
 
+    async def ingest_batch(self, samples: Sequence[Sample]) -> None:
+        """Take a batch of samples (one gateway message) in one pass: the engine steps
+        through them in order, every sink gets the batch at once (storage writes it as one
+        block), then what they produced (states, alerts) fans out. Never raises for bad
+        input: counts it."""
+        taken: list[Sample] = []
+        flags: list[SampleFlag] = []
+        produced: list[StepResult] = []
+        for sample, result in zip(samples, self.engine.ingest_batch(samples), strict=True):
+            if isinstance(result, InputError):
+                self._count("rejected_samples")
+                log.warning("sample rejected: %s", result.reason)
+                continue
+            taken.append(sample)
+            flags.append(result.flag)
+            if result.flag is not SampleFlag.OK:
+                self._count(f"flag.{result.flag.value}")
+            if result.states or result.events or result.records:
+                produced.append(result)
+        if taken:
+            for running in self._running:
+                running.submit_samples(taken, flags)
+        for result in produced:
+            self._fan_out(result)
+
     def acknowledge(self, patient: str, event_id: str, *, by: str, time: float) -> Acknowledgement:
         """A caregiver acknowledged ``event_id``; raises :class:`InputError` if there is no
         such open alert for ``patient``."""

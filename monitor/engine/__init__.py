@@ -6,7 +6,7 @@ heatmon (service, replay, tests) uses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from monitor.config import EngineConfig
 from monitor.engine.estimators import ESTIMATORS, ECTempEstimator, Estimator, HeatBalanceEstimator
@@ -75,6 +75,17 @@ class MonitorEngine:
     def release(self, patient: str) -> PatientEngine | None:
         """Hand a patient's engine back (another cluster worker owns the patient now)."""
         return self._engines.pop(patient, None)
+
+    def ingest_batch(self, samples: Sequence[Sample]) -> list[StepResult | InputError]:
+        """:meth:`ingest` for each sample of a batch (one gateway message), in order: its
+        result, or the :class:`InputError` that refused it (the others go on)."""
+        out: list[StepResult | InputError] = []
+        for sample in samples:
+            try:
+                out.append(self.engine(sample.patient).ingest(sample))
+            except InputError as err:
+                out.append(err)
+        return out
 
     def advance(self, now: float) -> StepResult:
         self._nows = (*self._nows[-1:], now)

@@ -188,8 +188,7 @@ class Inbound:
         codec = self._codec
         if channel is Channel.SAMPLES:
             samples = codec.decode_samples(payload, patient=patient, where=topic, now=self._clock())
-            for sample in samples:
-                await monitor.ingest(sample)
+            await monitor.ingest_batch(samples)
             self._count("samples_in", len(samples))
         elif channel is Channel.SYMPTOMS:
             at, note = codec.decode_symptom(payload, where=topic, now=self._clock())

@@ -57,7 +57,12 @@ class MosquittoBroker:
         acl: str,
         tls: TlsFiles | None = None,
         port: int | None = None,
+        max_inflight: int = 100,
     ) -> None:
+        """``max_inflight``: QoS 1 messages the broker sends a client before it waits for
+        their PUBACKs (``max_inflight_messages``). heatmon acknowledges its input only once
+        it is in the fsynced spool, so this window, not its CPU, bounds how many messages
+        it takes per fsync."""
         self.workdir = workdir
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -81,7 +86,7 @@ class MosquittoBroker:
             f"persistence_location {workdir / 'data'}/",
             "autosave_interval 1",
             "max_queued_messages 100000",
-            "max_inflight_messages 100",
+            f"max_inflight_messages {max_inflight}",
             f"log_dest file {workdir / 'mosquitto.log'}",
             "log_type error",
             "log_type warning",

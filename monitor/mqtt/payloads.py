@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema_rs
+import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
@@ -25,6 +26,7 @@ from referencing import Registry, Resource
 from monitor import __version__
 from monitor.errors import InputError
 from monitor.model import Event, EventKind, Sample, SampleKind, ThermalState, iso_utc, parse_time
+from monitor.mqtt.fastdecode import FastSampleDecoder
 from monitor.mqtt.strictjson import MAX_PAYLOAD_BYTES, parse_json
 from monitor.mqtt.topics import check_patient_id
 
@@ -85,7 +87,7 @@ def _describe(err: ValidationError) -> str:
 class PayloadCodec:
     """Validators for every schema, made once per sink or gateway."""
 
-    __slots__ = ("_fast", "_max_bytes", "_max_future_s", "_validators")
+    __slots__ = ("_fast", "_max_bytes", "_max_future_s", "_samples", "_validators")
 
     def __init__(
         self, *, max_bytes: int = MAX_PAYLOAD_BYTES, max_future_s: float = MAX_FUTURE_S
@@ -108,6 +110,7 @@ class PayloadCodec:
         }
         self._max_bytes = max_bytes
         self._max_future_s = max_future_s
+        self._samples = FastSampleDecoder()
 
     def validate(self, name: str, document: Any, *, where: str) -> None:
         """Raise :class:`InputError` naming the first problem's place in ``document``."""
@@ -141,7 +144,25 @@ class PayloadCodec:
         self, payload: bytes, *, patient: str, where: str, now: float | None = None
     ) -> list[Sample]:
         """A single sample (``{"v":1,"kind":...}``) or a batch (``{"v":1,"samples":[...]}``)
-        for ``patient`` (the patient of the topic)."""
+        for ``patient`` (the patient of the topic).
+
+        One typed pass (:mod:`monitor.mqtt.fastdecode`) takes what a gateway normally sends;
+        anything it does not take goes through strict JSON and the schemas, which accept it
+        or say what is wrong."""
+        if len(payload) > self._max_bytes:
+            raise InputError(
+                f"payload of {len(payload)} bytes exceeds {self._max_bytes} bytes", where=where
+            )
+        fast = self._samples.decode(payload, patient=patient, limit=self._limit(now))
+        if fast is not None:
+            return fast
+        return self.decode_samples_by_schema(payload, patient=patient, where=where, now=now)
+
+    def decode_samples_by_schema(
+        self, payload: bytes, *, patient: str, where: str, now: float | None = None
+    ) -> list[Sample]:
+        """:meth:`decode_samples` through strict JSON and the JSON Schemas only (the
+        reference the typed pass is tested against; the source of every error's words)."""
         doc = parse_json(payload, where=where, max_bytes=self._max_bytes)
         if isinstance(doc, dict) and "samples" in doc:
             self.validate("sample_batch", doc, where=where)
@@ -230,35 +251,28 @@ def _r(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+_STATE_ENCODER = msgspec.json.Encoder()
+
+
 def _dumps(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def state_dict(state: ThermalState) -> dict[str, Any]:
+    """The ``state`` payload: :meth:`ThermalState.json_fields` (the dashboard's mapping
+    too) with the schema version, the patient and the time in ISO 8601."""
     return {
         "v": SCHEMA_VERSION,
         "patient": state.patient,
         "time": iso_utc(state.time),
-        "session": state.session,
-        "level": state.level.value,
-        "quality": state.quality.value,
-        "core_temp_c": round(state.core_temp_c, 3),
-        "core_temp_sd_c": round(state.core_temp_sd_c, 3),
-        "core_delta_c": round(state.core_delta_c, 3),
-        "baseline_core_c": round(state.baseline_core_c, 3),
-        "threshold_rise_c": round(state.threshold_rise_c, 3),
-        "heart_rate_bpm": _r(state.heart_rate_bpm, 1),
-        "skin_temp_c": _r(state.skin_temp_c, 2),
-        "measured_core_c": _r(state.measured_core_c, 2),
-        "minutes_to_threshold": _r(state.minutes_to_threshold, 1),
-        "minutes_to_recovery": _r(state.minutes_to_recovery, 1),
-        "strain_index": _r(state.strain_index, 2),
-        "estimator": state.estimator,
+        **state.json_fields(),
     }
 
 
 def encode_state(state: ThermalState) -> bytes:
-    return _dumps(state_dict(state))
+    """The hottest outbound payload (every step of every patient): encoded by msgspec, the
+    same compact JSON as :func:`_dumps` (:meth:`ThermalState.json_fields` has no NaN)."""
+    return _STATE_ENCODER.encode(state_dict(state))
 
 
 def event_dict(event: Event) -> dict[str, Any]:

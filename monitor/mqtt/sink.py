@@ -34,6 +34,7 @@ from monitor.mqtt.homeassistant import discovery_messages
 from monitor.mqtt.inbound import Inbound
 from monitor.mqtt.options import MqttOptions, parse_options
 from monitor.mqtt.outbox import MEMORY, Outbox
+from monitor.mqtt.source import MqttInput
 from monitor.mqtt.topics import INBOUND, Channel
 from monitor.plugins import MonitorControl, PluginContext, Sink
 
@@ -86,6 +87,11 @@ class MqttSink(Sink):
             errors=self._errors,
             wake=self._wake,
         )
+        self.input = MqttInput(inbound=self._inbound, connection=self)
+        """The input side, a source of its own (added to the monitor at start)."""
+        self._input_added = False
+        self._new_connection = asyncio.Event()
+        self._lost = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: aiomqtt.Client | None = None
@@ -127,6 +133,10 @@ class MqttSink(Sink):
     # -- lifetime ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        add_source = getattr(self.monitor, "add_source", None)
+        if add_source is not None and not self._input_added:
+            add_source(self.input)  # the monitor runs (and restarts) the input
+            self._input_added = True
         self._outbox = Outbox(path=self._outbox_path)
         if len(self._outbox):
             log.info(
@@ -215,6 +225,24 @@ class MqttSink(Sink):
 
     # -- connection ---------------------------------------------------------------------
 
+    async def next_connection(self, previous: aiomqtt.Client | None) -> aiomqtt.Client:
+        """The connection after ``previous``, once it is up (for the input source)."""
+        while True:
+            self._new_connection.clear()
+            client = self._client
+            if client is not None and client is not previous and self.connected.is_set():
+                return client
+            await self._new_connection.wait()
+
+    def connection_lost(self, client: aiomqtt.Client) -> None:
+        """The input source saw ``client``'s connection end: reconnect."""
+        if client is self._client:
+            self._lost.set()
+
+    async def _until_lost(self) -> None:
+        await self._lost.wait()
+        raise aiomqtt.MqttError("the connection ended (seen by the MQTT input)")
+
     def _has_pending(self) -> bool:
         return bool(self.pending_alerts or self._dirty or self._errors)
 
@@ -234,11 +262,16 @@ class MqttSink(Sink):
                 async with client:
                     self._client = client
                     self._count("connects")
+                    self._lost.clear()
                     await self._on_connect(client)
                     backoff.reset()
                     self.connected.set()
+                    self._new_connection.set()
                     log.info("mqtt: connected to %s:%d", opts.host, opts.port)
-                    await run_until_one_fails(self._inbound.read(client), self._write(client))
+                    if self._input_added:  # the input source reads this connection
+                        await run_until_one_fails(self._write(client), self._until_lost())
+                    else:  # no monitor to run a source: read here
+                        await run_until_one_fails(self._inbound.read(client), self._write(client))
             except* aiomqtt.MqttError as group:
                 log.warning("mqtt: broker unreachable or connection lost (%s)", group.exceptions[0])
             except* Exception:

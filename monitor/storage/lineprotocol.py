@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Literal
 
@@ -50,6 +50,7 @@ from monitor.model import (
     Event,
     Sample,
     SampleFlag,
+    SampleKind,
     SessionRecord,
     SymptomReport,
     ThermalState,
@@ -189,6 +190,32 @@ def sample_line(sample: Sample, flag: SampleFlag, precision: Precision = "ns") -
     The hottest path of storage, so written out by hand; it gives exactly what
     :func:`encode_line` gives (tested).
     """
+    fields = _sample_fields(sample, flag)
+    return f"{_sample_head(sample)} {fields} {timestamp(sample.time, precision)}"
+
+
+def sample_lines(
+    samples: Sequence[Sample], flags: Sequence[SampleFlag], precision: Precision = "ns"
+) -> list[str | InputError]:
+    """:func:`sample_line` of each sample of a batch, or the :class:`InputError` that says
+    why one cannot be written. The measurement and tags (the same for all the samples of
+    one device and kind in a gateway's message) are escaped once per batch."""
+    heads: dict[tuple[str, SampleKind, str, str], str] = {}
+    out: list[str | InputError] = []
+    append = out.append
+    for sample, flag in zip(samples, flags, strict=True):
+        key = (sample.patient, sample.kind, sample.device, sample.source)
+        try:
+            head = heads.get(key)
+            if head is None:
+                head = heads[key] = _sample_head(sample)
+            append(f"{head} {_sample_fields(sample, flag)} {timestamp(sample.time, precision)}")
+        except InputError as err:
+            append(err)
+    return out
+
+
+def _sample_head(sample: Sample) -> str:
     head = VITALS
     if sample.device:
         head += ",device=" + escape_key(sample.device, "tag device")
@@ -196,6 +223,10 @@ def sample_line(sample: Sample, flag: SampleFlag, precision: Precision = "ns") -
     head += ",patient=" + escape_key(sample.patient, "tag patient")
     if sample.source:
         head += ",source=" + escape_key(sample.source, "tag source")
+    return head
+
+
+def _sample_fields(sample: Sample, flag: SampleFlag) -> str:
     value = float(sample.value)
     fields = "" if value - value != 0.0 else "value=" + repr(value) + ","
     fields += 'flag="' + flag.value + '",accepted=' + ("true" if flag.accepted else "false")
@@ -204,7 +235,7 @@ def sample_line(sample: Sample, flag: SampleFlag, precision: Precision = "ns") -
     if sample.rr_intervals:
         rr = ",".join(repr(float(x)) for x in sample.rr_intervals)
         fields += f",rr_intervals_s={escape_string_field(rr)},rr_count={len(sample.rr_intervals)}i"
-    return f"{head} {fields} {timestamp(sample.time, precision)}"
+    return fields
 
 
 def sample_line_generic(sample: Sample, flag: SampleFlag, precision: Precision = "ns") -> str:

@@ -30,9 +30,19 @@ class InfluxOptions(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     create_database: bool = True
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
-    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
-    """A batch is sent when it holds ``batch_size`` points or its oldest point has waited
-    this long."""
+    flush_interval_s: float | None = Field(default=None, gt=0, le=60)
+    """Unset (the default): a batch is sent as soon as the previous write returned, once
+    its oldest point has lingered ``linger_s`` (so batches grow with the load and the
+    storage lag stays near one write's time). Set: a batch waits until it holds
+    ``batch_size`` points or its oldest point has waited this long (fewer, larger
+    writes)."""
+    linger_s: float = Field(default=0.005, ge=0, le=1)
+    """With ``flush_interval_s`` unset: how long the first point of a batch waits for
+    others to join it before the batch is sent."""
+    max_in_flight: int = Field(default=2, ge=1, le=16)
+    """Writes under way at once while the spool holds more than one batch (a backlog, a
+    replay after an outage); committed in order, so the spool's position only moves past
+    a batch once it and every batch before it are written."""
     spool_interval_s: float = Field(default=0.1, gt=0, le=60)
     """Longest a point stays in memory before it is appended (fsynced) to the spool: what
     a crash, SIGKILL or power loss of heatmon can lose. A stop loses nothing."""

@@ -10,10 +10,13 @@ and the alerts never wait on storage. Two tasks do the rest:
   message) is acknowledged only after :meth:`InfluxSink.durable` returned: everything
   submitted before the call is then in the fsynced spool. Many callers share one append
   and one fsync;
-- the *sender* sends the oldest spooled points as one batch once there are
-  ``batch_size`` of them or the oldest has waited ``flush_interval_s`` (at once after a
-  restart or an outage), and marks them delivered; while InfluxDB is down or slow it
-  backs off (:class:`monitor.backoff.Backoff`) and points pile up in the spool.
+- the *sender* sends the oldest spooled points as one batch (at most ``batch_size``) as
+  soon as the previous write returned and the batch's first point lingered ``linger_s``
+  (or, with ``flush_interval_s`` set, once the batch is full or that old), with up to
+  ``max_in_flight`` writes under way while the spool holds more; it marks batches
+  delivered in order (the spool's position never passes a batch not written); while
+  InfluxDB is down or slow it backs off (:class:`monitor.backoff.Backoff`), sends again
+  from the oldest batch not written, and points pile up in the spool.
 
 A batch InfluxDB refuses (400/422) goes to the quarantine file (JSON lines with the
 reason, size-capped and rotated: :class:`QuarantineFile`) and is never retried; a point
@@ -27,7 +30,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -63,6 +67,20 @@ OUTAGE_LOG_INTERVAL_S = 30.0
 """While InfluxDB stays unreachable, the sink repeats its warning this often."""
 
 _Item = TypeVar("_Item")
+
+
+async def _first_of(
+    timeout_s: float | None, event: asyncio.Event, *, task: asyncio.Task[None] | None = None
+) -> None:
+    """Wait until ``event`` is set, ``task`` (left running) is done, or ``timeout_s``."""
+    waiter = asyncio.ensure_future(event.wait())
+    waits: set[asyncio.Future[Any]] = {waiter}
+    if task is not None:
+        waits.add(task)
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 @dataclass(slots=True)
@@ -240,6 +258,34 @@ class InfluxSink(Sink):
             return
         self._add(_flagged_sample_line, (sample, flag))
 
+    def submit_samples(self, samples: Sequence[Sample], flags: Sequence[SampleFlag]) -> None:
+        """A gateway's batch: its line protocol built in one pass, appended at once."""
+        kept: list[Sample] = []
+        kept_flags: list[SampleFlag] = []
+        for sample, flag in zip(samples, flags, strict=True):
+            if flag is SampleFlag.DUPLICATE:  # as in submit_sample
+                self.stats.duplicates_not_stored += 1
+            else:
+                kept.append(sample)
+                kept_flags.append(flag)
+        try:
+            lines = lp.sample_lines(kept, kept_flags, self.options.precision)
+        except (TypeError, ValueError, AttributeError):  # a malformed sample: one at a time
+            for sample, flag in zip(kept, kept_flags, strict=True):
+                self._add(_flagged_sample_line, (sample, flag))
+            return
+        self.stats.submitted += len(kept)
+        taken = 0
+        for sample, line in zip(kept, lines, strict=True):
+            if isinstance(line, InputError):
+                self._rejected.append((line.reason, repr(sample)[:2000]))
+            else:
+                self._buffer.append(line)
+                taken += 1
+        self._handoff.took(taken)
+        if len(self._buffer) >= self.options.batch_size:
+            self._full.set()
+
     def submit_state(self, state: ThermalState) -> None:
         self._add(lp.state_line, state)
 
@@ -252,7 +298,10 @@ class InfluxSink(Sink):
     # -- flusher -------------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
-        interval = min(self.options.spool_interval_s, self.options.flush_interval_s)
+        interval = min(
+            self.options.spool_interval_s,
+            self.options.flush_interval_s or self.options.spool_interval_s,
+        )
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
@@ -292,50 +341,84 @@ class InfluxSink(Sink):
 
     async def _send_loop(self) -> None:
         backoff = Backoff(base_s=RETRY_BASE_S, max_s=RETRY_MAX_S)
-        while True:
-            self._send_now.clear()
-            chunk = await asyncio.to_thread(self.spool.read, max_points=self.options.batch_size)
-            if chunk is None:
-                self._delivered.set()
+        in_flight: deque[tuple[Chunk, asyncio.Task[None]]] = deque()
+        try:
+            while True:
+                if in_flight and in_flight[0][1].done():
+                    done, task = in_flight.popleft()
+                    err = task.exception()
+                    if err is None:
+                        await self._written(done, backoff)
+                        continue
+                    if not isinstance(err, WriteError):
+                        raise err
+                    # retry from the oldest batch not written; the ones sent after it may
+                    # be written again, which overwrites the same points (nothing twice)
+                    for _, later in in_flight:
+                        with contextlib.suppress(Exception):
+                            await later
+                    in_flight.clear()
+                    self.stats.write_failures += 1
+                    self._note_outage(err, done)
+                    delay = err.retry_after_s if err.retry_after_s is not None else 0.0
+                    delay = max(delay, backoff.next_delay())
+                    await _first_of(delay, self._stopping)
+                    continue
+                if len(in_flight) >= self.options.max_in_flight:
+                    await asyncio.wait([in_flight[0][1]])
+                    continue
+                self._send_now.clear()
                 self._spooled.clear()
-                if self.spool.empty:
-                    await self._spooled.wait()
-                continue
-            hold_s = self._hold_s(chunk)
-            if hold_s > 0:  # not a full batch yet: wait for more, at most flush_interval_s
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(hold_s):
-                        await self._send_now.wait()
-                continue
-            try:
-                await self._deliver(chunk.payload, chunk.points)
-            except WriteError as err:
-                self.stats.write_failures += 1
-                self._note_outage(err, chunk)
-                delay = err.retry_after_s if err.retry_after_s is not None else 0.0
-                delay = max(delay, backoff.next_delay())
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stopping.wait()
-                continue
-            await asyncio.to_thread(self.spool.commit, chunk)
-            self.stats.spooled = self.spool.pending_points
-            self.stats.batches_written += 1
-            backoff.reset()
-            self._note_recovery()
-            if self.options.downsample and not self._downsample_done:
-                await self._set_up_downsampling()
-            self._delivered.set()
+                after = in_flight[-1][0].end if in_flight else None
+                chunk = await asyncio.to_thread(
+                    self.spool.read, max_points=self.options.batch_size, after=after
+                )
+                head = in_flight[0][1] if in_flight else None
+                if chunk is None:
+                    if head is None:
+                        self._delivered.set()
+                        if self.spool.empty:
+                            await self._spooled.wait()
+                    else:
+                        await _first_of(None, self._spooled, task=head)
+                    continue
+                hold_s = self._hold_s(chunk, busy=head is not None)
+                if hold_s > 0:  # not a full batch yet: let more points join it
+                    await _first_of(hold_s, self._send_now, task=head)
+                    continue
+                task = asyncio.create_task(
+                    self._deliver(chunk.payload, chunk.points), name="influxdb-write"
+                )
+                in_flight.append((chunk, task))
+        finally:
+            for _, task in in_flight:
+                task.cancel()
 
-    def _hold_s(self, chunk: Chunk) -> float:
-        """How long to wait for more points before sending ``chunk``; 0 to send now."""
+    async def _written(self, chunk: Chunk, backoff: Backoff) -> None:
+        await asyncio.to_thread(self.spool.commit, chunk)
+        self.stats.spooled = self.spool.pending_points
+        self.stats.batches_written += 1
+        backoff.reset()
+        self._note_recovery()
+        if self.options.downsample and not self._downsample_done:
+            await self._set_up_downsampling()
+        self._delivered.set()
+
+    def _hold_s(self, chunk: Chunk, *, busy: bool) -> float:
+        """How long to wait for more points before sending ``chunk``; 0 to send now.
+        ``busy``: a write is under way (a partial batch then waits for it)."""
         if (
             chunk.points >= self.options.batch_size
             or chunk.first_appended_at is None  # spooled before a restart
             or self._draining
         ):
             return 0.0
-        return chunk.first_appended_at + self.options.flush_interval_s - time.monotonic()
+        flush_interval_s = self.options.flush_interval_s
+        if flush_interval_s is not None:
+            return chunk.first_appended_at + flush_interval_s - time.monotonic()
+        if busy:
+            return RETRY_MAX_S  # until the write under way returns (or a batch is full)
+        return chunk.first_appended_at + self.options.linger_s - time.monotonic()
 
     async def _deliver(self, payload: bytes, points: int) -> None:
         """Write, quarantine (drop) or split; raise :class:`WriteError` to retry later."""

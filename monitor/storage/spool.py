@@ -269,12 +269,14 @@ class Spool:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read(self, *, max_points: int) -> Chunk | None:
-        """The oldest undelivered records (at least one, then up to ``max_points``)."""
+    def read(self, *, max_points: int, after: tuple[int, int] | None = None) -> Chunk | None:
+        """The oldest undelivered records (at least one, then up to ``max_points``); with
+        ``after`` (a chunk's ``end``), the ones after it (a batch sent while the ones
+        before it are still being written)."""
         with self._lock:
             payloads: list[bytes] = []
             points = 0
-            pos = self._read
+            pos = self._read if after is None or after < self._read else after
             first_at: float | None = None
             while True:
                 rec = self._record_at(pos)

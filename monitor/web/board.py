@@ -63,24 +63,9 @@ def _num(value: float | None, digits: int) -> float | None:
 
 
 def state_json(state: ThermalState) -> dict[str, Any]:
-    return {
-        "time": state.time,
-        "session": state.session,
-        "level": state.level.value,
-        "quality": state.quality.value,
-        "core_temp_c": _num(state.core_temp_c, 3),
-        "core_temp_sd_c": _num(state.core_temp_sd_c, 3),
-        "core_delta_c": _num(state.core_delta_c, 3),
-        "baseline_core_c": _num(state.baseline_core_c, 3),
-        "threshold_rise_c": _num(state.threshold_rise_c, 3),
-        "heart_rate_bpm": _num(state.heart_rate_bpm, 1),
-        "skin_temp_c": _num(state.skin_temp_c, 2),
-        "measured_core_c": _num(state.measured_core_c, 2),
-        "minutes_to_threshold": _num(state.minutes_to_threshold, 1),
-        "minutes_to_recovery": _num(state.minutes_to_recovery, 1),
-        "strain_index": _num(state.strain_index, 2),
-        "estimator": state.estimator,
-    }
+    """A state for the pages: :meth:`ThermalState.json_fields` (MQTT's mapping too) with
+    the time in epoch seconds."""
+    return {"time": state.time, **state.json_fields()}
 
 
 def event_json(event: Event) -> dict[str, Any]:
