@@ -152,6 +152,18 @@ async def test_bad_input_is_refused_with_what_and_why(team: TeamStack) -> None:
         assert body["current"]["profile"]["age"] == 45  # nothing overwritten
         profile = team.monitor.engine.profile(NEW)
         assert profile is not None and profile.threshold_rise_c == 0.4
+        # Other fields of the profile reach the running engine too, without a restart.
+        status, body = await admin.post(
+            f"/api/team/patients/{NEW}", {"version": 2, "profile": {"forecast_horizon_min": 15}}
+        )
+        assert status == 200 and body["version"] == 3
+        for _ in range(50):
+            profile = team.monitor.engine.profile(NEW)
+            if profile is not None and profile.forecast_horizon_min == 15:
+                break
+            await asyncio.sleep(0.02)
+        assert profile is not None and profile.forecast_horizon_min == 15
+        assert profile.threshold_rise_c == 0.4  # the clinician's change stays
 
         status, body = await admin.get("/api/team/audit")
         entries = body["entries"]

@@ -118,7 +118,7 @@ class MonitorEngine:
 
     def add_patient(self, profile: PatientProfile) -> None:
         """A patient added while running (the care team's store); a known one keeps its
-        engine (only :meth:`set_threshold` changes a running patient)."""
+        engine (:meth:`set_threshold` and :meth:`set_profile` change a running patient)."""
         if profile.id not in self._profiles:
             self._profiles[profile.id] = profile
 
@@ -128,6 +128,15 @@ class MonitorEngine:
         engine = self.engine(patient)
         profile = engine.set_threshold(threshold_rise_c)
         self._profiles[patient] = profile
+        return profile
+
+    def set_profile(self, profile: PatientProfile) -> PatientProfile:
+        """Use an edited profile while running (only ever because a person changed it: the
+        care team's store). Raises :class:`InputError`."""
+        engine = self._engines.get(profile.id)
+        if engine is not None:
+            engine.set_profile(profile)
+        self._profiles[profile.id] = profile
         return profile
 
     def state(self, patient: str) -> ThermalState | None:

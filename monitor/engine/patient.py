@@ -171,6 +171,22 @@ class PatientEngine:
         )
         return profile
 
+    def set_profile(self, profile: PatientProfile) -> PatientProfile:
+        """Use an edited ``profile`` (a person changed it through the care team): thresholds,
+        margins, forecast settings and activity from the next step on; what calibrates the
+        estimator (resting and maximal heart rate, baseline, age, heat sensitivity) from the
+        next session. Raises :class:`InputError` for another patient's profile."""
+        if profile.id != self._profile.id:
+            raise InputError(
+                f"profile of {profile.id!r} given to the engine of {self._profile.id!r}",
+                where="engine",
+            )
+        self._profile = profile
+        self._risk.set_thresholds(
+            threshold_c=profile.effective_threshold_c, caution_c=profile.caution_at_c
+        )
+        return profile
+
     def ingest(self, sample: Sample) -> StepResult:
         return self.ingest_value(
             sample.kind, sample.value, sample.time, sample.device, sample.sensor_contact

@@ -23,6 +23,7 @@ from monitor.careteam.records import CaregiverRecord, PatientRecord
 from monitor.careteam.store import CareStore
 from monitor.engine import MonitorEngine
 from monitor.errors import HeatmonError, InputError
+from monitor.profile import PatientProfile
 from monitor.web.auth import PatientTokens, Session, same_secret, token_digest
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class TeamSync:
         self.roles: dict[str, str] = {}
         self.patients: dict[str, PatientRecord] = {}
         self._hashes: dict[str, str] = {}
-        self._applied: dict[str, float] = {}
+        self._applied: dict[str, PatientProfile] = {}
         self._marker = -1
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -193,15 +194,15 @@ class TeamSync:
                 engine.add_patient(profile)
             for learn in learners:
                 learn(record.id)
-            threshold = profile.threshold_rise_c
-            if self._applied.get(record.id) == threshold:
+            if self._applied.get(record.id) == profile:
                 continue
-            self._applied[record.id] = threshold
+            self._applied[record.id] = profile
             shown = profile.effective_threshold_c  # what the engine's states carry
             if engine is not None:
                 try:
-                    shown = engine.set_threshold(record.id, threshold).effective_threshold_c
+                    # the whole edited profile: thresholds at once, calibration next session
+                    shown = engine.set_profile(profile).effective_threshold_c
                 except InputError as err:
-                    log.warning("care team: threshold of %s not applied: %s", record.id, err)
+                    log.warning("care team: profile of %s not applied: %s", record.id, err)
                     continue
             self.state.board.show_threshold(record.id, shown)
