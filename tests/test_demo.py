@@ -30,7 +30,7 @@ from monitor.storage.query import HeatmonStore
 from monitor.storage.spool import Spool
 
 PATIENTS = {"p-ana", "p-ben", "p-cas", "p-dia"}
-RUN_S = 40
+RUN_S = 25
 
 
 def read_until(
