@@ -121,6 +121,9 @@ class ThermalState:
     minutes_to_recovery: float | None
     strain_index: float | None
     estimator: str
+    filter_sd_c: float | None = None
+    """The estimator's own SD without the model's per-person error (``core_temp_sd_c`` is the
+    band shown): what personal-threshold learning weighs a symptom report by."""
 
     def json_fields(self) -> dict[str, object]:
         """The state's values as the dashboard and MQTT show them (rounded; a missing or

@@ -62,9 +62,8 @@ class Client:
         assert status == 200, body
 
 
-ONSETS = (0.34, 0.36, 0.38, 0.37)
-"""Rises at which the patient felt symptoms in four sessions (each report carries the
-estimate's band, so three are not yet enough evidence for a suggestion)."""
+ONSETS = (0.34, 0.36, 0.38)
+"""Rises at which the patient felt symptoms in three sessions: enough for a suggestion."""
 
 
 async def client(stack: TeamStack) -> Client:
@@ -384,7 +383,6 @@ async def test_suggestions_live_in_the_care_team_database(
     engine = MonitorEngine(profiles={p.id: p for p in config.patients}, config=EngineConfig())
     first.attach(engine)
     async with Monitor(engine=engine, sinks=[first]) as monitor:
-        # four sessions: each report carries the band's sd, three are not yet enough evidence
         for k, rise in enumerate(ONSETS):
             await session_with_symptoms(monitor, pid, start=t0 + k * day, rise_c=rise)
         async with asyncio.timeout(30):

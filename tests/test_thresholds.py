@@ -79,17 +79,14 @@ async def test_reports_over_sessions_lead_to_a_suggestion_that_a_person_accepts(
         assert all(r.rise_sd_c is not None and 0 < r.rise_sd_c < 0.3 for r in kept)
         assert all(r.threshold_c == 0.5 for r in kept)
 
-        # Each report carries the band's sd (model error included), so it takes two more
-        # sessions before the onset estimate is certain enough for a suggestion.
-        for k, target in ((2, 0.38), (3, 0.37)):
-            await session_with_symptoms(monitor, PATIENT, start=T0 + k * DAY_S, rise_c=target)
-        await stored(learner, 4)
+        report = await session_with_symptoms(monitor, PATIENT, start=T0 + 2 * DAY_S, rise_c=0.38)
+        await stored(learner, 3)
         (suggestion,) = learner.store.suggestions(PATIENT)
         assert suggestion.status == "pending"
         assert suggestion.current_c == 0.5
         assert 0.30 <= suggestion.suggested_c < 0.45, "toward the reported rises"
         assert [r.session for r in suggestion.evidence] == [
-            f"{PATIENT}-{int(T0 + k * DAY_S)}" for k in range(4)
+            f"{PATIENT}-{int(T0 + k * DAY_S)}" for k in range(3)
         ]
         # Nothing changed by itself.
         assert monitor.engine.profile(PATIENT).threshold_rise_c == 0.5  # type: ignore[union-attr]
@@ -102,7 +99,7 @@ async def test_reports_over_sessions_lead_to_a_suggestion_that_a_person_accepts(
         with pytest.raises(SuggestionError) as err:
             await learner.decide(PATIENT, suggestion.id, accept=False, by="dave")
         assert err.value.status == 409
-        _, state = await feed_session(monitor, PATIENT, start=T0 + 4 * DAY_S, rise_c=0.2)
+        _, state = await feed_session(monitor, PATIENT, start=T0 + 3 * DAY_S, rise_c=0.2)
         assert state.threshold_rise_c == suggestion.suggested_c
 
     # After a restart: the threshold is in use before any sample, the history is intact.
@@ -111,8 +108,8 @@ async def test_reports_over_sessions_lead_to_a_suggestion_that_a_person_accepts(
         assert monitor.engine.profile(PATIENT).threshold_rise_c == suggestion.suggested_c  # type: ignore[union-attr]
         (kept_suggestion,) = learner.store.suggestions(PATIENT)
         assert (kept_suggestion.status, kept_suggestion.decided_by) == ("accepted", "carol")
-        assert len(learner.store.reports(PATIENT)) == 4
-        _, state = await feed_session(monitor, PATIENT, start=T0 + 5 * DAY_S, rise_c=0.1)
+        assert len(learner.store.reports(PATIENT)) == 3
+        _, state = await feed_session(monitor, PATIENT, start=T0 + 4 * DAY_S, rise_c=0.1)
         assert state.threshold_rise_c == suggestion.suggested_c
 
 

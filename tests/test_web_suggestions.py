@@ -62,16 +62,14 @@ async def test_caregiver_accepts_a_learnt_threshold_and_the_engine_uses_it(
     )
     learner.attach(stack.monitor.engine)
     async with stack.monitor:
-        # Four earlier sessions, each with "I feel symptoms" at a rise below the default
-        # (each report carries the band's sd, so three are not yet enough evidence).
+        # Three earlier sessions, each with "I feel symptoms" at a rise below the default.
         now = stack.clock()
-        rises = (0.34, 0.36, 0.38, 0.37)
-        for k, rise in enumerate(rises):
+        for k, rise in enumerate((0.34, 0.36, 0.38)):
             await session_with_symptoms(
-                stack.monitor, "p-learn", start=now - (len(rises) - k) * DAY_S, rise_c=rise
+                stack.monitor, "p-learn", start=now - (3 - k) * DAY_S, rise_c=rise
             )
         async with asyncio.timeout(LIVE_TIMEOUT_MS / 1000):
-            while learner.counters.get("reports_stored", 0) < len(rises):
+            while learner.counters.get("reports_stored", 0) < 3:
                 learner.stored.clear()
                 await learner.stored.wait()
         (suggestion,) = learner.store.suggestions("p-learn")
@@ -85,11 +83,11 @@ async def test_caregiver_accepts_a_learnt_threshold_and_the_engine_uses_it(
         await expect(card.locator("h3")).to_contain_text(f"Lena: personal threshold {suggested}")
         await expect(card.locator(".now")).to_have_text("+0.50 °C")
         await expect(card.locator(".new")).to_have_text(suggested)
-        await expect(card.locator(".evidence tbody tr")).to_have_count(len(rises))
+        await expect(card.locator(".evidence tbody tr")).to_have_count(3)
         await expect(card.locator(".evidence tbody tr .rise").first).to_have_text(
             re.compile(r"^\+0\.3\d °C ± 0\.\d\d$")
         )
-        await expect(card.locator(".onset-chart circle.onset")).to_have_count(len(rises))
+        await expect(card.locator(".onset-chart circle.onset")).to_have_count(3)
         tile = page.locator('.tile[data-patient="p-learn"]')
         await expect(tile.locator(".thr")).to_have_text("+0.50 °C")
         await page.screenshot(path=str(screenshots / "caregiver-threshold-suggested.png"))
@@ -168,16 +166,12 @@ async def test_thresholds_api_answers_as_documented(tmp_path: Path) -> None:
         assert (view["threshold_c"], view["floor_c"], view["suggestions"]) == (0.5, 0.3, [])
 
         now = stack.clock()
-        # Each report carries the band's sd (about 0.27 °C at these rises: the model's error
-        # grows with the rise), so the rule needs many sessions (nine here) before the onset
-        # estimate's sd falls to 0.08 °C (docs/physiology.md).
-        rises = (0.6, 0.62, 0.65, 0.68, 0.7, 0.72, 0.75, 0.78, 0.8)
-        for k, rise in enumerate(rises):
+        for k, rise in enumerate((0.65, 0.7, 0.75, 0.8)):
             await session_with_symptoms(
-                stack.monitor, "p-learn", start=now - (len(rises) - k) * DAY_S, rise_c=rise
+                stack.monitor, "p-learn", start=now - (4 - k) * DAY_S, rise_c=rise
             )
         async with asyncio.timeout(30):
-            while learner.counters.get("reports_stored", 0) < len(rises):
+            while learner.counters.get("reports_stored", 0) < 4:
                 learner.stored.clear()
                 await learner.stored.wait()
         async with http.get("/api/patients/p-learn/thresholds") as resp:
@@ -186,7 +180,7 @@ async def test_thresholds_api_answers_as_documented(tmp_path: Path) -> None:
         pending = [s for s in view["suggestions"] if s["status"] == "pending"]
         (suggestion,) = pending
         assert suggestion["suggested_c"] > 0.5, "onsets above the default: a higher threshold"
-        assert len(suggestion["evidence"]) == suggestion["n_sessions"] == len(rises)
+        assert len(suggestion["evidence"]) == suggestion["n_sessions"] == 4
 
         base = "/api/patients/p-learn/suggestions"
         headers = {"X-CSRF-Token": token}

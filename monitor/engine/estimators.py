@@ -139,6 +139,13 @@ class Estimator(Protocol):
         """One standard deviation of the estimate (°C)."""
         ...
 
+    @property
+    def filter_sd_c(self) -> float:
+        """The filter's own standard deviation (°C): how far the estimate may stray from one
+        session to the next for the same person, without the model's per-person error that
+        :attr:`sd_c` adds (a threshold set on the estimate absorbs that error)."""
+        ...
+
     def calibrate(
         self,
         *,
@@ -216,6 +223,10 @@ class _KalmanEstimator:
 
     @property
     def sd_c(self) -> float:
+        return math.sqrt(max(self._kf.v, 0.0))
+
+    @property
+    def filter_sd_c(self) -> float:
         return math.sqrt(max(self._kf.v, 0.0))
 
     @property

@@ -591,6 +591,7 @@ class PatientEngine:
             quality=self._quality,
             core_temp_c=est.core_c if self._calibrated else self._baseline_c,
             core_temp_sd_c=est.sd_c,
+            filter_sd_c=est.filter_sd_c,
             core_delta_c=delta,
             baseline_core_c=self._baseline_c,
             threshold_rise_c=self._profile.effective_threshold_c,

@@ -278,11 +278,11 @@ class ThresholdLearner(Sink):
     # -- from the service -----------------------------------------------------------------
 
     def submit_state(self, state: ThermalState) -> None:
-        self._latest[state.patient] = (
-            state.session,
-            state.core_temp_sd_c,
-            state.threshold_rise_c,
-        )
+        # A report is weighed by how repeatable the estimate is for this person (the filter's
+        # SD), not by the band shown, whose model term is a per-person error that a threshold
+        # set on the estimate absorbs (docs/physiology.md, "Personal thresholds").
+        sd = state.filter_sd_c if state.filter_sd_c is not None else state.core_temp_sd_c
+        self._latest[state.patient] = (state.session, sd, state.threshold_rise_c)
 
     def submit_record(self, record: SymptomReport | Acknowledgement | SessionRecord) -> None:
         if not isinstance(record, SymptomReport):
