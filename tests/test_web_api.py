@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -16,22 +15,7 @@ from monitor.errors import ConfigError
 from monitor.web.app import OPENAPI_PATH, build_app
 from monitor.web.auth import LoginLimiter, SessionStore, token_digest
 from monitor.web.config import parse_web_config
-from tests.fixtures.web import CAROL, DAVE, WebStack
-
-
-@pytest.fixture
-async def http(web_stack: WebStack) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
-    ) as session:
-        yield session
-
-
-async def csrf(http: aiohttp.ClientSession) -> str:
-    async with http.get("/api/session") as resp:
-        body: dict[str, Any] = await resp.json()
-    token: str = body["csrf"]
-    return token
+from tests.fixtures.web import CAROL, DAVE, WebStack, csrf
 
 
 async def login(http: aiohttp.ClientSession, user: str, password: str) -> aiohttp.ClientResponse:

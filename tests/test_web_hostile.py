@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -25,6 +24,7 @@ from monitor.web.auth import AnonymousCsrf, SessionStore
 from monitor.web.bodies import MAX_BODY_BYTES, MAX_JSON_DEPTH, json_depth
 from monitor.web.demo import DemoUser
 from tests.fixtures.web import CAROL, WebStack, build_web_stack
+from tests.fixtures.web import csrf as csrf_of
 
 OPENAPI = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
 POSTS = (
@@ -46,21 +46,6 @@ def documented(path: str, method: str) -> set[int]:
         ):
             return {int(code) for code in ops[method.lower()]["responses"]}
     raise AssertionError(f"{path} is not in openapi.json")
-
-
-@pytest.fixture
-async def http(web_stack: WebStack) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
-    ) as session:
-        yield session
-
-
-async def csrf_of(http: aiohttp.ClientSession) -> str:
-    async with http.get("/api/session") as resp:
-        body: dict[str, Any] = await resp.json()
-    token: str = body["csrf"]
-    return token
 
 
 async def log_in(http: aiohttp.ClientSession, login: str, password: str) -> str:

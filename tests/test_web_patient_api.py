@@ -15,7 +15,7 @@ import pytest
 
 from monitor.model import Acknowledgement, Level
 from monitor.web.patient_routes import PATIENT_ACK_BY
-from tests.fixtures.web import CAROL, WebStack, build_web_stack
+from tests.fixtures.web import CAROL, WebStack, build_web_stack, csrf
 
 LIVE_TIMEOUT_S = 30.0
 
@@ -32,21 +32,6 @@ async def web_stack() -> AsyncIterator[WebStack]:
         for pid in ("p-hot", "p-cool"):
             stack.patient_links[pid] = stack.sink.patient_url(pid)
         yield stack
-
-
-@pytest.fixture
-async def http(web_stack: WebStack) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
-    ) as session:
-        yield session
-
-
-async def csrf(http: aiohttp.ClientSession) -> str:
-    async with http.get("/api/session") as resp:
-        body: dict[str, Any] = await resp.json()
-    token: str = body["csrf"]
-    return token
 
 
 async def open_link(http: aiohttp.ClientSession, link: str) -> None:

@@ -24,8 +24,8 @@ from monitor.thresholds.learner import ThresholdLearner
 from monitor.thresholds.records import new_id
 from monitor.web.app import OPENAPI_PATH
 from monitor.web.demo import DemoUser
-from tests.fixtures.web import CAROL, WebStack, build_web_stack
-from tests.test_web_api import csrf, login
+from tests.fixtures.web import CAROL, WebStack, build_web_stack, csrf
+from tests.test_web_api import login
 from tests.test_web_browser import LIVE_TIMEOUT_MS, log_in
 from tests.threshold_helpers import session_with_symptoms
 
