@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
+from typing import Any
 
 
 def free_port() -> int:
@@ -27,3 +30,17 @@ def wait_for_port(port: int, *, timeout_s: float = 20.0, host: str = "127.0.0.1"
                     f"nothing listens on {host}:{port} after {timeout_s} s"
                 ) from None
             time.sleep(0.05)
+
+
+def stop_process(
+    proc: subprocess.Popen[Any], *, timeout_s: float, sig: int = signal.SIGTERM
+) -> None:
+    """Ask a local server to stop with ``sig``; kill it if it has not within ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

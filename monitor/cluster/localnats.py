@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitor.errors import HeatmonError
-from monitor.netutil import free_port, wait_for_port
+from monitor.netutil import free_port, stop_process, wait_for_port
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +84,7 @@ class NatsNode:
         if proc is None or proc.poll() is not None:
             self.proc = None
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=STOP_TIMEOUT_S)
         self.proc = None
 
     def kill(self) -> None:

@@ -14,14 +14,13 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.errors import HeatmonError
-from monitor.netutil import free_port, wait_for_port
+from monitor.netutil import free_port, stop_process, wait_for_port
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +126,7 @@ class MosquittoBroker:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=STOP_TIMEOUT_S)
         self._proc = None
 
     def restart(self) -> None:

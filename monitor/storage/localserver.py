@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from monitor.errors import HeatmonError
-from monitor.netutil import free_port
+from monitor.netutil import free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +219,7 @@ class InfluxServer:
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout_s=STOP_TIMEOUT_S, sig=sig)
         self._proc = None
         self._close_log()
 
