@@ -205,3 +205,34 @@ def test_quality_is_good_during_the_rest_period_too() -> None:
     state = engine.state("p")
     assert state is not None and state.quality is Quality.GOOD
     assert state.time - T0 < 120
+
+
+def test_a_backlog_behind_the_clock_is_estimated_as_if_it_came_in_time() -> None:
+    """A gateway sends what it buffered during an outage, minutes behind the service's
+    clock; the clock ticks between its messages. The states and alerts are the ones the
+    same samples give without ticks: the same times, the same levels, and no "stale data"
+    while readings keep coming."""
+
+    def feed(ticks: bool) -> list[tuple[float, str, str]]:
+        engine = MonitorEngine(profiles={"p": PatientProfile(id="p", resting_hr_bpm=65)})
+        seen: list[tuple[float, str, str]] = []
+        for i in range(400):
+            if ticks and i % 7 == 0:
+                r = engine.advance(T0 + 900 + i)  # the service's clock: 15 min ahead
+                seen += [(s.time, "state", s.level.value) for s in r.states]
+                seen += [(e.time, e.kind.value, e.level.value) for e in r.events]
+            hot = i >= 150
+            for kind, value in (
+                (SampleKind.HEART_RATE, 150.0 if hot else 70.0),
+                (SampleKind.CORE_TEMP, 37.0 + (min(0.9, (i - 150) * 0.02) if hot else 0.0)),
+            ):
+                r = engine.ingest(Sample("p", kind, value, T0 + i))
+                seen += [(s.time, "state", s.level.value) for s in r.states]
+                seen += [(e.time, e.kind.value, e.level.value) for e in r.events]
+        return seen
+
+    with_ticks = feed(ticks=True)
+    levels = [(t, level) for t, kind, level in with_ticks if kind == "level"]
+    assert [level for _, level in levels] == ["caution", "cool_down"], with_ticks
+    assert all(T0 + 150 < t < T0 + 400 for t, _ in levels)
+    assert with_ticks == feed(ticks=False)

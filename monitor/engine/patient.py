@@ -88,6 +88,7 @@ class PatientEngine:
         "_core_sum",
         "_est",
         "_events",
+        "_fed",
         "_future_after",
         "_good_once",
         "_hr_n",
@@ -128,6 +129,8 @@ class PatientEngine:
         self._seq = 0
         self._last_time = -math.inf
         self._last_now = -math.inf
+        self._fed = False
+        """A reading came since the last :meth:`advance`: the stream is flowing."""
         self._future_after = math.inf
         self._win_end = math.inf
         self._last_hr: float | None = None
@@ -205,6 +208,7 @@ class PatientEngine:
             counters = self.counters
             counters["future"] = counters.get("future", 0) + 1
             return QUIET[SampleFlag.FUTURE]
+        self._fed = True
         records: list[SessionRecord] = []
         states: list[ThermalState] = []
         events: list[Event] = []
@@ -250,16 +254,24 @@ class PatientEngine:
 
     def advance(self, now: float) -> StepResult:
         """Time passes without samples: close due windows, report stale data, end a session."""
+        # a reading came between the last tick and this one (before a first tick, unknown)
+        fed = self._fed and self._last_now > -math.inf
+        self._fed = False
         self.note_clock(now)
         if self._session is None:
             return QUIET[SampleFlag.OK]
         states: list[ThermalState] = []
         events: list[Event] = []
         records: list[SessionRecord] = []
-        if now >= self._win_end:
-            self._close_windows(now, states, events)
-        self._update_quality(now, events)
-        if now - self._last_time > SESSION_IDLE_S:
+        if now >= self._win_end and not fed and (self._hr_n or self._skin_n or self._core_n):
+            # The stream has paused for a tick: close the window that holds readings, and no
+            # more. While readings flow, their own times close windows, even minutes behind
+            # this clock (a gateway sending what it buffered during an outage); empty
+            # windows are skipped when the next reading comes.
+            self._close_windows(self._win_end, states, events)
+        if not fed:  # readings that keep coming are late, not stale
+            self._update_quality(now, events)
+        if not fed and now - self._last_time > SESSION_IDLE_S:
             self._close_session(records)
         return StepResult(SampleFlag.OK, tuple(states), tuple(events), tuple(records))
 
