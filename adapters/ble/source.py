@@ -351,11 +351,13 @@ class BleSource(Source):
             log.warning("ble %s: link dropped", address)
         finally:
             stats.connected = False
-            if state.gap_open_since is None:
-                state.gap_open_since = stats.last_sample_time
             with contextlib.suppress(BleakError, TimeoutError, OSError):
                 async with asyncio.timeout(5.0):
                     await client.disconnect()
+            # the gap opens once the link is closed: a notification that still arrives while
+            # it closes (a stop, a failed subscription) is data, not the end of a gap
+            if state.gap_open_since is None:
+                state.gap_open_since = stats.last_sample_time
         return stats.samples > samples_before
 
     async def _subscribe(self, client: BleakClient, state: _DeviceState) -> None:
