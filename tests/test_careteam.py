@@ -357,7 +357,6 @@ async def test_suggestions_live_in_the_care_team_database(
     from monitor.plugins import PluginContext
     from monitor.service import Monitor
     from monitor.thresholds.learner import ThresholdLearner
-    from monitor.thresholds.sqlstore import SqlThresholdStore
     from tests.threshold_helpers import session_with_symptoms
 
     day, t0, pid = 86_400.0, 1_780_000_000.0, "p-learn"
@@ -389,8 +388,7 @@ async def test_suggestions_live_in_the_care_team_database(
             while first.counters.get("reports_stored", 0) < len(ONSETS):
                 first.stored.clear()
                 await first.stored.wait()
-        if careteam_url.startswith("postgresql"):
-            assert isinstance(first.store, SqlThresholdStore)
+        assert first.store.url == careteam_url
         (suggestion,) = first.store.suggestions(pid)
         assert len(suggestion.evidence) == len(ONSETS)
         _, change = await first.decide(pid, suggestion.id, accept=True, by="clara")

@@ -144,6 +144,52 @@ def test_a_failed_change_leaves_nothing_half_written(tmp_path: Path) -> None:
         assert err.value.status == 404
 
 
+EARLIER_FILE = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE symptom_reports (id TEXT PRIMARY KEY, patient TEXT NOT NULL, session TEXT NOT NULL,
+    time REAL NOT NULL, rise_c REAL, rise_sd_c REAL, threshold_c REAL, received REAL NOT NULL);
+CREATE INDEX symptom_reports_patient ON symptom_reports (patient, time);
+CREATE TABLE suggestions (id TEXT PRIMARY KEY, patient TEXT NOT NULL, created REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected', 'superseded')),
+    current_c REAL NOT NULL, suggested_c REAL NOT NULL, onset_mean_c REAL NOT NULL,
+    onset_sd_c REAL NOT NULL, prior_mean_c REAL NOT NULL, n_reports INTEGER NOT NULL,
+    n_sessions INTEGER NOT NULL, reason TEXT NOT NULL, decided_by TEXT, decided_at REAL);
+CREATE INDEX suggestions_patient ON suggestions (patient, created);
+CREATE TABLE suggestion_evidence (suggestion TEXT NOT NULL REFERENCES suggestions (id),
+    report TEXT NOT NULL REFERENCES symptom_reports (id), PRIMARY KEY (suggestion, report));
+CREATE TABLE threshold_changes (id TEXT PRIMARY KEY, patient TEXT NOT NULL,
+    threshold_c REAL NOT NULL, previous_c REAL NOT NULL,
+    suggestion TEXT REFERENCES suggestions (id), set_by TEXT NOT NULL, set_at REAL NOT NULL);
+CREATE INDEX threshold_changes_patient ON threshold_changes (patient, set_at);
+INSERT INTO symptom_reports VALUES ('r1', 'p-old', 's1', 1e9, 0.41, 0.05, 0.5, 1e9);
+INSERT INTO suggestions VALUES ('g1', 'p-old', 1e9, 'accepted', 0.5, 0.42, 0.41, 0.04, 0.5,
+    3, 3, 'three sessions', 'carol', 1e9 + 60);
+INSERT INTO suggestion_evidence VALUES ('g1', 'r1');
+INSERT INTO threshold_changes VALUES ('c1', 'p-old', 0.42, 0.5, 'g1', 'carol', 1e9 + 60);
+"""
+"""A thresholds file as heatmon wrote it before the store moved to the care team's
+migrations (its own CREATE TABLE script)."""
+
+
+def test_a_file_written_by_an_earlier_heatmon_keeps_every_decision(tmp_path: Path) -> None:
+    path = tmp_path / "thresholds.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(EARLIER_FILE)
+    db.close()
+    with ThresholdStore(path=path) as store:
+        assert store.integrity() == "ok"
+        assert [r.id for r in store.reports("p-old")] == ["r1"]
+        current = store.current("p-old")
+        assert current is not None and (current.threshold_c, current.set_by) == (0.42, "carol")
+        (accepted,) = store.suggestions("p-old")
+        assert accepted.status == "accepted" and [r.id for r in accepted.evidence] == ["r1"]
+        # and it goes on: a new report is kept beside the old ones
+        store.add_report(report("p-old", "s2", 0.4), suggest=lambda r, p: None)
+    with ThresholdStore(path=path) as store:
+        assert len(store.reports("p-old")) == 2
+
+
 def test_the_engine_refuses_a_threshold_the_profile_does_not_allow() -> None:
     engine = MonitorEngine(profiles={PATIENT: PatientProfile(id=PATIENT)})
     with pytest.raises(InputError):

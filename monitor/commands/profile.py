@@ -29,7 +29,6 @@ from monitor.model import iso_utc
 from monitor.profile import PATIENT_ID_PATTERN, PatientProfile
 from monitor.thresholds.learner import shared_url, store_path
 from monitor.thresholds.records import Suggestion, SuggestionError
-from monitor.thresholds.sqlstore import AnyThresholdStore, SqlThresholdStore
 from monitor.thresholds.store import ThresholdStore
 from monitor.thresholds.views import patient_view
 
@@ -73,10 +72,10 @@ def _config(args: argparse.Namespace) -> HeatmonConfig:
     return load_config(path)
 
 
-def _store(args: argparse.Namespace, config: HeatmonConfig) -> AnyThresholdStore:
+def _store(args: argparse.Namespace, config: HeatmonConfig) -> ThresholdStore:
     url = shared_url(config) if args.store is None else None
     if url is not None:  # the care team's PostgreSQL holds the suggestions
-        return SqlThresholdStore(url=url)
+        return ThresholdStore(url=url)
     path: Path = args.store if args.store is not None else store_path(config)
     if not path.exists():
         raise ConfigError(f"{path}: no thresholds store yet (is [sinks.thresholds] enabled?)")

@@ -41,7 +41,6 @@ from monitor.model import (
 from monitor.plugins import PluginContext, Sink
 from monitor.profile import PatientProfile
 from monitor.thresholds.records import Draft, StoredReport, Suggestion, ThresholdChange, new_id
-from monitor.thresholds.sqlstore import AnyThresholdStore, SqlThresholdStore
 from monitor.thresholds.store import ThresholdStore
 
 log = logging.getLogger(__name__)
@@ -101,8 +100,8 @@ def shared_url(config: Any, options: Mapping[str, Any] | None = None) -> str | N
     return url if url is not None and url.startswith("postgresql") else None
 
 
-def open_store(*, path: Path, url: str | None) -> AnyThresholdStore:
-    return SqlThresholdStore(url=url) if url is not None else ThresholdStore(path=path)
+def open_store(*, path: Path, url: str | None) -> ThresholdStore:
+    return ThresholdStore(url=url) if url is not None else ThresholdStore(path=path)
 
 
 def _careteam_file(config: Any) -> Path | None:
@@ -181,7 +180,7 @@ class ThresholdLearner(Sink):
         self._clock = clock
         self._context = context
         self._engine: MonitorEngine | None = None
-        self._store: AnyThresholdStore | None = None
+        self._store: ThresholdStore | None = None
         self._queue: asyncio.Queue[StoredReport] = asyncio.Queue(maxsize=MAX_QUEUED)
         self._latest: dict[str, tuple[str, float, float]] = {}
         self._applied: dict[str, float] = {}
@@ -232,7 +231,7 @@ class ThresholdLearner(Sink):
         return self._store is not None
 
     @property
-    def store(self) -> AnyThresholdStore:
+    def store(self) -> ThresholdStore:
         if self._store is None:
             raise RuntimeError("the thresholds sink is not started")
         return self._store

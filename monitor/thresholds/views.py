@@ -10,7 +10,7 @@ from monitor.model import iso_utc
 from monitor.profile import PatientProfile
 from monitor.thresholds.learner import floor_for
 from monitor.thresholds.records import StoredReport, Suggestion, ThresholdChange
-from monitor.thresholds.sqlstore import AnyThresholdStore
+from monitor.thresholds.store import ThresholdStore
 
 
 def report_json(report: StoredReport) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def change_json(c: ThresholdChange) -> dict[str, Any]:
 
 
 def patient_view(
-    store: AnyThresholdStore,
+    store: ThresholdStore,
     profile: PatientProfile,
     *,
     rules: Rules = DEFAULT_RULES,
