@@ -205,6 +205,15 @@ async def test_disabled_caregiver_and_revoked_link_are_cut_at_once(team: TeamSta
         phone = await client(team)
         async with phone.http.get(link["url"].split(team.base_url, 1)[1]) as resp:
             assert resp.status == 200 and resp.url.path == f"/patient/{NEW}"
+        # a link made by the running sink (as the demo prints them) works beside the store's
+        other_phone = await client(team)
+        try:
+            async with other_phone.http.get(
+                team.sink.patient_url(NEW).split(team.base_url, 1)[1]
+            ) as resp:
+                assert resp.status == 200 and resp.url.path == f"/patient/{NEW}"
+        finally:
+            await other_phone.http.close()
 
         async with clara.http.get("/api/events") as stream:
             assert stream.status == 200

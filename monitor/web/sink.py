@@ -68,8 +68,12 @@ class WebSink(Sink):
             history_minutes=config.history_minutes,
             backlog=config.max_subscriber_backlog,
         )
-        self.tokens = PatientTokens(digests=config.patient_tokens)
-        self.state = WebState(config=config, board=self.board, control=control, tokens=self.tokens)
+        self.state = WebState(
+            config=config,
+            board=self.board,
+            control=control,
+            tokens=PatientTokens(digests=config.patient_tokens),
+        )
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._context: PluginContext | None = None
@@ -122,7 +126,8 @@ class WebSink(Sink):
 
     def patient_url(self, patient: str) -> str:
         """A fresh one-time link for ``patient``'s phone (a new token replaces the old)."""
-        token = self.tokens.issue(patient)
+        # the state's tokens: a care-team store replaces them at start
+        token = self.state.tokens.issue(patient)
         return f"{self.base_url}/patient/{patient}?token={token}"
 
     async def start(self) -> None:
