@@ -440,7 +440,7 @@ async def test_with_the_store_on_a_configured_patient_token_opens_nothing(
     stack.sink.config = stack.sink.config.model_copy(update={"patient_tokens": {NEW: digest}})
     stack.sink.state.config = stack.sink.config
     # As WebSink(config=...) reads [web.patient_tokens]:
-    stack.sink.tokens = stack.sink.state.tokens = PatientTokens(digests={NEW: digest})
+    stack.sink.state.tokens = PatientTokens(digests={NEW: digest})
     async with stack.monitor:
         phone = Client(stack)
         try:
