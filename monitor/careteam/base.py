@@ -12,7 +12,7 @@ from typing import Any, Self
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, Row, create_engine, event, insert, select
+from sqlalchemy import Column, Connection, Engine, Row, Table, create_engine, event, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.careteam import schema as t
@@ -174,6 +174,47 @@ class StoreBase:
                 detail=None if detail is None else storable(detail[:200]),
             )
         )
+
+    def check_version(
+        self, conn: Connection, *, kind: str, subject: str, current: Any, based_on: int
+    ) -> None:
+        """An edit of ``subject`` based on version ``based_on`` while ``current`` (the
+        record read in this transaction: a ``version`` and ``to_json()``) is newer is a
+        :class:`Conflict` that carries the current record and the edits made since."""
+        if current.version != based_on:
+            raise Conflict(
+                f"{kind} {subject!r} was changed since version {based_on} "
+                f"(now version {current.version}); reload and try again",
+                current=current.to_json(),
+                changes=self.changes_since(conn, kind, subject, based_on),
+            )
+
+    def update_versioned(
+        self,
+        conn: Connection,
+        *,
+        table: Table,
+        key: Column[Any],
+        kind: str,
+        subject: str,
+        current: Any,
+        based_on: int,
+        values: dict[str, Any],
+    ) -> int:
+        """Write ``values`` and the next version over the row of ``subject`` (at ``key``)
+        whose version is ``based_on``, after :meth:`check_version`; a row changed by another
+        transaction between the read and this write is a :class:`Conflict` too. Returns
+        the new version."""
+        self.check_version(conn, kind=kind, subject=subject, current=current, based_on=based_on)
+        version = int(current.version) + 1
+        done = conn.execute(
+            table.update()
+            .where(key == subject, table.c.version == based_on)
+            .values(**values, version=version)
+        )
+        if done.rowcount != 1:  # another transaction between our read and write
+            raise Conflict(f"{kind} {subject!r} was changed meanwhile; reload")
+        return version
 
     def changes_since(self, conn: Connection, kind: str, subject: str, version: int) -> list[Any]:
         rows = conn.execute(

@@ -122,14 +122,7 @@ class CaregiverMixin(StoreBase):
             if row is None:
                 raise NotFound(f"no caregiver {login!r}")
             old = _caregiver(row)
-            if old.version != based_on:
-                raise Conflict(
-                    f"caregiver {login!r} was changed since version {based_on} "
-                    f"(now version {old.version}); reload and try again",
-                    current=old.to_json(),
-                    changes=self.changes_since(conn, "caregiver", login, based_on),
-                )
-            values: dict[str, Any] = {"version": old.version + 1, "updated_at": now}
+            values: dict[str, Any] = {"updated_at": now}
             if role is not None:
                 values["role"] = role
             if disabled is not None:
@@ -140,13 +133,16 @@ class CaregiverMixin(StoreBase):
                     "invite_digest": token_digest(token),
                     "invite_expires": now + INVITE_TTL_S,
                 }
-            done = conn.execute(
-                update(t.caregivers)
-                .where(t.caregivers.c.login == login, t.caregivers.c.version == based_on)
-                .values(**values)
+            self.update_versioned(
+                conn,
+                table=t.caregivers,
+                key=t.caregivers.c.login,
+                kind="caregiver",
+                subject=login,
+                current=old,
+                based_on=based_on,
+                values=values,
             )
-            if done.rowcount != 1:  # another transaction between our read and write
-                raise Conflict(f"caregiver {login!r} was changed meanwhile; reload")
             new = _caregiver(
                 conn.execute(select(t.caregivers).where(t.caregivers.c.login == login)).one()
             )

@@ -169,13 +169,9 @@ class CareStore(CaregiverMixin):
             if row is None:
                 raise NotFound(f"no patient {patient!r}")
             old = _patient(row)
-            if old.version != based_on:
-                raise Conflict(
-                    f"patient {patient!r} was changed since version {based_on} "
-                    f"(now version {old.version}); reload and try again",
-                    current=old.to_json(),
-                    changes=self.changes_since(conn, "patient", patient, based_on),
-                )
+            self.check_version(
+                conn, kind="patient", subject=patient, current=old, based_on=based_on
+            )
             if "id" in changes:
                 raise Invalid("the pseudonym of a patient cannot be changed")
             merged = _profile_json(old.profile) | dict(changes)
@@ -185,20 +181,21 @@ class CareStore(CaregiverMixin):
                 raise Invalid(_first_error(err)) from err
             _check_text(profile)
             new_archived = old.archived if archived is None else archived
-            version = old.version + 1
-            done = conn.execute(
-                update(t.patients)
-                .where(t.patients.c.id == patient, t.patients.c.version == based_on)
-                .values(
-                    display_name=profile.display_name,
-                    profile=profile.model_dump_json(),
-                    archived=new_archived,
-                    version=version,
-                    updated_at=now,
-                )
+            version = self.update_versioned(
+                conn,
+                table=t.patients,
+                key=t.patients.c.id,
+                kind="patient",
+                subject=patient,
+                current=old,
+                based_on=based_on,
+                values={
+                    "display_name": profile.display_name,
+                    "profile": profile.model_dump_json(),
+                    "archived": new_archived,
+                    "updated_at": now,
+                },
             )
-            if done.rowcount != 1:  # another instance between our read and write
-                raise Conflict(f"patient {patient!r} was changed meanwhile; reload")
             before = {k: v for k, v in _profile_json(old.profile).items() if k in merged}
             after = _profile_json(profile)
             diff_before = {k: before[k] for k in after if before.get(k) != after[k]}
