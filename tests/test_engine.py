@@ -116,6 +116,24 @@ def test_strap_off_is_sensor_off_not_a_drop_in_heart_rate() -> None:
     assert state is not None and state.heart_rate_bpm == 70.0
 
 
+def test_a_strap_off_for_a_few_seconds_is_seen_by_the_ticks_between_windows() -> None:
+    """The strap is off its skin for 5 s (zeros without contact) inside one 10-s window
+    while the skin sensor goes on; the service ticks every second. The tick sees it."""
+    engine = MonitorEngine(profiles={"p": PatientProfile(id="p", resting_hr_bpm=65)})
+    events: list[Event] = []
+    for t in range(120):
+        engine.advance(T0 + t)
+        off = 102 <= t < 107
+        r = engine.ingest(
+            Sample("p", SampleKind.HEART_RATE, 0.0 if off else 70.0, T0 + t, sensor_contact=not off)
+        )
+        events += r.events
+        events += engine.ingest(Sample("p", SampleKind.SKIN_TEMP, 33.0, T0 + t)).events
+        events += engine.advance(T0 + t + 0.5).events
+    off_events = [e for e in events if e.quality is Quality.SENSOR_OFF]
+    assert len(off_events) == 1 and T0 + 102 <= off_events[0].time < T0 + 108
+
+
 def test_every_event_has_plain_advice_and_cool_down_needs_ack() -> None:
     engine = MonitorEngine(profiles={"p": PatientProfile(id="p", resting_hr_bpm=60)})
     events: list[Event] = []

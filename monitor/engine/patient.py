@@ -269,8 +269,9 @@ class PatientEngine:
             # this clock (a gateway sending what it buffered during an outage); empty
             # windows are skipped when the next reading comes.
             self._close_windows(self._win_end, states, events)
-        if not fed:  # readings that keep coming are late, not stale
-            self._update_quality(now, events)
+        # readings that keep coming are late, not stale: judged at their own time (a strap
+        # off its skin is still seen at once)
+        self._update_quality(self._last_time if fed else now, events)
         if not fed and now - self._last_time > SESSION_IDLE_S:
             self._close_session(records)
         return StepResult(SampleFlag.OK, tuple(states), tuple(events), tuple(records))
