@@ -14,7 +14,9 @@ of the rise; the forecast rise is m + f) where q (``forecast_var_per_min``) is h
 rise may stray per minute from the process under a constant workload (the workload will
 change; the filter's process noise is smaller).
 The threshold T is *likely reached* at the first t with P(rise(t) ≥ T) ≥ p, that is
-m(t) + z·√v(t) ≥ T with z = Φ⁻¹(p) (interpolated between steps). That time is the
+m(t) + z·√(v(t) + (k·max(0, m(t) − m₀))²) ≥ T with z = Φ⁻¹(p) (interpolated between
+steps), m₀ the rise now and k (``increment_sd_per_c``) the forecast's own error per °C of
+further rise it predicts. That time is the
 ``minutes_to_threshold`` the risk state machine compares with the lead window (cool_down)
 and the horizon (caution): the alert fires on the probability of reaching the threshold
 within the window. A rise that levels off under the threshold never alerts, however fast it
