@@ -163,25 +163,41 @@ def test_intermittent_work_shifts_the_heart_rate_observation_and_the_room_the_fa
     # above (x⁻ = 37.031, k = 5.717664e−5); expected HR 61.426102 + 6 = 67.426102:
     # x = 37.031 + k·(120 − 67.426102) = 37.034006 (aerobic: 37.034349).
     params = replace(PARAMS, intermittent_hr_work_share=0.3)
-    est = HeatBalanceEstimator(params=params)
-    calib = dict(baseline_core_c=37.0, resting_hr_bpm=60.0, max_hr_bpm=180.0)
-    est.calibrate(baseline_skin_c=33.0, activity=Activity.STRENGTH, **calib)
-    est.step(60.0, heart_rate=120.0, skin_temp=34.0, measured_core=None)
-    assert est.core_c == pytest.approx(37.034006, abs=1e-6)
-    aerobic = HeatBalanceEstimator(params=params)
-    aerobic.calibrate(baseline_skin_c=33.0, activity=Activity.AEROBIC, **calib)
-    aerobic.step(60.0, heart_rate=120.0, skin_temp=34.0, measured_core=None)
+
+    def calibrated(
+        p: HeatBalanceParams, skin0: float, skin: float, activity: Activity
+    ) -> HeatBalanceEstimator:
+        """Rest 60 / max 180 bpm, skin₀ at rest; one minute at 120 bpm with this skin."""
+        e = HeatBalanceEstimator(params=p)
+        e.calibrate(
+            baseline_core_c=37.0,
+            resting_hr_bpm=60.0,
+            max_hr_bpm=180.0,
+            baseline_skin_c=skin0,
+            activity=activity,
+        )
+        e.step(
+            60.0,
+            heart_rate=120.0,
+            skin_temp=skin,
+            measured_core=None,
+        )
+        return e
+
+    strength = calibrated(params, 33.0, 34.0, Activity.STRENGTH)
+    assert strength.core_c == pytest.approx(37.034006, abs=1e-6)
+    aerobic = calibrated(params, 33.0, 34.0, Activity.AEROBIC)
     assert aerobic.core_c == pytest.approx(37.034349, abs=1e-6)
     # The fast compartment's gain scales with e^(0.2·(skin₀ − 33)): its equilibrium under
     # r̄ = 1/6 is 0.1·e^(0.2)·(1/6)/0.25 = 0.081427 in a warm room (skin₀ 34 °C) and
     # 0.1·e^(−0.4)·(1/6)/0.25 = 0.044688 in a cool one (31 °C).
-    fast = replace(PARAMS, fast_production_c_per_min=0.1, fast_loss_per_min=0.25)
-    eqs = []
-    for skin0 in (34.0, 31.0):
-        e = HeatBalanceEstimator(params=replace(fast, fast_room_slope=0.2))
-        e.calibrate(baseline_skin_c=skin0, **calib)
-        e.step(60.0, heart_rate=120.0, skin_temp=skin0, measured_core=None)
-        eqs.append((e.forecast_fast() or (0.0, 0.0, 0.0))[1])
+    fast = replace(
+        PARAMS, fast_production_c_per_min=0.1, fast_loss_per_min=0.25, fast_room_slope=0.2
+    )
+    eqs = [
+        (calibrated(fast, skin0, skin0, Activity.AEROBIC).forecast_fast() or (0.0, 0.0, 0.0))[1]
+        for skin0 in (34.0, 31.0)
+    ]
     assert eqs == pytest.approx([0.081427, 0.044688], abs=1e-6)
 
 
