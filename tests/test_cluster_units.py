@@ -24,16 +24,18 @@ LIMIT = 1 << 20
 def test_a_restored_engine_continues_exactly_like_the_original() -> None:
     batches = hot_session("p1", seconds=1500)
     samples = [s for b in batches for s in b]
+    # Hand over after 400 s, before the first alert (caution at ~440 s, cool_down ~510 s).
+    cut = 800
     original = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
-    for s in samples[:1200]:
+    for s in samples[:cut]:
         original.ingest(s)
     data = snapshot.dumps(original.engine("p1"), max_bytes=LIMIT)
     assert len(data) < 16_000
     restored, _ = snapshot.loads(data, max_bytes=LIMIT)
     other = MonitorEngine(profiles={})
     other.adopt(restored)
-    a = [original.ingest(s) for s in samples[1200:]]
-    b = [other.ingest(s) for s in samples[1200:]]
+    a = [original.ingest(s) for s in samples[cut:]]
+    b = [other.ingest(s) for s in samples[cut:]]
     assert [r.states for r in a] == [r.states for r in b]
     assert [e.id for r in a for e in r.events] == [e.id for r in b for e in r.events]
     assert any(e.level.value == "cool_down" for r in b for e in r.events)

@@ -74,13 +74,15 @@ def test_the_split_keeps_models_and_seeds_apart() -> None:
 
 
 def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
-    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` (scored once,
-    at the end) draw people from seeds no other split uses."""
+    """``train_gagge`` (the Gagge part of the training data), ``heldout3`` and ``heldout4``
+    (each scored once, at the end of a round) draw people from seeds no other split uses."""
     splits = {name: plan(name) for name in ("train", "heldout", "heldout2", "train_gagge")}
     splits["heldout3"] = plan("heldout3")
+    splits["heldout4"] = plan("heldout4")
     assert {s.model for s in splits["train_gagge"]} == {"gagge"}
     assert {s.model for s in splits["heldout3"]} == {"gagge", "jos3"}
-    for name in ("train_gagge", "heldout3"):
+    assert {s.model for s in splits["heldout4"]} == {"gagge", "jos3"}
+    for name in ("train_gagge", "heldout3", "heldout4"):
         others = set().union(*({s.seed for s in v} for k, v in splits.items() if k != name))
         assert not {s.seed for s in splits[name]} & others, name
         assert {s.workout for s in splits[name]} == set(Workout)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from monitor.engine.estimators import HeatBalanceEstimator, HeatBalanceParams
 from monitor.engine.forecast import minutes_to_likely_threshold
-from monitor.profile import HeatSensitivity
+from monitor.profile import Activity, HeatSensitivity
 
 # Round numbers, independent of the fitted defaults.
 PARAMS = HeatBalanceParams(
@@ -46,6 +47,32 @@ def test_forecast_steps_by_hand() -> None:
         forecast_var_per_min=0.001,
     )
     assert mtt == pytest.approx(3.47605, abs=1e-4)
+
+
+def test_the_forecast_error_grows_with_the_further_rise_it_predicts() -> None:
+    # The hand-worked case above with increment_sd_per_c = 0.5: the SD of step t adds
+    # 0.5·(m(t) − 0.3) in quadrature, so a rise forecast to keep climbing is warned sooner.
+    #   t = 0.5: m = 0.324385, up = 0.024385; g = m + √(0.00086193 + 0.25·up²) = 0.356175
+    #   t = 1.0: up = 0.047581; g = 0.390545      t = 1.5: up = 0.069646; g = 0.423225
+    #   t = 2.0: up = 0.090635; g = 0.454305      t = 2.5: up = 0.110600; g = 0.483866
+    #   t = 3.0: up = 0.129591; g = 0.511984 ≥ 0.5
+    # Interpolated: 2.5 + 0.5·(0.5 − 0.483866)/(0.511984 − 0.483866) = 2.78690 min.
+    kw = dict(
+        variance=0.0004,
+        loss_per_min=0.1,
+        threshold=0.5,
+        horizon_min=10.0,
+        z=1.0,
+        forecast_var_per_min=0.001,
+    )
+    mtt = minutes_to_likely_threshold(rise=0.3, equilibrium=0.8, increment_sd_per_c=0.5, **kw)
+    assert mtt == pytest.approx(2.78690, abs=1e-4)
+    # A rise heading down (equilibrium under it) gets no extra margin: the same as without
+    # (here the growing forecast variance alone reaches 0.47 with z = 2 within half a minute).
+    down = {**kw, "rise": 0.42, "equilibrium": 0.3, "z": 2.0, "threshold": 0.47}
+    plain = minutes_to_likely_threshold(**down)
+    assert plain is not None
+    assert minutes_to_likely_threshold(increment_sd_per_c=0.5, **down) == plain
 
 
 def test_a_rise_that_levels_off_below_the_threshold_never_alerts() -> None:
@@ -128,6 +155,50 @@ def test_impaired_sweating_changes_the_model_not_only_the_threshold() -> None:
     )
     assert t_normal is not None and t_impaired is not None
     assert t_impaired < t_normal
+
+
+def test_intermittent_work_shifts_the_heart_rate_observation_and_the_room_the_fast_rise() -> None:
+    # Strength with 30 % of the smoothed heart-rate rise put down to the work itself: the
+    # observation expects 0.3·r̄·(180 − 60) = 0.3·(1/6)·120 = 6 bpm more. Same time update as
+    # above (x⁻ = 37.031, k = 5.717664e−5); expected HR 61.426102 + 6 = 67.426102:
+    # x = 37.031 + k·(120 − 67.426102) = 37.034006 (aerobic: 37.034349).
+    params = replace(PARAMS, intermittent_hr_work_share=0.3)
+
+    def calibrated(
+        p: HeatBalanceParams, skin0: float, skin: float, activity: Activity
+    ) -> HeatBalanceEstimator:
+        """Rest 60 / max 180 bpm, skin₀ at rest; one minute at 120 bpm with this skin."""
+        e = HeatBalanceEstimator(params=p)
+        e.calibrate(
+            baseline_core_c=37.0,
+            resting_hr_bpm=60.0,
+            max_hr_bpm=180.0,
+            baseline_skin_c=skin0,
+            activity=activity,
+        )
+        e.step(
+            60.0,
+            heart_rate=120.0,
+            skin_temp=skin,
+            measured_core=None,
+        )
+        return e
+
+    strength = calibrated(params, 33.0, 34.0, Activity.STRENGTH)
+    assert strength.core_c == pytest.approx(37.034006, abs=1e-6)
+    aerobic = calibrated(params, 33.0, 34.0, Activity.AEROBIC)
+    assert aerobic.core_c == pytest.approx(37.034349, abs=1e-6)
+    # The fast compartment's gain scales with e^(0.2·(skin₀ − 33)): its equilibrium under
+    # r̄ = 1/6 is 0.1·e^(0.2)·(1/6)/0.25 = 0.081427 in a warm room (skin₀ 34 °C) and
+    # 0.1·e^(−0.4)·(1/6)/0.25 = 0.044688 in a cool one (31 °C).
+    fast = replace(
+        PARAMS, fast_production_c_per_min=0.1, fast_loss_per_min=0.25, fast_room_slope=0.2
+    )
+    eqs = [
+        (calibrated(fast, skin0, skin0, Activity.AEROBIC).forecast_fast() or (0.0, 0.0, 0.0))[1]
+        for skin0 in (34.0, 31.0)
+    ]
+    assert eqs == pytest.approx([0.081427, 0.044688], abs=1e-6)
 
 
 def test_heat_sensitivity_is_validated_in_the_profile() -> None:

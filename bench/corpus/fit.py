@@ -205,6 +205,7 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
                 max_hr_bpm=profile.effective_max_hr,
                 baseline_skin_c=base_skin,
                 heat_sensitivity=profile.heat_sensitivity,
+                activity=profile.activity,
             )
             calibrated = True
         est.step(dt, heart_rate=hr, skin_temp=skin, measured_core=None)
@@ -228,6 +229,7 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
             fast_rise=fast[0],
             fast_equilibrium=fast[1],
             fast_loss_per_min=fast[2],
+            increment_sd_per_c=fc.increment_sd_per_c,
         )
         if hr is not None:
             risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)

@@ -12,7 +12,9 @@ takes) and ``sessions.json`` (who, where, what, which model):
 * ``train_gagge`` — Gagge sessions (seeds 6000…), the second model's part of the training
   data (``bench/corpus/fit.py`` fits on ``train`` + ``train_gagge``).
 * ``heldout3`` — Gagge (seeds 8000…) and JOS-3 (seeds 9000…) sessions no parameter was chosen
-  on, scored once at the end of the second round.
+  on, scored once at the end of the second round (seen since).
+* ``heldout4`` — Gagge (seeds 12000…) and JOS-3 (seeds 13000…) sessions, generated before the
+  third round's choices and scored once at its end.
 
 Each split crosses workouts (steady aerobic, intervals, strength sets, balance/flexibility) with
 rooms (cool, neutral, hot and humid); one person in four sweats poorly (heat-sensitive). The
@@ -72,6 +74,7 @@ def plan(split: str, *, scale: float = 1.0) -> list[SessionSpec]:
         "heldout2": (("gagge", 4000, 5), ("jos3", 5000, 4)),
         "train_gagge": (("gagge", 6000, 10),),
         "heldout3": (("gagge", 8000, 5), ("jos3", 9000, 4)),
+        "heldout4": (("gagge", 12000, 5), ("jos3", 13000, 4)),
     }[split]
     specs: list[SessionSpec] = []
     for model, seed0, reps in groups:
@@ -105,7 +108,14 @@ ACTIVITY: Mapping[Workout, str] = MappingProxyType(
 
 
 PREFIX: Mapping[str, str] = MappingProxyType(
-    {"train": "tr", "heldout": "he", "heldout2": "h2", "train_gagge": "tg", "heldout3": "h3"}
+    {
+        "train": "tr",
+        "heldout": "he",
+        "heldout2": "h2",
+        "train_gagge": "tg",
+        "heldout3": "h3",
+        "heldout4": "h4",
+    }
 )
 
 
@@ -207,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--split",
-        choices=("train", "heldout", "heldout2", "train_gagge", "heldout3", "all"),
+        choices=("train", "heldout", "heldout2", "train_gagge", "heldout3", "heldout4", "all"),
         default="all",
     )
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the sessions (quick runs)")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
-from monitor.profile import HeatSensitivity
+from monitor.profile import Activity, HeatSensitivity
 
 # ECTemp (Buller et al. 2013), per one-minute step.
 ECTEMP_A = 1.0
@@ -93,6 +93,20 @@ class HeatBalanceParams:
     as in Gagge's two-node model). 0 = off (one slow compartment)."""
     fast_loss_per_min: float = 0.2
     """Loss rate of the fast compartment (1/min); its time constant is the inverse."""
+    fast_room_slope: float = 0.0
+    """How the room changes the fast compartment's heat gain: P_f × e^(slope·(skin₀ − 33 °C))
+    (within the same factor-e limit as the slow loss): in a warm, humid room less of the
+    work's heat leaves through the skin from the first minutes, so the core's quick rise is
+    larger; in a cool room smaller. 0 = off."""
+    intermittent_hr_work_share: float = 0.0
+    """For a profile whose activity is strength, balance or flexibility: the share of the
+    (smoothed) heart-rate rise above rest that the observation model attributes to the work
+    itself, not to the core. Resistance sets and standing work raise heart rate
+    through the pressor reflex, posture and slow recovery between sets far more than they
+    produce heat; read as heat, that heart rate holds the estimate too high. 0 = off."""
+    intermittent_hr_var_factor: float = 1.0
+    """Heart-rate observation variance multiplier for those activities: their heart rate
+    swings with each set and says less about the core (1 = as aerobic work)."""
     workload_tau_s: float
     """Time constant of the smoothed workload the forecast runs forward (s)."""
     model_sd_per_c: float
@@ -115,6 +129,9 @@ HEAT_BALANCE_PARAMS = HeatBalanceParams(
     production_r_offset=0.2,
     fast_production_c_per_min=0.1,
     fast_loss_per_min=0.25,
+    fast_room_slope=0.1,
+    intermittent_hr_work_share=0.3,
+    intermittent_hr_var_factor=1.5,
     workload_tau_s=180.0,
     model_sd_per_c=0.34,
 )
@@ -154,6 +171,7 @@ class Estimator(Protocol):
         max_hr_bpm: float,
         baseline_skin_c: float | None,
         heat_sensitivity: HeatSensitivity = HeatSensitivity.NONE,
+        activity: Activity = Activity.AEROBIC,
     ) -> None:
         """Set the patient's own baseline (from the rest period or the profile)."""
         ...
@@ -193,11 +211,11 @@ class _KalmanCore:
         self.v = start_variance
         self.hr_offset = 0.0
 
-    def observe_hr(self, heart_rate: float, variance: float) -> None:
+    def observe_hr(self, heart_rate: float, variance: float, extra_offset: float = 0.0) -> None:
         x = self.x
         c = 2.0 * ECTEMP_B2 * x + ECTEMP_B1
         k = self.v * c / (c * c * self.v + variance)
-        self.x = x + k * (heart_rate - (ectemp_hr_model(x) + self.hr_offset))
+        self.x = x + k * (heart_rate - (ectemp_hr_model(x) + self.hr_offset + extra_offset))
         self.v = (1.0 - k * c) * self.v
 
     def observe_core(self, core: float, variance: float) -> None:
@@ -241,6 +259,7 @@ class _KalmanEstimator:
         max_hr_bpm: float,
         baseline_skin_c: float | None,
         heat_sensitivity: HeatSensitivity = HeatSensitivity.NONE,
+        activity: Activity = Activity.AEROBIC,
     ) -> None:
         self._kf.x = baseline_core_c
         self._kf.hr_offset = resting_hr_bpm - ectemp_hr_model(baseline_core_c)
@@ -257,9 +276,10 @@ class _KalmanEstimator:
         heart_rate: float | None,
         measured_core: float | None,
         hr_var: float = ECTEMP_SIGMA2,
+        hr_extra_offset: float = 0.0,
     ) -> None:
         if heart_rate is not None:
-            self._kf.observe_hr(heart_rate, hr_var / q)
+            self._kf.observe_hr(heart_rate, hr_var / q, hr_extra_offset)
         if measured_core is not None:
             self._kf.observe_core(measured_core, MEASURED_CORE_SIGMA2)
 
@@ -306,8 +326,10 @@ class HeatBalanceEstimator(_KalmanEstimator):
     __slots__ = (
         "_baseline",
         "_fast",
+        "_fast_production",
         "_hr_max",
         "_hr_rest",
+        "_hr_var",
         "_loss",
         "_params",
         "_r_smooth",
@@ -315,6 +337,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         "_skin0",
         "_skin_age_s",
         "_skin_shift",
+        "_work_share",
     )
 
     def __init__(
@@ -336,6 +359,9 @@ class HeatBalanceEstimator(_KalmanEstimator):
         self._skin_shift = 0.0
         self._r_smooth = 0.0
         self._fast = 0.0
+        self._work_share = 0.0
+        self._hr_var = params.hr_obs_var
+        self._fast_production = params.fast_production_c_per_min
 
     @property
     def params(self) -> HeatBalanceParams:
@@ -355,6 +381,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         max_hr_bpm: float,
         baseline_skin_c: float | None,
         heat_sensitivity: HeatSensitivity = HeatSensitivity.NONE,
+        activity: Activity = Activity.AEROBIC,
     ) -> None:
         super().calibrate(
             baseline_core_c=baseline_core_c,
@@ -374,6 +401,14 @@ class HeatBalanceEstimator(_KalmanEstimator):
             x = -p.loss_skin_slope * (baseline_skin_c - ROOM_SKIN_REF_C)
             factor *= math.exp(min(ROOM_LOSS_LOG_LIMIT, max(-ROOM_LOSS_LOG_LIMIT, x)))
         self._loss = p.loss_per_min * factor
+        fast_factor = 1.0
+        if baseline_skin_c is not None and p.fast_room_slope:
+            x = p.fast_room_slope * (baseline_skin_c - ROOM_SKIN_REF_C)
+            fast_factor = math.exp(min(ROOM_LOSS_LOG_LIMIT, max(-ROOM_LOSS_LOG_LIMIT, x)))
+        self._fast_production = p.fast_production_c_per_min * fast_factor
+        intermittent = activity is not Activity.AEROBIC
+        self._work_share = p.intermittent_hr_work_share if intermittent else 0.0
+        self._hr_var = p.hr_obs_var * (p.intermittent_hr_var_factor if intermittent else 1.0)
 
     def forecast_process(self) -> tuple[float, float, float] | None:
         p = self._params
@@ -388,7 +423,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         p = self._params
         if not p.fast_production_c_per_min:
             return None
-        eq = p.fast_production_c_per_min * self._r_smooth / p.fast_loss_per_min
+        eq = self._fast_production * self._r_smooth / p.fast_loss_per_min
         return self._fast, eq, p.fast_loss_per_min
 
     def step(
@@ -433,7 +468,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         loss = self._loss
         fast = self._fast
         if p.fast_production_c_per_min:
-            fast_eq = p.fast_production_c_per_min * r / p.fast_loss_per_min
+            fast_eq = self._fast_production * r / p.fast_loss_per_min
             self._fast = fast_eq + (fast - fast_eq) * math.exp(-p.fast_loss_per_min * q)
         slow = kf.x - self._baseline - fast
         r_slow = r - p.production_r_offset
@@ -441,7 +476,8 @@ class HeatBalanceEstimator(_KalmanEstimator):
         kf.x += q * (production - loss * (slow - skin_shift)) + self._fast - fast
         a = 1.0 - loss * q
         kf.v = a * a * kf.v + p.process_var_per_min * q
-        self._observe(q, heart_rate, measured_core, p.hr_obs_var)
+        extra = self._work_share * self._r_smooth * (self._hr_max - self._hr_rest)
+        self._observe(q, heart_rate, measured_core, self._hr_var, extra)
 
 
 EstimatorFactory = Callable[[], Estimator]

@@ -14,7 +14,9 @@ of the rise; the forecast rise is m + f) where q (``forecast_var_per_min``) is h
 rise may stray per minute from the process under a constant workload (the workload will
 change; the filter's process noise is smaller).
 The threshold T is *likely reached* at the first t with P(rise(t) ≥ T) ≥ p, that is
-m(t) + z·√v(t) ≥ T with z = Φ⁻¹(p) (interpolated between steps). That time is the
+m(t) + z·√(v(t) + (k·max(0, m(t) − m₀))²) ≥ T with z = Φ⁻¹(p) (interpolated between
+steps), m₀ the rise now and k (``increment_sd_per_c``) the forecast's own error per °C of
+further rise it predicts. That time is the
 ``minutes_to_threshold`` the risk state machine compares with the lead window (cool_down)
 and the horizon (caution): the alert fires on the probability of reaching the threshold
 within the window. A rise that levels off under the threshold never alerts, however fast it
@@ -40,12 +42,19 @@ class ForecastParams:
     z_heat_sensitive: float
     """The same for a heat-sensitive profile (history of Uhthoff's or impaired sweating):
     a quarter of an SD more margin, so they are warned a little earlier."""
+    increment_sd_per_c: float = 0.0
+    """SD of the forecast's own error per °C of further rise it predicts: the process is a
+    fitted average and a person's rise may climb faster than it (the same per-person error as
+    ``model_sd_per_c`` in the band). A rise forecast to keep climbing gets a wider margin; one
+    that levels off gets none."""
 
     def z_for(self, sensitivity: HeatSensitivity) -> float:
         return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
 
 
-FORECAST_PARAMS = ForecastParams(forecast_var_per_min=0.001, z=1.75, z_heat_sensitive=2.0)
+FORECAST_PARAMS = ForecastParams(
+    forecast_var_per_min=0.001, z=2.25, z_heat_sensitive=2.5, increment_sd_per_c=0.3
+)
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
 
@@ -63,6 +72,7 @@ def minutes_to_likely_threshold(
     fast_rise: float = 0.0,
     fast_equilibrium: float = 0.0,
     fast_loss_per_min: float = 0.0,
+    increment_sd_per_c: float = 0.0,
 ) -> float | None:
     """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``.
 
@@ -79,12 +89,14 @@ def minutes_to_likely_threshold(
     f, f_eq = fast_rise, fast_equilibrium
     f_a = math.exp(-fast_loss_per_min * step_min)
     m = rise - f
+    k2 = increment_sd_per_c * increment_sd_per_c
     t = 0.0
     while t < horizon_min - 1e-9:
         m = equilibrium + (m - equilibrium) * a
         f = f_eq + (f - f_eq) * f_a
         v = a * a * v + qd
-        g = m + f + z * math.sqrt(v)
+        up = m + f - rise
+        g = m + f + z * math.sqrt(v + k2 * up * up if up > 0.0 else v)
         if g >= threshold:
             return t + step_min * (threshold - g_prev) / (g - g_prev)
         t += step_min

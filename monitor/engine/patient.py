@@ -446,6 +446,7 @@ class PatientEngine:
                 fast_rise=fast[0],
                 fast_equilibrium=fast[1],
                 fast_loss_per_min=fast[2],
+                increment_sd_per_c=FORECAST_PARAMS.increment_sd_per_c,
             )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
@@ -503,6 +504,7 @@ class PatientEngine:
             max_hr_bpm=profile.effective_max_hr,
             baseline_skin_c=self._baseline_skin,
             heat_sensitivity=profile.heat_sensitivity,
+            activity=profile.activity,
         )
         self._calibrated = True
 

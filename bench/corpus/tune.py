@@ -1,0 +1,145 @@
+"""Tune the detection on the **training splits only**: a coordinate search over a few
+heat-balance and forecast parameters, scored by the detection targets of issue 9.
+
+Run: ``python -m bench.corpus.tune [--corpus var/corpus]`` (after ``python -m bench.corpus
+--split train`` and ``--split train_gagge``). Each trial replays every training session through
+the real estimator, forecast and alert state machine (``bench/corpus/fit.py``'s
+``run_session``, ~6 s a trial on one core); the search changes one parameter at a time over
+its grid and keeps a change that lowers the objective, for up to two passes. It prints the
+path it took and the values to put in ``HEAT_BALANCE_PARAMS`` / ``FORECAST_PARAMS``. The
+held-out splits are never read.
+
+Objective (lower is better), in the order issue 9 ranks the targets: 10 × (1 − sensitivity)
++ 20 × (false cool-downs an hour above 0.1) + 3 × false cool-downs an hour + 0.3 × (p90 lead
+above 15 min) + 0.3 × (median lead above 10 min) + 20 × (RMSE above 0.23 °C) + 10 × (coverage
+below 87 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from types import MappingProxyType
+
+from bench.corpus.fit import Windows, cut, score, simulator_windows
+from monitor.engine.estimators import HEAT_BALANCE_PARAMS, HeatBalanceParams
+from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
+from monitor.evaluate.summary import Summary
+from monitor.profile import PatientProfile
+from monitor.replay import load_profiles
+
+FORECAST_KEYS = frozenset(("z", "forecast_var_per_min", "increment_sd_per_c"))
+HEAT_SENSITIVE_EXTRA_Z = 0.25
+"""The heat-sensitive z is the tuned z plus this (a choice, not a fit)."""
+
+GRID: Mapping[str, tuple[float, ...]] = MappingProxyType(
+    {
+        "intermittent_hr_var_factor": (1.0, 1.5, 2.0, 3.0),
+        "skin_warming_cap_c": (0.7, 0.85, 1.0),
+        "intermittent_hr_work_share": (0.0, 0.15, 0.3, 0.45),
+        "skin_vasodilation_coupling": (0.05, 0.1, 0.15, 0.2, 0.3),
+        "fast_room_slope": (0.0, 0.1, 0.2, 0.3),
+        "z": (1.75, 1.9, 2.0, 2.1, 2.25, 2.5),
+        "forecast_var_per_min": (0.0005, 0.001, 0.0015, 0.002),
+        "increment_sd_per_c": (0.0, 0.2, 0.3, 0.45, 0.6),
+    }
+)
+
+
+def split_params(
+    values: Mapping[str, float], hb: HeatBalanceParams, fc: ForecastParams
+) -> tuple[HeatBalanceParams, ForecastParams]:
+    hb_kw = {k: v for k, v in values.items() if k not in FORECAST_KEYS}
+    fc_kw = {k: v for k, v in values.items() if k in FORECAST_KEYS}
+    if "z" in fc_kw:
+        fc_kw["z_heat_sensitive"] = fc_kw["z"] + HEAT_SENSITIVE_EXTRA_Z
+    return replace(hb, **hb_kw), replace(fc, **fc_kw)
+
+
+def objective(s: Summary) -> float:
+    false_h = s.false_cool_downs_per_hour or 0.0
+    return (
+        10.0 * (1.0 - (s.sensitivity or 0.0))
+        + 20.0 * max(0.0, false_h - 0.1)
+        + 3.0 * false_h
+        + 0.3 * max(0.0, (s.lead_p90_min or 99.0) - 15.0)
+        + 0.3 * max(0.0, (s.lead_median_min or 99.0) - 10.0)
+        + 20.0 * max(0.0, (s.rmse_rise_c or 9.0) - 0.23)
+        + 10.0 * max(0.0, 0.87 - (s.coverage_95 or 0.0))
+    )
+
+
+def line(s: Summary) -> str:
+    return (
+        f"sens {s.sensitivity:.3f} ({s.detected_late} late) lead {s.lead_median_min:.1f}/"
+        f"{s.lead_p10_min:.1f}/{s.lead_p90_min:.1f} false/h {s.false_cool_downs_per_hour:.3f} "
+        f"({s.false_cool_downs}) RMSE {s.rmse_rise_c:.3f} cov {s.coverage_95:.3f}"
+    )
+
+
+def search(
+    windows: Sequence[Windows], hb: HeatBalanceParams, fc: ForecastParams, *, passes: int = 2
+) -> tuple[dict[str, float], Summary]:
+    current: dict[str, float] = {
+        k: float(getattr(fc if k in FORECAST_KEYS else hb, k)) for k in GRID
+    }
+    best_summary = score(windows, *split_params(current, hb, fc))
+    best = objective(best_summary)
+    print(f"start {best:.3f}: {line(best_summary)}", file=sys.stderr)
+    for _ in range(passes):
+        improved = False
+        for key, values in GRID.items():
+            for value in values:
+                if value == current[key]:
+                    continue
+                trial = {**current, key: value}
+                s = score(windows, *split_params(trial, hb, fc))
+                j = objective(s)
+                if j < best - 1e-9:
+                    best, best_summary, current = j, s, trial
+                    improved = True
+                    print(f"{key}={value:g} → {j:.3f}: {line(s)}", file=sys.stderr)
+        if not improved:
+            break
+    return current, best_summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.corpus.tune", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--corpus", type=Path, default=Path("var/corpus"))
+    p.add_argument("--splits", default="train,train_gagge", help="training splits")
+    p.add_argument("--passes", type=int, default=2)
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    windows: list[Windows] = []
+    profiles: dict[str, PatientProfile] = {}
+    for split in args.splits.split(","):
+        if split.startswith("heldout"):
+            p.error(f"--splits: {split} is a held-out split; tune on training splits only")
+        split_profiles = load_profiles(args.corpus / split / "profiles.toml")
+        profiles.update(split_profiles)
+        windows += cut(args.corpus / split / "recording.csv", split_profiles)
+    windows += simulator_windows(profiles)
+    values, summary = search(windows, HEAT_BALANCE_PARAMS, FORECAST_PARAMS, passes=args.passes)
+    hb, fc = split_params(values, HEAT_BALANCE_PARAMS, FORECAST_PARAMS)
+    result = {
+        "values": values,
+        "heat_balance": asdict(hb),
+        "forecast": asdict(fc),
+        "train": asdict(summary),
+    }
+    (args.corpus / "train" / "tune.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(values, indent=1))
+    print(f"tuned in {time.perf_counter() - started:.0f} s: {line(summary)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
