@@ -245,3 +245,24 @@ def test_an_endless_line_is_not_read_into_memory(tmp_path: Path) -> None:
     assert errors == ["endless.csv:2: line longer than 4096 bytes"]
     assert report.samples == 2 and report.rejected_rows == 1
     assert peak < 8 * 1024 * 1024
+
+
+def test_a_spreadsheet_csv_with_byte_order_mark_and_crlf_is_read(tmp_path: Path) -> None:
+    src = tmp_path / "excel.csv"
+    rows = [f"{iso_utc(T0 + t)},p1,70,33.0" for t in range(30)]
+    src.write_bytes(
+        b"\xef\xbb\xbf" + "\r\n".join(["time,patient,heart_rate_bpm,skin_temp_c", *rows]).encode()
+    )
+    errors: list[str] = []
+    with (tmp_path / "e.jsonl").open("w") as ev, (tmp_path / "s.csv").open("w") as est:
+        report = replay(src, events_out=ev, estimates_out=est, on_error=errors.append)
+    assert errors == []
+    assert report.rows == 30 and report.samples == 60 and report.estimates >= 1
+
+
+def test_a_column_named_twice_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "twice.csv"
+    src.write_text("time,patient,heart_rate_bpm,skin_temp_c,heart_rate_bpm\n1,p1,70,33,150\n")
+    r = heatmon("replay", src, "--events-out", tmp_path / "e", "--estimates-out", tmp_path / "s")
+    assert r.returncode == 2
+    assert "twice.csv:1: header names heart_rate_bpm more than once" in r.stderr
