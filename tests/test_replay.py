@@ -266,3 +266,37 @@ def test_a_column_named_twice_is_a_clear_error(tmp_path: Path) -> None:
     r = heatmon("replay", src, "--events-out", tmp_path / "e", "--estimates-out", tmp_path / "s")
     assert r.returncode == 2
     assert "twice.csv:1: header names heart_rate_bpm more than once" in r.stderr
+
+
+def test_paths_and_numbers_on_the_command_line_are_refused_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.cli import main
+
+    src = tmp_path / "in.csv"
+    src.write_text(f"time,patient,heart_rate_bpm,skin_temp_c\n{T0},p1,70,33\n")
+    est = str(tmp_path / "s.csv")
+    refused = {
+        f"{tmp_path}/nowhere/e.jsonl: No such file or directory": [
+            "replay", str(src), "--events-out", str(tmp_path / "nowhere" / "e.jsonl"),
+            "--estimates-out", est,
+        ],
+        f"{tmp_path}: Is a directory": [
+            "replay", str(src), "--events-out", str(tmp_path), "--estimates-out", est,
+        ],
+        f"{tmp_path}: not a file": [
+            "replay", str(tmp_path), "--events-out", est, "--estimates-out", est,
+        ],
+        f"{tmp_path}/nowhere/x.csv: No such file or directory": [
+            "simulate", str(tmp_path / "nowhere" / "x.csv"),
+        ],
+        "--interval must be 0.1…3600 seconds, not 0.0": ["simulate", est, "--interval", "0"],
+        "--minutes must be above 0 and at most 10080, not nan": [
+            "simulate", est, "--minutes", "nan",
+        ],
+        "--patients must be at most 100000": ["simulate", est, "--patients", "100000000"],
+    }  # fmt: skip
+    for message, argv in refused.items():
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
