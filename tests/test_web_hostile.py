@@ -104,6 +104,9 @@ HOSTILE_BODIES: dict[str, tuple[bytes, dict[str, str], int]] = {
     "too large": (b" " * (MAX_BODY_BYTES + 1), JSON, 413),
     "not UTF-8": (b'{"note": "\xff\xfe"}', JSON, 400),
     "not JSON": (b"{note: x}", JSON, 400),
+    # No encoder takes a lone surrogate: one in a note stopped every later InfluxDB write.
+    "lone surrogate": (b'{"note": "a\\ud800b"}', JSON, 400),
+    "lone low surrogate in a key": (b'{"\\udc00": "x"}', JSON, 400),
     "NaN": (b'{"note": NaN}', JSON, 400),
     "a number of 5,000 digits": (b'{"note": ' + b"9" * 5000 + b"}", JSON, 400),
     "form body": (b"note=x", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
@@ -150,6 +153,20 @@ async def test_valid_gzip_and_deflate_bodies_are_taken(
             assert resp.status == 200, await resp.text()
     notes = [getattr(r, "note", None) for r in web_stack.recorder.records]
     assert notes[-2:] == ["zipped", "deflated"]
+
+
+async def test_escaped_text_that_is_unicode_is_taken(
+    web_stack: WebStack, http: aiohttp.ClientSession
+) -> None:
+    """A surrogate pair is one character, and a backslash before ``ud800`` is no escape."""
+    token = await log_in(http, CAROL.login, CAROL.password)
+    for raw in (rb'{"note": "hot \ud83d\ude13"}', rb'{"note": "C:\\ud800"}'):
+        async with http.post(
+            "/api/patients/p-hot/symptoms", data=raw, headers={**JSON, "X-CSRF-Token": token}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+    notes = [getattr(r, "note", None) for r in web_stack.recorder.records]
+    assert notes[-2:] == ["hot \U0001f613", "C:\\ud800"]
 
 
 async def test_wrong_shapes_are_400_naming_the_field(

@@ -3,8 +3,8 @@
 Every ``POST`` body goes through :func:`read_json` (in :func:`body_middleware`, before any
 handler sees it): bounded in size before it is read (``Content-Length``), while it is
 read (chunked) and while it is inflated (``Content-Encoding: gzip`` or ``deflate``; others
-are refused), decoded as strict UTF-8 (any
-other declared charset is refused), its nesting depth checked by a scan before the JSON
+are refused), decoded as strict UTF-8 (any other declared charset is refused, and so is a
+lone surrogate escaped as ``\\ud800``), its nesting depth checked by a scan before the JSON
 parser runs (deep nesting would exhaust Python's recursion), and parsed with ``NaN`` and
 ``Infinity`` refused. Whatever is wrong gives a :class:`BodyError`: a ``4xx`` answer whose
 message says what is wrong and where, counted by kind (:class:`Rejections`, shown by
@@ -25,6 +25,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from monitor.errors import InputError
+from monitor.mqtt.strictjson import lone_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ async def read_json(
             f"JSON is nested deeper than {max_depth} levels", status=400, kind="depth", where=where
         )
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        doc = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
         raise BodyError(
             f"body is not JSON: {err.msg} at line {err.lineno} column {err.colno}",
@@ -199,6 +200,14 @@ async def read_json(
         ) from err
     except (ValueError, RecursionError) as err:  # NaN, a number of 5,000 digits
         raise BodyError(f"body is not JSON: {err}", status=400, kind="json", where=where) from err
+    if lone_surrogate(raw, doc):
+        raise BodyError(
+            "body holds a lone UTF-16 surrogate (\\ud800…\\udfff): not Unicode text",
+            status=400,
+            kind="utf8",
+            where=where,
+        )
+    return doc
 
 
 def route_name(request: web.Request) -> str:
