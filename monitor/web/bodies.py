@@ -13,6 +13,7 @@ message says what is wrong and where, counted by kind (:class:`Rejections`, show
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -80,7 +81,9 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def _read_raw(request: web.Request, max_bytes: int, where: str) -> bytes:
+async def _read_raw(
+    request: web.Request, max_bytes: int, where: str, timeout_s: float | None
+) -> bytes:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise BodyError(
@@ -92,15 +95,20 @@ async def _read_raw(request: web.Request, max_bytes: int, where: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        while size <= max_bytes:
-            chunk = await request.content.read(max_bytes + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        async with asyncio.timeout(timeout_s):
+            while size <= max_bytes:
+                chunk = await request.content.read(max_bytes + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
     except (web.RequestPayloadError, HttpProcessingError) as err:
         raise BodyError(
             "body was cut off or malformed", status=400, kind="transfer", where=where
+        ) from err
+    except TimeoutError as err:
+        raise BodyError(
+            f"body not received within {timeout_s:g} s", status=408, kind="slow", where=where
         ) from err
     if size > max_bytes:
         raise BodyError(
@@ -154,9 +162,11 @@ async def read_json(
     where: str,
     max_bytes: int = MAX_BODY_BYTES,
     max_depth: int = MAX_JSON_DEPTH,
+    timeout_s: float | None = None,
 ) -> Any:
-    """The request's JSON body (``None`` when there is none), or a :class:`BodyError`."""
-    raw = await _read_raw(request, max_bytes, where)
+    """The request's JSON body (``None`` when there is none), or a :class:`BodyError`
+    (``408`` when it takes longer than ``timeout_s`` to arrive)."""
+    raw = await _read_raw(request, max_bytes, where, timeout_s)
     if not raw:
         return None  # whatever Content-Type a client put on no body at all
     if hdrs.CONTENT_TYPE in request.headers:
@@ -240,21 +250,25 @@ class Rejections:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def body_middleware(rejections: Rejections) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Parses every body (``request[BODY]``) before the handler; a bad one, or a
-    :class:`BodyError` the handler raises, is answered with its 4xx and
+def body_middleware(
+    rejections: Rejections, *, timeout_s: float | None = None
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Parses every body (``request[BODY]``, within ``timeout_s``) before the handler; a
+    bad one, or a :class:`BodyError` the handler raises, is answered with its 4xx and
     ``{"error": message}``, and counted."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.method in METHODS_WITH_BODY and request.match_info.http_exception is None:
-                request[BODY] = await read_json(request, where=route_name(request))
+                request[BODY] = await read_json(
+                    request, where=route_name(request), timeout_s=timeout_s
+                )
             return await handler(request)
         except BodyError as err:
             rejections.count(err.kind, str(err))
             response = web.json_response({"error": str(err)}, status=err.status)
-            if err.status == 413 or err.kind == "transfer":
+            if err.status in (408, 413) or err.kind == "transfer":
                 response.force_close()  # the unread rest of the body is not worth reading
             return response
 

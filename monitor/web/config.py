@@ -84,6 +84,9 @@ class WebConfig(BaseModel):
     login_window_s: float = Field(default=300.0, gt=0)
     history_minutes: float = Field(default=30.0, gt=0, le=240)
     max_subscriber_backlog: int = Field(default=2000, ge=10)
+    request_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    """A client has this long to send a request's head, and again its body; a connection
+    idle this long between requests is closed (slow or silent clients hold no socket)."""
     static_dir: str = ""
     users: dict[str, UserConfig] = Field(default_factory=dict)
     patient_tokens: dict[str, str] = Field(default_factory=dict)
