@@ -52,7 +52,7 @@ class UserConfig(BaseModel):
     @classmethod
     def _check_patients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for p in value:
-            if not re.match(PATIENT_ID_PATTERN, p):
+            if not re.fullmatch(PATIENT_ID_PATTERN, p):
                 raise ValueError(f"{p!r} is not a valid patient id")
         return value
 
@@ -96,7 +96,7 @@ class WebConfig(BaseModel):
     @classmethod
     def _check_logins(cls, value: dict[str, UserConfig]) -> dict[str, UserConfig]:
         for login in value:
-            if not re.match(LOGIN_PATTERN, login):
+            if not re.fullmatch(LOGIN_PATTERN, login):
                 raise ValueError(f"login {login!r} may only hold letters, digits and ._@-")
         return value
 
@@ -104,9 +104,9 @@ class WebConfig(BaseModel):
     @classmethod
     def _check_tokens(cls, value: dict[str, str]) -> dict[str, str]:
         for patient, digest in value.items():
-            if not re.match(PATIENT_ID_PATTERN, patient):
+            if not re.fullmatch(PATIENT_ID_PATTERN, patient):
                 raise ValueError(f"{patient!r} is not a valid patient id")
-            if not re.match(SHA256_HEX_PATTERN, digest):
+            if not re.fullmatch(SHA256_HEX_PATTERN, digest):
                 raise ValueError(
                     f"token of {patient!r} must be the SHA-256 hex digest made by "
                     "`heatmon web patient-token`, not the token itself"
