@@ -65,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HeatmonError as err:
         print(f"heatmon: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.filename is None:
+            raise
+        # A path given on the command line that cannot be opened (missing directory, a
+        # directory where a file belongs, no permission): say which, without a traceback.
+        print(f"heatmon: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return code

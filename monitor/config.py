@@ -173,4 +173,6 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Heat
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    except RecursionError as err:  # tomllib recurses per nested array or inline table
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from err
     return parse_config(data, where=str(path), environ=environ)

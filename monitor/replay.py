@@ -7,6 +7,7 @@ reported with its line number and skipped; the run goes on.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import logging
@@ -163,13 +164,14 @@ class _Writers:
         self.n_estimates += 1
 
 
-def _lines(
+def bounded_lines(
     raw: IO[bytes],
     progress: Callable[[int], None] | None,
     too_long: Callable[[int], None],
 ) -> Iterator[str]:
-    """The file's lines, decoded; a line longer than :data:`MAX_LINE_BYTES` is read in
-    pieces, reported through ``too_long(line_number)`` and replaced by an empty line."""
+    """The file's lines, decoded (a UTF-8 byte-order mark before the header is dropped); a
+    line longer than :data:`MAX_LINE_BYTES` is read in pieces, reported through
+    ``too_long(line_number)`` and replaced by an empty line."""
     done = 0
     count = 0
     while True:
@@ -178,6 +180,8 @@ def _lines(
             break
         count += 1
         done += len(line)
+        if count == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]  # a spreadsheet's "CSV UTF-8"
         if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
             while line and not line.endswith(b"\n"):
                 line = raw.readline(1 << 16)
@@ -239,7 +243,7 @@ def replay(
         reject(line, f"line longer than {MAX_LINE_BYTES} bytes")
 
     with input_path.open("rb") as raw:
-        reader = csv.reader(_lines(raw, progress, too_long))
+        reader = csv.reader(bounded_lines(raw, progress, too_long))
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
@@ -248,6 +252,9 @@ def replay(
             raise InputError(f"header is not CSV: {err}", where=f"{name}:1") from err
         if len(header) > MAX_COLUMNS:
             raise InputError(f"header has more than {MAX_COLUMNS} columns", where=f"{name}:1")
+        twice = sorted({c for c in header if c and header.count(c) > 1})
+        if twice:
+            raise InputError(f"header names {', '.join(twice)} more than once", where=f"{name}:1")
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             raise InputError(

@@ -387,6 +387,18 @@ def test_devices_scan_lists_the_virtual_wearables(
     assert len(re.findall(r"core 3\d\.\d\d °C", out)) == 2
 
 
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "1e9", "soon"])
+def test_devices_scan_refuses_a_timeout_that_is_no_scan(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["devices", "scan", "--virtual", "--timeout", timeout])
+    assert exit_.value.code == 2
+    assert f"argument --timeout: {timeout!r}" in capsys.readouterr().err
+
+
 async def test_ess_skin_patch_end_to_end() -> None:
     """A skin patch on Environmental Sensing: the adapter subscribes to 0x2A6E; "unknown"
     readings (0x8000) are counted, not emitted."""

@@ -55,6 +55,10 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
     bad.write_text("[monitor\n")
     with pytest.raises(ConfigError, match=r"h\.toml: not valid TOML"):
         load_config(bad, environ={})
+    for deep in ("x = " + "[" * 50_000 + "]" * 50_000, "x = " + "{a=" * 3_000 + "1" + "}" * 3_000):
+        bad.write_text(deep + "\n")
+        with pytest.raises(ConfigError, match=r"h\.toml: arrays or tables nested too deeply"):
+            load_config(bad, environ={})
 
 
 def test_run_check_reports_errors_and_exits_2(tmp_path: Path) -> None:

@@ -174,3 +174,25 @@ def test_evaluate_refuses_a_recording_without_core(tmp_path: Path) -> None:
     rec = tmp_path / "no_core.csv"
     rec.write_text("time,patient,heart_rate_bpm,skin_temp_c\n1700000000,p-1,70,33.0\n")
     assert main(["evaluate", str(rec), "--json", str(tmp_path / "x.json"), "--no-progress"]) == 2
+
+
+def test_evaluate_reads_the_truth_as_replay_reads_the_rows(tmp_path: Path) -> None:
+    """A spreadsheet's byte-order mark, a line far beyond the row bound and a broken row:
+    replay reports the rows, the truth is read the same way (no traceback, nothing held)."""
+    from monitor.evaluate.run import evaluate
+
+    clean = tmp_path / "rest.csv"
+    _resting_recording(clean)
+    lines = clean.read_bytes().split(b"\n")
+    hostile = tmp_path / "hostile.csv"
+    hostile.write_bytes(
+        b"\xef\xbb\xbf"
+        + b"\n".join([*lines[:50], b"1" * 200_000, *lines[50:]]).replace(b"\n", b"\r\n")
+    )
+    errors: list[str] = []
+    result = evaluate(hostile, on_error=errors.append)
+    assert errors == ["hostile.csv:51: line longer than 4096 bytes"]
+    (session,) = result.sessions
+    assert session.score is not None
+    assert session.score.n_errors == 109
+    assert session.score.crossing == pytest.approx(T0 + 720)

@@ -57,6 +57,11 @@ def poison(now: float) -> list[tuple[str, str, bytes]]:
         ("ack", "anna", deep("by")),
         ("ack", "anna", json.dumps(ack_ahead).encode()),
         ("ack", "anna", b'{"v": 1, "event_id": "e", "by": "anna", "time": 1e308}'),
+        # a lone surrogate passes JSON but no UTF-8 encoder: stored, it stopped every write
+        ("samples", "gw-a", b'{"v":1,"kind":"heart_rate","value":70,"unit":"bpm","time":%d,'
+         b'"device":"\\udc00"}' % now),
+        ("symptoms", "app-p1", b'{"v": 1, "time": %d, "note": "a\\ud800b"}' % now),
+        ("ack", "anna", b'{"v": 1, "event_id": "e", "by": "\\ud800", "time": %d}' % now),
     ]  # fmt: skip
 
 
@@ -167,15 +172,16 @@ async def test_poison_live_and_retained_is_answered_and_nothing_valid_is_lost(
             assert "disconnects" not in run.mqtt.counters
             assert run.mqtt.counters["rejected"] == retained + live
             assert run.mqtt.counters.get("input_errors", 0) == 0, "all foreseen, none a bug"
-            assert run.mqtt.counters["rejected.samples"] == 4 + 2
-            assert run.mqtt.counters["rejected.symptoms"] == 4 + 2
-            assert run.mqtt.counters["rejected.ack"] == 3 + 2
+            assert run.mqtt.counters["rejected.samples"] == 5 + 2
+            assert run.mqtt.counters["rejected.symptoms"] == 5 + 2
+            assert run.mqtt.counters["rejected.ack"] == 4 + 2
             # acknowledged means in the spool already, before any stop or drain
             assert run.influx.spool.pending_points + run.influx.stats.written >= VALID_SYMPTOMS
         reasons = [m.json()["reason"] for m in watcher.messages]
         assert sum("levels deep; at most 8" in r for r in reasons) == 4 + 3
         assert sum("in the future" in r for r in reasons) == 2 + 1  # symptom reports, acks
         assert sum("between 2000 and 2100" in r for r in reasons) == 1  # year 2100
+        assert sum("lone UTF-16 surrogate" in r for r in reasons) == 3
         assert sum(r.startswith("time") for r in reasons) >= 4 + 3  # 1e308, 1e20, future
         notes = stored_symptoms(influx_db)
         assert sorted(notes) == sorted(f"report {i}" for i in range(VALID_SYMPTOMS))

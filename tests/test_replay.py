@@ -245,3 +245,58 @@ def test_an_endless_line_is_not_read_into_memory(tmp_path: Path) -> None:
     assert errors == ["endless.csv:2: line longer than 4096 bytes"]
     assert report.samples == 2 and report.rejected_rows == 1
     assert peak < 8 * 1024 * 1024
+
+
+def test_a_spreadsheet_csv_with_byte_order_mark_and_crlf_is_read(tmp_path: Path) -> None:
+    src = tmp_path / "excel.csv"
+    rows = [f"{iso_utc(T0 + t)},p1,70,33.0" for t in range(30)]
+    src.write_bytes(
+        b"\xef\xbb\xbf" + "\r\n".join(["time,patient,heart_rate_bpm,skin_temp_c", *rows]).encode()
+    )
+    errors: list[str] = []
+    with (tmp_path / "e.jsonl").open("w") as ev, (tmp_path / "s.csv").open("w") as est:
+        report = replay(src, events_out=ev, estimates_out=est, on_error=errors.append)
+    assert errors == []
+    assert report.rows == 30 and report.samples == 60 and report.estimates >= 1
+
+
+def test_a_column_named_twice_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "twice.csv"
+    src.write_text("time,patient,heart_rate_bpm,skin_temp_c,heart_rate_bpm\n1,p1,70,33,150\n")
+    r = heatmon("replay", src, "--events-out", tmp_path / "e", "--estimates-out", tmp_path / "s")
+    assert r.returncode == 2
+    assert "twice.csv:1: header names heart_rate_bpm more than once" in r.stderr
+
+
+def test_paths_and_numbers_on_the_command_line_are_refused_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.cli import main
+
+    src = tmp_path / "in.csv"
+    src.write_text(f"time,patient,heart_rate_bpm,skin_temp_c\n{T0},p1,70,33\n")
+    est = str(tmp_path / "s.csv")
+    refused = {
+        f"{tmp_path}/nowhere/e.jsonl: No such file or directory": [
+            "replay", str(src), "--events-out", str(tmp_path / "nowhere" / "e.jsonl"),
+            "--estimates-out", est,
+        ],
+        f"{tmp_path}: Is a directory": [
+            "replay", str(src), "--events-out", str(tmp_path), "--estimates-out", est,
+        ],
+        f"{tmp_path}: not a file": [
+            "replay", str(tmp_path), "--events-out", est, "--estimates-out", est,
+        ],
+        f"{tmp_path}/nowhere/x.csv: No such file or directory": [
+            "simulate", str(tmp_path / "nowhere" / "x.csv"),
+        ],
+        "--interval must be 0.1…3600 seconds, not 0.0": ["simulate", est, "--interval", "0"],
+        "--minutes must be above 0 and at most 10080, not nan": [
+            "simulate", est, "--minutes", "nan",
+        ],
+        "--patients must be at most 100000": ["simulate", est, "--patients", "100000000"],
+    }  # fmt: skip
+    for message, argv in refused.items():
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)

@@ -18,7 +18,7 @@ import pytest
 from monitor.commands import downsample as downsample_cmd
 from monitor.commands import export as export_cmd
 from monitor.commands import query as query_cmd
-from monitor.errors import HeatmonError
+from monitor.errors import HeatmonError, InputError
 from monitor.model import (
     Acknowledgement,
     Event,
@@ -168,6 +168,23 @@ async def test_export_writes_one_readable_file_per_measurement(
     if fmt == "jsonl":
         first = json.loads(path.read_text().splitlines()[0])
         assert first["time"] == "2024-05-17T12:30:00.000000Z"
+
+
+def test_export_refuses_an_id_that_is_no_pseudonym_and_an_empty_range(
+    influx_db: InfluxDatabase, tmp_path: Path
+) -> None:
+    """The id names the files: ``../x`` wrote ``x_vitals.csv`` beside the chosen directory.
+    A range that ends before it starts exported five empty files without a word."""
+    from monitor.cli import main
+
+    out = tmp_path / "out"
+    argv = export_args(influx_db, out, "csv")
+    with pytest.raises(InputError, match=r"--patient: '\.\./x' is not a pseudonymous"):
+        run_cli(*[("../x" if a == "p-001" else a) for a in argv])
+    with pytest.raises(InputError, match="is not before stop"):
+        run_cli(*[(STOP if a == START else START if a == STOP else a) for a in argv])
+    assert main([("../x" if a == "p-001" else a) for a in argv]) == 2
+    assert list(tmp_path.iterdir()) == [], "nothing written, inside out or beside it"
 
 
 async def test_query_command_prints_csv(

@@ -10,6 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from monitor.cli import main
+from monitor.errors import ConfigError
 from monitor.web.auth import PatientTokens
 from monitor.web.config import parse_web_config
 
@@ -43,6 +44,16 @@ def test_patient_token_prints_a_token_and_its_digest(capsys: pytest.CaptureFixtu
     tokens = PatientTokens(digests=config.patient_tokens)
     assert tokens.check("p-1", token.group(1))
     assert not tokens.check("p-1", token.group(1) + "x")
+    # "$" also matches before a final newline: every [web] name is matched whole.
+    digest = line.group(1)
+    for web in (
+        {"patient_tokens": {"p-1\n": digest}},
+        {"patient_tokens": {"p-1": digest + "\n"}},
+        {"users": {"carol\n": {"password_hash": "$argon2id$" + "x" * 20, "patients": ["p-1"]}}},
+        {"users": {"carol": {"password_hash": "$argon2id$" + "x" * 20, "patients": ["p-1\n"]}}},
+    ):
+        with pytest.raises(ConfigError):
+            parse_web_config(web)
 
 
 def test_demo_prints_the_dashboard_urls(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

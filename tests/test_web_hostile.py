@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import json
 import logging
+import socket
 import time
 import zlib
 from typing import Any
@@ -104,6 +105,9 @@ HOSTILE_BODIES: dict[str, tuple[bytes, dict[str, str], int]] = {
     "too large": (b" " * (MAX_BODY_BYTES + 1), JSON, 413),
     "not UTF-8": (b'{"note": "\xff\xfe"}', JSON, 400),
     "not JSON": (b"{note: x}", JSON, 400),
+    # No encoder takes a lone surrogate: one in a note stopped every later InfluxDB write.
+    "lone surrogate": (b'{"note": "a\\ud800b"}', JSON, 400),
+    "lone low surrogate in a key": (b'{"\\udc00": "x"}', JSON, 400),
     "NaN": (b'{"note": NaN}', JSON, 400),
     "a number of 5,000 digits": (b'{"note": ' + b"9" * 5000 + b"}", JSON, 400),
     "form body": (b"note=x", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
@@ -152,6 +156,20 @@ async def test_valid_gzip_and_deflate_bodies_are_taken(
     assert notes[-2:] == ["zipped", "deflated"]
 
 
+async def test_escaped_text_that_is_unicode_is_taken(
+    web_stack: WebStack, http: aiohttp.ClientSession
+) -> None:
+    """A surrogate pair is one character, and a backslash before ``ud800`` is no escape."""
+    token = await log_in(http, CAROL.login, CAROL.password)
+    for raw in (rb'{"note": "hot \ud83d\ude13"}', rb'{"note": "C:\\ud800"}'):
+        async with http.post(
+            "/api/patients/p-hot/symptoms", data=raw, headers={**JSON, "X-CSRF-Token": token}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+    notes = [getattr(r, "note", None) for r in web_stack.recorder.records]
+    assert notes[-2:] == ["hot \U0001f613", "C:\\ud800"]
+
+
 async def test_wrong_shapes_are_400_naming_the_field(
     web_stack: WebStack, http: aiohttp.ClientSession
 ) -> None:
@@ -188,6 +206,73 @@ async def test_a_report_the_monitor_refuses_is_422_not_500() -> None:
             assert "unknown patient" in (await resp.json())["error"]
         assert (await healthz(http))["rejected"]["refused_by_monitor"] == 1
         async with http.get("/api/patients/p-ghost") as resp:
+            assert resp.status == 200, "the service keeps answering"
+
+
+async def test_slow_and_silent_clients_hold_no_connection() -> None:
+    """Slowloris: a connection that sends nothing, a request head sent a byte at a time and
+    a body that never arrives are all let go after ``request_timeout_s`` (aiohttp's own
+    default is an hour); a live stream of events is not cut."""
+    stack = build_web_stack(patients={"p-hot": ("Hanna", "hot_day_aerobic")}, request_timeout_s=1.0)
+    async with (
+        stack.monitor,
+        aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http,
+    ):
+        token = await log_in(http, CAROL.login, CAROL.password)
+        host, port = stack.base_url.removeprefix("http://").rsplit(":", 1)
+
+        async def answer(first: bytes, *, trickle: bytes = b"") -> bytes:
+            """What the server sends until it closes (within 5 s), while a byte of
+            ``trickle`` goes out every 0.2 s (a raw socket: what was sent before a write
+            failed is still read)."""
+            loop = asyncio.get_running_loop()
+            with socket.create_connection((host, int(port))) as sock:
+                sock.setblocking(False)
+                await loop.sock_sendall(sock, first)
+                async with asyncio.timeout(5):
+                    for byte in trickle:
+                        await asyncio.sleep(0.2)
+                        try:
+                            await loop.sock_sendall(sock, bytes([byte]))
+                        except OSError:
+                            break  # the server let go of the connection
+                    got = b""
+                    try:
+                        while chunk := await loop.sock_recv(sock, 65536):
+                            got += chunk
+                    except ConnectionResetError:
+                        pass  # closed with our unread bytes in its buffer
+                    return got
+
+        assert await answer(b"") == b"", "silent"
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        assert await answer(head, trickle=b"X-A: " + b"a" * 100) == b"", "head never ends"
+        body = json.dumps({"note": "slow"}).encode()
+        slow = await answer(
+            b"POST /api/patients/p-hot/symptoms HTTP/1.1\r\nHost: x\r\n"
+            + f"Cookie: {'; '.join(f'{c.key}={c.value}' for c in http.cookie_jar)}\r\n".encode()
+            + f"X-CSRF-Token: {token}\r\nContent-Type: application/json\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:3],
+            trickle=b" " * 20,
+        )
+        assert slow.startswith(b"HTTP/1.1 408"), slow[:100]
+        assert b"body not received within 1 s" in slow
+        assert (await healthz(http))["rejected"]["slow"] == 1
+        # A stream of events outlives the timeout: it is a response, not an idle client.
+        frames = 0
+        async with http.get("/api/events") as resp:
+            started = time.monotonic()
+            async for _ in resp.content:
+                frames += 1
+                if time.monotonic() - started > 2.5:
+                    break
+        assert time.monotonic() - started > 2.5 and frames > 1
+        async with http.post(
+            "/api/patients/p-hot/symptoms", json={"note": "ok"}, headers={"X-CSRF-Token": token}
+        ) as resp:
             assert resp.status == 200, "the service keeps answering"
 
 

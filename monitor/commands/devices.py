@@ -62,7 +62,12 @@ def register(sub: Any) -> None:
     )
     dsub = p.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
     scan = dsub.add_parser("scan", help="list nearby wearables and the services they offer")
-    scan.add_argument("--timeout", type=float, default=5.0, help="seconds to scan (default 5)")
+    scan.add_argument(
+        "--timeout",
+        type=_scan_seconds,
+        default=5.0,
+        help="seconds to scan (default 5; at most 600)",
+    )
     scan.add_argument(
         "--virtual",
         action="store_true",
@@ -192,6 +197,17 @@ async def _virtual_backends() -> AsyncIterator[
     }
     async with DemoWearables(patients=patients) as kit:
         yield kit.world.scanner_backend, kit.world.client_backend
+
+
+def _scan_seconds(text: str) -> float:
+    """``--timeout``: a number of seconds above 0 and at most 600 (not NaN, not negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.0 < value <= 600.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: scan above 0 and at most 600 seconds")
+    return value
 
 
 async def _scan_main(args: argparse.Namespace, console: Console) -> list[Found]:

@@ -62,7 +62,11 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.input.is_file():
-        raise ConfigError(f"{args.input}: no such file")
+        raise ConfigError(
+            f"{args.input}: no such file"
+            if not args.input.exists()
+            else f"{args.input}: not a file"
+        )
     profiles = load_profiles(args.profiles) if args.profiles else None
     key = key_from_env() if args.pseudonymize else None
     config = EngineConfig(estimator=args.estimator, use_measured_core=not args.ignore_measured_core)

@@ -11,8 +11,11 @@ from typing import Any
 from adapters.simulator import SCENARIOS, SimulatedPatient
 from monitor.errors import ConfigError
 from monitor.model import iso_utc
+from monitor.replay import MAX_PATIENTS
 
 DEFAULT_START = 1_750_000_000.0
+MAX_MINUTES = 7 * 24 * 60.0
+"""A week: longer is a typing error, not a session."""
 
 
 def register(sub: Any) -> None:
@@ -41,6 +44,14 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.patients < 1:
         raise ConfigError("--patients must be at least 1")
+    if args.patients > MAX_PATIENTS:
+        raise ConfigError(f"--patients must be at most {MAX_PATIENTS} (what replay reads)")
+    if not 0.1 <= args.interval <= 3600.0:  # NaN fails this too
+        raise ConfigError(f"--interval must be 0.1…3600 seconds, not {args.interval}")
+    if args.minutes is not None and not 0.0 < args.minutes <= MAX_MINUTES:
+        raise ConfigError(
+            f"--minutes must be above 0 and at most {MAX_MINUTES:g}, not {args.minutes}"
+        )
     names = args.scenario or sorted(SCENARIOS)
     sims = [
         (

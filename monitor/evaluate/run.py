@@ -24,7 +24,7 @@ from monitor.evaluate.metrics import SessionScore, Truth, score_session
 from monitor.model import parse_time
 from monitor.profile import PatientProfile
 from monitor.pseudonym import pseudonymize
-from monitor.replay import ReplayReport, replay
+from monitor.replay import ReplayReport, bounded_lines, replay
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,10 @@ def _read_truth(
 ) -> dict[str, tuple[list[float], list[float]]]:
     truth: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     names: dict[str, str] = {}
-    with path.open(encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f)
+    # The rows replay already bounded and reported: read the same way (the byte-order mark
+    # dropped, too long lines skipped unread), and a row that is not CSV passed over.
+    with path.open("rb") as f:
+        reader = csv.reader(bounded_lines(f, None, lambda _line: None))
         header = [h.strip() for h in next(reader, [])]
         if "core_temp_c" not in header:
             raise InputError(
@@ -96,7 +98,13 @@ def _read_truth(
             )
         i_t, i_p, i_c = header.index("time"), header.index("patient"), header.index("core_temp_c")
         width = len(header)
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                continue
             if len(row) != width or not row[i_c]:
                 continue
             try:

@@ -41,11 +41,29 @@ def nesting_depth(payload: bytes) -> int:
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+"""``\\ud800``…``\\udfff``: the only way JSON text can name a UTF-16 surrogate."""
+
+
+def lone_surrogate(raw: bytes, doc: Any) -> bool:
+    """Whether ``doc`` (parsed from ``raw``) holds a string with a lone surrogate: JSON
+    lets ``"\\ud800"`` through, but no encoder (UTF-8 for InfluxDB, MQTT, a database) takes
+    it, so one such note would fail every later write of the batch it is in. Only a payload
+    that escapes a surrogate at all is looked at again (a valid pair is one character)."""
+    if _SURROGATE_ESCAPE.search(raw) is None:
+        return False
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_json(
     payload: bytes, *, where: str, max_bytes: int = MAX_PAYLOAD_BYTES, max_depth: int = MAX_DEPTH
 ) -> Any:
-    """Strict JSON: size and nesting limits (checked before parsing), UTF-8, no
-    NaN/Infinity, no number that does not fit a float."""
+    """Strict JSON: size and nesting limits (checked before parsing), UTF-8 (no lone
+    surrogate escaped either), no NaN/Infinity, no number that does not fit a float."""
     if len(payload) > max_bytes:
         raise InputError(f"payload of {len(payload)} bytes exceeds {max_bytes} bytes", where=where)
     depth = nesting_depth(payload)
@@ -54,10 +72,13 @@ def parse_json(
             f"payload nests {depth} levels deep; at most {max_depth} are allowed", where=where
         )
     try:
-        return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        doc = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as err:
         raise InputError(f"payload is not UTF-8 ({err.reason})", where=where) from err
     except (json.JSONDecodeError, ValueError) as err:
         raise InputError(f"payload is not JSON ({str(err)[:120]})", where=where) from err
     except RecursionError as err:  # cannot happen below MAX_DEPTH; never crash the reader
         raise InputError("payload nests too deeply", where=where) from err
+    if lone_surrogate(payload, doc):
+        raise InputError("payload holds a lone UTF-16 surrogate (\\ud800…\\udfff)", where=where)
+    return doc

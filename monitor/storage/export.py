@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from monitor.errors import HeatmonError
+from monitor.errors import HeatmonError, InputError
+from monitor.profile import PATIENT_ID_PATTERN
 from monitor.storage import lineprotocol as lp
-from monitor.storage.query import HeatmonStore, TimeLike, quote_ident
+from monitor.storage.query import HeatmonStore, TimeLike, quote_ident, to_epoch_ns
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,15 @@ def export_patient(
     total is :func:`export_steps`."""
     if fmt not in FORMATS:
         raise HeatmonError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if not re.fullmatch(PATIENT_ID_PATTERN, patient):
+        # It names the files: "../x" would write beside out_dir, not in it.
+        raise InputError(
+            f"{patient[:70]!r} is not a pseudonymous patient id "
+            "(letters, digits, '.', '_', '-'; `heatmon pseudonym` gives one)",
+            where="--patient",
+        )
+    if to_epoch_ns(start) >= to_epoch_ns(stop):
+        raise InputError(f"start {start!r} is not before stop {stop!r}", where="--start")
     windows = list(store.windows(start, stop, step_s=window_s))
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, tuple[Path, int]] = {}

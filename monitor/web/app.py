@@ -575,7 +575,10 @@ PATIENT = "{patient:" + PATIENT_ID_PATTERN.strip("^$") + "}"
 
 def build_app(state: WebState) -> web.Application:
     app = web.Application(
-        middlewares=[session_middleware, body_middleware(state.rejections)],
+        middlewares=[
+            session_middleware,
+            body_middleware(state.rejections, timeout_s=state.config.request_timeout_s),
+        ],
         client_max_size=64 * 1024,
     )
     app[STATE] = state

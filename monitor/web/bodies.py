@@ -3,8 +3,8 @@
 Every ``POST`` body goes through :func:`read_json` (in :func:`body_middleware`, before any
 handler sees it): bounded in size before it is read (``Content-Length``), while it is
 read (chunked) and while it is inflated (``Content-Encoding: gzip`` or ``deflate``; others
-are refused), decoded as strict UTF-8 (any
-other declared charset is refused), its nesting depth checked by a scan before the JSON
+are refused), decoded as strict UTF-8 (any other declared charset is refused, and so is a
+lone surrogate escaped as ``\\ud800``), its nesting depth checked by a scan before the JSON
 parser runs (deep nesting would exhaust Python's recursion), and parsed with ``NaN`` and
 ``Infinity`` refused. Whatever is wrong gives a :class:`BodyError`: a ``4xx`` answer whose
 message says what is wrong and where, counted by kind (:class:`Rejections`, shown by
@@ -13,6 +13,7 @@ message says what is wrong and where, counted by kind (:class:`Rejections`, show
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from monitor.errors import InputError
+from monitor.mqtt.strictjson import lone_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,9 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def _read_raw(request: web.Request, max_bytes: int, where: str) -> bytes:
+async def _read_raw(
+    request: web.Request, max_bytes: int, where: str, timeout_s: float | None
+) -> bytes:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise BodyError(
@@ -91,15 +95,20 @@ async def _read_raw(request: web.Request, max_bytes: int, where: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        while size <= max_bytes:
-            chunk = await request.content.read(max_bytes + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        async with asyncio.timeout(timeout_s):
+            while size <= max_bytes:
+                chunk = await request.content.read(max_bytes + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
     except (web.RequestPayloadError, HttpProcessingError) as err:
         raise BodyError(
             "body was cut off or malformed", status=400, kind="transfer", where=where
+        ) from err
+    except TimeoutError as err:
+        raise BodyError(
+            f"body not received within {timeout_s:g} s", status=408, kind="slow", where=where
         ) from err
     if size > max_bytes:
         raise BodyError(
@@ -153,9 +162,11 @@ async def read_json(
     where: str,
     max_bytes: int = MAX_BODY_BYTES,
     max_depth: int = MAX_JSON_DEPTH,
+    timeout_s: float | None = None,
 ) -> Any:
-    """The request's JSON body (``None`` when there is none), or a :class:`BodyError`."""
-    raw = await _read_raw(request, max_bytes, where)
+    """The request's JSON body (``None`` when there is none), or a :class:`BodyError`
+    (``408`` when it takes longer than ``timeout_s`` to arrive)."""
+    raw = await _read_raw(request, max_bytes, where, timeout_s)
     if not raw:
         return None  # whatever Content-Type a client put on no body at all
     if hdrs.CONTENT_TYPE in request.headers:
@@ -189,7 +200,7 @@ async def read_json(
             f"JSON is nested deeper than {max_depth} levels", status=400, kind="depth", where=where
         )
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        doc = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
         raise BodyError(
             f"body is not JSON: {err.msg} at line {err.lineno} column {err.colno}",
@@ -199,6 +210,14 @@ async def read_json(
         ) from err
     except (ValueError, RecursionError) as err:  # NaN, a number of 5,000 digits
         raise BodyError(f"body is not JSON: {err}", status=400, kind="json", where=where) from err
+    if lone_surrogate(raw, doc):
+        raise BodyError(
+            "body holds a lone UTF-16 surrogate (\\ud800…\\udfff): not Unicode text",
+            status=400,
+            kind="utf8",
+            where=where,
+        )
+    return doc
 
 
 def route_name(request: web.Request) -> str:
@@ -231,21 +250,25 @@ class Rejections:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def body_middleware(rejections: Rejections) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Parses every body (``request[BODY]``) before the handler; a bad one, or a
-    :class:`BodyError` the handler raises, is answered with its 4xx and
+def body_middleware(
+    rejections: Rejections, *, timeout_s: float | None = None
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Parses every body (``request[BODY]``, within ``timeout_s``) before the handler; a
+    bad one, or a :class:`BodyError` the handler raises, is answered with its 4xx and
     ``{"error": message}``, and counted."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.method in METHODS_WITH_BODY and request.match_info.http_exception is None:
-                request[BODY] = await read_json(request, where=route_name(request))
+                request[BODY] = await read_json(
+                    request, where=route_name(request), timeout_s=timeout_s
+                )
             return await handler(request)
         except BodyError as err:
             rejections.count(err.kind, str(err))
             response = web.json_response({"error": str(err)}, status=err.status)
-            if err.status == 413 or err.kind == "transfer":
+            if err.status in (408, 413) or err.kind == "transfer":
                 response.force_close()  # the unread rest of the body is not worth reading
             return response
 

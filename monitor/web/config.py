@@ -52,7 +52,7 @@ class UserConfig(BaseModel):
     @classmethod
     def _check_patients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for p in value:
-            if not re.match(PATIENT_ID_PATTERN, p):
+            if not re.fullmatch(PATIENT_ID_PATTERN, p):
                 raise ValueError(f"{p!r} is not a valid patient id")
         return value
 
@@ -84,6 +84,9 @@ class WebConfig(BaseModel):
     login_window_s: float = Field(default=300.0, gt=0)
     history_minutes: float = Field(default=30.0, gt=0, le=240)
     max_subscriber_backlog: int = Field(default=2000, ge=10)
+    request_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    """A client has this long to send a request's head, and again its body; a connection
+    idle this long between requests is closed (slow or silent clients hold no socket)."""
     static_dir: str = ""
     users: dict[str, UserConfig] = Field(default_factory=dict)
     patient_tokens: dict[str, str] = Field(default_factory=dict)
@@ -93,7 +96,7 @@ class WebConfig(BaseModel):
     @classmethod
     def _check_logins(cls, value: dict[str, UserConfig]) -> dict[str, UserConfig]:
         for login in value:
-            if not re.match(LOGIN_PATTERN, login):
+            if not re.fullmatch(LOGIN_PATTERN, login):
                 raise ValueError(f"login {login!r} may only hold letters, digits and ._@-")
         return value
 
@@ -101,9 +104,9 @@ class WebConfig(BaseModel):
     @classmethod
     def _check_tokens(cls, value: dict[str, str]) -> dict[str, str]:
         for patient, digest in value.items():
-            if not re.match(PATIENT_ID_PATTERN, patient):
+            if not re.fullmatch(PATIENT_ID_PATTERN, patient):
                 raise ValueError(f"{patient!r} is not a valid patient id")
-            if not re.match(SHA256_HEX_PATTERN, digest):
+            if not re.fullmatch(SHA256_HEX_PATTERN, digest):
                 raise ValueError(
                     f"token of {patient!r} must be the SHA-256 hex digest made by "
                     "`heatmon web patient-token`, not the token itself"

@@ -138,8 +138,8 @@ def add_people_routes(
             not isinstance(login, str)
             or not isinstance(patient, str)
             or not isinstance(assigned, bool)
-            or not re.match(LOGIN_PATTERN, login)
-            or not re.match(PATIENT_ID_PATTERN, patient)
+            or not re.fullmatch(LOGIN_PATTERN, login)
+            or not re.fullmatch(PATIENT_ID_PATTERN, patient)
         ):
             raise json_error(400, "send {login, patient, assigned} (a login, a pseudonym, a bool)")
         by = await guard.need_admin(

@@ -148,6 +148,9 @@ class WebSink(Sink):
             auto_decompress=False,
             max_line_size=MAX_LINE_BYTES,
             max_field_size=MAX_FIELD_BYTES,
+            # aiohttp's default is an hour: a connection that sends nothing, or a request's
+            # head a byte at a time, would hold a socket (and a file descriptor) that long.
+            keepalive_timeout=self.config.request_timeout_s,
         )
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port)
