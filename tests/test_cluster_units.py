@@ -9,11 +9,15 @@ import json
 import pytest
 
 from monitor.cluster import snapshot
+from monitor.cluster.outputs import _record_payload
 from monitor.cluster.subjects import Names, partition_of, patient_token, render_authorization
+from monitor.cluster.webview import decode_event, decode_record, decode_state
 from monitor.config import parse_config
 from monitor.engine import MonitorEngine
 from monitor.errors import ConfigError
+from monitor.model import Acknowledgement
 from monitor.mqtt.options import MqttOptions
+from monitor.mqtt.payloads import encode_event, encode_state
 from monitor.mqtt.topics import Channel
 from monitor.profile import PatientProfile
 from tests.cluster_helpers import hot_session
@@ -103,3 +107,25 @@ def test_cluster_section_is_validated_and_its_password_comes_from_the_environmen
         parse_config(
             {"cluster": {"servers": ["nats://a"], "checkpoint_interval_s": 400}}, environ={}
         )
+
+
+def test_the_dashboard_reads_back_what_the_out_stream_carries() -> None:
+    """A worker's board is fed from the out stream's payloads: a state, an alert and a
+    record read back show on the board as the engine's own objects do."""
+
+    engine = MonitorEngine(profiles={"p.1": PatientProfile(id="p.1")})
+    results = [engine.ingest(s) for b in hot_session("p.1", seconds=1500) for s in b]
+    states = [s for r in results for s in r.states]
+    events = [e for r in results for e in r.events]
+    assert any(e.requires_ack for e in events)
+    for state in states[-5:]:
+        back = decode_state("p.1", json.loads(encode_state(state)))
+        assert back.json_fields() == state.json_fields()
+        assert back.time == pytest.approx(state.time, abs=1e-3)
+    for event in events:
+        back_event = decode_event("p.1", json.loads(encode_event(event)))
+        assert back_event.to_json_dict() == event.to_json_dict()
+    ack = Acknowledgement(patient="p.1", event_id=events[-1].id, time=states[-1].time, by="carol")
+    assert decode_record("p.1", json.loads(_record_payload(ack))) == ack
+    with pytest.raises(KeyError):
+        decode_record("p.1", {"type": "Something"})

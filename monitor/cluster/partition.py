@@ -230,6 +230,9 @@ class Partition:
             return
         if patient not in self.w.profiles:
             self.w.count("unknown_patients")
+            await self.w.refuse(
+                patient, channel, "patient is not one of this cluster's patients", seq=seq
+            )
             return
         if seq <= self.ckpt_seq.get(patient, 0):
             return  # already in the restored checkpoint
@@ -260,6 +263,7 @@ class Partition:
                 channel,
                 loggable(err.reason, Channel(channel) if known else None),
             )
+            await self.w.refuse(patient, channel, err.reason, seq=seq)
 
     async def _checkpoint(self) -> None:
         """Write the changed patients' engines and the partition's marker. The snapshots are

@@ -36,9 +36,11 @@ from monitor.cluster.config import ClusterConfig
 from monitor.cluster.outputs import ClusterOutputSink
 from monitor.cluster.partition import Partition
 from monitor.cluster.topology import ensure, names_of
+from monitor.cluster.webview import ClusterControl, OutStreamFeed
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine
-from monitor.mqtt.payloads import PayloadCodec
+from monitor.mqtt.payloads import PayloadCodec, encode_error
+from monitor.mqtt.topics import Channel
 from monitor.plugins import Sink
 from monitor.service import Monitor, build_plugins
 
@@ -50,6 +52,9 @@ RELEASE_WAIT_S = 30.0
 CLUSTER_SINKS_SKIPPED = ("mqtt",)
 """Sinks that a worker does not run: MQTT subscribers get the out stream's republished
 messages from the cluster itself (a per-worker MQTT sink would also read every input)."""
+CLUSTER_WIDE_SINKS = ("web",)
+"""Sinks fed from the out stream (every patient of the cluster) rather than from this
+worker's engines (:mod:`monitor.cluster.webview`)."""
 
 
 class ClusterWorker:
@@ -129,12 +134,27 @@ class ClusterWorker:
         if sources:
             log.warning("cluster worker: sources are not run here (gateways publish to NATS)")
         kept: list[Sink] = [s for s in sinks if s.name not in CLUSTER_SINKS_SKIPPED]
+        wide = [s for s in kept if s.name in CLUSTER_WIDE_SINKS]
+        local = [s for s in kept if s.name not in CLUSTER_WIDE_SINKS]
         self._out = ClusterOutputSink(js=self._js, names=self.names)
         engine = MonitorEngine(profiles=self.profiles, config=self.config.engine)
-        self._monitor = Monitor(engine=engine, sinks=[*kept, self._out], clock=self._clock)
+        self._monitor = Monitor(engine=engine, sinks=[*local, self._out], clock=self._clock)
         context.monitor = self._monitor
+        control = ClusterControl(js=self._js, names=self.names, monitor=self._monitor)
+        for sink in wide:
+            attach = getattr(sink, "attach", None)
+            if attach is not None:
+                attach(control)
+        feed = OutStreamFeed(js=self._js, names=self.names, sinks=wide)
         log.info("cluster worker %s: %d partitions", self.worker_id, cc.partitions)
-        async with self._monitor:
+        async with self._monitor, contextlib.AsyncExitStack() as stack:
+            for sink in wide:
+                await sink.start()
+                stack.push_async_callback(sink.stop)
+            if wide:
+                await feed.start()
+                stack.push_async_callback(feed.stop)
+                stack.push_async_callback(control.drain)
             leases = asyncio.create_task(self._lease_loop(), name="cluster-leases")
             try:
                 await stop.wait()
@@ -280,6 +300,25 @@ class ClusterWorker:
         assert self._out is not None
         async with self._flush_lock:
             await self._out.flush()
+
+    async def refuse(self, patient: str, channel: str, reason: str, *, seq: int) -> None:
+        """Answer a refused input as one process does (docs/mqtt.md): on the patient's
+        ``errors`` topic through the out stream (once, however often a replay refuses it),
+        and on this worker's ``…/monitors/{worker}/errors``."""
+        assert self._out is not None and self._nc is not None
+        self.count("rejected")
+        known = channel in {c.value for c in Channel}
+        payload = encode_error(
+            topic=f"{self.cc.topic_prefix}/patients/{patient}/{channel}",
+            reason=reason,
+            rejected=self.counters["rejected"],
+            time=time.time(),
+            patient=patient,
+            channel=channel if known else None,
+        )
+        self._out.submit_error(patient, payload, seq=seq)
+        with contextlib.suppress(Exception):
+            await self._nc.publish(self.names.monitor_errors(self.worker_id), payload)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
