@@ -125,9 +125,6 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
             return len(o) == NAMES.partitions and set(o.values()) == {"w1", "w2"}
 
         await wait_for(both_own, within_s=60, what="both workers to own partitions")
-        gateway = asyncio.create_task(
-            _gateway_sending_a_bad_batch(cluster.nodes[1].mqtt_port, gateway_errors)
-        )
         js = nc.jetstream()
         for other in ("p2", "p3", "p4"):  # patients on the other partitions, other owners
             for payload in payloads(hot_session(other, seconds=40)):
@@ -149,6 +146,10 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
         for n, payload in enumerate(data[:40]):
             await js.publish(subject, payload, headers={"Nats-Msg-Id": f"b{n}"})
         await wait_for(lambda: checkpointed(35), within_s=60, what="a checkpoint")
+        # a bad batch in part B too: a kill -9 makes the survivor refuse it again
+        gateway = asyncio.create_task(
+            _gateway_sending_a_bad_batch(cluster.nodes[1].mqtt_port, gateway_errors)
+        )
         for n, payload in enumerate(data[40:half], start=40):
             await js.publish(subject, payload, headers={"Nats-Msg-Id": f"b{n}"})
         try:
@@ -245,7 +246,7 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
     assert [(a["event_id"], a["by"]) for a in acks] == [(cool["id"], "carol")]
     reports = [r for r in records if r["type"] == "SymptomReport"]
     assert [r["note"] for r in reports] == ["dizzy"]
-    # the refused batch was answered once (a replay refuses it again: deduplicated)
+    # the refused batch was answered once (after kill -9 the replay refuses it again)
     assert len(gateway_errors) == 1, gateway_errors
     error = gateway_errors[0]
     assert (error["patient"], error["channel"]) == ("p1", "samples")
