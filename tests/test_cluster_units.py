@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from array import array
 
 import pytest
 
@@ -69,6 +71,18 @@ def test_a_checkpoint_cannot_name_a_foreign_class_or_outdated_fields() -> None:
         snapshot.loads(_tamper(data, outdated), max_bytes=LIMIT)
     with pytest.raises(snapshot.SnapshotError, match="over the"):
         snapshot.loads(data, max_bytes=100)
+
+
+def test_number_arrays_keep_non_finite_values_and_refuse_bad_items() -> None:
+    ring = array("d", [1.5, math.inf, math.nan, -2.0])
+    back, _ = snapshot.loads(snapshot.dumps(ring, max_bytes=LIMIT), max_bytes=LIMIT)
+    assert back.typecode == "d" and back[:2].tolist() == [1.5, math.inf]
+    assert math.isnan(back[2]) and back[3] == -2.0
+    ints = snapshot.dumps(array("q", [1, 2, 3]), max_bytes=LIMIT)
+    assert snapshot.loads(ints, max_bytes=LIMIT)[0] == array("q", [1, 2, 3])
+    bad = ints.replace(b"[1,2,3]", b"[1,2.5,3]")
+    with pytest.raises(snapshot.SnapshotError, match="bad 'q' array"):
+        snapshot.loads(bad, max_bytes=LIMIT)
 
 
 def test_subjects_and_partitions() -> None:
