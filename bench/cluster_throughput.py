@@ -252,6 +252,7 @@ async def run_cluster(
         for _ in range(10):  # let the workers drain and heartbeat
             await asyncio.sleep(1.0)
             await poll_counters()
+        received_before = received[0]  # the stream holds at least these when asked next
         try:
             info = await js.stream_info(
                 names.out_stream, subjects_filter=f"{names.root}.out.*.state"
@@ -273,7 +274,7 @@ async def run_cluster(
             "latency_p50_ms": 1000 * pct(steady, 50),
             "latency_p99_ms": 1000 * pct(steady, 99),
             "states": len(latencies),
-            "states_received": received[0],
+            "states_received": received_before,
             "states_stored_in_out_stream": stored_states,
             "load_generator_errors": sorted(set(client_errors)),
             "worker_counters": counters,
