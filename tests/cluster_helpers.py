@@ -15,17 +15,29 @@ from adapters.simulator import SCENARIOS, SimulatedPatient
 from monitor.cluster.subjects import Names
 from monitor.model import Sample, SampleKind
 from monitor.mqtt.payloads import encode_batch, sample_dict
+from monitor.web.auth import hash_password
 
 T0 = 1_750_000_000.0
 PASSWORDS = {"heatmon": "monitor-pw", "gw1": "gateway-pw", "carol": "carer-pw"}
 PATIENTS = ("p1", "p2", "p3", "p4")
 NAMES = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
 MQTT_ACL = {"gateways": {"gw1": ["p1"]}, "caregivers": {"carol": ["p1"]}}
+CAROL_SEES = ("p1", "p2", "p3")
+"""Carol's patients on the workers' dashboards (p4 is someone else's)."""
 
 
-def write_config(path: Path, urls: list[str], *, worker: str) -> Path:
+def write_config(path: Path, urls: list[str], *, worker: str, web_port: int | None = None) -> Path:
+    """A worker's TOML; with ``web_port``, its dashboard too (caregiver carol, whose
+    password is ``PASSWORDS["carol"]``, sees :data:`CAROL_SEES`)."""
     patients = "\n".join(f'[[patients]]\nid = "{p}"\n' for p in PATIENTS)
     servers = ", ".join(json.dumps(u) for u in urls)
+    web = ""
+    if web_port is not None:
+        web = (
+            f"[sinks.web]\nport = {web_port}\n\n[web.users.carol]\n"
+            f"password_hash = {json.dumps(hash_password(PASSWORDS['carol']))}\n"
+            f"patients = {json.dumps(list(CAROL_SEES))}\n"
+        )
     path.write_text(
         f"""[monitor]
 instance = "{worker}"
@@ -40,7 +52,8 @@ worker_id = "{worker}"
 lease_ttl_s = 4.0
 checkpoint_interval_s = 5.0
 clock = "samples"
-""",
+
+{web}""",
         encoding="utf-8",
     )
     return path

@@ -8,7 +8,9 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import aiomqtt
 import nats
 import pytest
@@ -22,8 +24,10 @@ from monitor.engine import MonitorEngine
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.payloads import encode_ack
 from monitor.mqtt.topics import Channel
+from monitor.netutil import free_port
 from monitor.profile import PatientProfile
 from tests.cluster_helpers import (
+    CAROL_SEES,
     MQTT_ACL,
     NAMES,
     PASSWORDS,
@@ -33,6 +37,7 @@ from tests.cluster_helpers import (
     write_config,
 )
 from tests.fixtures.nats import NatsClusterFactory
+from tests.fixtures.web import csrf
 
 pytestmark = pytest.mark.slow
 
@@ -78,11 +83,16 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
 ) -> None:
     """kill -9: the lease expires and the survivor replays from the last checkpoint; SIGTERM
     (a rolling restart): the worker checkpoints and releases at once. Either way the estimate
-    continues, each alert arrives once, and acknowledgements reach the new owner."""
+    continues, each alert arrives once, and acknowledgements reach the new owner. Before
+    that, each worker's dashboard shows a caregiver all their patients whichever worker owns
+    them, and what they send from the worker that does not own the patient reaches the
+    owner; a gateway's refused message is answered on its errors topic."""
     cluster = nats_cluster_factory(authorization=authorization())
+    web_ports = {w: free_port() for w in ("w1", "w2")}
     workers = {
         w: Worker(
-            write_config(tmp_path / f"{w}.toml", cluster.urls, worker=w), tmp_path / f"{w}.log"
+            write_config(tmp_path / f"{w}.toml", cluster.urls, worker=w, web_port=web_ports[w]),
+            tmp_path / f"{w}.log",
         )
         for w in ("w1", "w2")
     }
@@ -103,6 +113,8 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
         doc = json.loads(msg.data)
         states[doc["time"]] = doc["core_temp_c"]
 
+    gateway_errors: list[dict[str, object]] = []
+    gateway: asyncio.Task[None] | None = None
     try:
         await nc.subscribe(NAMES.outbound("p1", Channel.ALERTS.value), cb=on_alert)
         await nc.subscribe(NAMES.outbound("p1", Channel.STATE.value), cb=on_state)
@@ -114,6 +126,9 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
 
         await wait_for(both_own, within_s=60, what="both workers to own partitions")
         js = nc.jetstream()
+        for other in ("p2", "p3", "p4"):  # patients on the other partitions, other owners
+            for payload in payloads(hot_session(other, seconds=40)):
+                await js.publish(NAMES.inbound(other, Channel.SAMPLES), payload)
         subject = NAMES.inbound("p1", Channel.SAMPLES)
         data = list(payloads(batches))
         half = len(data) // 2
@@ -131,19 +146,33 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
         for n, payload in enumerate(data[:40]):
             await js.publish(subject, payload, headers={"Nats-Msg-Id": f"b{n}"})
         await wait_for(lambda: checkpointed(35), within_s=60, what="a checkpoint")
+        # a bad batch in part B too: a kill -9 makes the survivor refuse it again
+        gateway = asyncio.create_task(
+            _gateway_sending_a_bad_batch(cluster.nodes[1].mqtt_port, gateway_errors)
+        )
         for n, payload in enumerate(data[40:half], start=40):
             await js.publish(subject, payload, headers={"Nats-Msg-Id": f"b{n}"})
-        await wait_for(
-            lambda: _has(states, len(states) >= half - 2),
-            within_s=60,
-            what="the first half to be processed",
-        )
+        try:
+            await wait_for(
+                lambda: _has(states, len(states) >= half - 2),
+                within_s=60,
+                what="the first half to be processed",
+            )
+        except AssertionError:
+            raise AssertionError(f"{len(states)} states; {await owners(nc)}") from None
 
         async def p1_owned() -> bool:
             return NAMES.partition("p1") in await owners(nc)
 
         await wait_for(p1_owned, within_s=30, what="p1's partition to have an owner")
         owner = (await owners(nc))[NAMES.partition("p1")]
+        other_worker = next(w for w in workers if w != owner)
+        await _dashboard_of_the_other_worker(web_ports[other_worker], records)
+        await wait_for(
+            lambda: _has(gateway_errors, len(gateway_errors) >= 1),
+            within_s=30,
+            what="the gateway's error answer",
+        )
         if how == "kill -9":
             workers[owner].kill9()
         else:
@@ -161,20 +190,23 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
             within_s=60,
             what="the second half to be processed",
         )
-        # the caregiver acknowledges over MQTT, on a node of their choosing: the new owner
-        # (which has the alert open: restored or replayed) records it
+        # the caregiver acknowledges on the dashboard, or over MQTT on a node of their
+        # choosing: the new owner (which has the alert open: restored or replayed) records it
         cool = next(a for a in alerts if a["level"] == "cool_down")
-        async with aiomqtt.Client(
-            "127.0.0.1",
-            cluster.nodes[2].mqtt_port,
-            username="carol",
-            password=PASSWORDS["carol"],
-            identifier="carol-phone",
-        ) as mqtt:
-            ack = encode_ack(
-                event_id=str(cool["id"]), by="carol", time=_epoch(str(cool["time"])) + 30
-            )
-            await mqtt.publish("heatmon/v1/patients/p1/ack", ack, qos=1)
+        if how == "kill -9":
+            await _acknowledge_on_the_dashboard(web_ports[survivor], str(cool["id"]))
+        else:
+            async with aiomqtt.Client(
+                "127.0.0.1",
+                cluster.nodes[2].mqtt_port,
+                username="carol",
+                password=PASSWORDS["carol"],
+                identifier="carol-phone",
+            ) as mqtt:
+                ack = encode_ack(
+                    event_id=str(cool["id"]), by="carol", time=_epoch(str(cool["time"])) + 30
+                )
+                await mqtt.publish("heatmon/v1/patients/p1/ack", ack, qos=1)
         await wait_for(
             lambda: _has(records, any(r["type"] == "Acknowledgement" for r in records)),
             within_s=30,
@@ -182,6 +214,8 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
         )
         await asyncio.sleep(2.0)  # any duplicate would arrive now
     finally:
+        if gateway is not None:
+            gateway.cancel()
         for w in workers.values():
             w.stop()
         await nc.close()
@@ -210,6 +244,104 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
     assert level_alerts.count("caution") == 1, alerts
     acks = [r for r in records if r["type"] == "Acknowledgement"]
     assert [(a["event_id"], a["by"]) for a in acks] == [(cool["id"], "carol")]
+    reports = [r for r in records if r["type"] == "SymptomReport"]
+    assert [r["note"] for r in reports] == ["dizzy"]
+    # the refused batch was answered once (after kill -9 the replay refuses it again)
+    assert len(gateway_errors) == 1, gateway_errors
+    error = gateway_errors[0]
+    assert (error["patient"], error["channel"]) == ("p1", "samples")
+    assert error["topic"] == "heatmon/v1/patients/p1/samples"
+    assert "'kind' is a required property" in str(error["reason"]), error
+
+
+async def _gateway_sending_a_bad_batch(port: int, answers: list[dict[str, object]]) -> None:
+    """gw1 over MQTT: listens on its patient's errors topic, sends a batch without samples."""
+    async with aiomqtt.Client(
+        "127.0.0.1", port, username="gw1", password=PASSWORDS["gw1"], identifier="gw1-errors"
+    ) as mqtt:
+        await mqtt.subscribe("heatmon/v1/patients/p1/errors", qos=1)
+        await mqtt.publish("heatmon/v1/patients/p1/samples", b'{"v": 1}', qos=1)
+        async for message in mqtt.messages:
+            assert isinstance(message.payload, bytes)
+            answers.append(json.loads(message.payload))
+
+
+class Dashboard:
+    """carol logged in on one worker's dashboard."""
+
+    def __init__(self, port: int) -> None:
+        self.http = aiohttp.ClientSession(
+            base_url=f"http://127.0.0.1:{port}", cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
+        self.token = ""
+
+    async def __aenter__(self) -> Dashboard:
+        token = await csrf(self.http)
+        login = {"login": "carol", "password": PASSWORDS["carol"]}
+        async with self.http.post("/api/login", json=login, headers={"X-CSRF-Token": token}) as r:
+            assert r.status == 200, await r.text()
+        self.token = await csrf(self.http)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.close()
+
+    async def patients(self) -> dict[str, dict[str, Any]]:
+        async with self.http.get("/api/patients") as r:
+            return {b["patient"]: b for b in (await r.json())["patients"]}
+
+    async def post(self, path: str, body: dict[str, str] | None = None) -> None:
+        async with self.http.post(path, json=body, headers={"X-CSRF-Token": self.token}) as r:
+            assert r.status == 200, await r.text()
+
+
+async def _dashboard_of_the_other_worker(port: int, records: list[dict[str, object]]) -> None:
+    """carol on the dashboard of the worker that does not own p1 sees all her patients
+    (whoever owns them; p4 is not hers) and p1's caution; her symptom report from there
+    reaches p1's owner."""
+    async with Dashboard(port) as dash:
+        board: dict[str, dict[str, Any]] = {}
+
+        async def everyone_shown() -> bool:
+            board.clear()
+            board.update(await dash.patients())
+            level = (board.get("p1", {}).get("last_level_event") or {}).get("level")
+            return all(board.get(p, {}).get("state") for p in CAROL_SEES) and level == "caution"
+
+        try:
+            await wait_for(everyone_shown, within_s=30, what="carol's patients on the dashboard")
+        except AssertionError:
+            summary = {
+                p: (bool(b.get("state")), b.get("last_level_event")) for p, b in board.items()
+            }
+            raise AssertionError(f"dashboard shows {summary}") from None
+        assert sorted(board) == sorted(CAROL_SEES)
+        async with dash.http.get("/api/patients/p4") as r:
+            assert r.status == 403
+        await dash.post("/api/patients/p1/symptoms", {"note": "dizzy"})
+        await wait_for(
+            lambda: _has(records, any(r["type"] == "SymptomReport" for r in records)),
+            within_s=30,
+            what="the symptom report to reach the owner",
+        )
+
+
+async def _acknowledge_on_the_dashboard(port: int, event_id: str) -> None:
+    """The survivor's dashboard shows the cool_down waiting; carol acknowledges it there and
+    it leaves the board once the owner has recorded it."""
+    async with Dashboard(port) as dash:
+
+        async def waiting() -> bool:
+            pending = (await dash.patients())["p1"]["pending"]
+            return any(a["id"] == event_id for a in pending)
+
+        await wait_for(waiting, within_s=30, what="the cool_down on the dashboard")
+        await dash.post(f"/api/patients/p1/alerts/{event_id}/ack")
+
+        async def gone() -> bool:
+            return not await waiting()
+
+        await wait_for(gone, within_s=30, what="the acknowledged alert to leave the board")
 
 
 def _epoch(text: str) -> float:

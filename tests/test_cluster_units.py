@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from array import array
 
 import pytest
 
 from monitor.cluster import snapshot
+from monitor.cluster.outputs import _record_payload
 from monitor.cluster.subjects import Names, partition_of, patient_token, render_authorization
+from monitor.cluster.webview import decode_event, decode_record, decode_state
 from monitor.config import parse_config
 from monitor.engine import MonitorEngine
 from monitor.errors import ConfigError
+from monitor.model import Acknowledgement
 from monitor.mqtt.options import MqttOptions
+from monitor.mqtt.payloads import encode_event, encode_state
 from monitor.mqtt.topics import Channel
 from monitor.profile import PatientProfile
 from tests.cluster_helpers import hot_session
@@ -69,6 +75,18 @@ def test_a_checkpoint_cannot_name_a_foreign_class_or_outdated_fields() -> None:
         snapshot.loads(data, max_bytes=100)
 
 
+def test_number_arrays_keep_non_finite_values_and_refuse_bad_items() -> None:
+    ring = array("d", [1.5, math.inf, math.nan, -2.0])
+    back, _ = snapshot.loads(snapshot.dumps(ring, max_bytes=LIMIT), max_bytes=LIMIT)
+    assert back.typecode == "d" and back[:2].tolist() == [1.5, math.inf]
+    assert math.isnan(back[2]) and back[3] == -2.0
+    ints = snapshot.dumps(array("q", [1, 2, 3]), max_bytes=LIMIT)
+    assert snapshot.loads(ints, max_bytes=LIMIT)[0] == array("q", [1, 2, 3])
+    bad = ints.replace(b"[1,2,3]", b"[1,2.5,3]")
+    with pytest.raises(snapshot.SnapshotError, match="bad 'q' array"):
+        snapshot.loads(bad, max_bytes=LIMIT)
+
+
 def test_subjects_and_partitions() -> None:
     names = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
     assert patient_token("p.2") == "p//2"  # the server's MQTT conversion of '.'
@@ -105,3 +123,25 @@ def test_cluster_section_is_validated_and_its_password_comes_from_the_environmen
         parse_config(
             {"cluster": {"servers": ["nats://a"], "checkpoint_interval_s": 400}}, environ={}
         )
+
+
+def test_the_dashboard_reads_back_what_the_out_stream_carries() -> None:
+    """A worker's board is fed from the out stream's payloads: a state, an alert and a
+    record read back show on the board as the engine's own objects do."""
+
+    engine = MonitorEngine(profiles={"p.1": PatientProfile(id="p.1")})
+    results = [engine.ingest(s) for b in hot_session("p.1", seconds=1500) for s in b]
+    states = [s for r in results for s in r.states]
+    events = [e for r in results for e in r.events]
+    assert any(e.requires_ack for e in events)
+    for state in states[-5:]:
+        back = decode_state("p.1", json.loads(encode_state(state)))
+        assert back.json_fields() == state.json_fields()
+        assert back.time == pytest.approx(state.time, abs=1e-3)
+    for event in events:
+        back_event = decode_event("p.1", json.loads(encode_event(event)))
+        assert back_event.to_json_dict() == event.to_json_dict()
+    ack = Acknowledgement(patient="p.1", event_id=events[-1].id, time=states[-1].time, by="carol")
+    assert decode_record("p.1", json.loads(_record_payload(ack))) == ack
+    with pytest.raises(KeyError):
+        decode_record("p.1", {"type": "Something"})

@@ -96,6 +96,11 @@ class ClusterOutputSink(Sink):
             (self._names.out(record.patient, RECORDS), _record_payload(record), _record_id(record))
         )
 
+    def submit_error(self, patient: str, payload: bytes, *, seq: int) -> None:
+        """Why the input at stream sequence ``seq`` was refused, for the patient's gateway
+        (``…/patients/{patient}/errors``); once, however often a replay refuses it again."""
+        self._queue.append((self._names.out(patient, Channel.ERRORS.value), payload, f"err:{seq}"))
+
     @property
     def pending(self) -> int:
         return len(self._queue)

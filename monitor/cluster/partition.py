@@ -230,6 +230,9 @@ class Partition:
             return
         if patient not in self.w.profiles:
             self.w.count("unknown_patients")
+            await self.w.refuse(
+                patient, channel, "patient is not one of this cluster's patients", seq=seq
+            )
             return
         if seq <= self.ckpt_seq.get(patient, 0):
             return  # already in the restored checkpoint
@@ -238,9 +241,10 @@ class Partition:
         try:
             if channel == "samples":
                 samples = self.w.codec.decode_samples(data, patient=patient, where=subject)
-                for sample in samples:
-                    self.w.sample_time = max(self.w.sample_time, sample.time)
-                    await self.w.monitor.ingest(sample)
+                if samples:
+                    self.w.sample_time = max(self.w.sample_time, max(s.time for s in samples))
+                    # one pass for the message, as one process takes a gateway's batch
+                    await self.w.monitor.ingest_batch(samples)
                 self.w.count("samples", len(samples))
             elif channel == "symptoms":
                 t, note = self.w.codec.decode_symptom(data, where=subject)
@@ -260,27 +264,29 @@ class Partition:
                 channel,
                 loggable(err.reason, Channel(channel) if known else None),
             )
+            await self.w.refuse(patient, channel, err.reason, seq=seq)
 
     async def _checkpoint(self) -> None:
-        """Write the changed patients' engines and the partition's marker. The snapshots are
-        taken together (no await between them), then every output produced so far is
-        stored, then the checkpoints are written: a checkpoint never claims a sample whose
-        outputs could still be lost."""
+        """Write the changed patients' engines and the partition's marker. The snapshots all
+        reflect ``seq`` (this task takes no message meanwhile; it lets the event loop run
+        between patients, so a big partition does not hold up the lease renewals), then every
+        output produced so far is stored, then the checkpoints are written: a checkpoint
+        never claims a sample whose outputs could still be lost."""
         if self.lost or (self.last_seq <= self.marker_seq and not self.dirty):
             return
         seq = self.last_seq
         now = time.time()
-        blobs = [
-            (
-                self.w.names.checkpoint_key(self.number, patient),
-                snapshot.dumps(
-                    (self.w.monitor.engine.engine(patient), self.w.monitor.open_alerts(patient)),
-                    extra={"seq": seq, "time": now, "clock": self.w.sample_time},
-                    max_bytes=self.w.cc.max_checkpoint_bytes,
-                ),
-            )
-            for patient in sorted(self.dirty)
-        ]
+        extra = {"seq": seq, "time": now, "clock": self.w.sample_time}
+        blobs = []
+        for n, patient in enumerate(sorted(self.dirty), start=1):
+            # one patient's engine and open alerts together, with no await between them
+            state = (self.w.monitor.engine.engine(patient), self.w.monitor.open_alerts(patient))
+            data = snapshot.dumps(state, extra=extra, max_bytes=self.w.cc.max_checkpoint_bytes)
+            blobs.append((self.w.names.checkpoint_key(self.number, patient), data))
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+                if self.lost:
+                    return
         await self.w.flush()
         if self.lost or not self.fresh():
             # maybe no longer ours: write nothing; the lease loop decides (keep or lose)

@@ -94,7 +94,10 @@ class _Encoder:
         if isinstance(obj, deque):
             return {"Q": [self.encode(x, depth + 1) for x in obj], "n": obj.maxlen}
         if isinstance(obj, array):  # a compact ring of numbers (the engine's copy check)
-            return {"A": [self.encode(x, depth + 1) for x in obj], "t": obj.typecode}
+            values = obj.tolist()
+            if obj.typecode in "fd" and not all(map(math.isfinite, values)):
+                values = [self.encode(x, depth + 1) for x in values]
+            return {"A": values, "t": obj.typecode}
         if isinstance(obj, dict):
             return {
                 "D": [
@@ -138,7 +141,15 @@ def _decode(doc: Any, depth: int = 0) -> Any:
         typecode = doc.get("t")
         if typecode not in ARRAY_TYPECODES:
             raise SnapshotError(f"checkpoint has an array of unknown type {typecode!r}")
-        return array(typecode, (_decode(x, depth + 1) for x in doc["A"]))
+        values = doc["A"]
+        if not isinstance(values, list):
+            raise SnapshotError("checkpoint has an array that is not a list")
+        try:
+            if all(type(x) in (int, float) for x in values):  # the usual case, in one go
+                return array(typecode, values)
+            return array(typecode, (_decode(x, depth + 1) for x in values))
+        except (TypeError, OverflowError) as err:
+            raise SnapshotError(f"checkpoint has a bad {typecode!r} array: {err}") from err
     if "E" in doc:
         cls = _resolve(doc["E"])
         return cls(doc["v"])

@@ -98,6 +98,10 @@ class Names:
         """Where subscribers read ``channel`` of ``patient`` (republished by the out stream)."""
         return f"{self.patients_subject}.{patient_token(patient)}.{channel}"
 
+    def monitor_errors(self, worker: str) -> str:
+        """Where operators read every input ``worker`` refused (``…/monitors/{worker}/errors``)."""
+        return f"{topic_subject(self.topic_prefix)}.monitors.{worker}.errors"
+
     def partition(self, patient: str) -> int:
         return partition_of(patient_token(patient), self.partitions)
 

@@ -36,9 +36,11 @@ from monitor.cluster.config import ClusterConfig
 from monitor.cluster.outputs import ClusterOutputSink
 from monitor.cluster.partition import Partition
 from monitor.cluster.topology import ensure, names_of
+from monitor.cluster.webview import ClusterControl, OutStreamFeed
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine
-from monitor.mqtt.payloads import PayloadCodec
+from monitor.mqtt.payloads import PayloadCodec, encode_error
+from monitor.mqtt.topics import Channel
 from monitor.plugins import Sink
 from monitor.service import Monitor, build_plugins
 
@@ -50,6 +52,9 @@ RELEASE_WAIT_S = 30.0
 CLUSTER_SINKS_SKIPPED = ("mqtt",)
 """Sinks that a worker does not run: MQTT subscribers get the out stream's republished
 messages from the cluster itself (a per-worker MQTT sink would also read every input)."""
+CLUSTER_WIDE_SINKS = ("web",)
+"""Sinks fed from the out stream (every patient of the cluster) rather than from this
+worker's engines (:mod:`monitor.cluster.webview`)."""
 
 
 class ClusterWorker:
@@ -67,6 +72,8 @@ class ClusterWorker:
         self.codec = PayloadCodec()
         self.counters: dict[str, int] = {}
         self._parts: dict[int, Partition] = {}
+        self._losing: dict[int, asyncio.Task[None]] = {}
+        """Partitions lost whose task is still stopping (not claimed again until then)."""
         self.sample_time = 0.0
         self._flush_lock = asyncio.Lock()
         self._nc: NatsClient | None = None
@@ -129,28 +136,75 @@ class ClusterWorker:
         if sources:
             log.warning("cluster worker: sources are not run here (gateways publish to NATS)")
         kept: list[Sink] = [s for s in sinks if s.name not in CLUSTER_SINKS_SKIPPED]
+        wide = [s for s in kept if s.name in CLUSTER_WIDE_SINKS]
+        local = [s for s in kept if s.name not in CLUSTER_WIDE_SINKS]
         self._out = ClusterOutputSink(js=self._js, names=self.names)
         engine = MonitorEngine(profiles=self.profiles, config=self.config.engine)
-        self._monitor = Monitor(engine=engine, sinks=[*kept, self._out], clock=self._clock)
+        self._monitor = Monitor(engine=engine, sinks=[*local, self._out], clock=self._clock)
         context.monitor = self._monitor
+        control = ClusterControl(js=self._js, names=self.names, monitor=self._monitor)
+        for sink in wide:
+            attach = getattr(sink, "attach", None)
+            if attach is not None:
+                attach(control)
+        feed = OutStreamFeed(js=self._js, names=self.names, sinks=wide)
         log.info("cluster worker %s: %d partitions", self.worker_id, cc.partitions)
-        async with self._monitor:
-            leases = asyncio.create_task(self._lease_loop(), name="cluster-leases")
+        async with self._monitor, contextlib.AsyncExitStack() as stack:
+            for sink in wide:
+                await sink.start()
+                stack.push_async_callback(sink.stop)
+            if wide:
+                await feed.start()
+                stack.push_async_callback(feed.stop)
+                stack.push_async_callback(control.drain)
+            loops = [
+                asyncio.create_task(self._renew_loop(), name="cluster-renewals"),
+                asyncio.create_task(self._lease_loop(), name="cluster-leases"),
+            ]
             try:
                 await stop.wait()
             finally:
-                leases.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await leases
-                for number in sorted(self._parts):
-                    await self._release(number, reason="worker stopping")
+                for task in loops:
+                    task.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
+                await asyncio.gather(
+                    *(self._release(n, reason="worker stopping") for n in sorted(self._parts)),
+                    *self._losing.values(),
+                )
                 with contextlib.suppress(Exception):
                     await self._workers.delete(self.worker_id)
         await self._nc.drain()
 
     # -- ownership ----------------------------------------------------------------------
 
+    async def _renew_loop(self) -> None:
+        """Renew every lease each ``lease_ttl_s / 3``, on its own: never behind a slow claim,
+        release or heartbeat. A turn that starts late means this worker's event loop was
+        busy; a renewal that takes long means the servers are slow: both are logged and
+        counted (each costs leases when it reaches the TTL)."""
+        period = self.cc.lease_ttl_s / 3
+        due = time.monotonic()
+        while True:
+            turn = time.monotonic()
+            if turn - due > period:
+                self.count("lease_turns_late")
+                log.warning("lease renewal %.1f s late (this worker is busy)", turn - due)
+            try:
+                await self._renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # _renew loses what it cannot renew; this is a bug
+                self.count("lease_errors")
+                log.warning("lease renewal: %s: %s", type(err).__name__, err)
+            took = time.monotonic() - turn
+            if took > period:
+                self.count("lease_renewals_slow")
+                log.warning("lease renewal took %.1f s (the servers are slow)", took)
+            due = turn + period
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+
     async def _lease_loop(self) -> None:
+        """Heartbeat, count the live workers, claim or release to keep a fair share."""
         assert self._leases is not None and self._workers is not None
         period = self.cc.lease_ttl_s / 3
         backoff = Backoff()
@@ -159,17 +213,19 @@ class ClusterWorker:
                 await self._heartbeat()
                 live = await self.keys(self.names.workers)
                 target = math.ceil(self.cc.partitions / max(1, len(live)))
-                await self._renew()
                 if len(self._parts) < target:
                     await self._claim(target, live)
                 elif len(self._parts) > target:
-                    for number in sorted(self._parts)[target:]:
-                        # bounded well inside the lease, so the others stay renewed
-                        await self._release(
-                            number,
-                            reason=f"rebalance to {len(live)} workers",
-                            wait_s=self.cc.lease_ttl_s / 3,
+                    await asyncio.gather(  # at once, each bounded well inside the lease
+                        *(
+                            self._release(
+                                number,
+                                reason=f"rebalance to {len(live)} workers",
+                                wait_s=self.cc.lease_ttl_s / 3,
+                            )
+                            for number in sorted(self._parts)[target:]
                         )
+                    )
                 backoff.reset()
                 await asyncio.sleep(period)
             except asyncio.CancelledError:
@@ -201,16 +257,29 @@ class ClusterWorker:
         return sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
 
     async def _renew(self) -> None:
+        """Renew every lease at once: one at a time, a slow server (a busy machine, a
+        leader election) could let the last ones expire before their turn."""
         assert self._leases is not None
-        for number, part in list(self._parts.items()):
-            try:
-                part.revision = await self._leases.update(
+        parts = list(self._parts.items())
+        sent = time.monotonic()  # the lease runs from about now, not from the answer
+        results = await asyncio.gather(
+            *(
+                self._leases.update(
                     self.names.lease_key(number), self.worker_id.encode(), last=part.revision
                 )
-                part.renewed = time.monotonic()
-            except Exception as err:
-                log.warning("partition %d: lease lost (%s)", number, type(err).__name__)
-                await self._lose(number)
+                for number, part in parts
+            ),
+            return_exceptions=True,
+        )
+        for (number, part), result in zip(parts, results, strict=True):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                log.warning("partition %d: lease lost (%s)", number, type(result).__name__)
+                self._lose(number)
+            elif self._parts.get(number) is part:
+                part.revision = result
+                part.renewed = sent
 
     async def _claim(self, target: int, live: Iterable[str]) -> None:
         assert self._leases is not None
@@ -219,8 +288,8 @@ class ClusterWorker:
         n = self.cc.partitions
         for k in range(n):
             number = (start * math.ceil(n / max(1, len(order))) + k) % n
-            if number in self._parts:
-                continue
+            if number in self._parts or number in self._losing:
+                continue  # ours, or ours until its task has stopped
             try:
                 revision = await self._leases.create(
                     self.names.lease_key(number), self.worker_id.encode()
@@ -259,17 +328,24 @@ class ClusterWorker:
             await self._leases.delete(self.names.lease_key(number))
         await self._announce(number, f"released ({reason})")
 
-    async def _lose(self, number: int) -> None:
-        """The lease is gone (expired, or taken): stop at once, write nothing more."""
+    def _lose(self, number: int) -> None:
+        """The lease is gone (expired, or taken): stop at once, write nothing more. The wait
+        for the partition's task runs apart, so the lease loop renews the others on time."""
         part = self._parts.pop(number, None)
         if part is None:
             return
         part.lost = True  # the loop stops at its next turn and writes nothing
         part.stop.set()
         if part.task is not None:
-            # a cancellation can be swallowed inside a client call: the flags above end
-            # the task then; never wait for it forever
             part.task.cancel()
+        task = asyncio.create_task(self._forget(number, part), name=f"cluster-lose-{number}")
+        self._losing[number] = task
+        task.add_done_callback(lambda _: self._losing.pop(number, None))
+
+    async def _forget(self, number: int, part: Partition) -> None:
+        if part.task is not None:
+            # a cancellation can be swallowed inside a client call: the flags set in _lose
+            # end the task then; never wait for it forever
             await asyncio.wait({part.task}, timeout=LOSE_WAIT_S)
         part.drop()
         self.count("partitions_lost")
@@ -280,6 +356,25 @@ class ClusterWorker:
         assert self._out is not None
         async with self._flush_lock:
             await self._out.flush()
+
+    async def refuse(self, patient: str, channel: str, reason: str, *, seq: int) -> None:
+        """Answer a refused input as one process does (docs/mqtt.md): on the patient's
+        ``errors`` topic through the out stream (once, however often a replay refuses it),
+        and on this worker's ``…/monitors/{worker}/errors``."""
+        assert self._out is not None and self._nc is not None
+        self.count("rejected")
+        known = channel in {c.value for c in Channel}
+        payload = encode_error(
+            topic=f"{self.cc.topic_prefix}/patients/{patient}/{channel}",
+            reason=reason,
+            rejected=self.counters["rejected"],
+            time=time.time(),
+            patient=patient,
+            channel=channel if known else None,
+        )
+        self._out.submit_error(patient, payload, seq=seq)
+        with contextlib.suppress(Exception):
+            await self._nc.publish(self.names.monitor_errors(self.worker_id), payload)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
