@@ -141,7 +141,7 @@ async def test_a_worker_gone_mid_session_hands_its_patients_over(
                 return False
             return int(json.loads(entry.value or b"{}")["seq"]) >= seq
 
-        # part A, checkpointed; part B (with the caution alert) processed but (most likely)
+        # part A, checkpointed; part B (with the alerts) processed but (most likely)
         # not yet checkpointed when the owner dies: the survivor replays it
         for n, payload in enumerate(data[:40]):
             await js.publish(subject, payload, headers={"Nats-Msg-Id": f"b{n}"})
@@ -297,7 +297,7 @@ class Dashboard:
 
 async def _dashboard_of_the_other_worker(port: int, records: list[dict[str, object]]) -> None:
     """carol on the dashboard of the worker that does not own p1 sees all her patients
-    (whoever owns them; p4 is not hers) and p1's caution; her symptom report from there
+    (whoever owns them; p4 is not hers) and p1's alert; her symptom report from there
     reaches p1's owner."""
     async with Dashboard(port) as dash:
         board: dict[str, dict[str, Any]] = {}
@@ -306,7 +306,8 @@ async def _dashboard_of_the_other_worker(port: int, records: list[dict[str, obje
             board.clear()
             board.update(await dash.patients())
             level = (board.get("p1", {}).get("last_level_event") or {}).get("level")
-            return all(board.get(p, {}).get("state") for p in CAROL_SEES) and level == "caution"
+            shown = all(board.get(p, {}).get("state") for p in CAROL_SEES)
+            return shown and level in ("caution", "cool_down")
 
         try:
             await wait_for(everyone_shown, within_s=30, what="carol's patients on the dashboard")
