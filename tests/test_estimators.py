@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.engine.estimators import (
-    ECTEMP_GAMMA,
-    ECTempEstimator,
-    HeatBalanceEstimator,
-    ectemp_hr_model,
-)
+from monitor.engine.estimators import ECTempEstimator, HeatBalanceEstimator
+from monitor.engine.params import ECTEMP_GAMMA, ectemp_hr_model
 
 
 def test_observation_model_matches_published_coefficients() -> None:

@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from monitor.engine.estimators import HeatBalanceEstimator, HeatBalanceParams
+from monitor.engine.estimators import HeatBalanceEstimator
 from monitor.engine.forecast import minutes_to_likely_threshold
+from monitor.engine.params import HeatBalanceParams
 from monitor.profile import Activity, HeatSensitivity
 
 # Round numbers, independent of the fitted defaults.

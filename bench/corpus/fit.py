@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.engine.estimators import HEAT_BALANCE_PARAMS, HeatBalanceEstimator, HeatBalanceParams
+from monitor.engine.estimators import HeatBalanceEstimator
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams, minutes_to_likely_threshold
+from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.engine.patient import (
     BASELINE_WINDOW_S,
     DEFAULT_RESTING_HR_BPM,

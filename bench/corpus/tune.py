@@ -27,8 +27,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from bench.corpus.fit import Windows, cut, score, simulator_windows
-from monitor.engine.estimators import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
+from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.evaluate.summary import Summary
 from monitor.profile import PatientProfile
 from monitor.replay import load_profiles

@@ -12,8 +12,9 @@ from typing import NamedTuple
 
 from monitor.config import EngineConfig
 from monitor.engine.advice import QUALITY_MESSAGES, level_message, recovered_message
-from monitor.engine.estimators import DEFAULT_START_CORE_C, ESTIMATORS, Estimator
+from monitor.engine.estimators import ESTIMATORS, Estimator
 from monitor.engine.forecast import FORECAST_PARAMS, minutes_to_likely_threshold
+from monitor.engine.params import DEFAULT_START_CORE_C
 from monitor.engine.quality import KindValidator
 from monitor.engine.risk import RiskStateMachine
 from monitor.errors import ConfigError, InputError
