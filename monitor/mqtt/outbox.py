@@ -87,15 +87,21 @@ class Outbox:
     ) -> bool:
         """Queue a message; ``False`` (and nothing queued) if ``key`` was queued before."""
         db = self._db
-        with db:
+        db.execute("BEGIN")  # one commit (one WAL write) for both rows
+        try:
             if key is not None:
                 cur = db.execute("INSERT OR IGNORE INTO seen_keys(key) VALUES (?)", (key,))
                 if cur.rowcount == 0:
+                    db.execute("ROLLBACK")
                     return False
             db.execute(
                 "INSERT INTO outbox(topic, payload, qos, retain, key) VALUES (?, ?, ?, ?, ?)",
                 (topic, payload, qos, int(retain), key),
             )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         self._pending += 1
         return True
 
@@ -109,11 +115,13 @@ class Outbox:
         self._pending += len(rows)
         return len(rows)
 
-    def peek(self, limit: int = 100) -> list[OutboxItem]:
-        """The oldest ``limit`` messages, oldest first, still queued."""
+    def peek(self, limit: int = 100, *, after: int = 0) -> list[OutboxItem]:
+        """The oldest ``limit`` messages, oldest first, still queued (with ``after``, those
+        queued after the message of that ``seq``)."""
         rows = self._db.execute(
-            "SELECT seq, topic, payload, qos, retain, key FROM outbox ORDER BY seq LIMIT ?",
-            (limit,),
+            "SELECT seq, topic, payload, qos, retain, key FROM outbox WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (after, limit),
         ).fetchall()
         return [OutboxItem(s, t, bytes(p), q, bool(r), k) for s, t, p, q, r, k in rows]
 
@@ -122,10 +130,16 @@ class Outbox:
         ids = [(s,) for s in seqs]
         if not ids:
             return
-        with self._db:
-            cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", ids)
-            self._pending -= cur.rowcount
-            self._db.execute(
+        db = self._db
+        db.execute("BEGIN")  # one commit for the batch
+        try:
+            cur = db.executemany("DELETE FROM outbox WHERE seq = ?", ids)
+            db.execute(
                 "DELETE FROM seen_keys WHERE n <= (SELECT max(n) FROM seen_keys) - ?",
                 (KEEP_SENT_KEYS,),
             )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._pending -= cur.rowcount

@@ -6,10 +6,14 @@ acknowledged to the broker only once safely handed on). Bad input is answered on
 topics, counted, and the sink keeps running.
 
 Delivery: ``submit_*`` only queue (alerts go to SQLite at once). One task keeps the
-connection (reconnecting with :class:`~monitor.backoff.Backoff`) and runs a reader and a
-writer. An alert leaves the outbox only after the broker's PUBACK, so an outage or a restart
-loses none, and an alert id is queued at most once, so none goes out twice from here.
-States are coalesced per patient: after an outage the current one is sent, not the backlog.
+connection (reconnecting with :class:`~monitor.backoff.Backoff`) and runs, beside the input
+source that reads it, an alert sender and a writer (states, status, error notices): alerts
+never wait behind a burst of states. The alert sender publishes each alert as soon as it is
+queued, up to ``ALERTS_IN_FLIGHT`` awaiting their PUBACK at once; an alert leaves the outbox
+only after the broker's PUBACK, so an outage or a restart loses none, and an alert id is
+queued at most once, so none goes out twice from here. States are coalesced per patient:
+after an outage the current one is sent, not the backlog; at QoS 0 they are handed to the
+client without waiting for each to be written, ``STATES_PER_TURN`` at a time.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 
 from monitor.errors import InputError
 from monitor.model import Event, EventKind, ThermalState
@@ -33,15 +38,17 @@ from monitor.mqtt.client import check_cancelled, make_client, run_until_one_fail
 from monitor.mqtt.homeassistant import discovery_messages
 from monitor.mqtt.inbound import Inbound
 from monitor.mqtt.options import MqttOptions, parse_options
-from monitor.mqtt.outbox import MEMORY, Outbox
+from monitor.mqtt.outbox import MEMORY, Outbox, OutboxItem
 from monitor.mqtt.source import MqttInput
 from monitor.mqtt.topics import INBOUND, Channel
 from monitor.plugins import MonitorControl, PluginContext, Sink
 
 log = logging.getLogger(__name__)
 
-ALERT_BATCH = 50
-"""Alerts in flight at once."""
+ALERTS_IN_FLIGHT = 100
+"""Alerts published and waiting for their PUBACK at once."""
+STATES_PER_TURN = 50
+"""QoS 0 states handed to the client before the writer lets the other tasks run."""
 FLUSH_TIMEOUT_S = 3.0
 """At stop, how long to wait for queued messages to reach a connected broker."""
 MAX_QUEUED_ERRORS = 1000
@@ -76,6 +83,8 @@ class MqttSink(Sink):
         self._discovered: set[str] = set()
         self._errors: deque[tuple[str, bytes]] = deque(maxlen=MAX_QUEUED_ERRORS)
         self._wake = asyncio.Event()
+        self._alert_wake = asyncio.Event()
+        """Set when an alert is queued, or one under way got its answer."""
         self._inbound = Inbound(
             topics=self._topics,
             codec=self._codec,
@@ -156,6 +165,7 @@ class MqttSink(Sink):
                     while self._has_pending():
                         self._idle.clear()
                         self._wake.set()
+                        self._alert_wake.set()
                         await self._idle.wait()
                     await client.publish(
                         self._topics.status(self._instance),
@@ -210,7 +220,7 @@ class MqttSink(Sink):
         if not queued:
             self._count("alerts_duplicate_dropped")
             return
-        self._wake.set()
+        self._alert_wake.set()
 
     def submit_health(self, summary: Mapping[str, Any]) -> None:
         """The monitor's health changed: republish the (retained) status."""
@@ -268,10 +278,11 @@ class MqttSink(Sink):
                     self.connected.set()
                     self._new_connection.set()
                     log.info("mqtt: connected to %s:%d", opts.host, opts.port)
+                    tasks = [self._send_alerts(client), self._write(client)]
                     if self._input_added:  # the input source reads this connection
-                        await run_until_one_fails(self._write(client), self._until_lost())
+                        await run_until_one_fails(*tasks, self._until_lost())
                     else:  # no monitor to run a source: read here
-                        await run_until_one_fails(self._inbound.read(client), self._write(client))
+                        await run_until_one_fails(self._inbound.read(client), *tasks)
             except* aiomqtt.MqttError as group:
                 log.warning("mqtt: broker unreachable or connection lost (%s)", group.exceptions[0])
             except* Exception:
@@ -299,6 +310,7 @@ class MqttSink(Sink):
         self._wake.set()
 
     async def _write(self, client: aiomqtt.Client) -> None:
+        """Status, error notices and states (alerts have a sender of their own)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -307,27 +319,56 @@ class MqttSink(Sink):
                 await client.publish(
                     self._topics.status(self._instance), self._status(), qos=1, retain=True
                 )
-            await self._send_alerts(client)
             await self._send_errors(client)
             await self._send_states(client)
             if not self._has_pending():
                 self._idle.set()
 
     async def _send_alerts(self, client: aiomqtt.Client) -> None:
+        """Publish each queued alert at once (up to ``ALERTS_IN_FLIGHT`` under way), oldest
+        first; each leaves the outbox when the broker acknowledged it. A failed publish
+        ends the connection: after the reconnect every alert still queued goes again."""
         outbox = self._outbox
         assert outbox is not None
-        while items := outbox.peek(ALERT_BATCH):
-            results = await asyncio.gather(
-                *(client.publish(i.topic, i.payload, qos=i.qos, retain=i.retain) for i in items),
-                return_exceptions=True,
-            )
-            check_cancelled()
-            delivered = [i.seq for i, r in zip(items, results, strict=True) if r is None]
-            outbox.done(delivered)
-            self._count("alerts_published", len(delivered))
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
+        wake = self._alert_wake
+        last = 0
+        under_way: set[asyncio.Task[None]] = set()
+        delivered: list[int] = []
+        failed: list[BaseException] = []
+
+        async def publish(item: OutboxItem) -> None:
+            try:
+                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+            except Exception as err:  # aiomqtt.MqttError, a timeout: the connection is bad
+                failed.append(err)
+            else:
+                delivered.append(item.seq)
+            wake.set()
+
+        try:
+            while True:
+                wake.clear()
+                if failed:
+                    raise failed[0]
+                if delivered:
+                    done, delivered[:] = delivered[:], []
+                    outbox.done(done)
+                    self._count("alerts_published", len(done))
+                room = ALERTS_IN_FLIGHT - len(under_way)
+                if room > 0 and (items := outbox.peek(room, after=last)):
+                    for item in items:
+                        last = item.seq
+                        task = asyncio.create_task(publish(item), name="mqtt-alert")
+                        under_way.add(task)
+                        task.add_done_callback(under_way.discard)
+                    continue
+                if not self._has_pending():
+                    self._idle.set()
+                await wake.wait()
+                check_cancelled()
+        finally:
+            for task in under_way:
+                task.cancel()
 
     async def _send_errors(self, client: aiomqtt.Client) -> None:
         while self._errors:
@@ -338,6 +379,7 @@ class MqttSink(Sink):
 
     async def _send_states(self, client: aiomqtt.Client) -> None:
         opts = self._options
+        handed = 0
         while self._dirty:
             patient = next(iter(self._dirty))
             state = self._latest[patient]
@@ -351,13 +393,18 @@ class MqttSink(Sink):
                     await client.publish(message.topic, message.payload, qos=1, retain=True)
                     check_cancelled()
                 self._discovered.add(patient)
-            await client.publish(
-                self._topics.patient(patient, Channel.STATE),
-                payloads.encode_state(state),
-                qos=opts.state_qos,
-                retain=True,
-            )
-            check_cancelled()
+            topic = self._topics.patient(patient, Channel.STATE)
+            if opts.state_qos == 0:  # no answer to wait for: hand it to the client
+                info = client._client.publish(topic, payloads.encode_state(state), 0, True)
+                if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+                    raise aiomqtt.MqttCodeError(info.rc, "could not publish a state")
+                handed += 1
+                if handed % STATES_PER_TURN == 0:
+                    await asyncio.sleep(0)  # let the alerts and the input go on
+                    check_cancelled()
+            else:
+                await client.publish(topic, payloads.encode_state(state), qos=1, retain=True)
+                check_cancelled()
             if self._latest[patient] is state:
                 self._dirty.pop(patient, None)
             self._count("states_published")
