@@ -31,7 +31,7 @@ import aiomqtt
 
 from monitor.errors import InputError
 from monitor.mqtt import payloads
-from monitor.mqtt.client import payload_bytes, run_until_one_fails
+from monitor.mqtt.client import ack_all, payload_bytes, run_until_one_fails
 from monitor.mqtt.topics import Channel, Topics
 from monitor.plugins import MonitorControl
 
@@ -118,15 +118,13 @@ class Inbound:
                     handled.set()
 
         async def acknowledge() -> None:
-            paho = client._client  # aiomqtt 2.5 has no ack(); paho's is public
             while True:
                 await handled.wait()
                 handled.clear()
                 batch = unacked[:]
                 del unacked[:]
                 await self._hand_off(len(batch))
-                for mid, qos in batch:
-                    paho.ack(mid, qos)
+                ack_all(client, batch)
                 self._count("acked", len(batch))
 
         await run_until_one_fails(take(), acknowledge())
