@@ -212,8 +212,17 @@ class Service:
 
 
 def start_heatmon(
-    work: Path, *, broker: MosquittoBroker, influx_url: str, prefix: str, db: str, ids: list[str]
+    work: Path,
+    *,
+    broker: MosquittoBroker,
+    influx_url: str,
+    prefix: str,
+    db: str,
+    ids: list[str],
+    code: Path | None = None,
 ) -> Service:
+    """``heatmon run``; with ``code``, the ``monitor`` package from that folder instead (an
+    earlier version, ``--base``, run in the same rounds)."""
     work.mkdir(parents=True, exist_ok=True)
     patients = "".join(
         f'[[patients]]\nid = "{p}"\nresting_hr_bpm = 70\nbaseline_core_c = 37.0\n' for p in ids
@@ -226,6 +235,8 @@ def start_heatmon(
         f'[sinks.influxdb]\nurl = "{influx_url}"\ndatabase = "{db}"\n'
     )
     env = {**os.environ, "HEATMON_MQTT_PASSWORD": PASSWORD}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     exe = str(Path(sys.executable).with_name("heatmon"))
     return Service(
         "heatmon", [exe, "run", "--config", str(work / "heatmon.toml")], cwd=work, env=env
@@ -499,9 +510,15 @@ async def run(
     # max-rate runs: a minute of every patient, just past (sample times trail the clock)
     spec["t0"] = float(int(now)) - steps - 5
     work = tmp / db
-    if system == "heatmon":
+    if system in ("heatmon", "base"):
         service = start_heatmon(
-            work, broker=broker, influx_url=url, prefix=prefix, db=db, ids=[*ids, "probe"]
+            work,
+            broker=broker,
+            influx_url=url,
+            prefix=prefix,
+            db=db,
+            ids=[*ids, "probe"],
+            code=args.base if system == "base" else None,
         )
     else:
         port = proxy.port if proxy is not None else influx.port
@@ -733,8 +750,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 load.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
                 ceilings.append(await asyncio.to_thread(curl_ceiling, influx, tmp, f"r{n}"))
                 log(f"round {n + 1}: curl ceiling {ceilings[-1]:,.0f} points/s; load {load[-1]}")
-                pair = ("heatmon", "nodered") if n % 2 == 0 else ("nodered", "heatmon")
+                pair = ("heatmon", "base", "nodered")
                 order = [s for s in pair if s in args.systems.split(",")]
+                order = order if n % 2 == 0 else order[::-1]
                 for kind in args.kinds.split(","):
                     for system in order:
                         if time.time() > deadline:
@@ -777,7 +795,14 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--kinds", default="10s,1s,realtime", help="10s, 1s, realtime")
     parser.add_argument("--raw", action="store_true", help="keep each alert's latency")
-    parser.add_argument("--systems", default="heatmon,nodered", help="heatmon, nodered")
+    parser.add_argument("--systems", default="heatmon,nodered", help="heatmon, nodered, base")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="system 'base': heatmon with the monitor package from this folder "
+        "(e.g. `git archive COMMIT monitor | tar -x -C DIR`)",
+    )
     parser.add_argument(
         "--broker-inflight",
         type=int,

@@ -9,7 +9,7 @@ never queued again, so a re-submitted alert does not go out twice.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
@@ -104,6 +104,34 @@ class Outbox:
         db.execute("COMMIT")
         self._pending += 1
         return True
+
+    def seen(self, key: str) -> bool:
+        """Whether a message with ``key`` was queued before (:meth:`put` would refuse it)."""
+        row = self._db.execute("SELECT 1 FROM seen_keys WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def put_keyed(self, items: Sequence[tuple[str, bytes, str]], *, qos: int = 1) -> int:
+        """Queue messages ``(topic, payload, key)`` in one transaction (one commit), each
+        as :meth:`put` would (a key queued before is skipped); how many were queued."""
+        db = self._db
+        queued = 0
+        db.execute("BEGIN")
+        try:
+            for topic, payload, key in items:
+                cur = db.execute("INSERT OR IGNORE INTO seen_keys(key) VALUES (?)", (key,))
+                if cur.rowcount == 0:
+                    continue
+                db.execute(
+                    "INSERT INTO outbox(topic, payload, qos, retain, key) VALUES (?, ?, ?, 0, ?)",
+                    (topic, payload, qos, key),
+                )
+                queued += 1
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._pending += queued
+        return queued
 
     def put_many(self, items: Iterable[tuple[str, bytes]], *, qos: int = 1) -> int:
         """Queue several keyless messages in one transaction."""

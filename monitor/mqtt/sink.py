@@ -5,13 +5,11 @@ to the :class:`~monitor.service.Monitor` (:mod:`monitor.mqtt.inbound`: bounded b
 acknowledged to the broker only once safely handed on). Bad input is answered on the errors
 topics, counted, and the sink keeps running.
 
-Delivery: ``submit_*`` only queue (alerts go to SQLite at once). One task keeps the
-connection (reconnecting with :class:`~monitor.backoff.Backoff`) and runs, beside the input
-source that reads it, an alert sender and a writer (states, status, error notices): alerts
-never wait behind a burst of states. The alert sender publishes each alert as soon as it is
-queued, up to ``ALERTS_IN_FLIGHT`` awaiting their PUBACK at once; an alert leaves the outbox
-only after the broker's PUBACK, so an outage or a restart loses none, and an alert id is
-queued at most once, so none goes out twice from here. States are coalesced per patient:
+Delivery: ``submit_*`` only queue. One task keeps the connection (reconnecting with
+:class:`~monitor.backoff.Backoff`) and runs, beside the input source that reads it, the
+alert sender (:mod:`monitor.mqtt.alerts`: durable outbox, PUBACK before delete, an alert id
+queued at most once, published as soon as queued) and a writer (states, status, error
+notices): alerts never wait behind a burst of states. States are coalesced per patient:
 after an outage the current one is sent, not the backlog; at QoS 0 they are handed to the
 client without waiting for each to be written, ``STATES_PER_TURN`` at a time.
 """
@@ -21,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time as _time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
@@ -31,22 +28,20 @@ from typing import Any, Self
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
 
-from monitor.errors import InputError
-from monitor.model import Event, EventKind, ThermalState
+from monitor.model import Event, ThermalState
 from monitor.mqtt import payloads
+from monitor.mqtt.alerts import AlertQueue
 from monitor.mqtt.client import check_cancelled, make_client, run_until_one_fails
 from monitor.mqtt.homeassistant import discovery_messages
 from monitor.mqtt.inbound import Inbound
 from monitor.mqtt.options import MqttOptions, parse_options
-from monitor.mqtt.outbox import MEMORY, Outbox, OutboxItem
+from monitor.mqtt.outbox import MEMORY, Outbox
 from monitor.mqtt.source import MqttInput
 from monitor.mqtt.topics import INBOUND, Channel
 from monitor.plugins import MonitorControl, PluginContext, Sink
 
 log = logging.getLogger(__name__)
 
-ALERTS_IN_FLIGHT = 100
-"""Alerts published and waiting for their PUBACK at once."""
 STATES_PER_TURN = 50
 """QoS 0 states handed to the client before the writer lets the other tasks run."""
 FLUSH_TIMEOUT_S = 3.0
@@ -83,7 +78,7 @@ class MqttSink(Sink):
         self._discovered: set[str] = set()
         self._errors: deque[tuple[str, bytes]] = deque(maxlen=MAX_QUEUED_ERRORS)
         self._wake = asyncio.Event()
-        self._alert_wake = asyncio.Event()
+        self._alerts = AlertQueue(topics=self._topics, count=self._count, idle=self._check_idle)
         """Set when an alert is queued, or one under way got its answer."""
         self._inbound = Inbound(
             topics=self._topics,
@@ -137,7 +132,7 @@ class MqttSink(Sink):
 
     @property
     def pending_alerts(self) -> int:
-        return len(self._outbox) if self._outbox is not None else 0
+        return len(self._alerts)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -146,7 +141,7 @@ class MqttSink(Sink):
         if add_source is not None and not self._input_added:
             add_source(self.input)  # the monitor runs (and restarts) the input
             self._input_added = True
-        self._outbox = Outbox(path=self._outbox_path)
+        self._outbox = self._alerts.outbox = Outbox(path=self._outbox_path)
         if len(self._outbox):
             log.info(
                 "mqtt: %d alert(s) from before the restart wait for delivery", len(self._outbox)
@@ -157,6 +152,7 @@ class MqttSink(Sink):
         task = self._task
         if task is None:
             return
+        self._alerts.keep()
         client = self._client
         if client is not None and self.connected.is_set():
             self._wake.set()
@@ -165,7 +161,7 @@ class MqttSink(Sink):
                     while self._has_pending():
                         self._idle.clear()
                         self._wake.set()
-                        self._alert_wake.set()
+                        self._alerts.wake.set()
                         await self._idle.wait()
                     await client.publish(
                         self._topics.status(self._instance),
@@ -181,13 +177,14 @@ class MqttSink(Sink):
         with contextlib.suppress(asyncio.CancelledError):
             await task
         self._task = None
+        self._alerts.keep()
         if self._outbox is not None:
             if len(self._outbox):
                 log.warning(
                     "mqtt: %d alert(s) kept in the outbox for the next start", len(self._outbox)
                 )
             self._outbox.close()
-            self._outbox = None
+            self._outbox = self._alerts.outbox = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -204,23 +201,12 @@ class MqttSink(Sink):
         self._wake.set()
 
     def submit_event(self, event: Event) -> None:
-        channel = Channel.RECOVERED if event.kind is EventKind.RECOVERED else Channel.ALERTS
-        outbox = self._outbox
-        if outbox is None:
-            self._count("alerts_dropped_not_started")
-            log.error("mqtt: alert %s arrived before start; not queued", event.id)
-            return
-        try:
-            topic = self._topics.patient(event.patient, channel)
-            queued = outbox.put(topic, payloads.encode_event(event), qos=1, key=event.id)
-        except (sqlite3.Error, InputError, ValueError):
-            self._count("alerts_not_queued")
-            log.exception("mqtt: could not queue alert %s", event.id)
-            return
-        if not queued:
-            self._count("alerts_duplicate_dropped")
-            return
-        self._alert_wake.set()
+        self._alerts.submit(event)
+
+    async def durable(self) -> None:
+        """Return once every alert submitted so far is in the outbox (safe to acknowledge
+        the input that caused it)."""
+        self._alerts.keep()
 
     def submit_health(self, summary: Mapping[str, Any]) -> None:
         """The monitor's health changed: republish the (retained) status."""
@@ -278,7 +264,7 @@ class MqttSink(Sink):
                     self.connected.set()
                     self._new_connection.set()
                     log.info("mqtt: connected to %s:%d", opts.host, opts.port)
-                    tasks = [self._send_alerts(client), self._write(client)]
+                    tasks = [self._alerts.send(client), self._write(client)]
                     if self._input_added:  # the input source reads this connection
                         await run_until_one_fails(*tasks, self._until_lost())
                     else:  # no monitor to run a source: read here
@@ -321,54 +307,11 @@ class MqttSink(Sink):
                 )
             await self._send_errors(client)
             await self._send_states(client)
-            if not self._has_pending():
-                self._idle.set()
+            self._check_idle()
 
-    async def _send_alerts(self, client: aiomqtt.Client) -> None:
-        """Publish each queued alert at once (up to ``ALERTS_IN_FLIGHT`` under way), oldest
-        first; each leaves the outbox when the broker acknowledged it. A failed publish
-        ends the connection: after the reconnect every alert still queued goes again."""
-        outbox = self._outbox
-        assert outbox is not None
-        wake = self._alert_wake
-        last = 0
-        under_way: set[asyncio.Task[None]] = set()
-        delivered: list[int] = []
-        failed: list[BaseException] = []
-
-        async def publish(item: OutboxItem) -> None:
-            try:
-                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
-            except Exception as err:  # aiomqtt.MqttError, a timeout: the connection is bad
-                failed.append(err)
-            else:
-                delivered.append(item.seq)
-            wake.set()
-
-        try:
-            while True:
-                wake.clear()
-                if failed:
-                    raise failed[0]
-                if delivered:
-                    done, delivered[:] = delivered[:], []
-                    outbox.done(done)
-                    self._count("alerts_published", len(done))
-                room = ALERTS_IN_FLIGHT - len(under_way)
-                if room > 0 and (items := outbox.peek(room, after=last)):
-                    for item in items:
-                        last = item.seq
-                        task = asyncio.create_task(publish(item), name="mqtt-alert")
-                        under_way.add(task)
-                        task.add_done_callback(under_way.discard)
-                    continue
-                if not self._has_pending():
-                    self._idle.set()
-                await wake.wait()
-                check_cancelled()
-        finally:
-            for task in under_way:
-                task.cancel()
+    def _check_idle(self) -> None:
+        if not self._has_pending():
+            self._idle.set()
 
     async def _send_errors(self, client: aiomqtt.Client) -> None:
         while self._errors:

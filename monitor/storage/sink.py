@@ -139,7 +139,7 @@ class InfluxSink(Sink):
         await self.writer.start()
         self._tasks = [
             asyncio.create_task(self._flush_loop(), name="influxdb-flush"),
-            asyncio.create_task(self.sender.run(), name="influxdb-send"),
+            asyncio.create_task(self._send_loop(), name="influxdb-send"),
         ]
         if self.spool.pending_points:
             self.sender.spooled.set()
@@ -258,6 +258,11 @@ class InfluxSink(Sink):
 
     def submit_record(self, record: SymptomReport | Acknowledgement | SessionRecord) -> None:
         self._add(lp.record_line, record)
+
+    async def _send_loop(self) -> None:
+        """The sender's loop, as a task of this sink (the service's guard watches, and
+        restarts, the tasks whose coroutine is a method of the sink)."""
+        await self.sender.run()
 
     # -- flusher -------------------------------------------------------------------------
 
