@@ -21,7 +21,7 @@ Figures, per system and round:
   message, patients spread over the second): storage lag p50/p99 (publish → InfluxDB's
   answer to the write that carried the point, seen by a recording proxy in front of
   influxd) and, heatmon only, sample → alert p50/p99 (publish of the message closing the
-  alert's 10-s window → the alert received by a subscriber);
+  alert's 10-s window → the alert received by a subscriber, a process of its own);
 - CPU per 1,000 samples stored (the service's process alone, flat out, 10-s messages) and
   peak RSS;
 - the ceiling: ``curl`` posting 10k-point line-protocol batches to ``/write``.
