@@ -21,7 +21,7 @@ Figures, per system and round:
   message, patients spread over the second): storage lag p50/p99 (publish → InfluxDB's
   answer to the write that carried the point, seen by a recording proxy in front of
   influxd) and, heatmon only, sample → alert p50/p99 (publish of the message closing the
-  alert's 10-s window → the alert received by a subscriber);
+  alert's 10-s window → the alert received by a subscriber, a process of its own);
 - CPU per 1,000 samples stored (the service's process alone, flat out, 10-s messages) and
   peak RSS;
 - the ceiling: ``curl`` posting 10k-point line-protocol batches to ``/write``.
@@ -212,8 +212,17 @@ class Service:
 
 
 def start_heatmon(
-    work: Path, *, broker: MosquittoBroker, influx_url: str, prefix: str, db: str, ids: list[str]
+    work: Path,
+    *,
+    broker: MosquittoBroker,
+    influx_url: str,
+    prefix: str,
+    db: str,
+    ids: list[str],
+    code: Path | None = None,
 ) -> Service:
+    """``heatmon run``; with ``code``, the ``monitor`` package from that folder instead (an
+    earlier version, ``--base``, run in the same rounds)."""
     work.mkdir(parents=True, exist_ok=True)
     patients = "".join(
         f'[[patients]]\nid = "{p}"\nresting_hr_bpm = 70\nbaseline_core_c = 37.0\n' for p in ids
@@ -226,10 +235,19 @@ def start_heatmon(
         f'[sinks.influxdb]\nurl = "{influx_url}"\ndatabase = "{db}"\n'
     )
     env = {**os.environ, "HEATMON_MQTT_PASSWORD": PASSWORD}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     exe = str(Path(sys.executable).with_name("heatmon"))
     return Service(
         "heatmon", [exe, "run", "--config", str(work / "heatmon.toml")], cwd=work, env=env
     )
+
+
+def start_spy(out: Path, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` until it exits (``--profile``)."""
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    cmd = [spy, "record", "-r", "250", "-f", "speedscope", "-o", str(out), "--pid", str(pid)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def start_nodered(
@@ -348,7 +366,6 @@ def batch_body(patient: str, t0: float, start: int, stop: int) -> bytes:
 async def publisher(port: int, spec: dict[str, Any], pipe: Connection) -> None:
     prefix, ids, t0 = spec["prefix"], spec["ids"], spec["t0"]
     published: dict[str, float] = {}
-    alerts: list[tuple[str, float, float]] = []
     in_flight = asyncio.Semaphore(IN_FLIGHT)
 
     def messages(first: int, stop: int, per: int) -> list[tuple[str, int, bytes]]:
@@ -360,28 +377,15 @@ async def publisher(port: int, spec: dict[str, Any], pipe: Connection) -> None:
 
     realtime = spec["realtime"]
     measured = [] if realtime else messages(0, spec["steps"], spec["per"])
-    async with (
-        aiomqtt.Client(
-            "127.0.0.1", port, username=USER, password=PASSWORD, identifier="app"
-        ) as app,
-        aiomqtt.Client(
-            "127.0.0.1",
-            port,
-            username=USER,
-            password=PASSWORD,
-            identifier="gw",
-            max_inflight_messages=IN_FLIGHT,
-        ) as gw,
-    ):
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        username=USER,
+        password=PASSWORD,
+        identifier="gw",
+        max_inflight_messages=IN_FLIGHT,
+    ) as gw:
         gw.pending_calls_threshold = 2 * IN_FLIGHT
-        await app.subscribe(f"{prefix}/patients/+/alerts", qos=1)
-
-        async def receive() -> None:
-            async for m in app.messages:
-                doc = json.loads(bytes(m.payload))
-                if doc.get("kind") == "level":
-                    t = parse_time(doc["time"])
-                    alerts.append((doc["patient"], t, time.time()))
 
         async def publish(topic: str, body: bytes) -> None:
             try:
@@ -416,7 +420,6 @@ async def publisher(port: int, spec: dict[str, Any], pipe: Connection) -> None:
                     await put(p, body)
             await asyncio.gather(*tasks)
 
-        receiver = asyncio.create_task(receive())
         pipe.send("ready")
         pipe.recv()
         probe = batch_body("probe", time.time() - 100, 0, 1)
@@ -430,8 +433,34 @@ async def publisher(port: int, spec: dict[str, Any], pipe: Connection) -> None:
         await (send_realtime(t_base) if realtime else send_flat())
         pipe.send({"first": first, "last": time.time(), "t_base": t_base})
         pipe.recv()  # the parent says when it has counted
-        receiver.cancel()
-    pipe.send({"published": published, "alerts": alerts})
+    pipe.send({"published": published})
+
+
+async def receiver(port: int, prefix: str, pipe: Connection) -> None:
+    """The alerts' subscriber, a process of its own (a caregiver's app): its clock reading at
+    each alert is not delayed by the publisher's work."""
+    alerts: list[tuple[str, float, float]] = []
+    async with aiomqtt.Client(
+        "127.0.0.1", port, username=USER, password=PASSWORD, identifier="app"
+    ) as app:
+        await app.subscribe(f"{prefix}/patients/+/alerts", qos=1)
+
+        async def receive() -> None:
+            async for m in app.messages:
+                at = time.time()
+                doc = json.loads(bytes(m.payload))
+                if doc.get("kind") == "level":
+                    alerts.append((doc["patient"], parse_time(doc["time"]), at))
+
+        task = asyncio.create_task(receive())
+        pipe.send("ready")
+        await asyncio.to_thread(pipe.recv)  # the run is over
+        task.cancel()
+    pipe.send(alerts)
+
+
+def receiver_main(port: int, prefix: str, pipe: Connection) -> None:  # pragma: no cover
+    asyncio.run(receiver(port, prefix, pipe))
 
 
 def publisher_main(port: int, spec: dict[str, Any], pipe: Connection) -> None:  # pragma: no cover
@@ -481,17 +510,34 @@ async def run(
     # max-rate runs: a minute of every patient, just past (sample times trail the clock)
     spec["t0"] = float(int(now)) - steps - 5
     work = tmp / db
-    if system == "heatmon":
+    if system in ("heatmon", "base"):
         service = start_heatmon(
-            work, broker=broker, influx_url=url, prefix=prefix, db=db, ids=[*ids, "probe"]
+            work,
+            broker=broker,
+            influx_url=url,
+            prefix=prefix,
+            db=db,
+            ids=[*ids, "probe"],
+            code=args.base if system == "base" else None,
         )
     else:
         port = proxy.port if proxy is not None else influx.port
         service = start_nodered(work, red, broker=broker, influx_port=port, prefix=prefix, db=db)
+    spy = None
+    if args.profile is not None and system == "heatmon":
+        args.profile.mkdir(parents=True, exist_ok=True)
+        spy = start_spy(args.profile / f"{db}.speedscope.json", service.proc.pid)
     parent, child = mp.Pipe()
     pub = mp.get_context("spawn").Process(target=publisher_main, args=(broker.port, spec, child))
+    alerts_end, alerts_child = mp.Pipe()
+    rec = mp.get_context("spawn").Process(
+        target=receiver_main, args=(broker.port, prefix, alerts_child)
+    )
     try:
         await asyncio.sleep(3.0)  # the service connects and subscribes
+        if spec["realtime"]:
+            rec.start()
+            await asyncio.to_thread(alerts_end.recv)
         pub.start()
         await asyncio.to_thread(parent.recv)
         parent.send("probe")
@@ -512,12 +558,21 @@ async def run(
         rss = service.peak_rss_mb()
         parent.send("counted")
         extra = await asyncio.to_thread(parent.recv)
+        if spec["realtime"]:
+            alerts_end.send("stop")
+            extra["alerts"] = await asyncio.to_thread(alerts_end.recv)
     finally:
-        if pub.is_alive():
-            pub.join(timeout=10)
-            if pub.is_alive():
-                pub.kill()
+        for child_proc in (pub, rec):
+            if child_proc.is_alive():
+                child_proc.join(timeout=10)
+                if child_proc.is_alive():
+                    child_proc.kill()
         service.stop()
+        logs = args.out.parent / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(service.log_path, logs / f"{db}.log")
+        if spy is not None:
+            spy.wait(timeout=60)
         if proxy is not None:
             await proxy.stop()
     got = count
@@ -540,6 +595,10 @@ async def run(
         ]
         out["lag_ms"] = quantiles(lags)
         out["alert_ms"] = alert_latencies(extra["alerts"], published, ids, sent["t_base"])
+        if args.raw:
+            out["alert_raw"] = alert_latencies(
+                extra["alerts"], published, ids, sent["t_base"], raw=True
+            )
     log(f"{system} {kind}: {json.dumps(out)}")
     return out
 
@@ -560,13 +619,16 @@ def alert_latencies(
     published: dict[str, float],
     ids: list[str],
     t_base: float,
-) -> dict[str, float] | None:
+    *,
+    raw: bool = False,
+) -> Any:
     """Sample → alert: from publishing the first message at or after the end of the
     alert's 10-s window (the sample that closes it) to receiving the alert. heatmon's
     1-s ticker may close the window before that message arrives: the figure is then
     negative, and counted as it is."""
     index = {p: n / len(ids) for n, p in enumerate(ids)}
     out = []
+    raws: list[tuple[str, float, float, float]] = []
     for patient, event_t, received in alerts:
         off = index.get(patient)
         if off is None:
@@ -575,6 +637,9 @@ def alert_latencies(
         key = f"{patient} {round(round(t_base + step + off, 3) * 1000)}"
         if key in published:
             out.append(received - published[key])
+            raws.append((patient, event_t - t_base, received - t_base, received - published[key]))
+    if raw:
+        return raws
     return quantiles(out) if out else None
 
 
@@ -664,7 +729,7 @@ def table(results: list[dict[str, Any]], ceilings: list[float], load: list[str])
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    red = install_nodered(args.cache)
+    red = install_nodered(args.cache) if "nodered" in args.systems else Path("-")
     results: list[dict[str, Any]] = []
     ceilings: list[float] = []
     load: list[str] = []
@@ -685,7 +750,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 load.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
                 ceilings.append(await asyncio.to_thread(curl_ceiling, influx, tmp, f"r{n}"))
                 log(f"round {n + 1}: curl ceiling {ceilings[-1]:,.0f} points/s; load {load[-1]}")
-                order = ("heatmon", "nodered") if n % 2 == 0 else ("nodered", "heatmon")
+                pair = ("heatmon", "base", "nodered")
+                order = [s for s in pair if s in args.systems.split(",")]
+                order = order if n % 2 == 0 else order[::-1]
                 for kind in args.kinds.split(","):
                     for system in order:
                         if time.time() > deadline:
@@ -727,6 +794,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--kinds", default="10s,1s,realtime", help="10s, 1s, realtime")
+    parser.add_argument("--raw", action="store_true", help="keep each alert's latency")
+    parser.add_argument("--systems", default="heatmon,nodered", help="heatmon, nodered, base")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="system 'base': heatmon with the monitor package from this folder "
+        "(e.g. `git archive COMMIT monitor | tar -x -C DIR`)",
+    )
     parser.add_argument(
         "--broker-inflight",
         type=int,
@@ -734,6 +810,9 @@ def main() -> None:
         help="Mosquitto's max_inflight_messages (heatmon acknowledges after the fsync)",
     )
     parser.add_argument("--budget-s", type=float, default=1500.0, help="no new run after this")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy heatmon into this folder"
+    )
     parser.add_argument("--cache", type=Path, default=CACHE, help="where npm installs Node-RED")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "peer_nodered.json")
     if shutil.which("node") is None or shutil.which("curl") is None:

@@ -9,12 +9,19 @@ import json
 from collections import Counter
 from pathlib import Path
 
+IDLE = ("EpollSelector.select", "_worker (thread.py", "Condition.wait", "Event.wait")
+"""Frames at the top of a stack that wait (``--busy`` leaves them out)."""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("profile", type=Path)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--match", default="", help="only functions whose name/file has this")
+    parser.add_argument("--thread", default=None, help="only threads whose name has this")
+    parser.add_argument(
+        "--busy", action="store_true", help="leave out samples waiting in select (idle)"
+    )
     args = parser.parse_args()
     doc = json.loads(args.profile.read_text())
     frames = doc["shared"]["frames"]
@@ -23,8 +30,10 @@ def main() -> None:
     self_: Counter[str] = Counter()
     total = 0
     for profile in doc["profiles"]:
+        if args.thread is not None and args.thread not in profile["name"]:
+            continue
         for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
-            if not stack:
+            if not stack or (args.busy and names[stack[-1]].startswith(IDLE)):
                 continue
             total += weight
             for name in {names[i] for i in stack}:

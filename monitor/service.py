@@ -240,7 +240,9 @@ class Monitor:
         spool): an input (an MQTT message) is acknowledged only then, so a crash can deliver
         it again but never lose it."""
         waits = [w() for s in self.sinks if (w := getattr(s, "durable", None)) is not None]
-        if waits:
+        if len(waits) == 1:  # the usual case: no task to make for it
+            await waits[0]
+        elif waits:
             await asyncio.gather(*waits)
 
     # -- outputs ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ import aiomqtt
 
 from monitor.errors import InputError
 from monitor.mqtt import payloads
-from monitor.mqtt.client import payload_bytes, run_until_one_fails
+from monitor.mqtt.client import ack_all, payload_bytes, run_until_one_fails
 from monitor.mqtt.topics import Channel, Topics
 from monitor.plugins import MonitorControl
 
@@ -47,6 +47,9 @@ that cannot be written (a full disk) must not stop the input, or the engine woul
 samples and raise no alerts. Counted (``acked_unsafe``) and logged."""
 DEGRADED_TIMEOUT_S = 0.5
 """The wait while storage is known to be stuck, until it keeps up again."""
+YIELD_EVERY = 8
+"""Messages taken from the client's queue before the reader lets the other tasks run (the
+queue does not suspend while it holds messages, and a backlog is read at once)."""
 RECENT_INPUTS = 1024
 """Symptom reports (patient, time, note) and acknowledgements (patient, event, by) taken
 lately, remembered to recognise one delivered again."""
@@ -111,22 +114,24 @@ class Inbound:
         handled = asyncio.Event()
 
         async def take() -> None:
+            taken = 0
             async for message in client.messages:
                 await self.handle(message.topic.value, payload_bytes(message.payload))
                 if message.qos > 0:
                     unacked.append((message.mid, message.qos))
                     handled.set()
+                taken += 1
+                if taken % YIELD_EVERY == 0:  # a backlog read at once: let alerts out
+                    await asyncio.sleep(0)
 
         async def acknowledge() -> None:
-            paho = client._client  # aiomqtt 2.5 has no ack(); paho's is public
             while True:
                 await handled.wait()
                 handled.clear()
                 batch = unacked[:]
                 del unacked[:]
                 await self._hand_off(len(batch))
-                for mid, qos in batch:
-                    paho.ack(mid, qos)
+                ack_all(client, batch)
                 self._count("acked", len(batch))
 
         await run_until_one_fails(take(), acknowledge())

@@ -9,7 +9,7 @@ never queued again, so a re-submitted alert does not go out twice.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
@@ -87,17 +87,51 @@ class Outbox:
     ) -> bool:
         """Queue a message; ``False`` (and nothing queued) if ``key`` was queued before."""
         db = self._db
-        with db:
+        db.execute("BEGIN")  # one commit (one WAL write) for both rows
+        try:
             if key is not None:
                 cur = db.execute("INSERT OR IGNORE INTO seen_keys(key) VALUES (?)", (key,))
                 if cur.rowcount == 0:
+                    db.execute("ROLLBACK")
                     return False
             db.execute(
                 "INSERT INTO outbox(topic, payload, qos, retain, key) VALUES (?, ?, ?, ?, ?)",
                 (topic, payload, qos, int(retain), key),
             )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         self._pending += 1
         return True
+
+    def seen(self, key: str) -> bool:
+        """Whether a message with ``key`` was queued before (:meth:`put` would refuse it)."""
+        row = self._db.execute("SELECT 1 FROM seen_keys WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def put_keyed(self, items: Sequence[tuple[str, bytes, str]], *, qos: int = 1) -> int:
+        """Queue messages ``(topic, payload, key)`` in one transaction (one commit), each
+        as :meth:`put` would (a key queued before is skipped); how many were queued."""
+        db = self._db
+        queued = 0
+        db.execute("BEGIN")
+        try:
+            for topic, payload, key in items:
+                cur = db.execute("INSERT OR IGNORE INTO seen_keys(key) VALUES (?)", (key,))
+                if cur.rowcount == 0:
+                    continue
+                db.execute(
+                    "INSERT INTO outbox(topic, payload, qos, retain, key) VALUES (?, ?, ?, 0, ?)",
+                    (topic, payload, qos, key),
+                )
+                queued += 1
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._pending += queued
+        return queued
 
     def put_many(self, items: Iterable[tuple[str, bytes]], *, qos: int = 1) -> int:
         """Queue several keyless messages in one transaction."""
@@ -109,11 +143,13 @@ class Outbox:
         self._pending += len(rows)
         return len(rows)
 
-    def peek(self, limit: int = 100) -> list[OutboxItem]:
-        """The oldest ``limit`` messages, oldest first, still queued."""
+    def peek(self, limit: int = 100, *, after: int = 0) -> list[OutboxItem]:
+        """The oldest ``limit`` messages, oldest first, still queued (with ``after``, those
+        queued after the message of that ``seq``)."""
         rows = self._db.execute(
-            "SELECT seq, topic, payload, qos, retain, key FROM outbox ORDER BY seq LIMIT ?",
-            (limit,),
+            "SELECT seq, topic, payload, qos, retain, key FROM outbox WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (after, limit),
         ).fetchall()
         return [OutboxItem(s, t, bytes(p), q, bool(r), k) for s, t, p, q, r, k in rows]
 
@@ -122,10 +158,16 @@ class Outbox:
         ids = [(s,) for s in seqs]
         if not ids:
             return
-        with self._db:
-            cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?", ids)
-            self._pending -= cur.rowcount
-            self._db.execute(
+        db = self._db
+        db.execute("BEGIN")  # one commit for the batch
+        try:
+            cur = db.executemany("DELETE FROM outbox WHERE seq = ?", ids)
+            db.execute(
                 "DELETE FROM seen_keys WHERE n <= (SELECT max(n) FROM seen_keys) - ?",
                 (KEEP_SENT_KEYS,),
             )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._pending -= cur.rowcount

@@ -5,11 +5,13 @@ to the :class:`~monitor.service.Monitor` (:mod:`monitor.mqtt.inbound`: bounded b
 acknowledged to the broker only once safely handed on). Bad input is answered on the errors
 topics, counted, and the sink keeps running.
 
-Delivery: ``submit_*`` only queue (alerts go to SQLite at once). One task keeps the
-connection (reconnecting with :class:`~monitor.backoff.Backoff`) and runs a reader and a
-writer. An alert leaves the outbox only after the broker's PUBACK, so an outage or a restart
-loses none, and an alert id is queued at most once, so none goes out twice from here.
-States are coalesced per patient: after an outage the current one is sent, not the backlog.
+Delivery: ``submit_*`` only queue. One task keeps the connection (reconnecting with
+:class:`~monitor.backoff.Backoff`) and runs, beside the input source that reads it, the
+alert sender (:mod:`monitor.mqtt.alerts`: durable outbox, PUBACK before delete, an alert id
+queued at most once, published as soon as queued) and a writer (states, status, error
+notices): alerts never wait behind a burst of states. States are coalesced per patient:
+after an outage the current one is sent, not the backlog; at QoS 0 they are handed to the
+client without waiting for each to be written, ``STATES_PER_TURN`` at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time as _time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any, Self
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 
-from monitor.errors import InputError
-from monitor.model import Event, EventKind, ThermalState
+from monitor.model import Event, ThermalState
 from monitor.mqtt import payloads
+from monitor.mqtt.alerts import AlertQueue
 from monitor.mqtt.client import check_cancelled, make_client, run_until_one_fails
 from monitor.mqtt.homeassistant import discovery_messages
 from monitor.mqtt.inbound import Inbound
@@ -40,8 +42,8 @@ from monitor.plugins import MonitorControl, PluginContext, Sink
 
 log = logging.getLogger(__name__)
 
-ALERT_BATCH = 50
-"""Alerts in flight at once."""
+STATES_PER_TURN = 50
+"""QoS 0 states handed to the client before the writer lets the other tasks run."""
 FLUSH_TIMEOUT_S = 3.0
 """At stop, how long to wait for queued messages to reach a connected broker."""
 MAX_QUEUED_ERRORS = 1000
@@ -76,6 +78,8 @@ class MqttSink(Sink):
         self._discovered: set[str] = set()
         self._errors: deque[tuple[str, bytes]] = deque(maxlen=MAX_QUEUED_ERRORS)
         self._wake = asyncio.Event()
+        self._alerts = AlertQueue(topics=self._topics, count=self._count, idle=self._check_idle)
+        """Set when an alert is queued, or one under way got its answer."""
         self._inbound = Inbound(
             topics=self._topics,
             codec=self._codec,
@@ -128,7 +132,7 @@ class MqttSink(Sink):
 
     @property
     def pending_alerts(self) -> int:
-        return len(self._outbox) if self._outbox is not None else 0
+        return len(self._alerts)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -137,7 +141,7 @@ class MqttSink(Sink):
         if add_source is not None and not self._input_added:
             add_source(self.input)  # the monitor runs (and restarts) the input
             self._input_added = True
-        self._outbox = Outbox(path=self._outbox_path)
+        self._outbox = self._alerts.outbox = Outbox(path=self._outbox_path)
         if len(self._outbox):
             log.info(
                 "mqtt: %d alert(s) from before the restart wait for delivery", len(self._outbox)
@@ -148,6 +152,7 @@ class MqttSink(Sink):
         task = self._task
         if task is None:
             return
+        self._alerts.keep()
         client = self._client
         if client is not None and self.connected.is_set():
             self._wake.set()
@@ -156,6 +161,7 @@ class MqttSink(Sink):
                     while self._has_pending():
                         self._idle.clear()
                         self._wake.set()
+                        self._alerts.wake.set()
                         await self._idle.wait()
                     await client.publish(
                         self._topics.status(self._instance),
@@ -171,13 +177,14 @@ class MqttSink(Sink):
         with contextlib.suppress(asyncio.CancelledError):
             await task
         self._task = None
+        self._alerts.keep()
         if self._outbox is not None:
             if len(self._outbox):
                 log.warning(
                     "mqtt: %d alert(s) kept in the outbox for the next start", len(self._outbox)
                 )
             self._outbox.close()
-            self._outbox = None
+            self._outbox = self._alerts.outbox = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -194,23 +201,12 @@ class MqttSink(Sink):
         self._wake.set()
 
     def submit_event(self, event: Event) -> None:
-        channel = Channel.RECOVERED if event.kind is EventKind.RECOVERED else Channel.ALERTS
-        outbox = self._outbox
-        if outbox is None:
-            self._count("alerts_dropped_not_started")
-            log.error("mqtt: alert %s arrived before start; not queued", event.id)
-            return
-        try:
-            topic = self._topics.patient(event.patient, channel)
-            queued = outbox.put(topic, payloads.encode_event(event), qos=1, key=event.id)
-        except (sqlite3.Error, InputError, ValueError):
-            self._count("alerts_not_queued")
-            log.exception("mqtt: could not queue alert %s", event.id)
-            return
-        if not queued:
-            self._count("alerts_duplicate_dropped")
-            return
-        self._wake.set()
+        self._alerts.submit(event)
+
+    async def durable(self) -> None:
+        """Return once every alert submitted so far is in the outbox (safe to acknowledge
+        the input that caused it)."""
+        self._alerts.keep()
 
     def submit_health(self, summary: Mapping[str, Any]) -> None:
         """The monitor's health changed: republish the (retained) status."""
@@ -268,10 +264,11 @@ class MqttSink(Sink):
                     self.connected.set()
                     self._new_connection.set()
                     log.info("mqtt: connected to %s:%d", opts.host, opts.port)
+                    tasks = [self._alerts.send(client), self._write(client)]
                     if self._input_added:  # the input source reads this connection
-                        await run_until_one_fails(self._write(client), self._until_lost())
+                        await run_until_one_fails(*tasks, self._until_lost())
                     else:  # no monitor to run a source: read here
-                        await run_until_one_fails(self._inbound.read(client), self._write(client))
+                        await run_until_one_fails(self._inbound.read(client), *tasks)
             except* aiomqtt.MqttError as group:
                 log.warning("mqtt: broker unreachable or connection lost (%s)", group.exceptions[0])
             except* Exception:
@@ -299,6 +296,7 @@ class MqttSink(Sink):
         self._wake.set()
 
     async def _write(self, client: aiomqtt.Client) -> None:
+        """Status, error notices and states (alerts have a sender of their own)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -307,27 +305,13 @@ class MqttSink(Sink):
                 await client.publish(
                     self._topics.status(self._instance), self._status(), qos=1, retain=True
                 )
-            await self._send_alerts(client)
             await self._send_errors(client)
             await self._send_states(client)
-            if not self._has_pending():
-                self._idle.set()
+            self._check_idle()
 
-    async def _send_alerts(self, client: aiomqtt.Client) -> None:
-        outbox = self._outbox
-        assert outbox is not None
-        while items := outbox.peek(ALERT_BATCH):
-            results = await asyncio.gather(
-                *(client.publish(i.topic, i.payload, qos=i.qos, retain=i.retain) for i in items),
-                return_exceptions=True,
-            )
-            check_cancelled()
-            delivered = [i.seq for i, r in zip(items, results, strict=True) if r is None]
-            outbox.done(delivered)
-            self._count("alerts_published", len(delivered))
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
+    def _check_idle(self) -> None:
+        if not self._has_pending():
+            self._idle.set()
 
     async def _send_errors(self, client: aiomqtt.Client) -> None:
         while self._errors:
@@ -338,6 +322,7 @@ class MqttSink(Sink):
 
     async def _send_states(self, client: aiomqtt.Client) -> None:
         opts = self._options
+        handed = 0
         while self._dirty:
             patient = next(iter(self._dirty))
             state = self._latest[patient]
@@ -351,13 +336,18 @@ class MqttSink(Sink):
                     await client.publish(message.topic, message.payload, qos=1, retain=True)
                     check_cancelled()
                 self._discovered.add(patient)
-            await client.publish(
-                self._topics.patient(patient, Channel.STATE),
-                payloads.encode_state(state),
-                qos=opts.state_qos,
-                retain=True,
-            )
-            check_cancelled()
+            topic = self._topics.patient(patient, Channel.STATE)
+            if opts.state_qos == 0:  # no answer to wait for: hand it to the client
+                info = client._client.publish(topic, payloads.encode_state(state), 0, True)
+                if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+                    raise aiomqtt.MqttCodeError(info.rc, "could not publish a state")
+                handed += 1
+                if handed % STATES_PER_TURN == 0:
+                    await asyncio.sleep(0)  # let the alerts and the input go on
+                    check_cancelled()
+            else:
+                await client.publish(topic, payloads.encode_state(state), qos=1, retain=True)
+                check_cancelled()
             if self._latest[patient] is state:
                 self._dirty.pop(patient, None)
             self._count("states_published")
