@@ -19,7 +19,9 @@ Runs (not a test):
 - ``realtime``: the real-world rate. The first ``--warmup`` seconds of every patient go in
   flat out (not measured); then every patient sends each second's two samples in one
   message at 1 Hz, the patients spread evenly over the second (1,000 patients = 2,000
-  samples/s), for ``--realtime-s`` seconds, which covers both alerts.
+  samples/s), for ``--realtime-s`` seconds, which covers both alerts. ``--message-s 10``:
+  each patient sends its last 10 s (20 samples) in one message every 10 s instead, as the
+  gateways do (and as ``bench/cluster_throughput.py`` sends).
 - ``half``: like ``flat`` but paced at half of the flat-out rate.
 """
 
@@ -310,11 +312,16 @@ async def main_async(args: argparse.Namespace) -> None:
                     label = "flat out"
                 elif name == "realtime":
                     steps = args.warmup + args.realtime_s
-                    spec = RunSpec("realtime", args.warmup, steps, 1, 2.0 * args.patients)
+                    spec = RunSpec(
+                        "realtime", args.warmup, steps, args.message_s, 2.0 * args.patients
+                    )
                     result = await run_once(
                         broker, args.patients, spec, progress, influx_url=url, data_dir=Path(tmp)
                     )
-                    label = f"real-world rate (1 Hz per patient, {spec.rate:,.0f} samples/s)"
+                    label = (
+                        f"real-world rate (1 Hz per patient, {spec.rate:,.0f} samples/s, "
+                        f"messages of {args.message_s} s)"
+                    )
                 elif name == "half":
                     if flat_rate is None:
                         raise SystemExit("--runs: 'half' needs 'flat' before it")
@@ -341,6 +348,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--realtime-s", type=int, default=REALTIME_S, help="realtime: seconds at 1 Hz"
+    )
+    parser.add_argument(
+        "--message-s",
+        type=int,
+        choices=(1, 10),
+        default=1,
+        help="realtime: seconds of a patient in one message (10: as the gateways send)",
     )
     parser.add_argument(
         "--influxdb",
