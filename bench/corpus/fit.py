@@ -373,6 +373,27 @@ def tune_forecast(windows: Sequence[Windows], hb: HeatBalanceParams) -> Forecast
     return fc
 
 
+def training_windows(corpus: Path, splits: str, *, simulator: bool = True) -> list[Windows]:
+    """The sessions of the training ``splits`` (comma-separated folders of ``corpus``), plus
+    heatmon's simulator sessions for the same people. A held-out split is refused
+    (:class:`ValueError`): nothing is fitted or tuned on it."""
+    windows: list[Windows] = []
+    profiles: dict[str, PatientProfile] = {}
+    names = splits.split(",")
+    for split in names:
+        if split.startswith("heldout"):
+            raise ValueError(
+                f"--splits: {split} is a held-out split; fit and tune on training splits only"
+            )
+    for split in names:
+        split_profiles = load_profiles(corpus / split / "profiles.toml")
+        profiles.update(split_profiles)
+        windows += cut(corpus / split / "recording.csv", split_profiles)
+    if simulator:
+        windows += simulator_windows(profiles)
+    return windows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.corpus.fit", description=__doc__.split("\n")[0]
@@ -389,16 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     folder = args.corpus / "train"
     started = time.perf_counter()
-    windows: list[Windows] = []
-    profiles: dict[str, PatientProfile] = {}
-    for split in args.splits.split(","):
-        if split.startswith("heldout"):
-            p.error(f"--splits: {split} is a held-out split; fit on training splits only")
-        split_profiles = load_profiles(args.corpus / split / "profiles.toml")
-        profiles.update(split_profiles)
-        windows += cut(args.corpus / split / "recording.csv", split_profiles)
-    if not args.no_simulator:
-        windows += simulator_windows(profiles)
+    try:
+        windows = training_windows(args.corpus, args.splits, simulator=not args.no_simulator)
+    except ValueError as err:
+        p.error(str(err))
     print(
         f"{len(windows)} training sessions cut in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,

@@ -26,12 +26,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from bench.corpus.fit import Windows, cut, score, simulator_windows
+from bench.corpus.fit import Windows, score, training_windows
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.evaluate.summary import Summary
-from monitor.profile import PatientProfile
-from monitor.replay import load_profiles
 
 FORECAST_KEYS = frozenset(("z", "forecast_var_per_min", "increment_sd_per_c"))
 HEAT_SENSITIVE_EXTRA_Z = 0.25
@@ -118,15 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--passes", type=int, default=2)
     args = p.parse_args(argv)
     started = time.perf_counter()
-    windows: list[Windows] = []
-    profiles: dict[str, PatientProfile] = {}
-    for split in args.splits.split(","):
-        if split.startswith("heldout"):
-            p.error(f"--splits: {split} is a held-out split; tune on training splits only")
-        split_profiles = load_profiles(args.corpus / split / "profiles.toml")
-        profiles.update(split_profiles)
-        windows += cut(args.corpus / split / "recording.csv", split_profiles)
-    windows += simulator_windows(profiles)
+    try:
+        windows = training_windows(args.corpus, args.splits)
+    except ValueError as err:
+        p.error(str(err))
     values, summary = search(windows, HEAT_BALANCE_PARAMS, FORECAST_PARAMS, passes=args.passes)
     hb, fc = split_params(values, HEAT_BALANCE_PARAMS, FORECAST_PARAMS)
     result = {
