@@ -80,8 +80,8 @@ class ThresholdStore:
     def __init__(self, *, url: str | None = None, path: Path | str | None = None) -> None:
         if (url is None) == (path is None):
             raise TypeError("ThresholdStore: give url or path, not both")
-        self.url = url if url is not None else sqlite_url(path)  # type: ignore[arg-type]
         self.path = None if path is None else Path(path)
+        self.url = sqlite_url(self.path) if self.path is not None else str(url)
         self.engine = open_engine(self.url)
         migrate(self.engine)
 
