@@ -320,3 +320,13 @@ async def test_a_killed_writer_loses_no_change_that_returned(tmp_path: Path) -> 
         pending = store.suggestions("p-crash", status="pending")
         assert len(pending) <= 1, "a report and its suggestion are one transaction"
         assert pending and len(pending[0].evidence) >= 3
+
+
+def test_a_store_that_is_no_database_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "thresholds.sqlite"
+    path.write_bytes(b"not a database, only text\n" * 200)
+    assert main(["profile", "--store", str(path), "suggestions", "p-7f3a"]) == 2
+    err = capsys.readouterr().err
+    assert "thresholds store: cannot migrate the database" in err and "Traceback" not in err

@@ -105,18 +105,26 @@ def audit_entry_of(row: Row[Any]) -> AuditEntry:
     )
 
 
+def open_migrated(url: str, *, what: str) -> Engine:
+    """:func:`open_engine` and :func:`migrate`; a database that cannot be opened or migrated
+    (not a database, unreachable, written by a newer heatmon) is a :class:`HeatmonError`
+    that names ``what``."""
+    engine = open_engine(url)
+    try:
+        migrate(engine)
+    except SQLAlchemyError as err:
+        engine.dispose()
+        raise HeatmonError(f"{what}: cannot migrate the database: {err}") from err
+    return engine
+
+
 class StoreBase:
     """Opens (and migrates) the database; one transaction a change."""
 
     def __init__(self, *, url: str, clock: Callable[[], float] = time.time) -> None:
         self.url = url
         self.clock = clock
-        self.engine = open_engine(url)
-        try:
-            migrate(self.engine)
-        except SQLAlchemyError as err:
-            self.engine.dispose()
-            raise HeatmonError(f"care-team store: cannot migrate the database: {err}") from err
+        self.engine = open_migrated(url, what="care-team store")
 
     @property
     def dialect(self) -> str:

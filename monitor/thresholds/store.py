@@ -27,7 +27,7 @@ from typing import Any, Self
 from sqlalchemy import Connection, Row, insert, select, union, update
 
 from monitor.careteam import schema as t
-from monitor.careteam.base import migrate, open_engine, sqlite_url
+from monitor.careteam.base import open_migrated, sqlite_url
 from monitor.thresholds.records import (
     StoredReport,
     Suggest,
@@ -82,8 +82,7 @@ class ThresholdStore:
             raise TypeError("ThresholdStore: give url or path, not both")
         self.path = None if path is None else Path(path)
         self.url = sqlite_url(self.path) if self.path is not None else str(url)
-        self.engine = open_engine(self.url)
-        migrate(self.engine)
+        self.engine = open_migrated(self.url, what="thresholds store")
 
     def __enter__(self) -> Self:
         return self
