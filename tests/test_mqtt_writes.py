@@ -1,0 +1,100 @@
+"""Outgoing MQTT packets leave in few writes (``BufferedWrites``): the same bytes in the same
+order as paho alone would send, a packet the socket takes only in part is finished later,
+every QoS 0 publish is reported as sent, and against a real Mosquitto every message of a
+burst arrives, in order."""
+
+from __future__ import annotations
+
+import paho.mqtt.client as paho_mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from monitor.mqtt.client import BufferedWrites, make_client
+from tests.fixtures.mosquitto import BrokerFactory
+from tests.mqtt_helpers import Listener, options, start_broker
+
+
+class Socket:
+    """A non-blocking socket's ``send`` that takes at most ``room`` bytes a call (then
+    would block until ``room`` is raised) and records what it took."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.sent = bytearray()
+        self.calls = 0
+
+    def send(self, data: bytes) -> int:
+        self.calls += 1
+        if self.room <= 0:
+            raise BlockingIOError
+        n = min(len(data), self.room)
+        self.room -= n
+        self.sent += data[:n]
+        return n
+
+    def close(self) -> None:
+        self.room = 0
+
+
+def queued_client(socket: Socket, n: int, *, buffered: bool) -> tuple[paho_mqtt.Client, list[int]]:
+    client = paho_mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t")
+    published: list[int] = []
+    client.on_publish = lambda _c, _u, mid, _rc, _p: published.append(mid)
+    client.on_socket_register_write = lambda *_: None  # as aiomqtt: the loop writes
+    client.on_socket_unregister_write = lambda *_: None
+    client._sock = socket  # type: ignore[assignment]
+    if buffered:
+        BufferedWrites(client).install()
+    for i in range(n):
+        client.publish(f"heatmon/p{i % 7}/state", f"{{'i': {i}}}".encode() * (1 + i % 5), qos=0)
+    return client, published
+
+
+def test_one_write_carries_every_queued_packet_in_paho_s_order() -> None:
+    plain_socket, buffered_socket = Socket(10**9), Socket(10**9)
+    plain, _ = queued_client(plain_socket, 500, buffered=False)
+    buffered, published = queued_client(buffered_socket, 500, buffered=True)
+    plain.loop_write()
+    buffered.loop_write()
+    assert bytes(buffered_socket.sent) == bytes(plain_socket.sent)
+    assert plain_socket.calls == 500
+    assert buffered_socket.calls == 1
+    assert len(published) == 500 and not buffered.want_write()
+
+
+def test_a_write_taken_in_part_is_finished_later_and_nothing_is_reported_early() -> None:
+    reference = Socket(10**9)
+    queued_client(reference, 300, buffered=False)[0].loop_write()
+    socket = Socket(1001)  # ends inside a packet
+    client, published = queued_client(socket, 300, buffered=True)
+    client.loop_write()
+    assert bytes(socket.sent) == bytes(reference.sent)[:1001]
+    assert 0 < len(published) < 300 and client.want_write()
+    for _ in range(100):
+        if not client.want_write():
+            break
+        socket.room = 777
+        client.loop_write()
+    assert bytes(socket.sent) == bytes(reference.sent)
+    assert published == sorted(published) and len(published) == 300
+
+
+@pytest.mark.slow
+async def test_a_burst_of_states_and_alerts_arrives_whole_and_in_order(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+) -> None:
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    topic = f"{mqtt_prefix}/patients/p1/state"
+    async with (
+        Listener(
+            broker, user="anna", topics=[f"{mqtt_prefix}/patients/p1/#"], identifier="anna"
+        ) as anna,
+        make_client(options(broker, mqtt_prefix, "heatmon"), identifier="burst") as client,
+    ):
+        paho = client._client
+        for i in range(2000):  # handed over without a wait, as the sink's states
+            paho.publish(topic, str(i).encode(), 0, False)
+        await client.publish(f"{mqtt_prefix}/patients/p1/alerts", b"last", qos=1)
+        await anna.wait_for(lambda a: bool(a.on("/alerts")), what="the alert after the burst")
+        got = [m.payload for m in anna.messages if m.topic == topic]
+        assert got == [str(i).encode() for i in range(2000)]
