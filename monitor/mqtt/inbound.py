@@ -11,11 +11,12 @@ Acknowledgement: the client runs with paho's manual acknowledgement. A QoS 1 mes
 PUBACKed only once what it brought is safe: the samples and records it produced are in
 every durable sink (``Monitor.durable()``: the fsynced InfluxDB spool), alerts it caused are
 in the durable outbox (written at once by ``submit_event``), a rejection is queued on the
-errors topic. One acknowledger task per connection waits for the spool once for all the
-messages read meanwhile (many messages, one fsync), then PUBACKs them in the order they
-came. A crash before that makes the broker deliver them again; the engine recognises a
-copy of a sample it already took (flag ``duplicate``, not stored twice), and a symptom
-report or acknowledgement delivered again is recognised here and taken once.
+errors topic. One acknowledger task per connection lets messages come for ``ACK_LINGER_S``,
+waits for the spool once for all the messages read meanwhile (many messages, one fsync),
+then PUBACKs them in the order they came. A crash before that makes the broker deliver
+them again; the engine recognises a copy of a sample it already took (flag ``duplicate``,
+not stored twice), and a symptom report or acknowledgement delivered again is recognised
+here and taken once.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ DEGRADED_TIMEOUT_S = 0.5
 YIELD_EVERY = 8
 """Messages taken from the client's queue before the reader lets the other tasks run (the
 queue does not suspend while it holds messages, and a backlog is read at once)."""
+ACK_LINGER_S = 0.01
+"""After the first message of a round, how long the acknowledger lets more come before it
+waits for storage: messages that trickle in one at a time (every gateway's second in a
+message of its own) then share one spool append, one fsync, one InfluxDB write and one
+write of PUBACKs, instead of one of each per message. Only the acknowledgement waits:
+samples reach the engine, and alerts the broker, at once."""
 RECENT_INPUTS = 1024
 """Symptom reports (patient, time, note) and acknowledgements (patient, event, by) taken
 lately, remembered to recognise one delivered again."""
@@ -127,6 +134,7 @@ class Inbound:
         async def acknowledge() -> None:
             while True:
                 await handled.wait()
+                await asyncio.sleep(ACK_LINGER_S)
                 handled.clear()
                 batch = unacked[:]
                 del unacked[:]

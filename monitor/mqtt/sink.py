@@ -11,7 +11,9 @@ alert sender (:mod:`monitor.mqtt.alerts`: durable outbox, PUBACK before delete, 
 queued at most once, published as soon as queued) and a writer (states, status, error
 notices): alerts never wait behind a burst of states. States are coalesced per patient:
 after an outage the current one is sent, not the backlog; at QoS 0 they are handed to the
-client without waiting for each to be written, ``STATES_PER_TURN`` at a time.
+client without waiting for each to be written, ``STATES_PER_TURN`` at a time, and the
+writer lets ``WRITE_LINGER_S`` pass before each round so that the states of many patients
+leave in one write, not one write each.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ log = logging.getLogger(__name__)
 
 STATES_PER_TURN = 50
 """QoS 0 states handed to the client before the writer lets the other tasks run."""
+WRITE_LINGER_S = 0.02
+"""How long the writer lets states (and status, error notices) gather before it sends them:
+a patient's state is at most this much later on the dashboards, and the broker gets one
+write for the lot instead of one per patient (alerts have their own sender and never
+wait)."""
 FLUSH_TIMEOUT_S = 3.0
 """At stop, how long to wait for queued messages to reach a connected broker."""
 MAX_QUEUED_ERRORS = 1000
@@ -299,6 +306,7 @@ class MqttSink(Sink):
         """Status, error notices and states (alerts have a sender of their own)."""
         while True:
             await self._wake.wait()
+            await asyncio.sleep(WRITE_LINGER_S)
             self._wake.clear()
             if self._status_dirty:
                 self._status_dirty = False
