@@ -246,7 +246,8 @@ def start_heatmon(
 def start_spy(out: Path, pid: int) -> subprocess.Popen[bytes]:
     """py-spy sampling ``pid`` until it exits (``--profile``)."""
     spy = str(Path(sys.executable).with_name("py-spy"))
-    cmd = [spy, "record", "-r", "250", "-f", "speedscope", "-o", str(out), "--pid", str(pid)]
+    cmd = [spy, "record", "-r", "250", "--idle", "-f", "speedscope", "-o", str(out)]
+    cmd += ["--pid", str(pid)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -504,7 +505,7 @@ async def run(
     if proxy is not None:
         await proxy.start()
     url = f"http://127.0.0.1:{proxy.port}" if proxy is not None else influx.url
-    steps = REALTIME_S if kind == "realtime" else FLAT_STEPS[kind]
+    steps = REALTIME_S if kind == "realtime" else (args.flat_s or FLAT_STEPS[kind])
     spec: dict[str, Any] = {"steps": steps, "per": 10 if kind == "10s" else 1}
     spec.update(prefix=prefix, ids=ids, realtime=kind == "realtime")
     # max-rate runs: a minute of every patient, just past (sample times trail the clock)
@@ -795,6 +796,12 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--kinds", default="10s,1s,realtime", help="10s, 1s, realtime")
     parser.add_argument("--raw", action="store_true", help="keep each alert's latency")
+    parser.add_argument(
+        "--flat-s",
+        type=int,
+        default=0,
+        help="seconds of every patient sent in a max-rate run (default 60 for 10-s, 20 for 1-s)",
+    )
     parser.add_argument("--systems", default="heatmon,nodered", help="heatmon, nodered, base")
     parser.add_argument(
         "--base",
