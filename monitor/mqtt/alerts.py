@@ -66,12 +66,11 @@ class AlertQueue:
         try:
             topic = self._topics.patient(event.patient, channel)
             payload = payloads.encode_event(event)
-            repeated = event.id in self._fresh_keys or outbox.seen(event.id)
-        except (sqlite3.Error, InputError, ValueError):
+        except (InputError, ValueError):
             self._count("alerts_not_queued")
             log.exception("mqtt: could not queue alert %s", event.id)
             return
-        if repeated:
+        if event.id in self._fresh_keys:  # (one queued before is skipped by the outbox)
             self._count("alerts_duplicate_dropped")
             return
         self._fresh.append((topic, payload, event.id))
@@ -90,11 +89,13 @@ class AlertQueue:
         if not fresh or outbox is None:
             return
         try:
-            outbox.put_keyed(fresh)
+            queued = outbox.put_keyed(fresh)
         except sqlite3.Error:
             self._count("alerts_not_queued", len(fresh))
             log.exception("mqtt: could not queue %d alert(s)", len(fresh))
             return
+        if queued < len(fresh):  # an id queued once is never queued again
+            self._count("alerts_duplicate_dropped", len(fresh) - queued)
         self.wake.set()
 
     async def send(self, client: aiomqtt.Client) -> None:

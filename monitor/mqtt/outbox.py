@@ -105,11 +105,6 @@ class Outbox:
         self._pending += 1
         return True
 
-    def seen(self, key: str) -> bool:
-        """Whether a message with ``key`` was queued before (:meth:`put` would refuse it)."""
-        row = self._db.execute("SELECT 1 FROM seen_keys WHERE key = ?", (key,)).fetchone()
-        return row is not None
-
     def put_keyed(self, items: Sequence[tuple[str, bytes, str]], *, qos: int = 1) -> int:
         """Queue messages ``(topic, payload, key)`` in one transaction (one commit), each
         as :meth:`put` would (a key queued before is skipped); how many were queued."""
