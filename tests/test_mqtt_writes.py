@@ -5,6 +5,8 @@ burst arrives, in order."""
 
 from __future__ import annotations
 
+import asyncio
+
 import paho.mqtt.client as paho_mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -98,3 +100,22 @@ async def test_a_burst_of_states_and_alerts_arrives_whole_and_in_order(
         await anna.wait_for(lambda a: bool(a.on("/alerts")), what="the alert after the burst")
         got = [m.payload for m in anna.messages if m.topic == topic]
         assert got == [str(i).encode() for i in range(2000)]
+
+
+async def test_what_a_turn_queues_is_written_at_its_end_and_a_full_socket_is_watched() -> None:
+    socket = Socket(10**9)
+    client = paho_mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t")
+    watched: list[object] = []
+    client.on_socket_register_write = lambda _c, _u, sock: watched.append(sock)
+    client.on_socket_unregister_write = lambda *_: None
+    client._sock = socket  # type: ignore[assignment]
+    BufferedWrites(client).install()
+    for i in range(100):
+        client.publish("heatmon/p1/state", str(i).encode(), qos=0)
+    assert socket.calls == 0  # nothing yet: the turn is not over
+    await asyncio.sleep(0)
+    assert socket.calls == 1 and not client.want_write() and watched == []
+    socket.room = 0  # the socket is full: aiomqtt's watch of it takes over
+    client.publish("heatmon/p1/state", b"late", qos=0)
+    await asyncio.sleep(0)
+    assert client.want_write() and watched == [socket]

@@ -156,26 +156,67 @@ class BufferedReads:
 
 
 class BufferedWrites:
-    """paho sends each queued packet with a ``send`` of its own: a turn that publishes a
-    thousand states is a thousand system calls (on loopback each one also runs the
-    receiving side of the stack). Installed on a paho client, this sends every packet
-    queued at that moment in one ``send`` first, then lets paho's own loop walk the packets
-    as always, serving its ``send`` calls from the bytes already on the wire: paho's
-    bookkeeping (a packet written in part, ``on_publish``, a DISCONNECT) is untouched, and
-    what the one ``send`` did not take paho sends itself. Only the number of writes
-    changes: the same bytes leave in the same order."""
+    """paho sends each queued packet with a ``send`` of its own, and aiomqtt has the event
+    loop watch the socket (a wake-up through the loop's self-pipe and two ``epoll_ctl``)
+    each time something is queued: a turn that publishes a thousand states or PUBACKs
+    costs thousands of system calls, and on loopback each ``send`` also runs the
+    receiving side of the stack. Installed on a paho client, this
 
-    __slots__ = ("_credit", "_packet_write", "_paho", "_send")
+    - writes at the end of the event loop's turn in which something was queued (the
+      socket is nearly always writable), and falls back to aiomqtt's watch of the socket
+      only when it is not (or when paho queues from its connect thread);
+    - sends every packet queued at that moment in one ``send``, then lets paho's own loop
+      walk the packets as always, serving its ``send`` calls from the bytes already on the
+      wire: paho's bookkeeping (a packet written in part, ``on_publish``, a DISCONNECT) is
+      untouched, and what the one ``send`` did not take paho sends itself.
+
+    Only the number and timing of the writes change: the same bytes leave in the same
+    order."""
+
+    __slots__ = ("_credit", "_fallback", "_packet_write", "_paho", "_scheduled", "_send")
 
     def __init__(self, paho: paho_mqtt.Client) -> None:
         self._paho = paho
         self._send = paho._sock_send
         self._packet_write = paho._packet_write
+        self._fallback = paho.on_socket_register_write
         self._credit = 0
+        self._scheduled = False
 
     def install(self) -> None:
         self._paho._sock_send = self.send  # type: ignore[method-assign]
         self._paho._packet_write = self.packet_write  # type: ignore[method-assign]
+        if self._fallback is not None:
+            self._paho.on_socket_register_write = self.register_write
+
+    def register_write(self, client: paho_mqtt.Client, userdata: Any, sock: Any) -> None:
+        """paho has something to write (and was not writing): write at the end of this
+        turn of the event loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # paho's connect runs in an executor thread
+            loop = None
+        if loop is None or self._fallback is None:
+            if self._fallback is not None:
+                self._fallback(client, userdata, sock)
+            return
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._write_now, sock)
+
+    def _write_now(self, sock: Any) -> None:
+        self._scheduled = False
+        paho = self._paho
+        if paho._sock is not sock or sock is None:
+            return  # that connection is gone (a new one registers anew)
+        try:
+            paho.loop_write()
+        except Exception:  # a broken socket: let aiomqtt's writer meet it and disconnect
+            pending = True
+        else:
+            pending = paho.want_write()
+        if pending and self._fallback is not None:  # would block: watch the socket
+            self._fallback(paho, paho._userdata, sock)
 
     def send(self, buf: bytes | bytearray) -> int:
         if self._credit > 0:  # already sent by packet_write's one send
