@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from adapters.simulator import SCENARIOS, SimulatedPatient
@@ -254,3 +256,34 @@ def test_a_backlog_behind_the_clock_is_estimated_as_if_it_came_in_time() -> None
     assert [level for _, level in levels] == ["caution", "cool_down"], with_ticks
     assert all(T0 + 150 < t < T0 + 400 for t, _ in levels)
     assert with_ticks == feed(ticks=False)
+
+
+def _state_times(engine: MonitorEngine, patient: str, seconds: int) -> list[float]:
+    times: list[float] = []
+    for i in range(seconds):
+        r = engine.ingest(Sample(patient, SampleKind.HEART_RATE, 70.0, T0 + i))
+        times += [s.time for s in r.states]
+    return times
+
+
+def test_each_patient_s_windows_end_at_an_offset_of_their_own() -> None:
+    """Many patients' states (and alerts) come spread over the seconds, not all in the
+    second after each 10-s mark; each patient's windows are still 10 s apart, and the same
+    every run. ``window_phase = "clock"`` puts every window end on the 10-s grid."""
+    ids = [f"p{i:03d}" for i in range(200)]
+    engine = MonitorEngine(profiles={p: PatientProfile(id=p, resting_hr_bpm=65) for p in ids})
+    offsets = []
+    for p in ids:
+        times = _state_times(engine, p, 60)
+        assert len(times) >= 4 and all(b - a == pytest.approx(10.0) for a, b in pairwise(times))
+        offsets.append((times[0] - T0) % 10.0)
+    assert len({round(o, 3) for o in offsets}) > 150  # spread, not all on one mark
+    assert sum(o < 1.0 for o in offsets) < 40  # about a tenth in each second of ten
+    again = MonitorEngine(profiles={"p007": PatientProfile(id="p007", resting_hr_bpm=65)})
+    assert (_state_times(again, "p007", 60)[0] - T0) % 10.0 == pytest.approx(offsets[7])
+    clock = MonitorEngine(
+        profiles={p: PatientProfile(id=p, resting_hr_bpm=65) for p in ids[:20]},
+        config=EngineConfig(window_phase="clock"),
+    )
+    for p in ids[:20]:
+        assert all((t - T0) % 10.0 == pytest.approx(0.0) for t in _state_times(clock, p, 60))

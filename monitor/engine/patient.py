@@ -17,6 +17,7 @@ from monitor.engine.forecast import FORECAST_PARAMS, minutes_to_likely_threshold
 from monitor.engine.params import DEFAULT_START_CORE_C
 from monitor.engine.quality import KindValidator
 from monitor.engine.risk import RiskStateMachine
+from monitor.engine.windows import window_phase
 from monitor.errors import ConfigError, InputError
 from monitor.model import (
     Event,
@@ -101,6 +102,7 @@ class PatientEngine:
         "_last_skin",
         "_last_step",
         "_last_time",
+        "_phase",
         "_profile",
         "_quality",
         "_resting_hr",
@@ -122,6 +124,8 @@ class PatientEngine:
         self._profile = profile
         self._config = config or EngineConfig()
         self._step_s = self._config.step_s
+        self._phase = window_phase(profile.id, self._step_s, self._config.window_phase)
+        """Where this patient's windows end within a step (see :func:`window_phase`)."""
         make_estimator(self._config.estimator)  # fail early on a bad name
         self.counters: dict[str, int] = {}
         self._validators: dict[tuple[SampleKind, str], KindValidator] = {}
@@ -357,7 +361,7 @@ class PatientEngine:
         self._session = f"{self._profile.id}-{int(time)}"
         self._session_start = time
         step = self._step_s
-        start = math.floor(time / step) * step
+        start = math.floor((time - self._phase) / step) * step + self._phase
         self._last_step = start
         self._win_end = start + step
         self._last_time = time
