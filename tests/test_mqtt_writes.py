@@ -119,3 +119,23 @@ async def test_what_a_turn_queues_is_written_at_its_end_and_a_full_socket_is_wat
     client.publish("heatmon/p1/state", b"late", qos=0)
     await asyncio.sleep(0)
     assert client.want_write() and watched == [socket]
+
+
+async def test_a_broken_connection_is_not_watched_after_it_closed() -> None:
+    """The broker went away: paho closes the socket; its file descriptor is not handed to
+    the event loop afterwards (that would log an error about a closed descriptor)."""
+
+    class Broken(Socket):
+        def send(self, data: bytes) -> int:
+            raise BrokenPipeError
+
+    socket = Broken(0)
+    client = paho_mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t")
+    watched: list[object] = []
+    client.on_socket_register_write = lambda _c, _u, sock: watched.append(sock)
+    client.on_socket_unregister_write = lambda *_: None
+    client._sock = socket  # type: ignore[assignment]
+    BufferedWrites(client).install()
+    client.publish("heatmon/p1/state", b"x", qos=1)
+    await asyncio.sleep(0)
+    assert client._sock is None and watched == []

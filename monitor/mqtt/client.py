@@ -215,8 +215,8 @@ class BufferedWrites:
             pending = True
         else:
             pending = paho.want_write()
-        if pending and self._fallback is not None:  # would block: watch the socket
-            self._fallback(paho, paho._userdata, sock)
+        if pending and paho._sock is sock and self._fallback is not None:
+            self._fallback(paho, paho._userdata, sock)  # would block: watch the socket
 
     def send(self, buf: bytes | bytearray) -> int:
         if self._credit > 0:  # already sent by packet_write's one send
