@@ -50,9 +50,9 @@ class EngineConfig(BaseModel):
 
     estimator: str = Field(default="heat_balance", max_length=64)
     step_s: float = Field(default=10.0, gt=0, le=60)
-    window_phase: Literal["patient", "clock"] = "patient"
-    """Where windows end: at an offset of each patient's own within the step (spreads the
-    work and the alerts of many patients over the seconds), or on multiples of the step."""
+    window_phase: Literal["clock", "patient"] = "clock"
+    """Where windows end: on multiples of the step, or at an offset of each patient's own
+    within the step (spreads the work and the alerts of many patients over the seconds)."""
     stale_after_s: float = Field(default=30.0, gt=0, le=3600)
     use_measured_core: bool = True
 

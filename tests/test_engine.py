@@ -266,12 +266,15 @@ def _state_times(engine: MonitorEngine, patient: str, seconds: int) -> list[floa
     return times
 
 
-def test_each_patient_s_windows_end_at_an_offset_of_their_own() -> None:
+def test_with_window_phase_patient_each_patient_s_windows_end_at_an_offset_of_their_own() -> None:
     """Many patients' states (and alerts) come spread over the seconds, not all in the
     second after each 10-s mark; each patient's windows are still 10 s apart, and the same
-    every run. ``window_phase = "clock"`` puts every window end on the 10-s grid."""
+    every run. By default (``window_phase = "clock"``) every window ends on the 10-s grid."""
     ids = [f"p{i:03d}" for i in range(200)]
-    engine = MonitorEngine(profiles={p: PatientProfile(id=p, resting_hr_bpm=65) for p in ids})
+    spread = EngineConfig(window_phase="patient")
+    engine = MonitorEngine(
+        profiles={p: PatientProfile(id=p, resting_hr_bpm=65) for p in ids}, config=spread
+    )
     offsets = []
     for p in ids:
         times = _state_times(engine, p, 60)
@@ -279,11 +282,10 @@ def test_each_patient_s_windows_end_at_an_offset_of_their_own() -> None:
         offsets.append((times[0] - T0) % 10.0)
     assert len({round(o, 3) for o in offsets}) > 150  # spread, not all on one mark
     assert sum(o < 1.0 for o in offsets) < 40  # about a tenth in each second of ten
-    again = MonitorEngine(profiles={"p007": PatientProfile(id="p007", resting_hr_bpm=65)})
-    assert (_state_times(again, "p007", 60)[0] - T0) % 10.0 == pytest.approx(offsets[7])
-    clock = MonitorEngine(
-        profiles={p: PatientProfile(id=p, resting_hr_bpm=65) for p in ids[:20]},
-        config=EngineConfig(window_phase="clock"),
+    again = MonitorEngine(
+        profiles={"p007": PatientProfile(id="p007", resting_hr_bpm=65)}, config=spread
     )
+    assert (_state_times(again, "p007", 60)[0] - T0) % 10.0 == pytest.approx(offsets[7])
+    clock = MonitorEngine(profiles={p: PatientProfile(id=p, resting_hr_bpm=65) for p in ids[:20]})
     for p in ids[:20]:
         assert all((t - T0) % 10.0 == pytest.approx(0.0) for t in _state_times(clock, p, 60))

@@ -135,9 +135,7 @@ def evaluate(
 ) -> Evaluation:
     """Replay ``recording`` with the measured core held out and score every session."""
     profiles = dict(profiles or {})
-    # Windows on the clock's 10-s grid: a score does not hang on an id's offset
-    # (``monitor/engine/windows.py``), and recordings worked by hand stay easy to check.
-    config = EngineConfig(estimator=estimator, use_measured_core=False, window_phase="clock")
+    config = EngineConfig(estimator=estimator, use_measured_core=False)
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as est:
         report = replay(
             recording,
