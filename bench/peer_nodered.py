@@ -226,6 +226,7 @@ def start_heatmon(
     db: str,
     ids: list[str],
     code: Path | None = None,
+    window_phase: str = "clock",
 ) -> Service:
     """``heatmon run``; with ``code``, the ``monitor`` package from that folder instead (an
     earlier version, ``--base``, run in the same rounds)."""
@@ -235,7 +236,8 @@ def start_heatmon(
     )
     (work / "heatmon.toml").write_text(
         f'[monitor]\ninstance = "bench-{db}"\nlog_level = "WARNING"\ndata_dir = "{work}"\n\n'
-        f"{patients}\n"
+        + (f'[engine]\nwindow_phase = "{window_phase}"\n\n' if window_phase != "clock" else "")
+        + f"{patients}\n"
         f'[sinks.mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "{USER}"\n'
         f'topic_prefix = "{prefix}"\nclient_id = "heatmon-{db}"\n\n'
         f'[sinks.influxdb]\nurl = "{influx_url}"\ndatabase = "{db}"\n'
@@ -529,6 +531,7 @@ async def run(
             db=db,
             ids=[*ids, "probe"],
             code=args.base if system == "base" else None,
+            window_phase=args.window_phase,
         )
     else:
         port = proxy.port if proxy is not None else influx.port
@@ -836,6 +839,12 @@ def main() -> None:
         type=int,
         default=1000,
         help="Mosquitto's max_inflight_messages (heatmon acknowledges after the fsync)",
+    )
+    parser.add_argument(
+        "--window-phase",
+        choices=("clock", "patient"),
+        default="clock",
+        help="heatmon's [engine] window_phase (default: clock, heatmon's default)",
     )
     parser.add_argument("--budget-s", type=float, default=1500.0, help="no new run after this")
     parser.add_argument(
