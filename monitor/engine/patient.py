@@ -435,6 +435,7 @@ class PatientEngine:
             mtt = self._minutes_to_threshold(delta)
         else:
             fast = est.forecast_fast() or (0.0, 0.0, 0.0)
+            pull = est.forecast_pull() or (0.0, 0.0)
             mtt = minutes_to_likely_threshold(
                 rise=delta,
                 variance=process[2],
@@ -448,6 +449,8 @@ class PatientEngine:
                 fast_equilibrium=fast[1],
                 fast_loss_per_min=fast[2],
                 increment_sd_per_c=FORECAST_PARAMS.increment_sd_per_c,
+                pull_per_min=pull[0],
+                pull_rise=pull[1],
             )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
