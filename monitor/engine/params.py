@@ -125,7 +125,7 @@ HEAT_BALANCE_PARAMS = HeatBalanceParams(
     loss_skin_slope=0.161,
     skin_warming_cap_c=1.0,
     skin_vasodilation_coupling=0.2,
-    production_r_offset=0.2,
+    production_r_offset=0.25,
     fast_production_c_per_min=0.1,
     fast_loss_per_min=0.25,
     fast_room_slope=0.1,
@@ -136,7 +136,7 @@ HEAT_BALANCE_PARAMS = HeatBalanceParams(
     capacity_exponent=1.5,
     pull_gain_factor=1.5,
     workload_tau_s=180.0,
-    model_sd_per_c=0.34,
+    model_sd_per_c=0.44,
 )
 """Fitted on the training split (docs/physiology.md, "Fitted parameters")."""
 
