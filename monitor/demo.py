@@ -90,12 +90,14 @@ LEVEL_TEXT: Mapping[Level, str] = MappingProxyType(
 
 
 def demo_profiles() -> dict[str, PatientProfile]:
-    """The demo patients; whoever sweats less in the simulation has it in the profile."""
+    """The demo patients; whoever sweats less in the simulation has it in the profile, and
+    each profile names the patient's activity (as docker/heatmon/heatmon.toml does)."""
     return {
         p.id: PatientProfile(
             id=p.id,
             display_name=p.display_name,
             age=p.age,
+            activity=SCENARIOS[p.scenario].activity,
             heat_sensitivity=HeatSensitivity.IMPAIRED_SWEATING
             if SCENARIOS[p.scenario].sweat_capacity < 1.0
             else HeatSensitivity.NONE,

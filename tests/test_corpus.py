@@ -4,6 +4,7 @@ that behave as the people, rooms and workouts they describe."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,16 +75,29 @@ def test_the_split_keeps_models_and_seeds_apart() -> None:
 
 
 def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
-    """``train_gagge`` (the Gagge part of the training data), ``heldout3`` and ``heldout4``
-    (each scored once, at the end of a round) draw people from seeds no other split uses."""
+    """``train_gagge`` (the Gagge part of the training data), ``heldout3``, ``heldout4`` and
+    ``heldout5`` (each scored once, at the end of a round) draw people from seeds no other
+    split uses."""
     splits = {name: plan(name) for name in ("train", "heldout", "heldout2", "train_gagge")}
     splits["heldout3"] = plan("heldout3")
     splits["heldout4"] = plan("heldout4")
+    splits["heldout5"] = plan("heldout5")
     assert {s.model for s in splits["train_gagge"]} == {"gagge"}
     assert {s.model for s in splits["heldout3"]} == {"gagge", "jos3"}
     assert {s.model for s in splits["heldout4"]} == {"gagge", "jos3"}
-    for name in ("train_gagge", "heldout3", "heldout4"):
+    assert {s.model for s in splits["heldout5"]} == {"gagge", "jos3"}
+    for name in ("train_gagge", "heldout3", "heldout4", "heldout5"):
         others = set().union(*({s.seed for s in v} for k, v in splits.items() if k != name))
         assert not {s.seed for s in splits[name]} & others, name
         assert {s.workout for s in splits[name]} == set(Workout)
         assert {s.room for s in splits[name]} == set(Room)
+
+
+@pytest.mark.parametrize("split", ["heldout", "heldout4", "heldout5"])
+def test_fitting_and_tuning_refuse_a_held_out_split(split: str, tmp_path: Path) -> None:
+    """``bench.corpus.fit`` and ``bench.corpus.tune`` read their sessions through
+    ``training_windows``: a held-out split is refused before any file is read."""
+    from bench.corpus.fit import training_windows
+
+    with pytest.raises(ValueError, match="held-out"):
+        training_windows(tmp_path, f"train,{split}", simulator=False)

@@ -289,3 +289,39 @@ def test_with_window_phase_patient_each_patient_s_windows_end_at_an_offset_of_th
     clock = MonitorEngine(profiles={p: PatientProfile(id=p, resting_hr_bpm=65) for p in ids[:20]})
     for p in ids[:20]:
         assert all((t - T0) % 10.0 == pytest.approx(0.0) for t in _state_times(clock, p, 60))
+
+
+@pytest.mark.parametrize("name", [n for n, s in SCENARIOS.items() if s.hot])
+def test_a_patient_who_stops_sees_a_recovery_countdown_before_baseline(name: str) -> None:
+    """The countdown ("back to baseline in about …") starts once the estimate falls after the
+    patient heeds the cool-down, and comes before the recovered notice: with the earlier
+    warnings of the fourth round the estimate is back under +0.15 °C within minutes, so a
+    countdown that waited for three minutes of climbing to be forgotten never showed."""
+    sc = SCENARIOS[name]
+    sim = SimulatedPatient(scenario=sc, seed=0)
+    sensitivity = (
+        HeatSensitivity.IMPAIRED_SWEATING if sc.sweat_capacity < 1.0 else HeatSensitivity.NONE
+    )
+    profile = PatientProfile(id="p", age=sc.age, activity=sc.activity, heat_sensitivity=sensitivity)
+    engine = MonitorEngine(profiles={"p": profile})
+    cool_down = recovered = None
+    countdown: list[float] = []
+    while not sim.finished and recovered is None:
+        v = sim.step(1.0)
+        for kind, value in (
+            (SampleKind.HEART_RATE, v.heart_rate_bpm),
+            (SampleKind.SKIN_TEMP, v.skin_temp_c),
+        ):
+            for e in engine.ingest(Sample("p", kind, value, T0 + v.time_s)).events:
+                if e.level is Level.COOL_DOWN and cool_down is None:
+                    cool_down = v.time_s
+                    sim.heed_cool_down()
+                if e.kind is EventKind.RECOVERED:
+                    recovered = v.time_s
+        state = engine.state("p")
+        if state is not None and state.minutes_to_recovery is not None and recovered is None:
+            countdown.append(v.time_s)
+    assert cool_down is not None and recovered is not None
+    assert countdown, "a countdown before the recovered notice"
+    assert countdown[0] - cool_down < 4 * 60.0
+    assert countdown[-1] - countdown[0] >= 60.0

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from monitor.engine.estimators import ECTempEstimator, HeatBalanceEstimator
-from monitor.engine.params import ECTEMP_GAMMA, ectemp_hr_model
+from monitor.engine.params import (
+    ECTEMP_GAMMA,
+    HEAT_BALANCE_PARAMS,
+    HeatBalanceParams,
+    ectemp_hr_model,
+)
 
 
 def test_observation_model_matches_published_coefficients() -> None:
@@ -75,8 +82,10 @@ def test_measured_core_pulls_the_estimate() -> None:
     assert 37.6 < est.core_c < 37.8
 
 
-def _heat_balance_run(skin: float | None, minutes: int = 30) -> HeatBalanceEstimator:
-    est = HeatBalanceEstimator()
+def _heat_balance_run(
+    skin: float | None, minutes: int = 30, *, params: HeatBalanceParams = HEAT_BALANCE_PARAMS
+) -> HeatBalanceEstimator:
+    est = HeatBalanceEstimator(params=params)
     est.calibrate(baseline_core_c=37.0, resting_hr_bpm=65.0, max_hr_bpm=180.0, baseline_skin_c=33.0)
     for _ in range(minutes * 6):
         est.step(10.0, heart_rate=130.0, skin_temp=skin, measured_core=None)
@@ -96,7 +105,12 @@ def test_heat_balance_falling_skin_never_lowers_the_estimate() -> None:
 
 def test_heat_balance_without_skin_falls_back_to_heart_rate_only() -> None:
     no_skin = _heat_balance_run(None)
-    assert no_skin.core_c == pytest.approx(_heat_balance_run(33.0).core_c)
+    # A skin at its rest value shifts nothing, as no skin; but it keeps the fast part's gate
+    # at g₀ (the core has not yet warmed enough to open the skin's vessels), while without a
+    # skin reading the gate stays open: never a lower estimate than with a skin at rest.
+    ungated = replace(HEAT_BALANCE_PARAMS, fast_skin_gate_c=0.0)
+    assert no_skin.core_c == pytest.approx(_heat_balance_run(33.0, params=ungated).core_c)
+    assert no_skin.core_c >= _heat_balance_run(33.0).core_c
     assert no_skin.core_c - 37.0 > 0.4
     assert 0.0 < no_skin.sd_c < 0.5
 

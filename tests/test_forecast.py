@@ -264,3 +264,51 @@ def test_fast_compartment_step_by_hand() -> None:
     assert two == pytest.approx(0.4706, abs=1e-3)
     one = minutes_to_likely_threshold(rise=0.2, equilibrium=0.5, loss_per_min=0.1, **kw)
     assert one is not None and one > 0.5
+
+
+def test_the_heart_rate_pull_by_hand() -> None:
+    """The first hand-worked case (rise 0.3, variance 0.0004, slow part heading for 0.8 at
+    L = 0.1 /min, q = 0.001, z = 1, threshold 0.5) with the heart-rate observation pulling at
+    G = 0.1 /min towards 0.6: the slow part heads for (0.1·0.8 + 0.1·0.6)/0.2 = 0.7 at
+    0.2 /min (a = e^(−0.1) = 0.904837); the variance grows as before (e^(−0.05)).
+      t = 0.5: m = 0.338065; v = 0.00086193; g = 0.367424
+      t = 1.0: m = 0.372508; g = 0.408284     t = 1.5: m = 0.403673; g = 0.444393
+      t = 2.0: m = 0.431872; g = 0.476597     t = 2.5: m = 0.457388; g = 0.505450 ≥ 0.5
+    Interpolated: 2.0 + 0.5·(0.5 − 0.476597)/(0.505450 − 0.476597) = 2.40556 min (without
+    the pull 3.47605: the estimate the heart rate keeps pulling up gets there sooner)."""
+    kw = dict(
+        rise=0.3,
+        variance=0.0004,
+        equilibrium=0.8,
+        loss_per_min=0.1,
+        threshold=0.5,
+        horizon_min=10.0,
+        z=1.0,
+        forecast_var_per_min=0.001,
+    )
+    mtt = minutes_to_likely_threshold(pull_per_min=0.1, pull_rise=0.6, **kw)
+    assert mtt == pytest.approx(2.40556, abs=1e-4)
+    # A heart rate that implies a rise under the process's pulls the path down instead.
+    low = minutes_to_likely_threshold(pull_per_min=0.1, pull_rise=0.0, **kw)
+    assert low is None or low > 3.47605
+
+
+def test_forecast_pull_and_capacity_inputs_by_hand() -> None:
+    # After the one-minute step of test_process_step_and_forecast_inputs_by_hand: x = 37.034349,
+    # v = 0.00049869; smoothed heart rate 60 + (1/6)·120 = 80 bpm. c at x = 45.830954; the
+    # expected heart rate model(x) − model(37) + 60 = 61.579641, innovation 18.420359.
+    # Gain c²·v/400 = 0.0026187 /min; the rise it pulls towards 0.034349 + 18.420359/c = 0.436269.
+    est = HeatBalanceEstimator(params=replace(PARAMS, pull_gain_factor=1.0))
+    est.calibrate(baseline_core_c=37.0, resting_hr_bpm=60.0, max_hr_bpm=180.0, baseline_skin_c=33.0)
+    est.step(60.0, heart_rate=120.0, skin_temp=34.0, measured_core=None)
+    gain, rise = est.forecast_pull() or (0.0, 0.0)
+    assert gain == pytest.approx(0.0026187, rel=1e-4)
+    assert rise == pytest.approx(0.436269, abs=1e-5)
+    assert _one_step(HeatSensitivity.NONE).forecast_pull() is None  # pull_gain_factor 0: off
+    # Capacity (Uth et al. 2004): 15.3/3.5 · 180/60 = 13.114286 METs; with the exponent 1 and
+    # the reference 11 METs production × 1.192208: equilibrium 0.05·1.192208·(1/6)/0.02 + 0.3.
+    fit = HeatBalanceEstimator(params=replace(PARAMS, capacity_exponent=1.0))
+    fit.calibrate(baseline_core_c=37.0, resting_hr_bpm=60.0, max_hr_bpm=180.0, baseline_skin_c=33.0)
+    fit.step(60.0, heart_rate=120.0, skin_temp=34.0, measured_core=None)
+    eq, _, _ = fit.forecast_process() or (0.0, 0.0, 0.0)
+    assert eq == pytest.approx(0.796753, abs=1e-6)

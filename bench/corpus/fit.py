@@ -218,6 +218,7 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
         eq, loss, var = est.forecast_process() or (0.0, 1.0, 0.0)
         sd = est.sd_c
         fast = est.forecast_fast() or (0.0, 0.0, 0.0)
+        pull = est.forecast_pull() or (0.0, 0.0)
         mtt = minutes_to_likely_threshold(
             rise=delta,
             variance=var,
@@ -231,6 +232,8 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
             fast_equilibrium=fast[1],
             fast_loss_per_min=fast[2],
             increment_sd_per_c=fc.increment_sd_per_c,
+            pull_per_min=pull[0],
+            pull_rise=pull[1],
         )
         if hr is not None:
             risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)

@@ -15,6 +15,8 @@ takes) and ``sessions.json`` (who, where, what, which model):
   on, scored once at the end of the second round (seen since).
 * ``heldout4`` — Gagge (seeds 12000…) and JOS-3 (seeds 13000…) sessions, generated before the
   third round's choices and scored once at its end.
+* ``heldout5`` — Gagge (seeds 14000…) and JOS-3 (seeds 15000…) sessions, generated before the
+  fourth round's choices and scored once at its end.
 
 Each split crosses workouts (steady aerobic, intervals, strength sets, balance/flexibility) with
 rooms (cool, neutral, hot and humid); one person in four sweats poorly (heat-sensitive). The
@@ -75,6 +77,7 @@ def plan(split: str, *, scale: float = 1.0) -> list[SessionSpec]:
         "train_gagge": (("gagge", 6000, 10),),
         "heldout3": (("gagge", 8000, 5), ("jos3", 9000, 4)),
         "heldout4": (("gagge", 12000, 5), ("jos3", 13000, 4)),
+        "heldout5": (("gagge", 14000, 5), ("jos3", 15000, 4)),
     }[split]
     specs: list[SessionSpec] = []
     for model, seed0, reps in groups:
@@ -115,6 +118,7 @@ PREFIX: Mapping[str, str] = MappingProxyType(
         "train_gagge": "tg",
         "heldout3": "h3",
         "heldout4": "h4",
+        "heldout5": "h5",
     }
 )
 
@@ -217,7 +221,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--split",
-        choices=("train", "heldout", "heldout2", "train_gagge", "heldout3", "heldout4", "all"),
+        choices=(
+            "train",
+            "heldout",
+            "heldout2",
+            "train_gagge",
+            "heldout3",
+            "heldout4",
+            "heldout5",
+            "all",
+        ),
         default="all",
     )
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the sessions (quick runs)")

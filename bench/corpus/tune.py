@@ -9,10 +9,11 @@ its grid and keeps a change that lowers the objective, for up to two passes. It 
 path it took and the values to put in ``HEAT_BALANCE_PARAMS`` / ``FORECAST_PARAMS``. The
 held-out splits are never read.
 
-Objective (lower is better), in the order issue 9 ranks the targets: 10 × (1 − sensitivity)
-+ 20 × (false cool-downs an hour above 0.1) + 3 × false cool-downs an hour + 0.3 × (p90 lead
-above 15 min) + 0.3 × (median lead above 10 min) + 20 × (RMSE above 0.23 °C) + 10 × (coverage
-below 87 %).
+Objective (lower is better), in the order issue 9 ranks the targets, with a margin inside
+them (``MARGIN``; fourth round): 10 × (1 − sensitivity) + 30 × (sensitivity below 0.985) +
+20 × (false cool-downs an hour above 0.08) + 3 × false cool-downs an hour + 0.3 × (p90 lead
+above 14 min) + 0.3 × (median lead above 9.5 min) + 20 × (RMSE above 0.23 °C) + 10 ×
+(coverage below 87 %).
 """
 
 from __future__ import annotations
@@ -37,16 +38,31 @@ HEAT_SENSITIVE_EXTRA_Z = 0.25
 
 GRID: Mapping[str, tuple[float, ...]] = MappingProxyType(
     {
+        "pull_gain_factor": (0.0, 0.5, 1.0, 1.5, 2.0),
+        "capacity_exponent": (0.0, 0.5, 1.0, 1.5),
+        "fast_skin_gate_c": (0.0, 0.3, 0.5, 1.0),
+        "fast_gate_floor": (0.25, 0.5, 0.75),
+        "production_r_offset": (0.1, 0.15, 0.2, 0.25, 0.3),
+        "fast_production_c_per_min": (0.07, 0.1, 0.13),
+        "fast_loss_per_min": (0.15, 0.25, 0.35),
+        "workload_tau_s": (120.0, 180.0, 300.0),
         "intermittent_hr_var_factor": (1.0, 1.5, 2.0, 3.0),
         "skin_warming_cap_c": (0.7, 0.85, 1.0),
         "intermittent_hr_work_share": (0.0, 0.15, 0.3, 0.45),
         "skin_vasodilation_coupling": (0.05, 0.1, 0.15, 0.2, 0.3),
         "fast_room_slope": (0.0, 0.1, 0.2, 0.3),
-        "z": (1.75, 1.9, 2.0, 2.1, 2.25, 2.5),
-        "forecast_var_per_min": (0.0005, 0.001, 0.0015, 0.002),
+        "z": (1.5, 1.65, 1.75, 1.9, 2.0, 2.1, 2.25, 2.5),
+        "forecast_var_per_min": (0.00025, 0.0005, 0.001, 0.0015, 0.002),
         "increment_sd_per_c": (0.0, 0.2, 0.3, 0.45, 0.6),
     }
 )
+
+
+MARGIN: Mapping[str, float] = MappingProxyType(
+    {"sensitivity": 0.985, "false_per_h": 0.08, "p90_min": 14.0, "median_min": 9.5}
+)
+"""Training figures the objective asks for, inside the held-out targets (0.97, 0.1 / h,
+15 min, 10 min): each round's figures were worse on fresh sessions than on training."""
 
 
 def split_params(
@@ -61,12 +77,14 @@ def split_params(
 
 def objective(s: Summary) -> float:
     false_h = s.false_cool_downs_per_hour or 0.0
+    sens = s.sensitivity or 0.0
     return (
-        10.0 * (1.0 - (s.sensitivity or 0.0))
-        + 20.0 * max(0.0, false_h - 0.1)
+        10.0 * (1.0 - sens)
+        + 30.0 * max(0.0, MARGIN["sensitivity"] - sens)
+        + 20.0 * max(0.0, false_h - MARGIN["false_per_h"])
         + 3.0 * false_h
-        + 0.3 * max(0.0, (s.lead_p90_min or 99.0) - 15.0)
-        + 0.3 * max(0.0, (s.lead_median_min or 99.0) - 10.0)
+        + 0.3 * max(0.0, (s.lead_p90_min or 99.0) - MARGIN["p90_min"])
+        + 0.3 * max(0.0, (s.lead_median_min or 99.0) - MARGIN["median_min"])
         + 20.0 * max(0.0, (s.rmse_rise_c or 9.0) - 0.23)
         + 10.0 * max(0.0, 0.87 - (s.coverage_95 or 0.0))
     )

@@ -43,6 +43,10 @@ from monitor.engine.params import (
 )
 from monitor.profile import Activity, HeatSensitivity
 
+UTH_MET_PER_HR_RATIO = 15.3 / 3.5
+"""Uth et al. 2004 (Eur J Appl Physiol 91:111): VO2max ≈ 15.3 ml/kg/min × HRmax / HRrest;
+one MET is 3.5 ml/kg/min."""
+
 
 class Estimator(Protocol):
     """What the engine needs of a core-temperature estimator."""
@@ -88,6 +92,12 @@ class Estimator(Protocol):
         """``(its part of the rise, its equilibrium, its loss rate per minute)`` of a fast
         compartment the forecast runs beside the process of :meth:`forecast_process`
         (whose equilibrium is then the rest of the rise's); ``None`` if the model has none."""
+        ...
+
+    def forecast_pull(self) -> tuple[float, float] | None:
+        """``(gain per minute, rise)``: how fast the heart-rate observation pulls the estimate,
+        and towards which rise, under the current smoothed heart rate; ``None`` if the model's
+        forecast has no such term."""
         ...
 
     def step(
@@ -171,6 +181,9 @@ class _KalmanEstimator:
     def forecast_fast(self) -> tuple[float, float, float] | None:
         return None
 
+    def forecast_pull(self) -> tuple[float, float] | None:
+        return None
+
     def _observe(
         self,
         q: float,
@@ -228,11 +241,14 @@ class HeatBalanceEstimator(_KalmanEstimator):
         "_baseline",
         "_fast",
         "_fast_production",
+        "_gate",
+        "_hr_age_s",
         "_hr_max",
         "_hr_rest",
         "_hr_var",
         "_loss",
         "_params",
+        "_production",
         "_r_smooth",
         "_skin",
         "_skin0",
@@ -263,6 +279,9 @@ class HeatBalanceEstimator(_KalmanEstimator):
         self._work_share = 0.0
         self._hr_var = params.hr_obs_var
         self._fast_production = params.fast_production_c_per_min
+        self._production = params.production_c_per_min
+        self._hr_age_s = math.inf
+        self._gate = 1.0
 
     @property
     def params(self) -> HeatBalanceParams:
@@ -302,10 +321,15 @@ class HeatBalanceEstimator(_KalmanEstimator):
             x = -p.loss_skin_slope * (baseline_skin_c - ROOM_SKIN_REF_C)
             factor *= math.exp(min(ROOM_LOSS_LOG_LIMIT, max(-ROOM_LOSS_LOG_LIMIT, x)))
         self._loss = p.loss_per_min * factor
-        fast_factor = 1.0
+        capacity = 1.0
+        if p.capacity_exponent:
+            met = UTH_MET_PER_HR_RATIO * self._hr_max / max(resting_hr_bpm, 30.0)
+            capacity = (met / p.capacity_ref_met) ** p.capacity_exponent
+        self._production = p.production_c_per_min * capacity
+        fast_factor = capacity
         if baseline_skin_c is not None and p.fast_room_slope:
             x = p.fast_room_slope * (baseline_skin_c - ROOM_SKIN_REF_C)
-            fast_factor = math.exp(min(ROOM_LOSS_LOG_LIMIT, max(-ROOM_LOSS_LOG_LIMIT, x)))
+            fast_factor *= math.exp(min(ROOM_LOSS_LOG_LIMIT, max(-ROOM_LOSS_LOG_LIMIT, x)))
         self._fast_production = p.fast_production_c_per_min * fast_factor
         intermittent = activity is not Activity.AEROBIC
         self._work_share = p.intermittent_hr_work_share if intermittent else 0.0
@@ -315,7 +339,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         p = self._params
         loss = self._loss
         r = self._r_smooth - p.production_r_offset
-        eq = p.production_c_per_min * (r if r > 0.0 else 0.0) / loss + self._skin_shift
+        eq = self._production * (r if r > 0.0 else 0.0) / loss + self._skin_shift
         return eq, loss, max(self._kf.v, 0.0)
 
     def forecast_fast(self) -> tuple[float, float, float] | None:
@@ -324,8 +348,28 @@ class HeatBalanceEstimator(_KalmanEstimator):
         p = self._params
         if not p.fast_production_c_per_min:
             return None
-        eq = self._fast_production * self._r_smooth / p.fast_loss_per_min
+        eq = self._fast_production * self._gate * self._r_smooth / p.fast_loss_per_min
         return self._fast, eq, p.fast_loss_per_min
+
+    def forecast_pull(self) -> tuple[float, float] | None:
+        """The heart-rate observation's pull under the smoothed heart rate (Kalman–Bucy: gain
+        c²·v / R per minute, c the slope of the observation curve at the estimate, v the
+        filter variance, R the one-minute heart-rate variance; the rise it pulls towards
+        from the innovation, linearised at the estimate as the filter does). ``None`` when
+        ``pull_gain_factor`` is 0 or no heart rate has been seen for a while."""
+        p = self._params
+        if not p.pull_gain_factor or self._hr_age_s > self.SKIN_HOLD_S:
+            return None
+        kf = self._kf
+        x = kf.x
+        c = 2.0 * ECTEMP_B2 * x + ECTEMP_B1
+        if c <= 1.0:
+            return None
+        hr = self._hr_rest + self._r_smooth * (self._hr_max - self._hr_rest)
+        extra = self._work_share * self._r_smooth * (self._hr_max - self._hr_rest)
+        innovation = hr - (ectemp_hr_model(x) + kf.hr_offset + extra)
+        gain = p.pull_gain_factor * c * c * max(kf.v, 0.0) / self._hr_var
+        return gain, x - self._baseline + innovation / c
 
     def step(
         self,
@@ -358,22 +402,35 @@ class HeatBalanceEstimator(_KalmanEstimator):
             else:
                 skin_shift = p.skin_coupling * warming
         self._skin_shift = skin_shift
+        if p.fast_skin_gate_c:
+            gate = 1.0
+            if (
+                self._skin is not None
+                and self._skin0 is not None
+                and self._skin_age_s <= self.SKIN_HOLD_S
+            ):
+                warming = max(0.0, self._skin - self._skin0)
+                opened = min(1.0, warming / p.fast_skin_gate_c)
+                gate = p.fast_gate_floor + (1.0 - p.fast_gate_floor) * opened
+            self._gate = gate
         # Time update: Euler step of the heat balance, linearised for the variance.
         if heart_rate is not None:
+            self._hr_age_s = 0.0
             r = (heart_rate - self._hr_rest) / (self._hr_max - self._hr_rest)
             r = 0.0 if r < 0.0 else (1.2 if r > 1.2 else r)
         else:
+            self._hr_age_s += dt_s
             r = 0.0
         w = dt_s / p.workload_tau_s
         self._r_smooth += (w if w < 1.0 else 1.0) * (r - self._r_smooth)
         loss = self._loss
         fast = self._fast
         if p.fast_production_c_per_min:
-            fast_eq = self._fast_production * r / p.fast_loss_per_min
+            fast_eq = self._fast_production * self._gate * r / p.fast_loss_per_min
             self._fast = fast_eq + (fast - fast_eq) * math.exp(-p.fast_loss_per_min * q)
         slow = kf.x - self._baseline - fast
         r_slow = r - p.production_r_offset
-        production = p.production_c_per_min * (r_slow if r_slow > 0.0 else 0.0)
+        production = self._production * (r_slow if r_slow > 0.0 else 0.0)
         kf.x += q * (production - loss * (slow - skin_shift)) + self._fast - fast
         a = 1.0 - loss * q
         kf.v = a * a * kf.v + p.process_var_per_min * q

@@ -53,7 +53,7 @@ class ForecastParams:
 
 
 FORECAST_PARAMS = ForecastParams(
-    forecast_var_per_min=0.001, z=2.25, z_heat_sensitive=2.5, increment_sd_per_c=0.3
+    forecast_var_per_min=0.001, z=2.0, z_heat_sensitive=2.25, increment_sd_per_c=0.0
 )
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
@@ -73,18 +73,30 @@ def minutes_to_likely_threshold(
     fast_equilibrium: float = 0.0,
     fast_loss_per_min: float = 0.0,
     increment_sd_per_c: float = 0.0,
+    pull_per_min: float = 0.0,
+    pull_rise: float = 0.0,
 ) -> float | None:
     """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``.
 
     ``fast_rise`` / ``fast_equilibrium`` / ``fast_loss_per_min``: a fast compartment (its part
     of ``rise``, its equilibrium, its loss rate) that approaches its own equilibrium at its
     own rate; ``equilibrium`` and ``loss_per_min`` are then the slow compartment's (the rest
-    of the rise). All 0: one compartment."""
+    of the rise). All 0: one compartment.
+
+    ``pull_per_min`` / ``pull_rise``: the filter's heart-rate observation under the current
+    (smoothed) heart rate, which pulls the estimate towards the rise that heart rate implies
+    (``pull_rise``) at ``pull_per_min`` (the Kalman–Bucy gain c²·v/R). With it the slow part
+    heads for (L·E + G·(X − f))/(L + G) at rate L + G: the path the estimate itself will take
+    if the workload stays as it is, levelling off where process and observation balance.
+    0: the process alone."""
     v = variance if variance > 0.0 else 0.0
     g_prev = rise + z * math.sqrt(v)
     if g_prev >= threshold:
         return 0.0
     a = math.exp(-loss_per_min * step_min)
+    g = pull_per_min if pull_per_min > 0.0 else 0.0
+    total = loss_per_min + g
+    a_mean = math.exp(-total * step_min) if g else a
     qd = forecast_var_per_min * step_min
     f, f_eq = fast_rise, fast_equilibrium
     f_a = math.exp(-fast_loss_per_min * step_min)
@@ -92,13 +104,14 @@ def minutes_to_likely_threshold(
     k2 = increment_sd_per_c * increment_sd_per_c
     t = 0.0
     while t < horizon_min - 1e-9:
-        m = equilibrium + (m - equilibrium) * a
+        target = (loss_per_min * equilibrium + g * (pull_rise - f)) / total if g else equilibrium
+        m = target + (m - target) * a_mean
         f = f_eq + (f - f_eq) * f_a
         v = a * a * v + qd
         up = m + f - rise
-        g = m + f + z * math.sqrt(v + k2 * up * up if up > 0.0 else v)
-        if g >= threshold:
-            return t + step_min * (threshold - g_prev) / (g - g_prev)
+        bound = m + f + z * math.sqrt(v + k2 * up * up if up > 0.0 else v)
+        if bound >= threshold:
+            return t + step_min * (threshold - g_prev) / (bound - g_prev)
         t += step_min
-        g_prev = g
+        g_prev = bound
     return None

@@ -86,6 +86,26 @@ class HeatBalanceParams:
     intermittent_hr_var_factor: float = 1.0
     """Heart-rate observation variance multiplier for those activities: their heart rate
     swings with each set and says less about the core (1 = as aerobic work)."""
+    fast_skin_gate_c: float = 0.0
+    """The fast part's gain opens with skin warming: P_f × (g₀ + (1 − g₀)·min(1, w / this)),
+    w the skin warming over its rest value (°C). Skin blood flow, and with it the skin,
+    rises once the core has warmed past the onset of vasodilation, so a skin that stays at
+    its rest value says the core has not yet risen quickly. Without a skin reading the gate
+    is open. 0 = off (no gate)."""
+    fast_gate_floor: float = 1.0
+    """g₀: the share of the fast part's gain before the skin warms."""
+    capacity_exponent: float = 0.0
+    """How the heat production scales with the person's aerobic capacity: P and P_f are
+    multiplied by (C / ``capacity_ref_met``)^this, with C the capacity estimated without exercise
+    from the maximal and resting heart rate (Uth et al. 2004: VO2max ≈ 15.3 ml/kg/min ×
+    HRmax / HRrest, here in METs). The same fraction of the heart-rate reserve is more work,
+    and more heat, for a fitter person. 0 = off."""
+    capacity_ref_met: float = 11.0
+    """Capacity (METs) at which the production is P as given (about the training median)."""
+    pull_gain_factor: float = 0.0
+    """The forecast runs the heart-rate observation's pull forward beside the process
+    (:meth:`~monitor.engine.estimators.HeatBalanceEstimator.forecast_pull`), its Kalman–Bucy
+    gain × this. 0 = the process alone (the forecast of rounds one to three)."""
     workload_tau_s: float
     """Time constant of the smoothed workload the forecast runs forward (s)."""
     model_sd_per_c: float
@@ -104,15 +124,19 @@ HEAT_BALANCE_PARAMS = HeatBalanceParams(
     impaired_sweating_loss_factor=0.5,
     loss_skin_slope=0.161,
     skin_warming_cap_c=1.0,
-    skin_vasodilation_coupling=0.1,
-    production_r_offset=0.2,
+    skin_vasodilation_coupling=0.2,
+    production_r_offset=0.25,
     fast_production_c_per_min=0.1,
     fast_loss_per_min=0.25,
     fast_room_slope=0.1,
     intermittent_hr_work_share=0.3,
     intermittent_hr_var_factor=1.5,
+    fast_skin_gate_c=1.0,
+    fast_gate_floor=0.5,
+    capacity_exponent=1.5,
+    pull_gain_factor=1.5,
     workload_tau_s=180.0,
-    model_sd_per_c=0.34,
+    model_sd_per_c=0.44,
 )
 """Fitted on the training split (docs/physiology.md, "Fitted parameters")."""
 

@@ -41,6 +41,10 @@ SESSION_IDLE_S = 15 * 60.0
 """A session closes after this long without samples; the next sample opens a new one."""
 SLOPE_TAU_S = 180.0
 """Time constant of the smoothed rate of rise used for forecasts."""
+FALL_TAU_S = 60.0
+"""Time constant of the rate of fall behind the recovery countdown: shorter than
+``SLOPE_TAU_S``, so the countdown starts within a minute or two of stopping rather than once
+three minutes of climbing have been forgotten."""
 MIN_FORECAST_SLOPE_C_PER_MIN = 0.004
 SENSOR_OFF_AFTER = 3
 """Consecutive no-contact / zero heart-rate samples that mean the sensor is off."""
@@ -90,6 +94,7 @@ class PatientEngine:
         "_core_sum",
         "_est",
         "_events",
+        "_fall",
         "_fed",
         "_future_after",
         "_good_once",
@@ -349,6 +354,7 @@ class PatientEngine:
         self._last_hr_time = -math.inf
         self._bad_hr_run = 0
         self._slope = 0.0
+        self._fall = 0.0
         self._last_delta = None
         self._quality = Quality.NO_DATA
         self._good_once = False
@@ -433,12 +439,15 @@ class PatientEngine:
             rate = (delta - self._last_delta) / (dt / 60.0)
             w = min(1.0, dt / SLOPE_TAU_S)
             self._slope += w * (rate - self._slope)
+            w = min(1.0, dt / FALL_TAU_S)
+            self._fall += w * (rate - self._fall)
         self._last_delta = delta
         process = est.forecast_process()
         if process is None:
             mtt = self._minutes_to_threshold(delta)
         else:
             fast = est.forecast_fast() or (0.0, 0.0, 0.0)
+            pull = est.forecast_pull() or (0.0, 0.0)
             mtt = minutes_to_likely_threshold(
                 rise=delta,
                 variance=process[2],
@@ -452,6 +461,8 @@ class PatientEngine:
                 fast_equilibrium=fast[1],
                 fast_loss_per_min=fast[2],
                 increment_sd_per_c=FORECAST_PARAMS.increment_sd_per_c,
+                pull_per_min=pull[0],
+                pull_rise=pull[1],
             )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
@@ -594,8 +605,8 @@ class PatientEngine:
         delta = est.core_c - self._baseline_c if self._calibrated else 0.0
         risk = self._risk
         mtr: float | None = None
-        if risk.in_episode and self._slope < -MIN_FORECAST_SLOPE_C_PER_MIN:
-            mtr = max(0.0, (delta - risk.recovered_c) / -self._slope)
+        if risk.in_episode and self._fall < -MIN_FORECAST_SLOPE_C_PER_MIN:
+            mtr = max(0.0, (delta - risk.recovered_c) / -self._fall)
         psi: float | None = None
         base_hr = self._resting_hr
         if hr is not None and base_hr is not None and self._calibrated:
