@@ -18,6 +18,9 @@ PENDING_CALLS_WARN = 1000
 """aiomqtt warns above this many unanswered calls; alerts and batches are sent in parallel."""
 PUBLISH_TIMEOUT_S = 10.0
 """Longest wait for a PUBACK before the connection is treated as broken."""
+OUT_IN_FLIGHT = 1000
+"""QoS 1 messages sent to the broker and awaiting their PUBACK at once (paho's default is
+20: a burst of alerts then waited a broker round trip per 20)."""
 READ_CHUNK = 64 * 1024
 """Bytes taken from the socket at once (paho asks for a packet a few bytes at a time)."""
 _PUBACK = struct.Struct("!BBH")
@@ -58,6 +61,7 @@ def make_client(
         keepalive=options.keepalive_s,
         tls_params=tls_params,
         timeout=PUBLISH_TIMEOUT_S,
+        max_inflight_messages=OUT_IN_FLIGHT,
     )
     client.pending_calls_threshold = PENDING_CALLS_WARN
     BufferedReads(client._client).install()
