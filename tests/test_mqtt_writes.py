@@ -102,14 +102,21 @@ async def test_a_burst_of_states_and_alerts_arrives_whole_and_in_order(
         assert got == [str(i).encode() for i in range(2000)]
 
 
-async def test_what_a_turn_queues_is_written_at_its_end_and_a_full_socket_is_watched() -> None:
-    socket = Socket(10**9)
+def watched_client(socket: Socket) -> tuple[paho_mqtt.Client, list[object]]:
+    """A client writing through ``BufferedWrites`` whose socket watch (aiomqtt's, when a
+    write would block) is recorded."""
     client = paho_mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t")
     watched: list[object] = []
     client.on_socket_register_write = lambda _c, _u, sock: watched.append(sock)
     client.on_socket_unregister_write = lambda *_: None
     client._sock = socket  # type: ignore[assignment]
     BufferedWrites(client).install()
+    return client, watched
+
+
+async def test_what_a_turn_queues_is_written_at_its_end_and_a_full_socket_is_watched() -> None:
+    socket = Socket(10**9)
+    client, watched = watched_client(socket)
     for i in range(100):
         client.publish("heatmon/p1/state", str(i).encode(), qos=0)
     assert socket.calls == 0  # nothing yet: the turn is not over
@@ -130,12 +137,7 @@ async def test_a_broken_connection_is_not_watched_after_it_closed() -> None:
             raise BrokenPipeError
 
     socket = Broken(0)
-    client = paho_mqtt.Client(CallbackAPIVersion.VERSION2, client_id="t")
-    watched: list[object] = []
-    client.on_socket_register_write = lambda _c, _u, sock: watched.append(sock)
-    client.on_socket_unregister_write = lambda *_: None
-    client._sock = socket  # type: ignore[assignment]
-    BufferedWrites(client).install()
+    client, watched = watched_client(socket)
     client.publish("heatmon/p1/state", b"x", qos=1)
     await asyncio.sleep(0)
     assert client._sock is None and watched == []

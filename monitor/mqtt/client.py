@@ -199,14 +199,16 @@ class BufferedWrites:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # paho's connect runs in an executor thread
-            loop = None
-        if loop is None or self._fallback is None:
-            if self._fallback is not None:
-                self._fallback(client, userdata, sock)
+            self._watch(sock)
             return
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._write_now, sock)
+
+    def _watch(self, sock: Any) -> None:
+        """Hand the socket to aiomqtt's watch (it writes when the socket is writable)."""
+        if self._fallback is not None:
+            self._fallback(self._paho, self._paho._userdata, sock)
 
     def _write_now(self, sock: Any) -> None:
         self._scheduled = False
@@ -219,8 +221,8 @@ class BufferedWrites:
             pending = True
         else:
             pending = paho.want_write()
-        if pending and paho._sock is sock and self._fallback is not None:
-            self._fallback(paho, paho._userdata, sock)  # would block: watch the socket
+        if pending and paho._sock is sock:  # would block: watch the socket
+            self._watch(sock)
 
     def send(self, buf: bytes | bytearray) -> int:
         if self._credit > 0:  # already sent by packet_write's one send
