@@ -5,12 +5,15 @@ current, the gateway's buffered samples all arrive, and nothing is used twice.""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
 from monitor.model import Sample, SampleKind, iso_utc
+from monitor.mqtt import alerts as alerts_module
 from monitor.mqtt import payloads
 from monitor.mqtt.gateway import Gateway
 from tests.fixtures.mosquitto import BrokerFactory
@@ -167,3 +170,37 @@ async def test_heatmon_restart_keeps_its_session_and_its_outbox(
             assert [a["level"] for a in alerts] == ["caution", "cool_down"]
             assert len({a["id"] for a in alerts}) == 2
             assert second.sink.counters["samples_in"] == len(late)
+
+
+async def test_a_broker_that_stops_answering_is_left_and_the_alerts_go_once_it_answers(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung broker (the process frozen, its connection still open) never answers the
+    alerts' PUBLISH: after ``PUBLISH_TIMEOUT_S`` without a PUBACK the sink leaves that
+    connection and reconnects, and the alerts go once the broker answers again."""
+    monkeypatch.setattr(alerts_module, "PUBLISH_TIMEOUT_S", 1.0)
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    t0 = start_time()
+    topic = f"{mqtt_prefix}/patients/p1/alerts"
+    async with (
+        running_monitor(broker, mqtt_prefix) as run,
+        Listener(broker, user="anna", topics=[topic], identifier="anna", persistent=True) as anna,
+    ):
+        for sample in ramp("p1", t0, range(200)):
+            await run.monitor.ingest(sample)
+        proc = broker._proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            for sample in ramp("p1", t0, range(200, 300)):
+                await run.monitor.ingest(sample)
+            assert run.sink.pending_alerts == 2
+            await until_count(run.sink, "disconnects", 1)
+            assert run.sink.pending_alerts == 2, "no PUBACK: both stay in the outbox"
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        await anna.wait_for(lambda a: len(a.on("/alerts")) >= 2, what="alerts after the hang")
+        await until(lambda: run.sink.pending_alerts == 0, run.sink.counted, what="outbox empty")
+        got = [m.json() for m in anna.on("/alerts")]
+        assert {a["level"] for a in got} == {"caution", "cool_down"}
+        assert len({a["id"] for a in got}) == 2  # QoS 1: a copy may come, never a third alert

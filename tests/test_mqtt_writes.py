@@ -11,7 +11,7 @@ import paho.mqtt.client as paho_mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitor.mqtt.client import BufferedWrites, make_client
+from monitor.mqtt.client import BufferedWrites, TrackedPublishes, make_client
 from tests.fixtures.mosquitto import BrokerFactory
 from tests.mqtt_helpers import Listener, options, start_broker
 
@@ -100,6 +100,37 @@ async def test_a_burst_of_states_and_alerts_arrives_whole_and_in_order(
         await anna.wait_for(lambda a: bool(a.on("/alerts")), what="the alert after the burst")
         got = [m.payload for m in anna.messages if m.topic == topic]
         assert got == [str(i).encode() for i in range(2000)]
+
+
+@pytest.mark.slow
+async def test_tracked_publishes_answer_each_message_once_beside_aiomqtt_s_own(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+) -> None:
+    """The alert sender's publishes: every PUBACK calls back once with its message id,
+    none before the broker had it, and aiomqtt's own awaited publishes on the same
+    connection still complete."""
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    topic = f"{mqtt_prefix}/patients/p1/alerts"
+    acked: list[int] = []
+    async with (
+        Listener(broker, user="anna", topics=[topic], identifier="anna") as anna,
+        make_client(options(broker, mqtt_prefix, "heatmon"), identifier="tracked") as client,
+    ):
+        tracked = TrackedPublishes(client, acked=acked.append)
+        mids = [tracked.publish(topic, str(i).encode()) for i in range(300)]
+        assert None not in mids and len(set(mids)) == 300
+        assert acked == [] and len(tracked) == 300 and tracked.oldest() is not None
+        await client.publish(topic, b"awaited", qos=1)  # aiomqtt's on_publish still runs
+        await anna.wait_for(lambda a: len(a.messages) == 301, what="all 301 messages")
+        for _ in range(100):
+            if len(acked) == 300:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(acked) == sorted(m for m in mids if m is not None)
+        assert len(tracked) == 0 and tracked.oldest() is None
+        assert [m.payload for m in anna.messages[:300]] == [str(i).encode() for i in range(300)]
+        tracked.close()
+        assert client._client.on_publish != tracked._answered  # aiomqtt's callback is back
 
 
 def watched_client(socket: Socket) -> tuple[paho_mqtt.Client, list[object]]:

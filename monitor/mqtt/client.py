@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import struct
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiomqtt
@@ -255,3 +256,58 @@ def ack_all(client: aiomqtt.Client, messages: Sequence[tuple[int, int]]) -> None
     for mid, qos in messages:
         if qos == 2:
             paho.ack(mid, qos)
+
+
+class TrackedPublishes:
+    """QoS 1 publishes answered by a callback instead of a task and a future each.
+
+    ``aiomqtt.Client.publish`` is a coroutine: a caller that must not wait for each PUBACK
+    (the alert sender, a burst of a thousand) needs a task per message, and each costs an
+    ``asyncio.Event``, a ``wait_for`` and a few turns of the event loop. Installed on one
+    connection, this hands the message to paho at once and calls ``acked(mid)`` when its
+    PUBACK comes (paho's ``on_publish``, which aiomqtt keeps getting for its own
+    publishes). Only the bookkeeping changes: the same packets, in the same order. The
+    caller watches for answers that do not come (:meth:`oldest`)."""
+
+    __slots__ = ("_acked", "_mine", "_on_publish", "_paho")
+
+    def __init__(self, client: aiomqtt.Client, *, acked: Callable[[int], None]) -> None:
+        self._paho = client._client  # aiomqtt 2.5 takes no callback; paho's is public
+        self._acked = acked
+        self._mine: dict[int, float] = {}
+        """Message ids published here and not yet answered, with when they were sent."""
+        self._on_publish = self._paho.on_publish
+        self._paho.on_publish = self._answered
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> int | None:
+        """Send (queue with paho) and return the message id whose ``acked`` call will come,
+        or ``None`` if there is nothing to wait for (QoS 0). Raises ``aiomqtt.MqttError``
+        if paho refuses it (the connection is gone)."""
+        info = self._paho.publish(topic, payload, qos, retain)
+        if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if qos == 0 or info.is_published():
+            return None
+        self._mine[info.mid] = time.monotonic()
+        return info.mid
+
+    def oldest(self) -> float | None:
+        """When the oldest message still waiting for its PUBACK was sent (``monotonic``)."""
+        return next(iter(self._mine.values()), None)
+
+    def __len__(self) -> int:
+        return len(self._mine)
+
+    def close(self) -> None:
+        """Give ``on_publish`` back to aiomqtt (the connection is over)."""
+        if self._paho.on_publish == self._answered:
+            self._paho.on_publish = self._on_publish
+        self._mine.clear()
+
+    def _answered(self, client: paho_mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
+        if self._mine.pop(mid, None) is not None:
+            self._acked(mid)
+        elif self._on_publish is not None:
+            self._on_publish(client, userdata, mid, *rest)

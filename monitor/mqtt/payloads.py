@@ -251,7 +251,9 @@ def _r(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-_STATE_ENCODER = msgspec.json.Encoder()
+_ENCODER = msgspec.json.Encoder()
+"""The hot payloads (states, alerts): the same compact JSON as :func:`_dumps` for their
+values (finite floats rounded to a few digits: no exponent, no NaN)."""
 
 
 def _dumps(doc: Mapping[str, Any]) -> bytes:
@@ -272,7 +274,7 @@ def state_dict(state: ThermalState) -> dict[str, Any]:
 def encode_state(state: ThermalState) -> bytes:
     """The hottest outbound payload (every step of every patient): encoded by msgspec, the
     same compact JSON as :func:`_dumps` (:meth:`ThermalState.json_fields` has no NaN)."""
-    return _STATE_ENCODER.encode(state_dict(state))
+    return _ENCODER.encode(state_dict(state))
 
 
 def event_dict(event: Event) -> dict[str, Any]:
@@ -281,7 +283,10 @@ def event_dict(event: Event) -> dict[str, Any]:
 
 
 def encode_event(event: Event) -> bytes:
-    return _dumps(event_dict(event))
+    """An alert or recovered notice (encoded by msgspec, as :func:`encode_state`)."""
+    if not math.isfinite(event.core_delta_c):
+        raise ValueError(f"event {event.id}: core_delta_c is not a number")
+    return _ENCODER.encode(event_dict(event))
 
 
 def event_schema(event: Event) -> str:
