@@ -38,8 +38,8 @@ KEEP_LINGER_S = 0.005
 commit (and then to the broker): in a burst (every patient's window closing in the same
 second) one commit, and one write to the broker, takes several alerts instead of one each
 (``bench/alert_path.py --gap-ms 1``, one alert a millisecond: 466 -> 185-208 µs of CPU an
-alert, with the sender's other changes of that commit). The input's acknowledgement does not wait for it: the sink's
-``durable()`` keeps what has gathered at once."""
+alert, with the sender's other changes of that commit). The input's acknowledgement does not
+wait for it: the sink's ``durable()`` keeps what has gathered at once."""
 DONE_LINGER_S = 0.05
 """How long delivered alerts gather before they leave the outbox in one commit."""
 
