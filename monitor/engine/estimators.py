@@ -230,14 +230,18 @@ class HeatBalanceEstimator(_KalmanEstimator):
     df/dt = P_f·r − L_f·f and du/dt = P·max(0, r − r₀) − L·[u − S], with r the heart-rate
     reserve fraction (heat production), L the loss rate (× the impaired sweating factor for
     such a profile, × the room factor) and S the skin shift: s·(skin warming) up to
-    ``skin_warming_cap_c``, lowered by ``skin_vasodilation_coupling`` per °C beyond it. A skin
-    reading is held for ``SKIN_HOLD_S``; after that the model assumes the skin is back at its
-    baseline, which is the heart-rate-only fallback.
+    ``skin_warming_cap_c``, lowered by ``skin_vasodilation_coupling`` per °C beyond it (by at
+    most ``skin_vasodilation_limit_c``). The heart-rate observation attributes a share of the
+    smoothed heart-rate rise to the work rather than to the core: a fixed share for strength,
+    balance and flexibility, and for aerobic work a share that fades out as the skin warms. A
+    skin reading is held for ``SKIN_HOLD_S``; after that the model assumes the skin is back at
+    its baseline, which is the heart-rate-only fallback (no aerobic share).
     """
 
     name = "heat_balance"
     SKIN_HOLD_S = 120.0
     __slots__ = (
+        "_aerobic",
         "_baseline",
         "_fast",
         "_fast_production",
@@ -277,6 +281,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
         self._r_smooth = 0.0
         self._fast = 0.0
         self._work_share = 0.0
+        self._aerobic = True
         self._hr_var = params.hr_obs_var
         self._fast_production = params.fast_production_c_per_min
         self._production = params.production_c_per_min
@@ -332,6 +337,7 @@ class HeatBalanceEstimator(_KalmanEstimator):
             fast_factor *= math.exp(min(ROOM_LOSS_LOG_LIMIT, max(-ROOM_LOSS_LOG_LIMIT, x)))
         self._fast_production = p.fast_production_c_per_min * fast_factor
         intermittent = activity is not Activity.AEROBIC
+        self._aerobic = not intermittent
         self._work_share = p.intermittent_hr_work_share if intermittent else 0.0
         self._hr_var = p.hr_obs_var * (p.intermittent_hr_var_factor if intermittent else 1.0)
 
@@ -389,30 +395,35 @@ class HeatBalanceEstimator(_KalmanEstimator):
                 self._skin0 = skin_temp
         else:
             self._skin_age_s += dt_s
-        skin_shift = 0.0
+        warming: float | None = None
         if (
             self._skin is not None
             and self._skin0 is not None
-            and (self._skin_age_s <= self.SKIN_HOLD_S)
+            and self._skin_age_s <= self.SKIN_HOLD_S
         ):
             warming = max(0.0, self._skin - self._skin0)
+        skin_shift = 0.0
+        if warming is not None:
             cap = p.skin_warming_cap_c
             if warming > cap:
-                skin_shift = p.skin_coupling * cap - p.skin_vasodilation_coupling * (warming - cap)
+                cooling = p.skin_vasodilation_coupling * (warming - cap)
+                limit = p.skin_vasodilation_limit_c
+                skin_shift = p.skin_coupling * cap - (cooling if cooling < limit else limit)
             else:
                 skin_shift = p.skin_coupling * warming
         self._skin_shift = skin_shift
         if p.fast_skin_gate_c:
             gate = 1.0
-            if (
-                self._skin is not None
-                and self._skin0 is not None
-                and self._skin_age_s <= self.SKIN_HOLD_S
-            ):
-                warming = max(0.0, self._skin - self._skin0)
+            if warming is not None:
                 opened = min(1.0, warming / p.fast_skin_gate_c)
                 gate = p.fast_gate_floor + (1.0 - p.fast_gate_floor) * opened
             self._gate = gate
+        if self._aerobic:
+            share = 0.0
+            if warming is not None and p.aerobic_hr_work_share:
+                left = 1.0 - warming / p.aerobic_share_fade_c
+                share = p.aerobic_hr_work_share * (left if left > 0.0 else 0.0)
+            self._work_share = share
         # Time update: Euler step of the heat balance, linearised for the variance.
         if heart_rate is not None:
             self._hr_age_s = 0.0
