@@ -117,7 +117,7 @@ class HeatBalanceParams:
     """Capacity (METs) at which the production is P as given (about the training median)."""
     pull_gain_factor: float = 0.0
     """The forecast runs the heart-rate observation's pull forward beside the process
-    (:meth:`~monitor.engine.estimators.HeatBalanceEstimator.forecast_pull`), its Kalman–Bucy
+    (:meth:`~monitor.engine.heat_balance.HeatBalanceEstimator.forecast_pull`), its Kalman–Bucy
     gain × this. 0 = the process alone (the forecast of rounds one to three)."""
     workload_tau_s: float
     """Time constant of the smoothed workload the forecast runs forward (s)."""
