@@ -75,25 +75,27 @@ def test_the_split_keeps_models_and_seeds_apart() -> None:
 
 
 def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
-    """``train_gagge`` (the Gagge part of the training data), ``heldout3``, ``heldout4`` and
-    ``heldout5`` (each scored once, at the end of a round) draw people from seeds no other
-    split uses."""
+    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout7``
+    (each scored once, at the end of a round) draw people from seeds no other split uses."""
     splits = {name: plan(name) for name in ("train", "heldout", "heldout2", "train_gagge")}
     splits["heldout3"] = plan("heldout3")
     splits["heldout4"] = plan("heldout4")
-    splits["heldout5"] = plan("heldout5")
+    for name in ("heldout5", "heldout6", "heldout7"):
+        splits[name] = plan(name)
     assert {s.model for s in splits["train_gagge"]} == {"gagge"}
     assert {s.model for s in splits["heldout3"]} == {"gagge", "jos3"}
     assert {s.model for s in splits["heldout4"]} == {"gagge", "jos3"}
-    assert {s.model for s in splits["heldout5"]} == {"gagge", "jos3"}
-    for name in ("train_gagge", "heldout3", "heldout4", "heldout5"):
+    for name in ("heldout5", "heldout6", "heldout7"):
+        assert {s.model for s in splits[name]} == {"gagge", "jos3"}
+        assert len(splits[name]) == len(splits["heldout5"])
+    for name in ("train_gagge", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7"):
         others = set().union(*({s.seed for s in v} for k, v in splits.items() if k != name))
         assert not {s.seed for s in splits[name]} & others, name
         assert {s.workout for s in splits[name]} == set(Workout)
         assert {s.room for s in splits[name]} == set(Room)
 
 
-@pytest.mark.parametrize("split", ["heldout", "heldout4", "heldout5"])
+@pytest.mark.parametrize("split", ["heldout", "heldout4", "heldout5", "heldout7"])
 def test_fitting_and_tuning_refuse_a_held_out_split(split: str, tmp_path: Path) -> None:
     """``bench.corpus.fit`` and ``bench.corpus.tune`` read their sessions through
     ``training_windows``: a held-out split is refused before any file is read."""

@@ -13,6 +13,7 @@ from monitor.engine.params import (
     HeatBalanceParams,
     ectemp_hr_model,
 )
+from monitor.profile import Activity
 
 
 def test_observation_model_matches_published_coefficients() -> None:
@@ -83,10 +84,20 @@ def test_measured_core_pulls_the_estimate() -> None:
 
 
 def _heat_balance_run(
-    skin: float | None, minutes: int = 30, *, params: HeatBalanceParams = HEAT_BALANCE_PARAMS
+    skin: float | None,
+    minutes: int = 30,
+    *,
+    params: HeatBalanceParams = HEAT_BALANCE_PARAMS,
+    activity: Activity = Activity.AEROBIC,
 ) -> HeatBalanceEstimator:
     est = HeatBalanceEstimator(params=params)
-    est.calibrate(baseline_core_c=37.0, resting_hr_bpm=65.0, max_hr_bpm=180.0, baseline_skin_c=33.0)
+    est.calibrate(
+        baseline_core_c=37.0,
+        resting_hr_bpm=65.0,
+        max_hr_bpm=180.0,
+        baseline_skin_c=33.0,
+        activity=activity,
+    )
     for _ in range(minutes * 6):
         est.step(10.0, heart_rate=130.0, skin_temp=skin, measured_core=None)
     return est
@@ -106,9 +117,10 @@ def test_heat_balance_falling_skin_never_lowers_the_estimate() -> None:
 def test_heat_balance_without_skin_falls_back_to_heart_rate_only() -> None:
     no_skin = _heat_balance_run(None)
     # A skin at its rest value shifts nothing, as no skin; but it keeps the fast part's gate
-    # at g₀ (the core has not yet warmed enough to open the skin's vessels), while without a
-    # skin reading the gate stays open: never a lower estimate than with a skin at rest.
-    ungated = replace(HEAT_BALANCE_PARAMS, fast_skin_gate_c=0.0)
+    # at g₀ and the aerobic work share on (the core has not yet warmed enough to open the
+    # skin's vessels), while without a skin reading the gate stays open and the share is off:
+    # never a lower estimate than with a skin at rest.
+    ungated = replace(HEAT_BALANCE_PARAMS, fast_skin_gate_c=0.0, aerobic_hr_work_share=0.0)
     assert no_skin.core_c == pytest.approx(_heat_balance_run(33.0, params=ungated).core_c)
     assert no_skin.core_c >= _heat_balance_run(33.0).core_c
     assert no_skin.core_c - 37.0 > 0.4
@@ -121,3 +133,46 @@ def test_heat_balance_settles_at_rest() -> None:
     for _ in range(60 * 6):
         est.step(10.0, heart_rate=65.0, skin_temp=33.0, measured_core=None)
     assert est.core_c == pytest.approx(37.0, abs=1e-6)
+
+
+def test_aerobic_work_share_holds_the_start_lower_and_fades_as_the_skin_warms() -> None:
+    without = replace(HEAT_BALANCE_PARAMS, aerobic_hr_work_share=0.0)
+    # Skin at rest: 30 % of the heart-rate rise is read as work, so the estimate is lower.
+    at_rest = _heat_balance_run(33.0).core_c
+    assert at_rest < _heat_balance_run(33.0, params=without).core_c - 0.05
+    # Skin 1 °C (aerobic_share_fade_c) or more over its rest value: the share has faded out.
+    warm = _heat_balance_run(34.5).core_c
+    assert warm == pytest.approx(_heat_balance_run(34.5, params=without).core_c, abs=1e-12)
+    # Half way (0.5 °C): some of the share is left, so the estimate lies between the two.
+    half, half_without = _heat_balance_run(33.5), _heat_balance_run(33.5, params=without)
+    assert half.core_c < half_without.core_c - 0.01
+    # No skin reading: the share is off (the heart-rate-only fallback).
+    assert _heat_balance_run(None).core_c == pytest.approx(
+        _heat_balance_run(None, params=without).core_c, abs=1e-12
+    )
+    # Strength sets keep their own fixed share; the aerobic one does not apply.
+    strength = _heat_balance_run(33.0, activity=Activity.STRENGTH).core_c
+    assert strength == pytest.approx(
+        _heat_balance_run(33.0, params=without, activity=Activity.STRENGTH).core_c, abs=1e-12
+    )
+
+
+def test_vasodilation_lowers_the_equilibrium_by_at_most_its_limit() -> None:
+    # Skin 6 °C over rest, cap 1 °C: the vasodilation term would lower the equilibrium by
+    # 0.2 × (6 − 1) = 1.0 °C, the limit keeps it to 0.4 °C. Same heart rate, so the only
+    # difference from a skin at the cap is the skin shift: −0.4 °C (−1.0 without the limit).
+    p = HEAT_BALANCE_PARAMS
+    assert p.skin_warming_cap_c == 1.0
+    assert p.skin_vasodilation_coupling == 0.2
+    assert p.skin_vasodilation_limit_c == 0.4
+
+    def eq(skin: float, params: HeatBalanceParams) -> float:
+        process = _heat_balance_run(skin, minutes=1, params=params).forecast_process()
+        assert process is not None
+        return process[0]
+
+    assert eq(39.0, p) - eq(34.0, p) == pytest.approx(-0.4, abs=1e-9)
+    unlimited = replace(p, skin_vasodilation_limit_c=float("inf"))
+    assert eq(39.0, unlimited) - eq(34.0, unlimited) == pytest.approx(-1.0, abs=1e-9)
+    # Up to 2 °C beyond the cap the limit does not bite: 0.2 × 1.5 = 0.3 °C.
+    assert eq(35.5, p) - eq(34.0, p) == pytest.approx(-0.3, abs=1e-9)

@@ -17,6 +17,10 @@ takes) and ``sessions.json`` (who, where, what, which model):
   third round's choices and scored once at its end.
 * ``heldout5`` — Gagge (seeds 14000…) and JOS-3 (seeds 15000…) sessions, generated before the
   fourth round's choices and scored once at its end.
+* ``heldout6`` — Gagge (seeds 16000…) and JOS-3 (seeds 17000…) sessions, scored once by a fifth
+  round whose branch was lost with its machine; its figures were seen, so it is seen.
+* ``heldout7`` — Gagge (seeds 18000…) and JOS-3 (seeds 19000…) sessions, generated before the
+  fifth round's first choice (redone) and scored once at its end.
 
 Each split crosses workouts (steady aerobic, intervals, strength sets, balance/flexibility) with
 rooms (cool, neutral, hot and humid); one person in four sweats poorly (heat-sensitive). The
@@ -78,6 +82,8 @@ def plan(split: str, *, scale: float = 1.0) -> list[SessionSpec]:
         "heldout3": (("gagge", 8000, 5), ("jos3", 9000, 4)),
         "heldout4": (("gagge", 12000, 5), ("jos3", 13000, 4)),
         "heldout5": (("gagge", 14000, 5), ("jos3", 15000, 4)),
+        "heldout6": (("gagge", 16000, 5), ("jos3", 17000, 4)),
+        "heldout7": (("gagge", 18000, 5), ("jos3", 19000, 4)),
     }[split]
     specs: list[SessionSpec] = []
     for model, seed0, reps in groups:
@@ -119,6 +125,8 @@ PREFIX: Mapping[str, str] = MappingProxyType(
         "heldout3": "h3",
         "heldout4": "h4",
         "heldout5": "h5",
+        "heldout6": "h6",
+        "heldout7": "h7",
     }
 )
 
@@ -229,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "heldout3",
             "heldout4",
             "heldout5",
+            "heldout6",
+            "heldout7",
             "all",
         ),
         default="all",

@@ -53,6 +53,8 @@ class HeatBalanceParams:
     impaired_sweating_loss_factor: float
     """Heat loss multiplier for a profile with ``heat_sensitivity = "impaired_sweating"``."""
     loss_skin_slope: float = 0.0
+    """How the room changes heat loss: L × e^(−slope·(skin₀ − 33 °C)), skin₀ the skin
+    temperature at rest in that room (warm room: less loss; cool room: more). 0 = off."""
     skin_warming_cap_c: float = math.inf
     """Skin warming beyond this (°C over the rest value) shifts the equilibrium no further: a
     skin that warms by several degrees in a cool room is vasodilation shedding heat, not a
@@ -60,8 +62,10 @@ class HeatBalanceParams:
     skin_vasodilation_coupling: float = 0.0
     """How much skin warming beyond ``skin_warming_cap_c`` shifts the equilibrium *down*
     (°C per °C): a skin that keeps warming past the cap is carrying heat away from the core."""
-    """How the room changes heat loss: L × e^(−slope·(skin₀ − 33 °C)), skin₀ the skin
-    temperature at rest in that room (warm room: less loss; cool room: more). 0 = off."""
+    skin_vasodilation_limit_c: float = math.inf
+    """The most that ``skin_vasodilation_coupling`` shifts the equilibrium down (°C): skin
+    blood flow sheds heat up to a ceiling, so a skin several degrees warmer in a hot room
+    does not keep lowering the core's equilibrium. ``inf`` = no limit."""
     production_r_offset: float = 0.0
     """Heart-rate reserve fraction below which the slow compartment gains no heat: light work
     is compensable (sweating and skin blood flow shed its heat), so the production term is
@@ -83,6 +87,15 @@ class HeatBalanceParams:
     itself, not to the core. Resistance sets and standing work raise heart rate
     through the pressor reflex, posture and slow recovery between sets far more than they
     produce heat; read as heat, that heart rate holds the estimate too high. 0 = off."""
+    aerobic_hr_work_share: float = 0.0
+    """The same for aerobic activity, at the start of exercise: the share of the smoothed
+    heart-rate rise above rest attributed to the work (cardiac output for the working muscle)
+    rather than to the core. It fades out linearly as the skin warms by
+    ``aerobic_share_fade_c`` over its rest value (skin blood flow opens once the core has
+    warmed, and from then on the heart rate carries heat). Without a current skin reading it
+    is off (the heart-rate-only model, which errs early rather than late). 0 = off."""
+    aerobic_share_fade_c: float = 1.0
+    """Skin warming (°C over its rest value) over which ``aerobic_hr_work_share`` fades to 0."""
     intermittent_hr_var_factor: float = 1.0
     """Heart-rate observation variance multiplier for those activities: their heart rate
     swings with each set and says less about the core (1 = as aerobic work)."""
@@ -104,7 +117,7 @@ class HeatBalanceParams:
     """Capacity (METs) at which the production is P as given (about the training median)."""
     pull_gain_factor: float = 0.0
     """The forecast runs the heart-rate observation's pull forward beside the process
-    (:meth:`~monitor.engine.estimators.HeatBalanceEstimator.forecast_pull`), its Kalman–Bucy
+    (:meth:`~monitor.engine.heat_balance.HeatBalanceEstimator.forecast_pull`), its Kalman–Bucy
     gain × this. 0 = the process alone (the forecast of rounds one to three)."""
     workload_tau_s: float
     """Time constant of the smoothed workload the forecast runs forward (s)."""
@@ -125,11 +138,14 @@ HEAT_BALANCE_PARAMS = HeatBalanceParams(
     loss_skin_slope=0.161,
     skin_warming_cap_c=1.0,
     skin_vasodilation_coupling=0.2,
-    production_r_offset=0.25,
+    skin_vasodilation_limit_c=0.4,
+    production_r_offset=0.3,
     fast_production_c_per_min=0.1,
     fast_loss_per_min=0.25,
     fast_room_slope=0.1,
     intermittent_hr_work_share=0.3,
+    aerobic_hr_work_share=0.3,
+    aerobic_share_fade_c=1.0,
     intermittent_hr_var_factor=1.5,
     fast_skin_gate_c=1.0,
     fast_gate_floor=0.5,
