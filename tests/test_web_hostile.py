@@ -324,6 +324,12 @@ async def test_no_token_password_note_or_id_in_any_log(
     # A request line too long for aiohttp's parser: refused there, its text not logged.
     async with http.get(f"{link}&pad={'x' * 9000}", allow_redirects=False) as resp:
         assert resp.status == 400
+    refused = [r for r in caplog.records if r.name == "monitor.web.server"]
+    assert refused, "the parser's refusal was not logged"
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in refused), [
+        (r.levelname, r.getMessage()) for r in refused
+    ]
+    assert "LineTooLong (400)" in refused[-1].getMessage()
     text = "\n".join(
         [caplog.text] + [repr(getattr(r, k, "")) for r in caplog.records for k in vars(r)]
     )

@@ -122,11 +122,14 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
 
 class ParserErrorFilter(logging.Filter):
-    """Drops the text (which may quote a URL with its token) of HTTP parser errors."""
+    """Drops the text (which may quote a URL with its token) of HTTP parser errors, and logs
+    them as a warning: a malformed request is the client's fault, answered with its 4xx, and
+    no fault of the server's (aiohttp logs it as an error with a traceback)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.msg = f"{record.getMessage()}: {type(exc).__name__} ({exc.code})"
             record.args = ()
             record.exc_info = None
