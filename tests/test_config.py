@@ -114,6 +114,41 @@ def test_run_check_refuses_what_run_refuses_naming_the_key(
     assert not (tmp_path / "var").exists(), "--check must not create files or connect"
 
 
+BLE_DEVICE = '[[devices]]\naddress = "C8:2B:96:00:11:22"\npatient = "p1"\nrole = "heart_rate"\n'
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("scan_timeout_s = nan", "sources.ble.scan_timeout_s: must be > 0 and <= 600"),
+        ("connect_timeout_s = inf", "sources.ble.connect_timeout_s: must be > 0 and <= 600"),
+        ("connect_timeout_s = 1e308", "sources.ble.connect_timeout_s"),
+        ("reconnect_max_s = 1e9", "sources.ble.reconnect_max_s: must be > 0 and <= 3600"),
+        ("connect_attempts = 10000000000", "sources.ble.connect_attempts"),
+        ("connect_attempts = inf", "sources.ble.connect_attempts: inf is not a number"),
+        ("reconnect_base_s = 10\nreconnect_max_s = 1", "reconnect_max_s: must be >="),
+    ],
+)
+def test_ble_options_out_of_range_are_refused_naming_the_key(
+    tmp_path: Path,
+    option: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``nan`` timeout ends every scan and connect at once; an endless one, or a reconnect
+    wait of years, means a wearable that dropped out is never looked for again."""
+    path = tmp_path / "heatmon.toml"
+    path.write_text(
+        '[monitor]\ndata_dir = "var"\n\n[[patients]]\nid = "p1"\n\n'
+        + BLE_DEVICE
+        + f"\n[sources.ble]\n{option}\n"
+    )
+    code, out, err = run_check(path, capsys, monkeypatch)
+    assert code == 2, out + err
+    assert message in err
+
+
 def test_run_check_accepts_the_sample_without_connecting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

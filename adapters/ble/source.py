@@ -66,6 +66,15 @@ CONNECT_ATTEMPTS = 2
 """Attempts inside one ``establish_connection`` call (bleak-retry-connector)."""
 RECONNECT_BASE_S = 0.5
 RECONNECT_MAX_S = 30.0
+OPTION_MAX: Mapping[str, float] = {
+    "scan_timeout_s": 600.0,
+    "connect_timeout_s": 600.0,
+    "connect_attempts": 100,
+    "reconnect_base_s": 60.0,
+    "reconnect_max_s": 3600.0,
+}
+"""Largest value of each ``[sources.ble]`` option: beyond it a wearable that dropped out
+would not be looked for again for hours (or, with ``nan``, every scan would end at once)."""
 MAX_CLOCK_AHEAD_S = 60.0
 """A device time stamp further ahead of our clock than this is not believed."""
 MAX_STORED_AGE_S = 6 * 3600.0
@@ -236,11 +245,15 @@ class BleSource(Source):
             value = options[key]
             try:
                 number = int(value) if key == "connect_attempts" else float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(f"sources.ble.{key}: {value!r} is not a number") from None
-            if number <= 0:
-                raise ConfigError(f"sources.ble.{key}: must be > 0, got {value!r}")
+            highest = OPTION_MAX[key]
+            if not 0 < number <= highest:  # also refuses nan (every timeout at once) and inf
+                raise ConfigError(f"sources.ble.{key}: must be > 0 and <= {highest}, got {value!r}")
             kwargs[key] = number
+        base = kwargs.get("reconnect_base_s", RECONNECT_BASE_S)
+        if kwargs.get("reconnect_max_s", RECONNECT_MAX_S) < base:
+            raise ConfigError("sources.ble.reconnect_max_s: must be >= reconnect_base_s")
 
         return cls(
             devices=config.devices,
