@@ -149,6 +149,35 @@ def test_ble_options_out_of_range_are_refused_naming_the_key(
     assert message in err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("session_ttl_s = inf", "web.session_ttl_s: Input should be a finite number"),
+        ("session_ttl_s = 1e30", "web.session_ttl_s: Input should be less than or equal to"),
+        ("login_window_s = inf", "web.login_window_s: Input should be a finite number"),
+        ("history_minutes = nan", "web.history_minutes"),
+        ("[web.history]\ntimeout_s = nan", "web.history.timeout_s"),
+    ],
+)
+def test_web_options_that_are_endless_are_refused_naming_the_key(
+    tmp_path: Path,
+    option: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``session_ttl_s = inf`` was taken, then every answer that sets a cookie (the login
+    page's CSRF token, the login) was a 500: ``Max-Age`` cannot be infinite."""
+    path = tmp_path / "heatmon.toml"
+    path.write_text(
+        '[monitor]\ndata_dir = "var"\n\n[[patients]]\nid = "p1"\n\n'
+        f"[sinks.web]\nenabled = true\n\n[web]\n{option}\n"
+    )
+    code, out, err = run_check(path, capsys, monkeypatch)
+    assert code == 2, out + err
+    assert message in err
+
+
 def test_run_check_accepts_the_sample_without_connecting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

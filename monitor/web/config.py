@@ -60,7 +60,7 @@ class UserConfig(BaseModel):
 class HistoryConfig(BaseModel):
     """The InfluxDB the history view reads with InfluxQL (1.x, or 2.x/3.x v1-compatible API)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     url: str = Field(default="", pattern=r"^(https?://.+)?$")
     database: str = "heatmon"
@@ -71,17 +71,22 @@ class HistoryConfig(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 
+MAX_SESSION_TTL_S = 30 * 24 * 3600.0
+MAX_LOGIN_WINDOW_S = 24 * 3600.0
+
+
 class WebConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # TOML has inf and nan: an endless session_ttl_s made every answer that sets a cookie a 500
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str = Field(default="", pattern=r"^(https?://[^\s]+)?$")
     secure_cookies: bool = False
-    session_ttl_s: float = Field(default=12 * 3600.0, gt=60)
+    session_ttl_s: float = Field(default=12 * 3600.0, gt=60, le=MAX_SESSION_TTL_S)
     max_sessions: int = Field(default=10_000, ge=10)
     login_max_failures: int = Field(default=5, ge=1)
-    login_window_s: float = Field(default=300.0, gt=0)
+    login_window_s: float = Field(default=300.0, gt=0, le=MAX_LOGIN_WINDOW_S)
     history_minutes: float = Field(default=30.0, gt=0, le=240)
     max_subscriber_backlog: int = Field(default=2000, ge=10)
     request_timeout_s: float = Field(default=15.0, gt=0, le=300)
