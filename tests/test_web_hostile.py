@@ -21,7 +21,7 @@ import pytest
 
 from monitor.web.accesslog import logged_target, redacted_query
 from monitor.web.app import OPENAPI_PATH
-from monitor.web.auth import AnonymousCsrf, SessionStore
+from monitor.web.auth import MAX_SESSIONS_PER_PRINCIPAL, AnonymousCsrf, SessionStore
 from monitor.web.bodies import MAX_BODY_BYTES, MAX_JSON_DEPTH, json_depth
 from monitor.web.demo import DemoUser
 from tests.fixtures.web import CAROL, WebStack, build_web_stack
@@ -274,6 +274,48 @@ async def test_slow_and_silent_clients_hold_no_connection() -> None:
             "/api/patients/p-hot/symptoms", json={"note": "ok"}, headers={"X-CSRF-Token": token}
         ) as resp:
             assert resp.status == 200, "the service keeps answering"
+
+
+async def stream_ends_within(stream: aiohttp.ClientResponse, seconds: float) -> bool:
+    """Whether the server ends ``stream`` (read past its snapshot) within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await stream.content.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def test_a_stream_ends_with_its_session_however_the_session_is_dropped(
+    web_stack: WebStack, http: aiohttp.ClientSession
+) -> None:
+    """Patient data is streamed only while the session that asked for it lives: a session
+    pushed out (a patient link opened in the caregiver's browser, the caregiver's own later
+    logins past the per-person bound) ends its stream, as logout does."""
+    await log_in(http, CAROL.login, CAROL.password)
+    async with http.get("/api/events") as stream:
+        assert stream.status == 200
+        await stream.content.readuntil(b"\n\n")  # the snapshot
+        async with http.get(web_stack.patient_links["p-hot"], allow_redirects=False) as resp:
+            assert resp.status == 302  # this browser is now the patient's phone
+        assert await stream_ends_within(stream, 2.0), "carol's stream outlived her session"
+
+    async with aiohttp.ClientSession(
+        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as first:
+        await log_in(first, CAROL.login, CAROL.password)
+        async with first.get("/api/events") as stream:
+            await stream.content.readuntil(b"\n\n")
+            for _ in range(MAX_SESSIONS_PER_PRINCIPAL):  # carol logs in elsewhere, again
+                async with aiohttp.ClientSession(
+                    base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+                ) as other:
+                    await log_in(other, CAROL.login, CAROL.password)
+            async with first.get("/api/patients") as resp:
+                assert resp.status == 401, "the first session was pushed out"
+            assert await stream_ends_within(stream, 2.0), "a pushed-out session kept its stream"
+    await assert_still_answers(web_stack, http)
 
 
 async def test_malformed_history_session_id_is_400_and_never_logged(

@@ -111,7 +111,10 @@ class WebState:
         self.control = control
         self.tokens = tokens
         self.sessions = SessionStore(
-            ttl_s=config.session_ttl_s, max_sessions=config.max_sessions, clock=clock
+            ttl_s=config.session_ttl_s,
+            max_sessions=config.max_sessions,
+            clock=clock,
+            on_drop=board.close_owner,  # no stream outlives its session
         )
         self.limiter = LoginLimiter(
             max_failures=config.login_max_failures, window_s=config.login_window_s, clock=clock

@@ -141,7 +141,15 @@ class SessionStore:
     first. Expired sessions are dropped when met and, oldest first, whenever one is made.
     """
 
-    __slots__ = ("_by_principal", "_clock", "_max", "_max_per_principal", "_sessions", "_ttl_s")
+    __slots__ = (
+        "_by_principal",
+        "_clock",
+        "_max",
+        "_max_per_principal",
+        "_on_drop",
+        "_sessions",
+        "_ttl_s",
+    )
 
     def __init__(
         self,
@@ -150,7 +158,11 @@ class SessionStore:
         max_sessions: int,
         max_per_principal: int = MAX_SESSIONS_PER_PRINCIPAL,
         clock: Clock = time.time,
+        on_drop: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_drop = on_drop
+        """Told the id of every session dropped, whatever the reason (logout, expiry, pushed
+        out by a bound, revoked): the dashboard ends that session's streams."""
         self._ttl_s = ttl_s
         self._max = max_sessions
         self._max_per_principal = max_per_principal
@@ -223,6 +235,8 @@ class SessionStore:
             mine.pop(session_id, None)
             if not mine:
                 del self._by_principal[key]
+        if self._on_drop is not None:
+            self._on_drop(session_id)
 
     def drop_where(self, predicate: Callable[[Session], bool]) -> list[str]:
         """Drop every session ``predicate`` holds for; their ids (to close their streams)."""
