@@ -168,10 +168,14 @@ def bounded_lines(
     raw: IO[bytes],
     progress: Callable[[int], None] | None,
     too_long: Callable[[int], None],
+    not_utf8: Callable[[int, str], None] | None = None,
 ) -> Iterator[str]:
     """The file's lines, decoded (a UTF-8 byte-order mark before the header is dropped); a
     line longer than :data:`MAX_LINE_BYTES` is read in pieces, reported through
-    ``too_long(line_number)`` and replaced by an empty line."""
+    ``too_long(line_number)`` and replaced by an empty line. A line that is not UTF-8 is
+    reported through ``not_utf8(line_number, where)`` and replaced by an empty line too
+    (decoded with replacement characters, two raw ids that differ in one letter would be
+    one patient); without ``not_utf8`` it is decoded with replacement characters."""
     done = 0
     count = 0
     while True:
@@ -190,7 +194,14 @@ def bounded_lines(
             line = b"\n"
         if progress is not None and count % PROGRESS_EVERY_ROWS == 0:
             progress(done)
-        yield line.decode("utf-8", errors="replace")
+        if not_utf8 is None:
+            yield line.decode("utf-8", errors="replace")
+            continue
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            not_utf8(count, f"byte 0x{line[err.start]:02x} at column {err.start + 1}")
+            yield "\n"
     if progress is not None:
         progress(done)
 
@@ -242,8 +253,11 @@ def replay(
     def too_long(line: int) -> None:
         reject(line, f"line longer than {MAX_LINE_BYTES} bytes")
 
+    def not_utf8(line: int, where: str) -> None:
+        reject(line, f"line is not UTF-8 ({where}); save the file as CSV UTF-8")
+
     with input_path.open("rb") as raw:
-        reader = csv.reader(bounded_lines(raw, progress, too_long))
+        reader = csv.reader(bounded_lines(raw, progress, too_long, not_utf8))
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:

@@ -260,6 +260,35 @@ def test_a_spreadsheet_csv_with_byte_order_mark_and_crlf_is_read(tmp_path: Path)
     assert report.rows == 30 and report.samples == 60 and report.estimates >= 1
 
 
+def test_a_file_that_is_not_utf8_never_merges_two_patients(tmp_path: Path) -> None:
+    """A spreadsheet's plain "CSV" on Windows is cp1252: decoded with replacement
+    characters, the raw ids "Müller" and "Mäller" both became "M\ufffdller", one
+    pseudonym, and two patients' samples went through one engine without a word. A line
+    that is not UTF-8 is rejected with its line number; the others go on."""
+    src = tmp_path / "cp1252.csv"
+    lines = ["time,patient,heart_rate_bpm,skin_temp_c"]
+    for t in range(60):
+        lines += [f"{T0 + t},Müller,70,33.5", f"{T0 + t},Mäller,150,33.5", f"{T0 + t},Ana,70,33"]
+    src.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    errors: list[str] = []
+    with (tmp_path / "e.jsonl").open("w") as ev, (tmp_path / "s.csv").open("w") as est:
+        report = replay(
+            src,
+            events_out=ev,
+            estimates_out=est,
+            on_error=errors.append,
+            pseudonym_key=b"k" * 32,
+            now=T0 + 3600,
+        )
+    assert report.rejected_rows == 120 and len(errors) == 120
+    assert errors[0] == (
+        "cp1252.csv:2: line is not UTF-8 (byte 0xfc at column 13); save the file as CSV UTF-8"
+    )
+    assert "Müller" not in "".join(errors) and "M\ufffdller" not in "".join(errors)
+    assert report.patients == 1 and report.samples == 120  # Ana's rows only
+    assert report.flags.get("duplicate", 0) == 0
+
+
 def test_a_column_named_twice_is_a_clear_error(tmp_path: Path) -> None:
     src = tmp_path / "twice.csv"
     src.write_text("time,patient,heart_rate_bpm,skin_temp_c,heart_rate_bpm\n1,p1,70,33,150\n")
