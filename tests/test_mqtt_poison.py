@@ -17,7 +17,7 @@ from typing import NamedTuple
 import aiomqtt
 
 from monitor.engine import MonitorEngine
-from monitor.model import SampleKind, iso_utc
+from monitor.model import SampleKind, SymptomReport, iso_utc
 from monitor.mqtt import payloads
 from monitor.mqtt.localbroker import MosquittoBroker
 from monitor.mqtt.sink import MqttSink
@@ -28,7 +28,15 @@ from monitor.storage.options import InfluxOptions
 from monitor.storage.sink import InfluxSink
 from tests.fixtures.influxdb import InfluxDatabase
 from tests.fixtures.mosquitto import BrokerFactory
-from tests.mqtt_helpers import PASSWORDS, Listener, options, start_broker, until, until_count
+from tests.mqtt_helpers import (
+    PASSWORDS,
+    Listener,
+    options,
+    running_monitor,
+    start_broker,
+    until,
+    until_count,
+)
 
 DEEP = 1000
 """Nesting depth of the deep payloads (what issue 10 sent)."""
@@ -210,3 +218,32 @@ async def test_poison_live_and_retained_is_answered_and_nothing_valid_is_lost(
             )
             assert again.mqtt.counters["rejected"] == retained
             assert again.mqtt.counters["connects"] == 1
+
+
+async def test_retained_input_is_taken_once_not_at_every_restart(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+) -> None:
+    """A patient's app (or a gateway) that publishes with the retain flag by mistake: the
+    monitor takes the message when it is sent, but the broker keeps a copy and hands it to
+    every new subscription. Taken again at each restart, the same symptom report was
+    stored once a restart. A retained copy (always a replay: the monitor's session is
+    persistent) is answered on the errors topic, counted and not taken."""
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    now = time.time()
+    symptom = payloads.encode_symptom(time=now - 5, note="tingling")
+    async with running_monitor(broker, mqtt_prefix) as first:
+        await publish(
+            broker, "app-p1", f"{mqtt_prefix}/patients/p1/symptoms", [symptom], retain=True
+        )
+        await until_count(first.sink, "symptoms_in", 1)
+        await until_count(first.sink, "acked", 1)  # not delivered again for want of a PUBACK
+    errors_topic = f"{mqtt_prefix}/patients/p1/errors"
+    async with Listener(broker, user="heatmon", topics=[errors_topic], identifier="w") as watch:
+        for _ in range(2):  # heatmon restarted twice
+            async with running_monitor(broker, mqtt_prefix) as again:
+                await until_count(again.sink, "rejected", 1)
+                await until_count(again.sink, "acked", 1)
+                assert again.sink.counters.get("symptoms_in", 0) == 0
+                assert not [r for r in again.records.records if isinstance(r, SymptomReport)]
+        await watch.wait_for(lambda w: len(w.messages) >= 2, what="both rejections answered")
+    assert all("retained" in m.json()["reason"] for m in watch.messages)

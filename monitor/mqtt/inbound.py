@@ -74,6 +74,16 @@ def loggable(reason: str, channel: Channel | None) -> str:
     return _LONG_QUOTED.sub("'…'", reason)[:300]
 
 
+def _refuse_retained(retained: bool, topic: str) -> None:
+    if retained:
+        raise InputError(
+            "a retained message is not taken as input (the broker replays it to every new "
+            "subscription, so each restart would take it again); publish with retain=false "
+            "and clear the retained copy (an empty retained message)",
+            where=topic,
+        )
+
+
 class Counter(Protocol):
     def __call__(self, name: str, n: int = 1) -> int: ...
 
@@ -123,7 +133,9 @@ class Inbound:
         async def take() -> None:
             taken = 0
             async for message in client.messages:
-                await self.handle(message.topic.value, payload_bytes(message.payload))
+                await self.handle(
+                    message.topic.value, payload_bytes(message.payload), retained=message.retain
+                )
                 if message.qos > 0:
                     unacked.append((message.mid, message.qos))
                     handled.set()
@@ -172,14 +184,17 @@ class Inbound:
 
     # -- one message --------------------------------------------------------------------
 
-    async def handle(self, topic: str, payload: bytes) -> None:
+    async def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         """One inbound message: decoded, checked, handed to the monitor, or rejected. Never
-        raises (but for cancellation)."""
+        raises (but for cancellation). A ``retained`` copy is checked, then rejected: the
+        broker hands it to every new subscription (the monitor's session is persistent, so
+        it is always a replay of something sent before), and each restart would take it
+        again."""
         patient: str | None = None
         channel: Channel | None = None
         try:
             patient, channel = self._topics.parse(topic)
-            await self._take(topic, payload, patient, channel)
+            await self._take(topic, payload, patient, channel, retained)
         except InputError as err:
             self._reject(topic, err.reason, patient, channel)
         except Exception as err:  # a bug, not the client's fault: never stop the reader
@@ -190,7 +205,9 @@ class Inbound:
             self._count("input_errors")
             self._reject(topic, f"could not be processed ({type(err).__name__})", patient, channel)
 
-    async def _take(self, topic: str, payload: bytes, patient: str, channel: Channel) -> None:
+    async def _take(
+        self, topic: str, payload: bytes, patient: str, channel: Channel, retained: bool
+    ) -> None:
         if patient not in self._known:
             raise InputError(
                 f"patient {patient!r} is not one of this monitor's patients", where=topic
@@ -201,10 +218,12 @@ class Inbound:
         codec = self._codec
         if channel is Channel.SAMPLES:
             samples = codec.decode_samples(payload, patient=patient, where=topic, now=self._clock())
+            _refuse_retained(retained, topic)
             await monitor.ingest_batch(samples)
             self._count("samples_in", len(samples))
         elif channel is Channel.SYMPTOMS:
             at, note = codec.decode_symptom(payload, where=topic, now=self._clock())
+            _refuse_retained(retained, topic)
             if self._repeated(("symptom", patient, at, note)):
                 self._count("symptoms_repeated")
                 return
@@ -213,6 +232,7 @@ class Inbound:
             self._count("symptoms_in")
         elif channel is Channel.ACK:
             event_id, by, at = codec.decode_ack(payload, where=topic, now=self._clock())
+            _refuse_retained(retained, topic)
             if self._repeated(("ack", patient, event_id, by)):
                 self._count("acks_repeated")
                 return
