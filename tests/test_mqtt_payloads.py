@@ -162,9 +162,11 @@ def test_bad_item_in_a_batch_is_named_by_index(codec: PayloadCodec) -> None:
 
 
 def test_symptom_and_ack(codec: PayloadCodec) -> None:
-    t, note = codec.decode_symptom(payloads.encode_symptom(time=NOW, note="tingling"), where="w")
+    symptom = payloads.encode_symptom(time=NOW, note="tingling")
+    t, note = codec.decode_symptom(symptom, where="w", now=NOW)
     assert (t, note) == (NOW, "tingling")
-    assert codec.decode_ack(payloads.encode_ack(event_id="e1", by="anna", time=NOW), where="w") == (
+    ack = payloads.encode_ack(event_id="e1", by="anna", time=NOW)
+    assert codec.decode_ack(ack, where="w", now=NOW) == (
         "e1",
         "anna",
         NOW,
@@ -175,6 +177,28 @@ def test_symptom_and_ack(codec: PayloadCodec) -> None:
         codec.decode_symptom(
             json.dumps({"v": 1, "time": NOW, "note": "x" * 501}).encode(), where="w"
         )
+
+
+@pytest.mark.parametrize("days", [8, 365 * 20])
+def test_a_time_days_behind_the_monitor_is_refused_naming_the_clock(
+    codec: PayloadCodec, days: int
+) -> None:
+    """A gateway whose clock was reset (to its firmware's date): its live samples were
+    taken as years old, alerts were dated then and the patient shown as stale while the
+    data came in. Samples (typed pass and schemas alike), symptom reports and
+    acknowledgements that far behind are refused; a gateway's buffer of days comes in."""
+    old = NOW - days * 86_400
+    sample = json.dumps(_good(time=old)).encode()
+    with pytest.raises(InputError, match=r"^w: time: .* is more than 7 days in the past .*clock"):
+        codec.decode_samples(sample, patient="p1", where="w", now=NOW)
+    with pytest.raises(InputError, match="more than 7 days in the past"):
+        codec.decode_symptom(payloads.encode_symptom(time=old), where="w", now=NOW)
+    with pytest.raises(InputError, match="more than 7 days in the past"):
+        codec.decode_ack(payloads.encode_ack(event_id="e", by="a", time=old), where="w", now=NOW)
+    buffered = json.dumps(_good(time=NOW - 6 * 86_400)).encode()
+    assert codec.decode_samples(buffered, patient="p1", where="w", now=NOW)[0].time == (
+        NOW - 6 * 86_400
+    )
 
 
 def test_topics_parse_and_refuse_wildcards() -> None:

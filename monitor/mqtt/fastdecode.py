@@ -75,9 +75,12 @@ class FastSampleDecoder:
         self._batch = msgspec.json.Decoder(_Batch)
         self._single = msgspec.json.Decoder(_Single)
 
-    def decode(self, payload: bytes, *, patient: str, limit: float) -> list[Sample] | None:
+    def decode(
+        self, payload: bytes, *, patient: str, limit: float, earliest: float = MIN_TIME_S
+    ) -> list[Sample] | None:
         """The samples of ``payload`` for ``patient``, each checked (kind's unit and range,
-        a finite time between 2000 and ``limit``); ``None`` if anything is not right."""
+        a finite time between 2000 (or ``earliest``) and ``limit``); ``None`` if anything
+        is not right."""
         items: list[_Item]
         try:
             if b'"samples"' in payload:
@@ -91,6 +94,7 @@ class FastSampleDecoder:
         kinds = _KINDS
         bounds = _BOUNDS
         hi_time = min(limit, MAX_TIME_S)
+        lo_time = max(earliest, MIN_TIME_S)
         for item in items:
             unit, lo, hi = bounds[item.kind]
             value = item.value
@@ -105,7 +109,7 @@ class FastSampleDecoder:
                     t = parse_time(t)
                 except (ValueError, OverflowError):
                     return None  # the full path words the error
-            if not (MIN_TIME_S <= t <= hi_time and t < MAX_TIME_S and math.isfinite(value)):
+            if not (lo_time <= t <= hi_time and t < MAX_TIME_S and math.isfinite(value)):
                 return None
             append(
                 Sample(

@@ -36,6 +36,11 @@ MAX_BATCH = 1000
 MAX_FUTURE_S = 300.0
 """A time (sample, symptom report, acknowledgement) further ahead of this monitor's clock is
 impossible (a broken clock) and is refused."""
+MAX_PAST_S = 7 * 86_400.0
+"""A time (sample, symptom report, acknowledgement) further behind this monitor's clock is
+refused: a gateway whose clock was reset (to its firmware's date, say) would otherwise have
+its live samples taken as years old: alerts dated then, the patient shown as stale while
+data arrives. A gateway's buffer of a few days still comes in."""
 MIN_TIME_S = 946_684_800.0
 """2000-01-01T00:00:00Z: no heatmon input is older (also the schemas' minimum)."""
 MAX_TIME_S = 4_102_444_800.0
@@ -87,10 +92,21 @@ def _describe(err: ValidationError) -> str:
 class PayloadCodec:
     """Validators for every schema, made once per sink or gateway."""
 
-    __slots__ = ("_fast", "_max_bytes", "_max_future_s", "_samples", "_validators")
+    __slots__ = (
+        "_fast",
+        "_max_bytes",
+        "_max_future_s",
+        "_max_past_s",
+        "_samples",
+        "_validators",
+    )
 
     def __init__(
-        self, *, max_bytes: int = MAX_PAYLOAD_BYTES, max_future_s: float = MAX_FUTURE_S
+        self,
+        *,
+        max_bytes: int = MAX_PAYLOAD_BYTES,
+        max_future_s: float = MAX_FUTURE_S,
+        max_past_s: float = MAX_PAST_S,
     ) -> None:
         schemas = {name: load_schema(name) for name in SCHEMA_NAMES}
         registry: Registry[Any] = Registry().with_resources(
@@ -110,6 +126,7 @@ class PayloadCodec:
         }
         self._max_bytes = max_bytes
         self._max_future_s = max_future_s
+        self._max_past_s = max_past_s
         self._samples = FastSampleDecoder()
 
     def validate(self, name: str, document: Any, *, where: str) -> None:
@@ -153,7 +170,13 @@ class PayloadCodec:
             raise InputError(
                 f"payload of {len(payload)} bytes exceeds {self._max_bytes} bytes", where=where
             )
-        fast = self._samples.decode(payload, patient=patient, limit=self._limit(now))
+        limit = self._limit(now)
+        fast = self._samples.decode(
+            payload,
+            patient=patient,
+            limit=limit,
+            earliest=limit - self._max_future_s - self._max_past_s,
+        )
         if fast is not None:
             return fast
         return self.decode_samples_by_schema(payload, patient=patient, where=where, now=now)
@@ -239,6 +262,13 @@ class PayloadCodec:
             raise InputError(
                 f"{at}: {iso_utc(t)} is more than {self._max_future_s:.0f} s in the future "
                 f"(this monitor's clock says {iso_utc(limit - self._max_future_s)})",
+                where=where,
+            )
+        now = limit - self._max_future_s
+        if t < now - self._max_past_s:
+            raise InputError(
+                f"{at}: {iso_utc(t)} is more than {self._max_past_s / 86_400:.0f} days in the "
+                f"past (this monitor's clock says {iso_utc(now)}; is the sender's clock set?)",
                 where=where,
             )
         return t
