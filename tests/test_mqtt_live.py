@@ -5,7 +5,9 @@ TLS, and Home Assistant discovery."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 
 import aiomqtt
@@ -19,6 +21,7 @@ from monitor.mqtt.payloads import PayloadCodec
 from tests.fixtures.mosquitto import BrokerFactory, make_tls_files
 from tests.mqtt_helpers import (
     PASSWORDS,
+    WAIT_S,
     Listener,
     QueueSource,
     cooling,
@@ -365,3 +368,43 @@ async def test_tls_and_passwords(
     with pytest.raises(aiomqtt.MqttError):
         async with make_client(wrong, identifier="w"):
             pass
+
+
+async def test_a_gateway_never_logs_what_a_patient_or_caregiver_typed(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The monitor answers every rejection of a patient's input on that patient's errors
+    topic, where the patient's gateway reads it and logs why. A symptom report whose note is
+    not text (a list, as a broken app may send) is refused with the note quoted back; the
+    monitor's own log leaves it out, and so must the gateway's."""
+    caplog.set_level(logging.DEBUG)
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    secret = "relapse after the sauna"
+    symptom = json.dumps({"v": 1, "time": time.time() - 5, "note": [secret]}).encode()
+    ack = json.dumps({"v": 1, "event_id": "e", "by": ["Dr Jane Roe"]}).encode()
+    async with (
+        running_monitor(broker, mqtt_prefix) as run,
+        Gateway(
+            source=QueueSource(), options=options(broker, mqtt_prefix, "gw-a"), patients=["p1"]
+        ) as gateway,
+    ):
+        gw_task = asyncio.create_task(gateway.run())
+        async with asyncio.timeout(WAIT_S):
+            await gateway.connected.wait()
+            sent = 0
+            # until the gateway's subscription is in place, a rejection may pass it by
+            while gateway.counters.get("rejected_by_monitor", 0) < 2:
+                async with aiomqtt.Client(
+                    broker.host, broker.port, username="heatmon", password=PASSWORDS["heatmon"]
+                ) as client:
+                    await client.publish(f"{mqtt_prefix}/patients/p1/symptoms", symptom, qos=1)
+                    await client.publish(f"{mqtt_prefix}/patients/p1/ack", ack, qos=1)
+                sent += 2
+                await until_count(run.sink, "rejected", sent)
+                await asyncio.sleep(0.2)
+        gw_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gw_task
+    said = [r.getMessage() for r in caplog.records if "rejected input" in r.getMessage()]
+    assert any("the monitor rejected input on" in m for m in said), said
+    assert secret not in caplog.text and "Jane Roe" not in caplog.text

@@ -30,6 +30,7 @@ from monitor.mqtt.client import (
     payload_bytes,
     run_until_one_fails,
 )
+from monitor.mqtt.inbound import loggable
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.outbox import MEMORY, Outbox
 from monitor.mqtt.topics import Channel, check_patient_id
@@ -163,11 +164,22 @@ class Gateway:
     async def _listen(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             try:
-                reason = json.loads(payload_bytes(message.payload)).get("reason", "?")
+                doc = json.loads(payload_bytes(message.payload))
+                reason, channel = str(doc.get("reason", "?")), doc.get("channel")
             except (ValueError, AttributeError):
-                reason = "?"
+                reason, channel = "?", None
+            try:
+                kind = Channel(channel) if isinstance(channel, str) else None
+            except ValueError:
+                kind = None
             self._count("rejected_by_monitor")
-            log.warning("gateway: the monitor rejected input on %s: %s", message.topic, reason)
+            # the errors topic names every rejection of the patient's input: a symptom
+            # report's or acknowledgement's reason may quote what a person typed
+            log.warning(
+                "gateway: the monitor rejected input on %s: %s",
+                message.topic,
+                loggable(reason, kind if kind is not None else Channel.SYMPTOMS),
+            )
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
