@@ -408,3 +408,35 @@ async def test_a_gateway_never_logs_what_a_patient_or_caregiver_typed(
     said = [r.getMessage() for r in caplog.records if "rejected input" in r.getMessage()]
     assert any("the monitor rejected input on" in m for m in said), said
     assert secret not in caplog.text and "Jane Roe" not in caplog.text
+
+
+async def test_an_acknowledgement_over_mqtt_names_a_caregiver_not_the_patient(
+    mosquitto_factory: BrokerFactory, mqtt_prefix: str
+) -> None:
+    """``by = "patient:self"`` is how the records say the patient answered their own
+    cool-down prompt (the dashboard's patient link). A caregiver's app could claim it over
+    MQTT; anything but a caregiver's login is refused, naming ``by``, before any alert is
+    looked up."""
+    broker = start_broker(mosquitto_factory, mqtt_prefix)
+    errors = f"{mqtt_prefix}/patients/p1/errors"
+    async with (
+        running_monitor(broker, mqtt_prefix) as run,
+        Listener(broker, user="heatmon", topics=[errors], identifier="w") as watch,
+    ):
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="anna", password=PASSWORDS["anna"]
+        ) as anna:
+            for by in ("patient:self", "Dr. Roe", "anna"):
+                ack = payloads.encode_ack(event_id="p1:1", by=by)
+                await anna.publish(f"{mqtt_prefix}/patients/p1/ack", ack, qos=1)
+        await until_count(run.sink, "rejected", 3)
+        await watch.wait_for(lambda w: len(w.messages) >= 3, what="three rejections")
+    reasons = [m.json()["reason"] for m in watch.messages]
+    assert [
+        r.startswith("by: an acknowledgement over MQTT names a caregiver") for r in reasons
+    ] == [
+        True,
+        True,
+        False,
+    ], reasons
+    assert "no open alert" in reasons[2]

@@ -61,6 +61,10 @@ RECENT_INPUTS = 1024
 """Symptom reports (patient, time, note) and acknowledgements (patient, event, by) taken
 lately, remembered to recognise one delivered again."""
 
+_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+"""Who acknowledged, over MQTT: a caregiver's login (as ``[sinks.mqtt.acl]`` and ``[web]``
+spell them). Without it a caregiver's app could store ``by = "patient:self"``, which the
+records and the dashboard read as "the patient acknowledged it themselves"."""
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _LONG_QUOTED = re.compile(rf"'[^']{{{LOG_QUOTE_MAX + 1},}}'|\"[^\"]{{{LOG_QUOTE_MAX + 1},}}\"")
 
@@ -233,6 +237,12 @@ class Inbound:
         elif channel is Channel.ACK:
             event_id, by, at = codec.decode_ack(payload, where=topic, now=self._clock())
             _refuse_retained(retained, topic)
+            if not _LOGIN.fullmatch(by):  # "patient:self" is the dashboard's, never MQTT's
+                raise InputError(
+                    "by: an acknowledgement over MQTT names a caregiver's login (letters, "
+                    "digits, '.', '_', '@', '-'; at most 64)",
+                    where=topic,
+                )
             if self._repeated(("ack", patient, event_id, by)):
                 self._count("acks_repeated")
                 return
