@@ -316,10 +316,11 @@ def replay(
                 try:
                     pe = engines[patient] = engine.engine(patient)
                 except (ValidationError, InputError):
+                    # not repeated: a cell that is no pseudonym is most likely a raw id
                     reject(
                         reader.line_num,
-                        f"patient id {_shown(patient)} is not a valid pseudonym "
-                        "(letters, digits, '.', '_', '-'; or use --pseudonymize)",
+                        "the patient id is not a valid pseudonym (letters, digits, '.', '_', "
+                        "'-'; raw ids need --pseudonymize)",
                     )
                     continue
             for kind, value in ((hr_kind, hr), (skin_kind, skin), (core_kind, core)):

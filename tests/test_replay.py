@@ -85,7 +85,7 @@ def test_malformed_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Pat
     assert "bad.csv:102: heart_rate_bpm 'abc' is not a number" in r.stderr
     assert "bad.csv:202: time 'yesterday'" in r.stderr
     assert "bad.csv:302: expected 4 cells, found 3" in r.stderr
-    assert "bad.csv:402: patient id 'p/1'" in r.stderr
+    assert "bad.csv:402: the patient id is not a valid pseudonym" in r.stderr
     assert "rejected rows 4" in r.stderr
     with est_out.open() as f:
         times = [row["time"] for row in csv.DictReader(f)]
@@ -287,6 +287,24 @@ def test_a_file_that_is_not_utf8_never_merges_two_patients(tmp_path: Path) -> No
     assert "Müller" not in "".join(errors) and "M\ufffdller" not in "".join(errors)
     assert report.patients == 1 and report.samples == 120  # Ana's rows only
     assert report.flags.get("duplicate", 0) == 0
+
+
+def test_raw_ids_without_pseudonymize_are_refused_without_repeating_them(
+    tmp_path: Path,
+) -> None:
+    """A researcher who forgets ``--pseudonymize`` on a file of names: the rows are refused
+    (a name is no pseudonym), and the messages, which go to the terminal and to logs, say
+    so without repeating the name."""
+    src = tmp_path / "names.csv"
+    rows = [f"{T0 + t},Hans Müller,70,33.0" for t in range(5)]
+    src.write_text("\n".join(["time,patient,heart_rate_bpm,skin_temp_c", *rows]) + "\n")
+    r = heatmon(
+        "replay", src, "--events-out", tmp_path / "e.jsonl", "--estimates-out", tmp_path / "s.csv"
+    )
+    assert "names.csv:2: the patient id is not a valid pseudonym" in r.stderr, r.stderr
+    assert "--pseudonymize" in r.stderr
+    assert "Müller" not in r.stderr + r.stdout
+    assert "Müller" not in (tmp_path / "s.csv").read_text(encoding="utf-8")
 
 
 def test_a_column_named_twice_is_a_clear_error(tmp_path: Path) -> None:
