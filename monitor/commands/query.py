@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from monitor.commands._influx import add_connection_args, options_from_args
+from monitor.storage.export import spreadsheet_safe
 from monitor.storage.query import HeatmonStore
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         frame = store.query(args.statement)
     fmt = args.format or ("table" if sys.stdout.isatty() else "csv")
     if fmt == "csv":
-        frame.to_csv(sys.stdout, index=False)
+        spreadsheet_safe(frame).to_csv(sys.stdout, index=False)
     elif fmt == "jsonl":
         frame.to_json(sys.stdout, orient="records", lines=True, date_format="iso")
         sys.stdout.write("\n")

@@ -100,21 +100,21 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """A spreadsheet takes a cell that starts with one of these as a formula (CWE-1236)."""
 
 
-def _no_formulas(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` for a CSV: text (a symptom note a patient typed, who acknowledged, a
     device name a gateway sent) that a spreadsheet would run as a formula gets a leading
-    ``'`` (OWASP's advice). Numbers and times are left alone; Parquet and JSON Lines, read
-    by programs, keep the text as it was."""
+    ``'`` (OWASP's advice). Numbers are left alone; Parquet and JSON Lines, read by
+    programs, keep the text as it was."""
     out = frame
-    for field in schema:
-        if field.type != pa.string():
+    for name in frame.columns:
+        column = frame[name]
+        if not pd.api.types.is_object_dtype(column) and not pd.api.types.is_string_dtype(column):
             continue
-        column = frame[field.name]
         risky = column.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_STARTS))
         if risky.any():
             if out is frame:
                 out = frame.copy()
-            out.loc[risky, field.name] = "'" + column[risky]
+            out[name] = column.mask(risky, "'" + column.astype(str))
     return out
 
 
@@ -157,7 +157,7 @@ class _ExportFile:
         assert self._text is not None, "export file not open"
         text = _text_times(frame)
         if self.fmt == "csv":
-            _no_formulas(text, self.schema).to_csv(self._text, header=False, index=False)
+            spreadsheet_safe(text).to_csv(self._text, header=False, index=False)
             return
         # json.dumps writes floats exactly (pandas' to_json rounds to 10 digits)
         for record in text.astype(object).where(text.notna(), None).to_dict(orient="records"):
