@@ -7,12 +7,14 @@ the new one, never a mix."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -489,7 +491,8 @@ async def test_a_patient_added_at_run_time_is_known_to_the_mqtt_input(
     context = PluginContext(config=None, instance="t", monitor=stack.monitor)
     mqtt = MqttSink(options=parse_options({"port": 1}), context=context, known_patients=())
     topic = mqtt._topics.patient(NEW, Channel.SYMPTOMS)
-    payload = b'{"v": 1, "time": "2026-11-30T05:00:00Z"}'
+    # now: a report more than 7 days behind the monitor's clock is refused for that alone
+    payload = json.dumps({"v": 1, "time": datetime.now(UTC).isoformat()}).encode()
     async with stack.monitor:
         # its input side only: never started, never connects
         stack.monitor._running.append(RunningSink(mqtt, health=stack.monitor._health))
