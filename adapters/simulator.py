@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.errors import ConfigError
 from monitor.model import Sample, SampleKind
-from monitor.plugins import Emit, PluginContext, Source
+from monitor.plugins import Emit, PluginContext, Source, validate_options
 from monitor.profile import Activity
 
 log = logging.getLogger(__name__)
@@ -313,14 +313,7 @@ class SimulatorSource(Source):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
-        try:
-            return cls(options=SimulatorOptions.model_validate(options))
-        except ValidationError as err:
-            detail = "; ".join(
-                f"sources.simulator.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in err.errors()
-            )
-            raise ConfigError(detail) from err
+        return cls(options=validate_options(SimulatorOptions, options, section="sources.simulator"))
 
     async def run(self, emit: Emit) -> None:
         opts = self._options

@@ -12,7 +12,9 @@ import abc
 import importlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from monitor.errors import ConfigError
 from monitor.model import (
@@ -27,6 +29,30 @@ from monitor.model import (
 
 Emit = Callable[[Sample], Awaitable[None]]
 """What a source calls for every sample it produces."""
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def validate_options(
+    model: type[OptionsT],
+    options: Mapping[str, Any],
+    *,
+    section: str,
+    ignore: Sequence[str] = (),
+) -> OptionsT:
+    """The one way a plugin validates its options: ``model`` (a pydantic model, its bounds in
+    its fields) checks them, and every problem is named by its key, as ``section.key:
+    message``, in one :class:`ConfigError`. ``ignore``: keys the service itself uses."""
+    try:
+        return model.model_validate({k: v for k, v in options.items() if k not in ignore})
+    except ValidationError as err:
+        known = ", ".join(sorted(model.model_fields))
+        problems = "; ".join(
+            f"{section}.{'.'.join(str(p) for p in e['loc']) or '(options)'}: {e['msg']}"
+            + (f" (known: {known})" if e["type"] == "extra_forbidden" else "")
+            for e in err.errors()
+        )
+        raise ConfigError(problems) from err
 
 
 class Source(abc.ABC):

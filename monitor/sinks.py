@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.errors import ConfigError
 from monitor.model import Acknowledgement, Event, SessionRecord, SymptomReport, iso_utc
-from monitor.plugins import PluginContext, Sink
+from monitor.plugins import PluginContext, Sink, validate_options
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +52,7 @@ class JsonlEventSink(Sink):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
-        try:
-            opts = JsonlOptions.model_validate(options)
-        except ValidationError as err:
-            first = err.errors()[0]
-            key = ".".join(str(p) for p in first["loc"]) or "(options)"
-            raise ConfigError(f"sinks.jsonl.{key}: {first['msg']}") from err
+        opts = validate_options(JsonlOptions, options, section="sinks.jsonl")
         return cls(path=Path(opts.path))
 
     async def start(self) -> None:

@@ -361,9 +361,11 @@ def test_plugin_registered_and_options_validated() -> None:
     context = PluginContext(config=config, instance="test")
     source = BleSource.from_options({"scan_timeout_s": 3}, context=context)
     assert list(source.stats) == [STRAP]
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(
+        ConfigError, match=r"sources.ble.scan_timeout: Extra inputs .* scan_timeout_s"
+    ):
         BleSource.from_options({"scan_timeout": 3}, context=context)
-    with pytest.raises(ConfigError, match=r"sources.ble.scan_timeout_s: must be > 0"):
+    with pytest.raises(ConfigError, match=r"sources.ble.scan_timeout_s: Input should be greater"):
         BleSource.from_options({"scan_timeout_s": 0}, context=context)
 
 

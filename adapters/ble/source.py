@@ -49,32 +49,23 @@ from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
 
 from adapters import gatt
+from adapters.ble.options import (
+    CONNECT_ATTEMPTS,
+    CONNECT_TIMEOUT_S,
+    RECONNECT_BASE_S,
+    RECONNECT_MAX_S,
+    SCAN_TIMEOUT_S,
+    BleOptions,
+)
 from monitor.backoff import Backoff
 from monitor.config import DeviceConfig, HeatmonConfig
 from monitor.errors import ConfigError, HeatmonError, ParseError, SourceError
 from monitor.model import Sample, SampleKind
-from monitor.plugins import Emit, PluginContext, Source
+from monitor.plugins import Emit, PluginContext, Source, validate_options
 
 log = logging.getLogger(__name__)
 
 SOURCE_NAME = "ble"
-SCAN_TIMEOUT_S = 10.0
-"""How long one scan for a device lasts before the source backs off and scans again."""
-CONNECT_TIMEOUT_S = 30.0
-"""Connect, discover, read and subscribe must finish within this."""
-CONNECT_ATTEMPTS = 2
-"""Attempts inside one ``establish_connection`` call (bleak-retry-connector)."""
-RECONNECT_BASE_S = 0.5
-RECONNECT_MAX_S = 30.0
-OPTION_MAX: Mapping[str, float] = {
-    "scan_timeout_s": 600.0,
-    "connect_timeout_s": 600.0,
-    "connect_attempts": 100,
-    "reconnect_base_s": 60.0,
-    "reconnect_max_s": 3600.0,
-}
-"""Largest value of each ``[sources.ble]`` option: beyond it a wearable that dropped out
-would not be looked for again for hours (or, with ``nan``, every scan would end at once)."""
 MAX_CLOCK_AHEAD_S = 60.0
 """A device time stamp further ahead of our clock than this is not believed."""
 MAX_STORED_AGE_S = 6 * 3600.0
@@ -227,40 +218,13 @@ class BleSource(Source):
         config = context.config
         if not isinstance(config, HeatmonConfig):
             raise ConfigError("sources.ble: needs the heatmon configuration (devices)")
-        known = {
-            "scan_timeout_s",
-            "connect_timeout_s",
-            "connect_attempts",
-            "reconnect_base_s",
-            "reconnect_max_s",
-        }
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"sources.ble: unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        kwargs: dict[str, Any] = {}
-        for key in sorted(known & set(options)):
-            value = options[key]
-            try:
-                number = int(value) if key == "connect_attempts" else float(value)
-            except (TypeError, ValueError, OverflowError):
-                raise ConfigError(f"sources.ble.{key}: {value!r} is not a number") from None
-            highest = OPTION_MAX[key]
-            if not 0 < number <= highest:  # also refuses nan (every timeout at once) and inf
-                raise ConfigError(f"sources.ble.{key}: must be > 0 and <= {highest}, got {value!r}")
-            kwargs[key] = number
-        base = kwargs.get("reconnect_base_s", RECONNECT_BASE_S)
-        if kwargs.get("reconnect_max_s", RECONNECT_MAX_S) < base:
-            raise ConfigError("sources.ble.reconnect_max_s: must be >= reconnect_base_s")
-
+        opts = validate_options(BleOptions, options, section="sources.ble")
         return cls(
             devices=config.devices,
             on_gap=gap_reporter(context),
             scanner_backend=scanner_backend,
             client_backend=client_backend,
-            **kwargs,
+            **opts.model_dump(),
         )
 
     @property

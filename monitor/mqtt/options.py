@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from monitor.backoff import BASE_DELAY_S, MAX_DELAY_S, Backoff
 from monitor.errors import ConfigError, InputError
 from monitor.mqtt.strictjson import MAX_PAYLOAD_BYTES
 from monitor.mqtt.topics import DEFAULT_PREFIX, Topics, check_patient_id
+from monitor.plugins import validate_options
 
 _USER = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 
@@ -100,11 +101,4 @@ class MqttOptions(BaseModel):
 
 
 def parse_options(options: Mapping[str, Any], *, section: str = "sinks.mqtt") -> MqttOptions:
-    opts = {k: v for k, v in options.items() if k != "enabled"}  # the service's switch
-    try:
-        return MqttOptions.model_validate(opts)
-    except ValidationError as err:
-        detail = "; ".join(
-            f"{section}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(detail) from err
+    return validate_options(MqttOptions, options, section=section, ignore=("enabled",))

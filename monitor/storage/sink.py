@@ -29,9 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from pydantic import ValidationError
-
-from monitor.errors import ConfigError, InputError
+from monitor.errors import InputError
 from monitor.model import (
     Acknowledgement,
     Event,
@@ -41,7 +39,7 @@ from monitor.model import (
     SymptomReport,
     ThermalState,
 )
-from monitor.plugins import PluginContext, Sink
+from monitor.plugins import PluginContext, Sink, validate_options
 from monitor.storage import lineprotocol as lp
 from monitor.storage.handoff import HandOff
 from monitor.storage.options import InfluxOptions
@@ -112,14 +110,7 @@ class InfluxSink(Sink):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
-        try:
-            parsed = InfluxOptions.model_validate(dict(options))
-        except ValidationError as err:
-            problems = "; ".join(
-                f"sinks.influxdb.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                for e in err.errors()
-            )
-            raise ConfigError(problems) from err
+        parsed = validate_options(InfluxOptions, options, section="sinks.influxdb")
         monitor_cfg = getattr(context.config, "monitor", None)
         base = Path(getattr(monitor_cfg, "data_dir", "var"))
         return cls(options=parsed, data_dir=base / "influxdb")

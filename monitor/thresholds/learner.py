@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.backoff import Backoff
@@ -38,7 +38,7 @@ from monitor.model import (
     SymptomReport,
     ThermalState,
 )
-from monitor.plugins import PluginContext, Sink
+from monitor.plugins import PluginContext, Sink, validate_options
 from monitor.profile import PatientProfile
 from monitor.thresholds.records import Draft, StoredReport, Suggestion, ThresholdChange, new_id
 from monitor.thresholds.store import ThresholdStore
@@ -193,14 +193,7 @@ class ThresholdLearner(Sink):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, context: PluginContext) -> Self:
-        try:
-            opts = ThresholdOptions.model_validate(dict(options))
-        except ValidationError as err:
-            lines = ["sinks.thresholds: invalid options"]
-            for e in err.errors():
-                key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-                lines.append(f"  sinks.thresholds.{key}: {e['msg']}")
-            raise ConfigError("\n".join(lines)) from err
+        opts = validate_options(ThresholdOptions, options, section="sinks.thresholds")
         config = context.config
         profiles = {p.id: p for p in getattr(config, "patients", ())}
         return cls(

@@ -31,9 +31,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from monitor.errors import ConfigError
+from monitor.plugins import validate_options
 from monitor.profile import PATIENT_ID_PATTERN
 
 LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
@@ -121,11 +121,4 @@ class WebConfig(BaseModel):
 
 def parse_web_config(data: Mapping[str, Any], *, where: str = "web") -> WebConfig:
     """Validate the ``[web]`` section; the error names every bad key."""
-    try:
-        return WebConfig.model_validate(dict(data))
-    except ValidationError as err:
-        lines = [f"{where}: invalid configuration"]
-        for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  {where}.{key}: {e['msg']}")
-        raise ConfigError("\n".join(lines)) from err
+    return validate_options(WebConfig, data, section=where)
