@@ -165,56 +165,59 @@ async def test_a_takeover_replays_what_came_after_the_checkpoint_without_losing_
 ) -> None:
     """The checkpointed engine remembers the old owner's clock: its last ticks saw one batch
     each (10 s of samples a tick), which allows samples up to ~50 s ahead of that clock. The
-    new owner replays minutes of samples at once, before its own first tick: each must be
-    taken (none flagged ``future`` and dropped), so it sends every state the
-    uninterrupted run sends."""
+    new owner replays minutes of samples at once, before its own first tick; later, live,
+    it gets a burst of minutes of samples after one batch a tick (a gateway's backlog
+    after a stall). Each sample must be taken (none flagged ``future`` and dropped), so it
+    sends every state the uninterrupted run sends."""
     cluster = nats_cluster_factory(authorization=authorization())
     w1 = Worker(write_config(tmp_path / "w1.toml", cluster.urls, worker="w1"), tmp_path / "w1.log")
     w2: Worker | None = None
-    batches = hot_session("p1", seconds=1200)
+    batches = hot_session("p1", seconds=1500)
     data = list(payloads(batches))
     partition = NAMES.partition("p1")
     nc = await nats.connect(cluster.urls, user="heatmon", password=PASSWORDS["heatmon"])
     try:
         js = nc.jetstream(timeout=5.0)
+        subject = NAMES.inbound("p1", Channel.SAMPLES)
+
+        async def publish(first: int, last: int, *, pause_s: float = 0.0) -> None:
+            for n in range(first, last):
+                await js.publish(subject, data[n], headers={"Nats-Msg-Id": f"b{n}"})
+                await asyncio.sleep(pause_s)
 
         async def owned_by(worker: str) -> bool:
             return (await owners(nc)).get(partition) == worker
 
-        await wait_for(lambda: owned_by("w1"), within_s=60, what="w1 to own the partitions")
-        subject = NAMES.inbound("p1", Channel.SAMPLES)
-        for n, payload in enumerate(data[:40]):
-            await js.publish(subject, payload, headers={"Nats-Msg-Id": f"b{n}"})
-        await asyncio.sleep(1.5)
-        for n in range(40, 44):  # one batch a tick: the clock's step is 10 s of samples
-            await js.publish(subject, data[n], headers={"Nats-Msg-Id": f"b{n}"})
-            await asyncio.sleep(1.2)
-        ckpts = await js.key_value(NAMES.checkpoints)
-
-        async def checkpointed() -> bool:
-            try:
-                entry = await ckpts.get(NAMES.marker_key(partition))
-            except KeyNotFoundError:
-                return False
-            return int(json.loads(entry.value or b"{}")["seq"]) >= 44
-
-        await wait_for(checkpointed, within_s=30, what="a checkpoint of the first 44 batches")
-        w1.kill9()
-        for n, payload in enumerate(data[44:], start=44):  # 760 s of samples, no owner
-            await js.publish(subject, payload, headers={"Nats-Msg-Id": f"b{n}"})
-        w2 = Worker(
-            write_config(tmp_path / "w2.toml", cluster.urls, worker="w2"), tmp_path / "w2.log"
-        )
-        await wait_for(lambda: owned_by("w2"), within_s=60, what="w2 to take the partition")
-
-        async def all_acknowledged() -> bool:  # acknowledged only once its outputs are stored
+        async def acknowledged(seq: int) -> bool:  # only once its outputs are stored
             try:
                 info = await js.consumer_info(NAMES.in_stream, consumer_name(NAMES.root, partition))
             except (NatsError, NatsTimeout):
                 return False  # the new owner is recreating it
-            return info.ack_floor is not None and info.ack_floor.stream_seq >= len(data)
+            return info.ack_floor is not None and info.ack_floor.stream_seq >= seq
 
-        await wait_for(all_acknowledged, within_s=60, what="w2 to process every batch")
+        async def checkpointed(seq: int) -> bool:
+            try:
+                ckpts = await js.key_value(NAMES.checkpoints)
+                entry = await ckpts.get(NAMES.marker_key(partition))
+            except KeyNotFoundError:
+                return False
+            return int(json.loads(entry.value or b"{}")["seq"]) >= seq
+
+        await wait_for(lambda: owned_by("w1"), within_s=60, what="w1 to own the partitions")
+        await publish(0, 40)
+        await asyncio.sleep(1.5)
+        await publish(40, 44, pause_s=1.2)  # one batch a tick: the clock's step is 10 s
+        await wait_for(lambda: checkpointed(44), within_s=30, what="a checkpoint of 44 batches")
+        w1.kill9()
+        await publish(44, 120)  # 760 s of samples while no one owns them
+        w2 = Worker(
+            write_config(tmp_path / "w2.toml", cluster.urls, worker="w2"), tmp_path / "w2.log"
+        )
+        await wait_for(lambda: owned_by("w2"), within_s=60, what="w2 to take the partition")
+        await wait_for(lambda: acknowledged(120), within_s=60, what="w2 to replay 120 batches")
+        await publish(120, 124, pause_s=1.2)  # one batch a tick again, then a burst
+        await publish(124, len(data))
+        await wait_for(lambda: acknowledged(len(data)), within_s=60, what="every batch")
         engine = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
         expected = sum(len(engine.ingest(s).states) for b in batches for s in b)
         got = await _stream_count(js, NAMES.out_stream, f"{NAMES.root}.out.p1.state")
