@@ -32,8 +32,25 @@ pytestmark = pytest.mark.slow
 
 
 async def _stream_count(js: nats.js.JetStreamContext, stream: str, subject: str) -> int:
-    info = await js.stream_info(stream, subjects_filter=subject)
-    return sum((info.state.subjects or {}).values())
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            info = await js.stream_info(stream, subjects_filter=subject)
+            return sum((info.state.subjects or {}).values())
+        except (NatsError, NatsTimeout):  # a restarted node is catching up: ask again
+            assert time.monotonic() < deadline, f"{stream} never answered"
+            await asyncio.sleep(0.2)
+
+
+async def _acknowledged(js: nats.js.JetStreamContext, seq: int) -> bool:
+    """p1's partition's worker acknowledged the inbound stream up to ``seq``: it does so only
+    once the outputs of those messages are stored."""
+    durable = consumer_name(NAMES.root, NAMES.partition("p1"))
+    try:
+        info = await js.consumer_info(NAMES.in_stream, durable)
+    except (NatsError, NatsTimeout):
+        return False  # a node is catching up, or the worker is recreating its consumer
+    return info.ack_floor is not None and info.ack_floor.stream_seq >= seq
 
 
 async def test_a_gateway_cannot_publish_for_another_patient(
@@ -123,17 +140,12 @@ async def test_a_nats_node_killed_and_restarted_loses_no_sample(
                     await asyncio.sleep(0.2)
         engine = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
         expected = sum(len(engine.ingest(s).states) for b in batches for s in b)
-
-        async def all_processed() -> bool:
-            subject = f"{NAMES.root}.out.p1.state"
-            try:
-                return await _stream_count(js, NAMES.out_stream, subject) >= expected
-            except (NatsError, NatsTimeout):
-                return False  # the restarted node is catching up: ask again
-
-        await wait_for(all_processed, within_s=90, what="every state from the worker")
+        await wait_for(
+            lambda: _acknowledged(js, len(data)), within_s=90, what="the worker to take all"
+        )
         assert await _stream_count(js, NAMES.in_stream, f"{NAMES.root}.in.>") == len(data)
-        assert await _stream_count(js, NAMES.out_stream, f"{NAMES.root}.out.p1.state") == expected
+        got = await _stream_count(js, NAMES.out_stream, f"{NAMES.root}.out.p1.state")
+        assert got == expected, f"{got} of {expected} states\n{worker.output()}"
 
         async def status_shows_the_owner() -> bool:
             proc = await asyncio.create_subprocess_exec(
@@ -188,13 +200,6 @@ async def test_a_takeover_replays_what_came_after_the_checkpoint_without_losing_
         async def owned_by(worker: str) -> bool:
             return (await owners(nc)).get(partition) == worker
 
-        async def acknowledged(seq: int) -> bool:  # only once its outputs are stored
-            try:
-                info = await js.consumer_info(NAMES.in_stream, consumer_name(NAMES.root, partition))
-            except (NatsError, NatsTimeout):
-                return False  # the new owner is recreating it
-            return info.ack_floor is not None and info.ack_floor.stream_seq >= seq
-
         async def checkpointed(seq: int) -> bool:
             try:
                 ckpts = await js.key_value(NAMES.checkpoints)
@@ -214,10 +219,10 @@ async def test_a_takeover_replays_what_came_after_the_checkpoint_without_losing_
             write_config(tmp_path / "w2.toml", cluster.urls, worker="w2"), tmp_path / "w2.log"
         )
         await wait_for(lambda: owned_by("w2"), within_s=60, what="w2 to take the partition")
-        await wait_for(lambda: acknowledged(120), within_s=60, what="w2 to replay 120 batches")
+        await wait_for(lambda: _acknowledged(js, 120), within_s=60, what="w2 to replay 120 batches")
         await publish(120, 124, pause_s=1.2)  # one batch a tick again, then a burst
         await publish(124, len(data))
-        await wait_for(lambda: acknowledged(len(data)), within_s=60, what="every batch")
+        await wait_for(lambda: _acknowledged(js, len(data)), within_s=60, what="every batch")
         engine = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
         expected = sum(len(engine.ingest(s).states) for b in batches for s in b)
         got = await _stream_count(js, NAMES.out_stream, f"{NAMES.root}.out.p1.state")
