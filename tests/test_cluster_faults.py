@@ -211,17 +211,17 @@ async def test_a_takeover_replays_what_came_after_the_checkpoint_without_losing_
         await wait_for(lambda: owned_by("w1"), within_s=60, what="w1 to own the partitions")
         await publish(0, 40)
         await asyncio.sleep(1.5)
-        await publish(40, 44, pause_s=1.2)  # one batch a tick: the clock's step is 10 s
-        await wait_for(lambda: checkpointed(44), within_s=30, what="a checkpoint of 44 batches")
+        await publish(40, 42, pause_s=1.2)  # one batch a tick: the clock's step is 10 s
+        await wait_for(lambda: checkpointed(42), within_s=30, what="a checkpoint of 42 batches")
         w1.kill9()
-        await publish(44, 120)  # 760 s of samples while no one owns them
+        await publish(42, 120)  # 780 s of samples while no one owns them
         w2 = Worker(
             write_config(tmp_path / "w2.toml", cluster.urls, worker="w2"), tmp_path / "w2.log"
         )
         await wait_for(lambda: owned_by("w2"), within_s=60, what="w2 to take the partition")
         await wait_for(lambda: _acknowledged(js, 120), within_s=60, what="w2 to replay 120 batches")
-        await publish(120, 124, pause_s=1.2)  # one batch a tick again, then a burst
-        await publish(124, len(data))
+        await publish(120, 122, pause_s=1.2)  # one batch a tick again, then a burst
+        await publish(122, len(data))
         await wait_for(lambda: _acknowledged(js, len(data)), within_s=60, what="every batch")
         engine = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
         expected = sum(len(engine.ingest(s).states) for b in batches for s in b)
