@@ -47,6 +47,28 @@ def test_a_restored_engine_continues_exactly_like_the_original() -> None:
     assert any(e.level.value == "cool_down" for r in b for e in r.events)
 
 
+def test_an_adopted_engine_takes_the_new_owners_clock_not_the_checkpoints() -> None:
+    """The old owner ticked once a second (wall clock); the checkpoint is taken; the new
+    owner restores it 40 s later, ticking on its own clock, and replays what came since
+    (all in the past for it) before its next tick: nothing is ``future``."""
+    samples = [s for b in hot_session("p1", seconds=200) for s in b]
+    original = MonitorEngine(profiles={"p1": PatientProfile(id="p1")})
+    for s in samples[:100]:  # 50 s, a tick after each second
+        original.ingest(s)
+        original.advance(s.time)
+    data = snapshot.dumps(original.engine("p1"), max_bytes=LIMIT)
+    restored, _ = snapshot.loads(data, max_bytes=LIMIT)
+    other = MonitorEngine(profiles={})
+    now = samples[180].time
+    other.advance(now - 1.0)
+    other.advance(now)
+    other.adopt(restored)
+    results = [other.ingest(s) for s in samples[100:180]]
+    assert [r.flag.value for r in results if r.flag.value != "ok"] == []
+    ahead = samples[181]._replace(time=now + 30.0)  # but the new owner's clock applies
+    assert other.ingest(ahead).flag.value == "future"
+
+
 def _tamper(data: bytes, change: object) -> bytes:
     doc = json.loads(data)
     assert callable(change)

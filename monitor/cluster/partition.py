@@ -243,6 +243,11 @@ class Partition:
                 samples = self.w.codec.decode_samples(data, patient=patient, where=subject)
                 if samples:
                     self.w.sample_time = max(self.w.sample_time, max(s.time for s in samples))
+                    if self.w.cc.clock == "samples":
+                        # the newest sample is the clock: the engine learns it now, not at
+                        # the next tick, or a burst after one batch a tick (a backlog, a
+                        # replay) runs past the limit that tick set and is dropped as future
+                        self.w.monitor.engine.engine(patient).note_clock(self.w.sample_time)
                     # one pass for the message, as one process takes a gateway's batch
                     await self.w.monitor.ingest_batch(samples)
                 self.w.count("samples", len(samples))

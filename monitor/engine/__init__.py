@@ -68,7 +68,13 @@ class MonitorEngine:
         return self.engine(sample.patient).ingest(sample)
 
     def adopt(self, engine: PatientEngine) -> None:
-        """Take over a patient's engine restored from a checkpoint (cluster mode)."""
+        """Take over a patient's engine restored from a checkpoint (cluster mode). Its
+        clock is the old owner's at the checkpoint, seconds to hours ago: it learns this
+        one's, as a new engine does (kept, it would flag as ``future``, and drop, every
+        replayed sample more than a few ticks after the checkpoint)."""
+        engine.forget_clock()
+        for now in self._nows:
+            engine.note_clock(now)
         self._profiles.setdefault(engine.profile.id, engine.profile)
         self._engines[engine.profile.id] = engine
 

@@ -296,6 +296,13 @@ class PatientEngine:
                 self._future_after = now + FUTURE_TOLERANCE_S + FUTURE_TICKS * spacing
             self._last_now = now
 
+    def forget_clock(self) -> None:
+        """Forget every clock reading (a checkpoint restored in another process, later: its
+        clock is not this one's); the next reading starts the clock again, as for a new
+        engine. Until then no sample is ``future``."""
+        self._last_now = -math.inf
+        self._future_after = math.inf
+
     def note_gap(self, device: str, *, start: float, end: float) -> StepResult:
         """A source reports that ``device`` sent nothing from ``start`` to ``end`` (a dropped
         connection, now back): a data-quality event beside the level."""
