@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import nats
@@ -147,6 +148,8 @@ async def test_a_nats_node_killed_and_restarted_loses_no_sample(
         got = await _stream_count(js, NAMES.out_stream, f"{NAMES.root}.out.p1.state")
         assert got == expected, f"{got} of {expected} states\n{worker.output()}"
 
+        seen: dict[str, Any] = {}
+
         async def status_shows_the_owner() -> bool:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -160,13 +163,15 @@ async def test_a_nats_node_killed_and_restarted_loses_no_sample(
             if proc.returncode != 0:  # says why (e.g. a server timed out): the operator retries
                 assert b"cluster status:" in stderr, stderr
                 return False
-            doc = json.loads(stdout)
+            doc = seen["status"] = json.loads(stdout)
             row = doc["partitions"][NAMES.partition("p1")]
             workers = [w["worker"] for w in doc["workers"]]
             return bool(row["owner"] == "w1" and row["lag"] == 0 and workers == ["w1"])
 
         # what an operator sees (the restarted node may still be catching up: ask again)
         await wait_for(status_shows_the_owner, within_s=60, what="status: w1 owns p1, no lag")
+        # and that no sample was flagged and left out (the loss this test once caught)
+        assert "future" not in seen["status"]["workers"][0]["flags"], seen["status"]["workers"]
     finally:
         worker.stop()
         await nc.close()

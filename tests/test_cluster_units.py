@@ -167,3 +167,20 @@ def test_the_dashboard_reads_back_what_the_out_stream_carries() -> None:
     assert decode_record("p.1", json.loads(_record_payload(ack))) == ack
     with pytest.raises(KeyError):
         decode_record("p.1", {"type": "Something"})
+
+
+def test_status_shows_the_samples_a_worker_flagged_and_left_out() -> None:
+    """A sample flagged ``future`` is not estimated from: the operator sees how many, per
+    worker, beside the partitions (a takeover once dropped them without a word)."""
+    from monitor.cluster.status import ClusterStatus, WorkerRow, render
+
+    quiet = WorkerRow(worker="w1", partitions=(0,), heartbeat_age_s=1.0, published=5)
+    flagged = WorkerRow(
+        worker="w2", partitions=(1,), heartbeat_age_s=1.0, published=5, flags={"future": 52}
+    )
+    text = render(
+        ClusterStatus(workers=(quiet, flagged), partitions=(), in_messages=0, out_messages=0)
+    )
+    lines = text.splitlines()
+    assert "samples flagged (not estimated from): future 52" in lines[3], text
+    assert sum("samples flagged" in line for line in lines) == 1, text

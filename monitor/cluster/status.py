@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import nats
 from nats.errors import Error as NatsError
@@ -26,6 +27,8 @@ class WorkerRow:
     partitions: tuple[int, ...]
     heartbeat_age_s: float
     published: int
+    flags: Mapping[str, int] = field(default_factory=dict)
+    """Samples this worker's engines flagged and did not estimate from, by flag."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +75,7 @@ async def gather(js: JetStreamContext, names: Names, *, now: float | None = None
                 partitions=tuple(doc.get("partitions", ())),
                 heartbeat_age_s=max(0.0, now - float(doc.get("time", now))),
                 published=int(doc.get("published", 0)),
+                flags={str(k): int(v) for k, v in dict(doc.get("flags", {})).items()},
             )
         )
     leases = await js.key_value(names.leases)
@@ -144,6 +148,9 @@ def render(status: ClusterStatus) -> str:
             f"  {w.worker:<24} partitions {parts:<20} heartbeat {w.heartbeat_age_s:5.1f} s ago"
             f"  outputs {w.published}"
         )
+        if w.flags:
+            flagged = ", ".join(f"{k} {v}" for k, v in sorted(w.flags.items()))
+            lines.append(f"  {'':<24} samples flagged (not estimated from): {flagged}")
     lines.append(f"inbound messages {status.in_messages}, outputs stored {status.out_messages}")
     lines.append("partition  owner                     lag  unacked  checkpoint  age (s)  patients")
     for r in status.partitions:

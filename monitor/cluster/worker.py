@@ -69,7 +69,10 @@ class ClusterWorker:
         wid = worker_id or self.cc.worker_id or f"{config.monitor.instance}-{os.getpid()}"
         self.worker_id = wid.replace(".", "-")
         self.profiles = {p.id: p for p in config.patients}
-        self.codec = PayloadCodec()
+        # with clock = "samples" the samples are the clock (a replay of old recordings): no
+        # wall-clock age makes a sample too old there
+        samples_clock = self.cc.clock == "samples"
+        self.codec = PayloadCodec(max_past_s=math.inf) if samples_clock else PayloadCodec()
         self.counters: dict[str, int] = {}
         self._parts: dict[int, Partition] = {}
         self._losing: dict[int, asyncio.Task[None]] = {}
@@ -245,6 +248,13 @@ class ClusterWorker:
             "time": time.time(),
             "published": self._out.published,
             "counters": self.counters,
+            # samples the engines flagged (future, out_of_order, implausible …): a sample
+            # flagged is not estimated from, so a takeover that drops any shows here
+            "flags": {
+                k.removeprefix("flag."): v
+                for k, v in (self._monitor.counters if self._monitor else {}).items()
+                if k.startswith("flag.")
+            },
         }
         await self._workers.put(self.worker_id, json.dumps(doc).encode())
 
