@@ -106,11 +106,22 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
         assert {s.room for s in splits[name]} == set(Room)
 
 
-@pytest.mark.parametrize("split", ["heldout", "heldout4", "heldout5", "heldout7", "heldout8"])
+@pytest.mark.parametrize("split", ["heldout8", "heldout9", "pool,heldout8"])
 def test_fitting_and_tuning_refuse_a_held_out_split(split: str, tmp_path: Path) -> None:
     """``bench.corpus.fit`` and ``bench.corpus.tune`` read their sessions through
-    ``training_windows``: a held-out split is refused before any file is read."""
+    ``training_windows``: a held-out split not seen yet is refused before any file is read."""
     from bench.corpus.fit import training_windows
 
     with pytest.raises(ValueError, match="held-out"):
+        training_windows(tmp_path, f"train,{split}", simulator=False)
+
+
+@pytest.mark.parametrize("split", ["heldout", "heldout7", "pool"])
+def test_seen_splits_are_in_the_tuning_pool(split: str, tmp_path: Path) -> None:
+    """The sixth round fits on every seen split: they pass the check (and then the missing
+    files are the error)."""
+    from bench.corpus.fit import training_windows
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"profiles\.toml"):
         training_windows(tmp_path, f"train,{split}", simulator=False)

@@ -136,6 +136,22 @@ PREFIX: Mapping[str, str] = MappingProxyType(
 )
 
 
+SEEN: tuple[str, ...] = (
+    "train",
+    "train_gagge",
+    "heldout",
+    "heldout2",
+    "heldout3",
+    "heldout4",
+    "heldout5",
+    "heldout6",
+    "heldout7",
+)
+"""Splits whose figures have been seen: the sixth round fits and tunes on all of them (the
+*pool*, ~1,000 sessions). A held-out split not listed here (``heldout8``) is never read by
+``bench/corpus/fit.py`` or ``tune.py``."""
+
+
 def patient_id(spec: SessionSpec) -> str:
     return f"{PREFIX[spec.split]}-{spec.model}-{spec.index:03d}"
 
