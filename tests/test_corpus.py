@@ -75,12 +75,12 @@ def test_the_split_keeps_models_and_seeds_apart() -> None:
 
 
 def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
-    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout7``
+    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout8``
     (each scored once, at the end of a round) draw people from seeds no other split uses."""
     splits = {name: plan(name) for name in ("train", "heldout", "heldout2", "train_gagge")}
     splits["heldout3"] = plan("heldout3")
     splits["heldout4"] = plan("heldout4")
-    for name in ("heldout5", "heldout6", "heldout7"):
+    for name in ("heldout5", "heldout6", "heldout7", "heldout8"):
         splits[name] = plan(name)
     assert {s.model for s in splits["train_gagge"]} == {"gagge"}
     assert {s.model for s in splits["heldout3"]} == {"gagge", "jos3"}
@@ -88,18 +88,40 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
     for name in ("heldout5", "heldout6", "heldout7"):
         assert {s.model for s in splits[name]} == {"gagge", "jos3"}
         assert len(splits[name]) == len(splits["heldout5"])
-    for name in ("train_gagge", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7"):
+    assert {s.model for s in splits["heldout8"]} == {"gagge", "jos3"}
+    assert len(splits["heldout8"]) == 2 * len(splits["heldout7"])
+    assert 0.2 < sum(s.heat_sensitive for s in splits["heldout8"]) / len(splits["heldout8"]) < 0.3
+    for name in (
+        "train_gagge",
+        "heldout3",
+        "heldout4",
+        "heldout5",
+        "heldout6",
+        "heldout7",
+        "heldout8",
+    ):
         others = set().union(*({s.seed for s in v} for k, v in splits.items() if k != name))
         assert not {s.seed for s in splits[name]} & others, name
         assert {s.workout for s in splits[name]} == set(Workout)
         assert {s.room for s in splits[name]} == set(Room)
 
 
-@pytest.mark.parametrize("split", ["heldout", "heldout4", "heldout5", "heldout7"])
+@pytest.mark.parametrize("split", ["heldout8", "heldout9", "pool,heldout8"])
 def test_fitting_and_tuning_refuse_a_held_out_split(split: str, tmp_path: Path) -> None:
     """``bench.corpus.fit`` and ``bench.corpus.tune`` read their sessions through
-    ``training_windows``: a held-out split is refused before any file is read."""
+    ``training_windows``: a held-out split not seen yet is refused before any file is read."""
     from bench.corpus.fit import training_windows
 
     with pytest.raises(ValueError, match="held-out"):
+        training_windows(tmp_path, f"train,{split}", simulator=False)
+
+
+@pytest.mark.parametrize("split", ["heldout", "heldout7", "pool"])
+def test_seen_splits_are_in_the_tuning_pool(split: str, tmp_path: Path) -> None:
+    """The sixth round fits on every seen split: they pass the check (and then the missing
+    files are the error)."""
+    from bench.corpus.fit import training_windows
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"profiles\.toml"):
         training_windows(tmp_path, f"train,{split}", simulator=False)

@@ -140,11 +140,15 @@ def test_aerobic_work_share_holds_the_start_lower_and_fades_as_the_skin_warms() 
     # Skin at rest: 30 % of the heart-rate rise is read as work, so the estimate is lower.
     at_rest = _heat_balance_run(33.0).core_c
     assert at_rest < _heat_balance_run(33.0, params=without).core_c - 0.05
-    # Skin 1 °C (aerobic_share_fade_c) or more over its rest value: the share has faded out.
+    # Skin aerobic_share_fade_c (0.5 °C since the sixth round) or more over its rest value:
+    # the share has faded out.
+    fade = HEAT_BALANCE_PARAMS.aerobic_share_fade_c
+    assert 0.2 <= fade <= 1.0
     warm = _heat_balance_run(34.5).core_c
     assert warm == pytest.approx(_heat_balance_run(34.5, params=without).core_c, abs=1e-12)
-    # Half way (0.5 °C): some of the share is left, so the estimate lies between the two.
-    half, half_without = _heat_balance_run(33.5), _heat_balance_run(33.5, params=without)
+    # Half way: some of the share is left, so the estimate lies between the two.
+    half_skin = 33.0 + fade / 2
+    half, half_without = _heat_balance_run(half_skin), _heat_balance_run(half_skin, params=without)
     assert half.core_c < half_without.core_c - 0.01
     # No skin reading: the share is off (the heart-rate-only fallback).
     assert _heat_balance_run(None).core_c == pytest.approx(
@@ -161,10 +165,13 @@ def test_vasodilation_lowers_the_equilibrium_by_at_most_its_limit() -> None:
     # Skin 6 °C over rest, cap 1 °C: the vasodilation term would lower the equilibrium by
     # 0.2 × (6 − 1) = 1.0 °C, the limit keeps it to 0.4 °C. Same heart rate, so the only
     # difference from a skin at the cap is the skin shift: −0.4 °C (−1.0 without the limit).
-    p = HEAT_BALANCE_PARAMS
-    assert p.skin_warming_cap_c == 1.0
-    assert p.skin_vasodilation_coupling == 0.2
-    assert p.skin_vasodilation_limit_c == 0.4
+    # (Explicit values: the sixth round's defaults are cap 0.85 °C and 0.3 per °C.)
+    p = replace(
+        HEAT_BALANCE_PARAMS,
+        skin_warming_cap_c=1.0,
+        skin_vasodilation_coupling=0.2,
+        skin_vasodilation_limit_c=0.4,
+    )
 
     def eq(skin: float, params: HeatBalanceParams) -> float:
         process = _heat_balance_run(skin, minutes=1, params=params).forecast_process()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.corpus.generate import SEEN
 from monitor.engine.estimators import HeatBalanceEstimator
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams, minutes_to_likely_threshold
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
@@ -376,17 +377,23 @@ def tune_forecast(windows: Sequence[Windows], hb: HeatBalanceParams) -> Forecast
     return fc
 
 
+POOL = ",".join(SEEN)
+"""``--splits pool``: every seen split (``bench.corpus.generate.SEEN``)."""
+
+
 def training_windows(corpus: Path, splits: str, *, simulator: bool = True) -> list[Windows]:
-    """The sessions of the training ``splits`` (comma-separated folders of ``corpus``), plus
-    heatmon's simulator sessions for the same people. A held-out split is refused
-    (:class:`ValueError`): nothing is fitted or tuned on it."""
+    """The sessions of the training ``splits`` (comma-separated folders of ``corpus``, or
+    ``pool`` for every seen split), plus heatmon's simulator sessions for the same people. A
+    held-out split whose figures were not seen yet is refused (:class:`ValueError`): nothing
+    is fitted or tuned on it."""
     windows: list[Windows] = []
     profiles: dict[str, PatientProfile] = {}
-    names = splits.split(",")
+    names = list(dict.fromkeys(splits.replace("pool", POOL).split(",")))
     for split in names:
-        if split.startswith("heldout"):
+        if split not in SEEN:
             raise ValueError(
-                f"--splits: {split} is a held-out split; fit and tune on training splits only"
+                f"--splits: {split} is a held-out split not seen yet; fit and tune on seen "
+                f"splits only ({', '.join(SEEN)})"
             )
     for split in names:
         split_profiles = load_profiles(corpus / split / "profiles.toml")
@@ -405,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--splits",
         default="train,train_gagge",
-        help="training splits, comma-separated (never a held-out one)",
+        help="training splits, comma-separated, or pool (never an unseen held-out one)",
     )
     p.add_argument("--stage", choices=("all", "band", "forecast", "score"), default="all")
     p.add_argument("--coverage", type=float, default=0.93, help="band coverage to fit")

@@ -27,10 +27,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from bench.corpus.fit import Windows, score, training_windows
+from bench.corpus.fit import Windows, training_windows
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
-from monitor.evaluate.summary import Summary
+from monitor.evaluate.summary import Summary, summarize
 
 FORECAST_KEYS = frozenset(("z", "forecast_var_per_min", "increment_sd_per_c"))
 HEAT_SENSITIVE_EXTRA_Z = 0.25
@@ -102,8 +102,18 @@ def line(s: Summary) -> str:
 
 
 def search(
-    windows: Sequence[Windows], hb: HeatBalanceParams, fc: ForecastParams, *, passes: int = 2
+    windows: Sequence[Windows],
+    hb: HeatBalanceParams,
+    fc: ForecastParams,
+    *,
+    passes: int = 2,
+    jobs: int = 1,
 ) -> tuple[dict[str, float], Summary]:
+    from bench.corpus.pool import replay
+
+    def score(ws: Sequence[Windows], hb: HeatBalanceParams, fc: ForecastParams) -> Summary:
+        return summarize(replay(list(ws), hb, fc, jobs=jobs))
+
     current: dict[str, float] = {
         k: float(getattr(fc if k in FORECAST_KEYS else hb, k)) for k in GRID
     }
@@ -133,15 +143,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.corpus.tune", description=__doc__.split("\n")[0]
     )
     p.add_argument("--corpus", type=Path, default=Path("var/corpus"))
-    p.add_argument("--splits", default="train,train_gagge", help="training splits")
+    p.add_argument(
+        "--splits", default="train,train_gagge", help="training splits, or pool (every seen one)"
+    )
     p.add_argument("--passes", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=1, help="replay in this many processes")
     args = p.parse_args(argv)
     started = time.perf_counter()
     try:
         windows = training_windows(args.corpus, args.splits)
     except ValueError as err:
         p.error(str(err))
-    values, summary = search(windows, HEAT_BALANCE_PARAMS, FORECAST_PARAMS, passes=args.passes)
+    values, summary = search(
+        windows, HEAT_BALANCE_PARAMS, FORECAST_PARAMS, passes=args.passes, jobs=args.jobs
+    )
     hb, fc = split_params(values, HEAT_BALANCE_PARAMS, FORECAST_PARAMS)
     result = {
         "values": values,

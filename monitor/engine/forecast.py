@@ -53,7 +53,7 @@ class ForecastParams:
 
 
 FORECAST_PARAMS = ForecastParams(
-    forecast_var_per_min=0.001, z=2.0, z_heat_sensitive=2.25, increment_sd_per_c=0.0
+    forecast_var_per_min=0.001, z=2.0, z_heat_sensitive=2.25, increment_sd_per_c=0.2
 )
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
