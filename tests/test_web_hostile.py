@@ -19,9 +19,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from monitor.web import app as web_app
 from monitor.web.accesslog import logged_target, redacted_query
 from monitor.web.app import OPENAPI_PATH
-from monitor.web.auth import MAX_SESSIONS_PER_PRINCIPAL, AnonymousCsrf, SessionStore
+from monitor.web.auth import (
+    MAX_SESSIONS_PER_PRINCIPAL,
+    SESSION_COOKIE,
+    AnonymousCsrf,
+    SessionStore,
+)
 from monitor.web.bodies import MAX_BODY_BYTES, MAX_JSON_DEPTH, json_depth
 from monitor.web.demo import DemoUser
 from tests.fixtures.web import CAROL, WebStack, build_web_stack
@@ -315,6 +321,40 @@ async def test_a_stream_ends_with_its_session_however_the_session_is_dropped(
             async with first.get("/api/patients") as resp:
                 assert resp.status == 401, "the first session was pushed out"
             assert await stream_ends_within(stream, 2.0), "a pushed-out session kept its stream"
+    await assert_still_answers(web_stack, http)
+
+
+async def test_a_stream_ends_once_its_session_expires_and_a_session_holds_few_streams(
+    web_stack: WebStack, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live stream is no use of its session: once the session has gone unused for longer
+    than ``session_ttl_s`` its stream ends (at the next heartbeat), as every other request
+    of it is refused. And one session holds at most ``MAX_STREAMS_PER_SESSION`` streams: a
+    page that opens streams in a loop cannot pile up backlogs."""
+    monkeypatch.setattr(web_app, "HEARTBEAT_S", 0.2)
+    await log_in(http, CAROL.login, CAROL.password)
+    streams = [await http.get("/api/events") for _ in range(web_app.MAX_STREAMS_PER_SESSION)]
+    try:
+        assert [s.status for s in streams] == [200] * web_app.MAX_STREAMS_PER_SESSION
+        async with http.get("/api/events") as refused:
+            assert refused.status == 429
+            assert "live streams" in (await refused.json())["error"]
+    finally:
+        for s in streams:
+            s.close()
+    await asyncio.sleep(0.5)  # the server sees them closed
+    async with http.get("/api/events") as stream:
+        assert stream.status == 200, "closed streams no longer count"
+        await stream.content.readuntil(b"\n\n")  # the snapshot
+        assert not await stream_ends_within(stream, 1.0), "a live session's stream goes on"
+        sid = next(c.value for c in http.cookie_jar if c.key == SESSION_COOKIE)
+        session = web_stack.sink.state.sessions.get(sid)
+        assert session is not None
+        session.last_seen -= web_stack.sink.state.config.session_ttl_s + 1  # unused since
+        assert await stream_ends_within(stream, 2.0), "an expired session's stream went on"
+    async with http.get("/api/patients") as resp:
+        assert resp.status == 401
+    await log_in(http, CAROL.login, CAROL.password)
     await assert_still_answers(web_stack, http)
 
 

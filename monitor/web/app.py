@@ -67,6 +67,9 @@ def default_static_dir() -> Path:
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 HEARTBEAT_S = 15.0
 """An SSE comment this often keeps proxies from closing an idle stream."""
+MAX_STREAMS_PER_SESSION = 8
+"""Live event streams one session may hold at once (tabs, a wall display): each holds a
+backlog of frames, so a session opening streams in a loop is bounded."""
 MAX_NOTE_CHARS = 500
 MAX_PASSWORD_CHARS = 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -412,6 +415,9 @@ async def api_patient(request: web.Request) -> web.StreamResponse:
 async def api_events(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     session = _require_viewer(request)
+    if st.board.streams_of(session.id) >= MAX_STREAMS_PER_SESSION:
+        st.rejections.count("too_many_streams", "GET events")
+        return _error(429, f"at most {MAX_STREAMS_PER_SESSION} live streams a session")
     patients = st.visible(session)
     response = web.StreamResponse(
         headers={
@@ -430,6 +436,10 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(f"retry: 1000\nevent: snapshot\ndata: {snapshot}\n\n".encode())
         while True:
+            # the session may have expired meanwhile (a stream alone does not keep it
+            # alive): dropping it ends this stream and its others
+            if st.sessions.expire(session.id):
+                break
             try:
                 frame = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
             except TimeoutError:

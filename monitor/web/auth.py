@@ -210,6 +210,15 @@ class SessionStore:
                 break
             self.drop(oldest.id)
 
+    def expire(self, session_id: str) -> bool:
+        """Drop ``session_id`` if it went unused for longer than the TTL (its streams end
+        with it: ``on_drop``), without counting this as a use; whether it is gone. A live
+        stream is no use of its session: it shows data, nobody asks for it."""
+        session = self._sessions.get(session_id)
+        if session is not None and self._clock() - session.last_seen > self._ttl_s:
+            self.drop(session_id)
+        return session_id not in self._sessions
+
     def get(self, session_id: str | None) -> Session | None:
         if not session_id:
             return None

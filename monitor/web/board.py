@@ -261,6 +261,10 @@ class Board:
         self._subscribers.discard(sub)
         sub.close()
 
+    def streams_of(self, owner: str) -> int:
+        """How many streams ``owner`` (a session id) has open."""
+        return sum(1 for s in self._subscribers if s.owner == owner)
+
     def close_owner(self, owner: str) -> None:
         for sub in [s for s in self._subscribers if s.owner == owner]:
             self.unsubscribe(sub)
