@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from monitor.web import app as web_app
+from monitor.web import live as web_live
 from monitor.web.accesslog import logged_target, redacted_query
 from monitor.web.app import OPENAPI_PATH
 from monitor.web.auth import (
@@ -331,11 +331,11 @@ async def test_a_stream_ends_once_its_session_expires_and_a_session_holds_few_st
     than ``session_ttl_s`` its stream ends (at the next heartbeat), as every other request
     of it is refused. And one session holds at most ``MAX_STREAMS_PER_SESSION`` streams: a
     page that opens streams in a loop cannot pile up backlogs."""
-    monkeypatch.setattr(web_app, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(web_live, "HEARTBEAT_S", 0.2)
     await log_in(http, CAROL.login, CAROL.password)
-    streams = [await http.get("/api/events") for _ in range(web_app.MAX_STREAMS_PER_SESSION)]
+    streams = [await http.get("/api/events") for _ in range(web_live.MAX_STREAMS_PER_SESSION)]
     try:
-        assert [s.status for s in streams] == [200] * web_app.MAX_STREAMS_PER_SESSION
+        assert [s.status for s in streams] == [200] * web_live.MAX_STREAMS_PER_SESSION
         async with http.get("/api/events") as refused:
             assert refused.status == 429
             assert "live streams" in (await refused.json())["error"]

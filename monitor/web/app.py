@@ -1,4 +1,7 @@
-"""The dashboard's HTTP server (aiohttp): pages, the JSON API and the live event stream.
+"""The dashboard's HTTP server (aiohttp): pages, login and sessions, the middleware (CSRF,
+security headers), health, and :func:`build_app`, which registers every route. The live API
+and the event stream are in :mod:`monitor.web.live`; what the handlers share (the state, the
+access checks) in :mod:`monitor.web.state`.
 
 Pages: ``/login``, ``/caregiver`` (tiles of the assigned patients), ``/history`` (a past
 session from InfluxDB), ``/patient/<id>`` (the patient's own calm view). The API is
@@ -10,67 +13,54 @@ phone only that patient.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from monitor.errors import InputError
-from monitor.plugins import MonitorControl
 from monitor.profile import PATIENT_ID_PATTERN
 from monitor.web.admin import add_team_routes
 from monitor.web.auth import (
     ANON_COOKIE,
     CSRF_HEADER,
     SESSION_COOKIE,
-    AnonymousCsrf,
-    LoginLimiter,
-    PasswordChecker,
-    PatientTokens,
     Session,
-    SessionStore,
     same_secret,
     token_digest,
 )
-from monitor.web.board import Board
-from monitor.web.bodies import BODY, Rejections, body_middleware, refuse
-from monitor.web.config import LOGIN_PATTERN, WebConfig
-from monitor.web.history import HistoryError, HistoryReader, valid_id
+from monitor.web.bodies import BODY, body_middleware, refuse
+from monitor.web.config import LOGIN_PATTERN
+from monitor.web.history import HistoryReader
+from monitor.web.live import (
+    api_ack,
+    api_events,
+    api_patient,
+    api_patients,
+    api_session_history,
+    api_sessions,
+    api_symptoms,
+)
 from monitor.web.patient_routes import register as register_patient_routes
 from monitor.web.people import add_people_routes
+from monitor.web.state import OPENAPI_PATH as OPENAPI_PATH
+from monitor.web.state import STATE as STATE
+from monitor.web.state import WebState as WebState
+from monitor.web.state import default_static_dir as default_static_dir
+from monitor.web.state import json_error as _error
+from monitor.web.state import may_see as _may_see
+from monitor.web.state import require_caregiver as _require_caregiver
+from monitor.web.state import session_of as _session
+from monitor.web.state import state_of as _state
 from monitor.web.suggestions import add_suggestion_routes
 from monitor.web.teamguard import Guard, record_decision, require_decider
-from monitor.web.teamsync import LINK_DIGEST, TeamSync
+from monitor.web.teamsync import LINK_DIGEST
 
 log = logging.getLogger(__name__)
 
-PACKAGED_STATIC_DIR = Path(__file__).with_name("static")
-"""The dashboard inside an installed wheel (copied there by setup.py's build step)."""
-SOURCE_STATIC_DIR = Path(__file__).resolve().parents[2] / "dashboards" / "web"
-"""The dashboard in a source checkout (editable install): the source of truth."""
-
-
-def default_static_dir() -> Path:
-    """The installed copy if there is one, else the checkout's ``dashboards/web``."""
-    if (PACKAGED_STATIC_DIR / "caregiver.html").is_file():
-        return PACKAGED_STATIC_DIR
-    return SOURCE_STATIC_DIR
-
-
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
-HEARTBEAT_S = 15.0
-"""An SSE comment this often keeps proxies from closing an idle stream."""
-MAX_STREAMS_PER_SESSION = 8
-"""Live event streams one session may hold at once (tabs, a wall display): each holds a
-backlog of frames, so a session opening streams in a loop is bounded."""
-MAX_NOTE_CHARS = 500
 MAX_PASSWORD_CHARS = 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -80,89 +70,7 @@ CSP = (
 )
 
 
-class WebState:
-    """Everything the handlers share; one per app (no module-level state)."""
-
-    __slots__ = (
-        "anon",
-        "assignments",
-        "board",
-        "config",
-        "control",
-        "history",
-        "http",
-        "limiter",
-        "passwords",
-        "rejections",
-        "sessions",
-        "static_dir",
-        "team",
-        "tokens",
-    )
-
-    def __init__(
-        self,
-        *,
-        config: WebConfig,
-        board: Board,
-        control: MonitorControl | None,
-        tokens: PatientTokens,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        self.board = board
-        self.control = control
-        self.tokens = tokens
-        self.sessions = SessionStore(
-            ttl_s=config.session_ttl_s,
-            max_sessions=config.max_sessions,
-            clock=clock,
-            on_drop=board.close_owner,  # no stream outlives its session
-        )
-        self.limiter = LoginLimiter(
-            max_failures=config.login_max_failures, window_s=config.login_window_s, clock=clock
-        )
-        self.passwords = PasswordChecker(
-            hashes={login: u.password_hash for login, u in config.users.items()}
-        )
-        self.anon = AnonymousCsrf()
-        self.rejections = Rejections()
-        self.assignments: Mapping[str, frozenset[str]] = {
-            login: frozenset(u.patients) for login, u in config.users.items()
-        }
-        self.static_dir = Path(config.static_dir) if config.static_dir else default_static_dir()
-        self.http: aiohttp.ClientSession | None = None
-        self.history: HistoryReader | None = None
-        self.team: TeamSync | None = None
-        """The care-team store's view (``[careteam]``); ``None``: configuration only."""
-
-    def visible(self, session: Session | None) -> frozenset[str]:
-        """The patients this session may see."""
-        if session is None:
-            return frozenset()
-        if session.login is not None:
-            return self.assignments.get(session.login, frozenset())
-        if session.patient is not None:
-            return frozenset({session.patient})
-        return frozenset()
-
-
-STATE: web.AppKey[WebState] = web.AppKey("heatmon_web_state", WebState)
-
-
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _state(request: web.Request) -> WebState:
-    return request.app[STATE]
-
-
-def _session(request: web.Request) -> Session | None:
-    return _state(request).sessions.get(request.cookies.get(SESSION_COOKIE))
-
-
-def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
 
 
 def _set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
@@ -198,10 +106,6 @@ def _anonymous_csrf(request: web.Request, response: web.StreamResponse) -> str:
 
 def _client_key(request: web.Request) -> str:
     return "addr:" + (request.remote or "unknown")
-
-
-def _may_see(request: web.Request, patient: str) -> bool:
-    return patient in _state(request).visible(_session(request))
 
 
 # -- middleware ---------------------------------------------------------------------------
@@ -374,171 +278,6 @@ async def api_logout(request: web.Request) -> web.StreamResponse:
     response = web.json_response({"ok": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
-
-
-def _require_viewer(request: web.Request, patient: str | None = None) -> Session:
-    session = _session(request)
-    if session is None or session.kind == "anonymous":
-        raise web.HTTPUnauthorized(
-            text=json.dumps({"error": "log in first"}), content_type="application/json"
-        )
-    if patient is not None and not _may_see(request, patient):
-        raise web.HTTPForbidden(
-            text=json.dumps({"error": "you may not see this patient"}),
-            content_type="application/json",
-        )
-    return session
-
-
-def _require_caregiver(request: web.Request, patient: str | None = None) -> Session:
-    session = _require_viewer(request, patient)
-    if session.login is None:
-        raise web.HTTPForbidden(
-            text=json.dumps({"error": "caregivers only"}), content_type="application/json"
-        )
-    return session
-
-
-async def api_patients(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    session = _require_viewer(request)
-    return web.json_response({"patients": st.board.snapshot(st.visible(session))})
-
-
-async def api_patient(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    patient = request.match_info["patient"]
-    _require_viewer(request, patient)
-    return web.json_response(st.board.snapshot([patient])[0])
-
-
-async def api_events(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    session = _require_viewer(request)
-    if st.board.streams_of(session.id) >= MAX_STREAMS_PER_SESSION:
-        st.rejections.count("too_many_streams", "GET events")
-        return _error(429, f"at most {MAX_STREAMS_PER_SESSION} live streams a session")
-    patients = st.visible(session)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    # Snapshot and subscription with no await between them: no update falls in a gap.
-    snapshot = json.dumps(
-        {"patients": st.board.snapshot(patients), "server_time": time.time()},
-        separators=(",", ":"),
-    )
-    sub = st.board.subscribe(patients, owner=session.id)
-    try:
-        await response.write(f"retry: 1000\nevent: snapshot\ndata: {snapshot}\n\n".encode())
-        while True:
-            # the session may have expired meanwhile (a stream alone does not keep it
-            # alive): dropping it ends this stream and its others
-            if st.sessions.expire(session.id):
-                break
-            try:
-                frame = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            if frame is None:
-                break
-            # Write what has piled up in one go.
-            parts = [frame]
-            while not sub.queue.empty():
-                more = sub.queue.get_nowait()
-                if more is None:
-                    sub.closed = True
-                    break
-                parts.append(more)
-            await response.write("".join(parts).encode())
-            if sub.closed and sub.queue.empty():
-                break
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        st.board.unsubscribe(sub)
-    return response
-
-
-async def api_ack(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    patient = request.match_info["patient"]
-    event_id = request.match_info["event_id"]
-    session = _require_caregiver(request, patient)
-    if st.board.pending(patient, event_id) is None:
-        return _error(404, "no such alert waiting for acknowledgement")
-    if st.control is None:
-        return _error(503, "the monitor is not running")
-    assert session.login is not None
-    try:
-        st.control.acknowledge(
-            patient, event_id, by=session.login, time=st.board.patient_now(patient)
-        )
-    except InputError:
-        return _error(404, "no such alert waiting for acknowledgement")
-    return web.json_response({"ok": True, "patient": patient, "event_id": event_id})
-
-
-async def api_symptoms(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    patient = request.match_info["patient"]
-    _require_viewer(request, patient)
-    body = request[BODY] if request[BODY] is not None else {}
-    if not isinstance(body, dict) or not isinstance(body.get("note", ""), str):
-        raise refuse(request, "send JSON {note} (note a string, may be left out)")
-    note: str = body.get("note", "")
-    if len(note) > MAX_NOTE_CHARS:
-        raise refuse(request, f"note is longer than {MAX_NOTE_CHARS} characters")
-    if st.control is None:
-        return _error(503, "the monitor is not running")
-    try:
-        st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
-    except InputError as err:  # e.g. a patient assigned in [web] the engine has no profile of
-        st.rejections.count("refused_by_monitor", f"POST symptoms: {err.reason}")
-        return _error(422, f"the monitor refused the report: {err.reason}")
-    return web.json_response({"ok": True, "patient": patient})
-
-
-async def _history(request: web.Request) -> HistoryReader:
-    st = _state(request)
-    if st.history is None or not st.history.configured:
-        raise web.HTTPServiceUnavailable(
-            text=json.dumps({"error": "no InfluxDB configured for history ([web.history])"}),
-            content_type="application/json",
-        )
-    return st.history
-
-
-async def api_sessions(request: web.Request) -> web.StreamResponse:
-    patient = request.match_info["patient"]
-    _require_caregiver(request, patient)
-    reader = await _history(request)
-    try:
-        rows = await reader.sessions(patient)
-    except HistoryError as err:
-        log.warning("history: %s", err)
-        return _error(502, "the history store did not answer")
-    return web.json_response({"patient": patient, "sessions": rows})
-
-
-async def api_session_history(request: web.Request) -> web.StreamResponse:
-    patient = request.match_info["patient"]
-    session = request.match_info["session"]
-    _require_caregiver(request, patient)
-    if not valid_id(session):
-        raise refuse(request, "session id must be 1 to 128 letters, digits or ._:-", kind="id")
-    reader = await _history(request)
-    try:
-        data = await reader.session(patient, session)
-    except HistoryError as err:
-        log.warning("history: %s", err)
-        return _error(502, "the history store did not answer")
-    return web.json_response(data)
 
 
 async def api_openapi(request: web.Request) -> web.StreamResponse:

@@ -25,7 +25,7 @@ from monitor.errors import InputError
 from monitor.web.auth import SESSION_COOKIE
 
 if TYPE_CHECKING:
-    from monitor.web.app import WebState
+    from monitor.web.state import WebState
 
 log = logging.getLogger(__name__)
 

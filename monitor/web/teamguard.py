@@ -23,7 +23,7 @@ from monitor.web.auth import Session
 from monitor.web.teamsync import TeamSync
 
 if TYPE_CHECKING:
-    from monitor.web.app import WebState
+    from monitor.web.state import WebState
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from monitor.profile import PatientProfile
 from monitor.web.auth import PatientTokens, Session, same_secret, token_digest
 
 if TYPE_CHECKING:
-    from monitor.web.app import WebState
+    from monitor.web.state import WebState
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def load(store: CareStore) -> Snapshot:
 
 
 class TeamSync:
-    """Keeps a :class:`~monitor.web.app.WebState` in step with the store."""
+    """Keeps a :class:`~monitor.web.state.WebState` in step with the store."""
 
     def __init__(self, *, store: CareStore, state: WebState, poll_s: float = 1.0) -> None:
         self.store = store
