@@ -27,14 +27,14 @@ import numpy as np
 from bench.corpus.generate import SEEN
 from monitor.engine.estimators import HeatBalanceEstimator
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams, minutes_to_likely_threshold
-from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
-from monitor.engine.patient import (
+from monitor.engine.judging import (
     BASELINE_WINDOW_S,
     DEFAULT_RESTING_HR_BPM,
     MIN_FORECAST_SLOPE_C_PER_MIN,
     REST_HR_CEILING_ABOVE_DEFAULT,
     SLOPE_TAU_S,
 )
+from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.engine.quality import KindValidator
 from monitor.engine.risk import RiskStateMachine
 from monitor.evaluate.metrics import SessionScore, Truth, score_session
