@@ -36,8 +36,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -57,6 +56,15 @@ from adapters.ble.options import (
     SCAN_TIMEOUT_S,
     BleOptions,
 )
+from adapters.ble.readings import (
+    CONNECT_SERVICES,
+    ROLE_CHARACTERISTICS,
+    DeviceStats,
+    Reading,
+    UtcMonotonicClock,
+    decode,
+    short_uuid,
+)
 from monitor.backoff import Backoff
 from monitor.config import DeviceConfig, HeatmonConfig
 from monitor.errors import ConfigError, HeatmonError, ParseError, SourceError
@@ -73,78 +81,8 @@ MAX_STORED_AGE_S = 6 * 3600.0
 LOUD_PARSE_ERRORS = 10
 """The first parse errors of a device are logged as warnings, then every 100th."""
 
-ROLE_CHARACTERISTICS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "heart_rate": (gatt.HEART_RATE_MEASUREMENT,),
-        "skin_temp": (
-            gatt.TEMPERATURE_MEASUREMENT,
-            gatt.ESS_TEMPERATURE,
-            gatt.INTERMEDIATE_TEMPERATURE,
-        ),
-        "core": (gatt.CORE_TEMPERATURE, gatt.TEMPERATURE_MEASUREMENT),
-    }
-)
-"""Per role, the characteristics that can serve it, best first; the first found is used.
-Intermediate Temperature 0x2A1E comes last: HTS sends it "for display while a measurement is
-in progress", so a thermometer that also has 0x2A1C is read through its final measurements
-(with their time stamps and stored backlog) and 0x2A1E only serves one that has nothing else."""
-CONNECT_SERVICES: tuple[str, ...] = (*gatt.WEARABLE_SERVICES, gatt.BATTERY_SERVICE)
-"""The services the source asks bleak for (``services=``): backends that can, discover
-only these (CoreBluetooth, WinRT, the bumble backend); BlueZ filters what it exposes."""
-
 GapCallback = Callable[[str, str, float, float], None]
 """``on_gap(patient, device, start, end)``: data from ``device`` missing from start to end."""
-
-
-class UtcMonotonicClock:
-    """UTC epoch seconds that never go backwards: wall time at start plus monotonic time."""
-
-    __slots__ = ("_mono0", "_wall0")
-
-    def __init__(self) -> None:
-        self._wall0 = time.time()
-        self._mono0 = time.monotonic()
-
-    def __call__(self) -> float:
-        return self._wall0 + (time.monotonic() - self._mono0)
-
-
-@dataclass(slots=True)
-class DeviceStats:
-    """What the source knows about one wearable; read by ``devices`` and the benchmark."""
-
-    address: str
-    patient: str
-    role: str
-    connected: bool = False
-    connects: int = 0
-    drops: int = 0
-    failed_attempts: int = 0
-    samples: int = 0
-    duplicates: int = 0
-    parse_errors: int = 0
-    no_value: int = 0
-    untrusted_time: int = 0
-    gaps: int = 0
-    gap_seconds: float = 0.0
-    battery_percent: int | None = None
-    body_location: str | None = None
-    last_error: str = ""
-    connected_at: float | None = None
-    first_sample_after_connect_s: float | None = None
-    last_sample_time: float | None = None
-    subscribed: tuple[str, ...] = ()
-
-
-class _Reading(NamedTuple):
-    kind: SampleKind
-    value: float
-    device_time: float | None = None
-    rr_intervals: tuple[float, ...] = ()
-    sensor_contact: bool | None = None
-
-
-Decoder = Callable[[bytes, str], list[_Reading]]
 
 
 @dataclass(slots=True)
@@ -368,7 +306,7 @@ class BleSource(Source):
                 self._take(state, uuid, bytes(data))
 
             await client.start_notify(char, on_value)
-            subscribed.append(_short(uuid))
+            subscribed.append(short_uuid(uuid))
         stats.subscribed = tuple(subscribed)
 
     def _characteristics_for(
@@ -382,46 +320,20 @@ class BleSource(Source):
 
     # --- from payload to sample ------------------------------------------------------------
 
-    def _decode(self, state: _DeviceState, uuid: str, data: bytes, where: str) -> list[_Reading]:
-        role = state.config.role
-        if uuid == gatt.BATTERY_LEVEL:
-            return [
-                _Reading(SampleKind.BATTERY, float(gatt.parse_battery_level(data, where=where)))
-            ]
-        if uuid == gatt.HEART_RATE_MEASUREMENT:
-            hrm = gatt.parse_heart_rate_measurement(data, where=where)
-            return [
-                _Reading(
-                    SampleKind.HEART_RATE,
-                    float(hrm.heart_rate_bpm),
-                    rr_intervals=hrm.rr_intervals_s,
-                    sensor_contact=hrm.sensor_contact,
-                )
-            ]
-        if uuid in (gatt.TEMPERATURE_MEASUREMENT, gatt.INTERMEDIATE_TEMPERATURE):
-            tm = gatt.parse_temperature_measurement(data, where=where)
-            kind = SampleKind.CORE_TEMP if role == "core" else SampleKind.SKIN_TEMP
-            stamp = tm.timestamp.epoch_utc() if tm.timestamp is not None else None
-            return [_Reading(kind, tm.celsius, device_time=stamp)]
-        if uuid == gatt.ESS_TEMPERATURE:
-            value = gatt.parse_ess_temperature(data, where=where)
-            return [_Reading(SampleKind.SKIN_TEMP, math.nan if value is None else value)]
-        if uuid == gatt.CORE_TEMPERATURE:
-            core = gatt.parse_core_measurement(data, where=where)
-            out = [_Reading(SampleKind.CORE_TEMP, _or_nan(core.core_temp_c))]
-            roles = self._roles_of_patient[state.config.patient]
-            if core.skin_raw is not None and "skin_temp" not in roles:
-                out.append(_Reading(SampleKind.SKIN_TEMP, _or_nan(core.skin_temp_c)))
-            if core.heart_rate_state == 2 and core.heart_rate_bpm and "heart_rate" not in roles:
-                out.append(_Reading(SampleKind.HEART_RATE, float(core.heart_rate_bpm)))
-            return out
-        return []
+    def _decode(self, state: _DeviceState, uuid: str, data: bytes, where: str) -> list[Reading]:
+        return decode(
+            uuid,
+            data,
+            where=where,
+            role=state.config.role,
+            patient_roles=self._roles_of_patient[state.config.patient],
+        )
 
     def _take(self, state: _DeviceState, uuid: str, data: bytes) -> None:
         """Parse one notification and queue its samples; never raises."""
         stats = state.stats
         arrival = self._clock()
-        where = f"{stats.address} {_short(uuid)}"
+        where = f"{stats.address} {short_uuid(uuid)}"
         try:
             readings = self._decode(state, uuid, data, where)
         except ParseError as err:
@@ -434,7 +346,7 @@ class BleSource(Source):
         for reading in readings:
             self._emit_reading(state, reading, arrival)
 
-    def _emit_reading(self, state: _DeviceState, reading: _Reading, arrival: float) -> None:
+    def _emit_reading(self, state: _DeviceState, reading: Reading, arrival: float) -> None:
         stats = state.stats
         if not math.isfinite(reading.value):
             stats.no_value += 1
@@ -511,15 +423,3 @@ def gap_reporter(context: PluginContext) -> GapCallback:
 
 def _can_notify(char: BleakGATTCharacteristic) -> bool:
     return "notify" in char.properties or "indicate" in char.properties
-
-
-def _short(uuid: str) -> str:
-    if uuid.endswith("-0000-1000-8000-00805f9b34fb") and uuid.startswith("0000"):
-        return "0x" + uuid[4:8].upper()
-    if uuid == gatt.CORE_TEMPERATURE:
-        return "CORE 0x2101"
-    return uuid
-
-
-def _or_nan(value: float | None) -> float:
-    return math.nan if value is None else value
