@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PATIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Pseudonymous ids: letters, digits, ``.``, ``_``, ``-``; safe in MQTT topics and URLs."""
+LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+"""A person's login (a caregiver in ``[web]``, an MQTT user in the ACL, who decided or
+acknowledged): a patient id's characters and ``@``. Never ``patient:self``, the dashboard's
+word for a patient answering their own prompt."""
 
 
 class Activity(StrEnum):

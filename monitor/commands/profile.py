@@ -26,13 +26,13 @@ from monitor.config import HeatmonConfig, load_config
 from monitor.engine.learning import Z95
 from monitor.errors import ConfigError, InputError
 from monitor.model import iso_utc
-from monitor.profile import PATIENT_ID_PATTERN, PatientProfile
+from monitor.profile import LOGIN_PATTERN, PATIENT_ID_PATTERN, PatientProfile
 from monitor.thresholds.learner import shared_url, store_path
 from monitor.thresholds.records import Suggestion, SuggestionError
 from monitor.thresholds.store import ThresholdStore
 from monitor.thresholds.views import patient_view
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+NAME_PATTERN = LOGIN_PATTERN
 """Who decided: a caregiver's login (as on the dashboard), no spaces or free text."""
 ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 

@@ -35,6 +35,7 @@ from monitor.mqtt import payloads
 from monitor.mqtt.client import ack_all, payload_bytes, run_until_one_fails
 from monitor.mqtt.topics import Channel, Topics
 from monitor.plugins import MonitorControl
+from monitor.profile import LOGIN_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ RECENT_INPUTS = 1024
 """Symptom reports (patient, time, note) and acknowledgements (patient, event, by) taken
 lately, remembered to recognise one delivered again."""
 
-_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_LOGIN = re.compile(LOGIN_PATTERN)
 """Who acknowledged, over MQTT: a caregiver's login (as ``[sinks.mqtt.acl]`` and ``[web]``
 spell them). Without it a caregiver's app could store ``by = "patient:self"``, which the
 records and the dashboard read as "the patient acknowledged it themselves"."""

@@ -17,8 +17,9 @@ from monitor.errors import ConfigError, InputError
 from monitor.mqtt.strictjson import MAX_PAYLOAD_BYTES
 from monitor.mqtt.topics import DEFAULT_PREFIX, Topics, check_patient_id
 from monitor.plugins import validate_options
+from monitor.profile import LOGIN_PATTERN
 
-_USER = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+_USER = LOGIN_PATTERN
 
 
 def _check_ids(value: dict[str, list[str]]) -> dict[str, list[str]]:

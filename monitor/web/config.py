@@ -34,9 +34,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.plugins import validate_options
+from monitor.profile import LOGIN_PATTERN as LOGIN_PATTERN
 from monitor.profile import PATIENT_ID_PATTERN
 
-LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
 
 
