@@ -50,11 +50,7 @@ from monitor.web.state import OPENAPI_PATH as OPENAPI_PATH
 from monitor.web.state import STATE as STATE
 from monitor.web.state import WebState as WebState
 from monitor.web.state import default_static_dir as default_static_dir
-from monitor.web.state import json_error as _error
-from monitor.web.state import may_see as _may_see
-from monitor.web.state import require_caregiver as _require_caregiver
-from monitor.web.state import session_of as _session
-from monitor.web.state import state_of as _state
+from monitor.web.state import json_error, may_see, require_caregiver, session_of, state_of
 from monitor.web.suggestions import add_suggestion_routes
 from monitor.web.teamguard import Guard, record_decision, require_decider
 from monitor.web.teamsync import LINK_DIGEST
@@ -79,16 +75,16 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, session: Ses
         session.id,
         httponly=True,
         samesite="Strict",
-        secure=_state(request).config.secure_cookies,
+        secure=state_of(request).config.secure_cookies,
         path="/",
-        max_age=int(_state(request).config.session_ttl_s),
+        max_age=int(state_of(request).config.session_ttl_s),
     )
 
 
 def _anonymous_csrf(request: web.Request, response: web.StreamResponse) -> str:
     """A visitor without a session: the CSRF token for the nonce in their cookie (a new
     nonce, set on ``response``, if they have none). Nothing is stored on the server."""
-    st = _state(request)
+    st = state_of(request)
     nonce = request.cookies.get(ANON_COOKIE, "")
     if not 20 <= len(nonce) <= 64 or not nonce.isascii():
         nonce = st.anon.new_nonce()
@@ -119,21 +115,23 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.method not in SAFE_METHODS:
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
-            return _error(403, "cross-origin request refused")
-        session = _session(request)
+            return json_error(403, "cross-origin request refused")
+        session = session_of(request)
         sent = request.headers.get(CSRF_HEADER, "")
         if session is not None:
             ok = bool(sent) and same_secret(sent, session.csrf)
         else:
-            ok = _state(request).anon.check(request.cookies.get(ANON_COOKIE), sent)
+            ok = state_of(request).anon.check(request.cookies.get(ANON_COOKIE), sent)
         if not ok:
-            _state(request).rejections.count("csrf", f"{request.method}: no valid {CSRF_HEADER}")
-            return _error(403, f"missing or wrong {CSRF_HEADER}; reload the page")
+            state_of(request).rejections.count("csrf", f"{request.method}: no valid {CSRF_HEADER}")
+            return json_error(403, f"missing or wrong {CSRF_HEADER}; reload the page")
     unrouted = request.match_info.http_exception
     if unrouted is not None and request.path.startswith("/api/"):
         # 404/405 of the API in JSON like its other errors (an id that does not match its
         # pattern lands here), without repeating the path.
-        response: web.StreamResponse = _error(unrouted.status, f"{unrouted.reason}: no such route")
+        response: web.StreamResponse = json_error(
+            unrouted.status, f"{unrouted.reason}: no such route"
+        )
         if "Allow" in unrouted.headers:
             response.headers["Allow"] = unrouted.headers["Allow"]
     else:
@@ -151,13 +149,13 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def _page(request: web.Request, name: str) -> web.StreamResponse:
-    response = web.FileResponse(_state(request).static_dir / name)
+    response = web.FileResponse(state_of(request).static_dir / name)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    session = _session(request)
+    session = session_of(request)
     if session is not None and session.patient is not None:
         raise web.HTTPFound(f"/patient/{session.patient}")
     raise web.HTTPFound("/caregiver")
@@ -169,7 +167,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 def _caregiver_page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        session = _session(request)
+        session = session_of(request)
         if session is None or session.login is None:
             raise web.HTTPFound("/login")
         return _page(request, name)
@@ -178,7 +176,7 @@ def _caregiver_page(name: str) -> Callable[[web.Request], Awaitable[web.StreamRe
 
 
 async def patient_page(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
+    st = state_of(request)
     patient = request.match_info["patient"]
     token = request.query.get("token")
     if token is not None:
@@ -190,7 +188,7 @@ async def patient_page(request: web.Request) -> web.StreamResponse:
             st.limiter.failed(*limiter_keys)
             log.info("patient link with a wrong or expired token refused")
             return web.Response(status=403, text="This link is not valid. Ask your caregiver.")
-        old = _session(request)
+        old = session_of(request)
         if old is not None:
             st.sessions.drop(old.id)
         session = st.sessions.new(patient=patient)
@@ -199,7 +197,7 @@ async def patient_page(request: web.Request) -> web.StreamResponse:
         response = web.HTTPFound(f"/patient/{patient}")
         _set_cookie(request, response, session)
         raise response
-    if not _may_see(request, patient):
+    if not may_see(request, patient):
         return web.Response(
             status=403,
             text="Open the link your caregiver gave you, or log in as a caregiver.",
@@ -211,9 +209,9 @@ async def patient_page(request: web.Request) -> web.StreamResponse:
 
 
 async def api_session(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
+    st = state_of(request)
     response = web.json_response({})
-    session = _session(request)
+    session = session_of(request)
     if session is None:
         body: dict[str, Any] = {"kind": "anonymous", "login": None, "patient": None, "patients": []}
         body["csrf"] = _anonymous_csrf(request, response)
@@ -230,7 +228,7 @@ async def api_session(request: web.Request) -> web.StreamResponse:
 
 
 async def api_login(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
+    st = state_of(request)
     body = request[BODY]
     if not isinstance(body, dict) or not all(
         isinstance(body.get(k), str) for k in ("login", "password")
@@ -255,9 +253,9 @@ async def api_login(request: web.Request) -> web.StreamResponse:
     st.limiter.failed(*keys)
     if not await st.passwords.verify(login, password):
         log.info("failed caregiver login")
-        return _error(401, "wrong login or password")
+        return json_error(401, "wrong login or password")
     st.limiter.succeeded(*keys)
-    old = _session(request)
+    old = session_of(request)
     if old is not None:
         st.sessions.drop(old.id)
         st.board.close_owner(old.id)
@@ -270,8 +268,8 @@ async def api_login(request: web.Request) -> web.StreamResponse:
 
 
 async def api_logout(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    session = _session(request)
+    st = state_of(request)
+    session = session_of(request)
     if session is not None:
         st.sessions.drop(session.id)
         st.board.close_owner(session.id)
@@ -288,7 +286,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     """Liveness and the service's health (no patient data: component names, counts and
     error types). 200 while the engine's clock ticks, even with a failing sink ("degraded");
     503 while the ticker itself is down (stale data and session ends would go unnoticed)."""
-    st = _state(request)
+    st = state_of(request)
     body: dict[str, Any] = {
         "status": "ok",
         "streams": st.board.subscriber_count,
@@ -312,8 +310,8 @@ async def _invite_page(request: web.Request) -> web.StreamResponse:
 
 
 def _start_session(request: web.Request, response: web.StreamResponse, login: str) -> None:
-    st = _state(request)
-    old = _session(request)
+    st = state_of(request)
+    old = session_of(request)
     if old is not None:
         st.sessions.drop(old.id)
         st.board.close_owner(old.id)
@@ -374,13 +372,13 @@ def build_app(state: WebState) -> web.Application:
     r.add_post(f"/api/patients/{PATIENT}/symptoms", api_symptoms)
     r.add_get(f"/api/patients/{PATIENT}/sessions", api_sessions)
     r.add_get(f"/api/patients/{PATIENT}/sessions/{{session}}", api_session_history)
-    guard = Guard(state_of=_state, session_of=_session)
+    guard = Guard(state_of=state_of, session_of=session_of)
     add_suggestion_routes(
         r,
         patient_pattern=PATIENT,
-        require_caregiver=_require_caregiver,
-        control_of=lambda request: _state(request).control,
-        require_decider=require_decider(guard, _require_caregiver),
+        require_caregiver=require_caregiver,
+        control_of=lambda request: state_of(request).control,
+        require_decider=require_decider(guard, require_caregiver),
         on_decision=record_decision(guard),
     )
     register_patient_routes(app, state=state, patient_path=PATIENT)

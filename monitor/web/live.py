@@ -14,10 +14,7 @@ from aiohttp import web
 from monitor.errors import InputError
 from monitor.web.bodies import BODY, refuse
 from monitor.web.history import HistoryError, HistoryReader, valid_id
-from monitor.web.state import json_error as _error
-from monitor.web.state import require_caregiver as _require_caregiver
-from monitor.web.state import require_viewer as _require_viewer
-from monitor.web.state import state_of as _state
+from monitor.web.state import json_error, require_caregiver, require_viewer, state_of
 
 log = logging.getLogger(__name__)
 
@@ -30,24 +27,24 @@ MAX_NOTE_CHARS = 500
 
 
 async def api_patients(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    session = _require_viewer(request)
+    st = state_of(request)
+    session = require_viewer(request)
     return web.json_response({"patients": st.board.snapshot(st.visible(session))})
 
 
 async def api_patient(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
+    st = state_of(request)
     patient = request.match_info["patient"]
-    _require_viewer(request, patient)
+    require_viewer(request, patient)
     return web.json_response(st.board.snapshot([patient])[0])
 
 
 async def api_events(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    session = _require_viewer(request)
+    st = state_of(request)
+    session = require_viewer(request)
     if st.board.streams_of(session.id) >= MAX_STREAMS_PER_SESSION:
         st.rejections.count("too_many_streams", "GET events")
-        return _error(429, f"at most {MAX_STREAMS_PER_SESSION} live streams a session")
+        return json_error(429, f"at most {MAX_STREAMS_PER_SESSION} live streams a session")
     patients = st.visible(session)
     response = web.StreamResponse(
         headers={
@@ -96,28 +93,28 @@ async def api_events(request: web.Request) -> web.StreamResponse:
 
 
 async def api_ack(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
+    st = state_of(request)
     patient = request.match_info["patient"]
     event_id = request.match_info["event_id"]
-    session = _require_caregiver(request, patient)
+    session = require_caregiver(request, patient)
     if st.board.pending(patient, event_id) is None:
-        return _error(404, "no such alert waiting for acknowledgement")
+        return json_error(404, "no such alert waiting for acknowledgement")
     if st.control is None:
-        return _error(503, "the monitor is not running")
+        return json_error(503, "the monitor is not running")
     assert session.login is not None
     try:
         st.control.acknowledge(
             patient, event_id, by=session.login, time=st.board.patient_now(patient)
         )
     except InputError:
-        return _error(404, "no such alert waiting for acknowledgement")
+        return json_error(404, "no such alert waiting for acknowledgement")
     return web.json_response({"ok": True, "patient": patient, "event_id": event_id})
 
 
 async def api_symptoms(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
+    st = state_of(request)
     patient = request.match_info["patient"]
-    _require_viewer(request, patient)
+    require_viewer(request, patient)
     body = request[BODY] if request[BODY] is not None else {}
     if not isinstance(body, dict) or not isinstance(body.get("note", ""), str):
         raise refuse(request, "send JSON {note} (note a string, may be left out)")
@@ -125,17 +122,17 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
     if len(note) > MAX_NOTE_CHARS:
         raise refuse(request, f"note is longer than {MAX_NOTE_CHARS} characters")
     if st.control is None:
-        return _error(503, "the monitor is not running")
+        return json_error(503, "the monitor is not running")
     try:
         st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
     except InputError as err:  # e.g. a patient assigned in [web] the engine has no profile of
         st.rejections.count("refused_by_monitor", f"POST symptoms: {err.reason}")
-        return _error(422, f"the monitor refused the report: {err.reason}")
+        return json_error(422, f"the monitor refused the report: {err.reason}")
     return web.json_response({"ok": True, "patient": patient})
 
 
 async def _history(request: web.Request) -> HistoryReader:
-    st = _state(request)
+    st = state_of(request)
     if st.history is None or not st.history.configured:
         raise web.HTTPServiceUnavailable(
             text=json.dumps({"error": "no InfluxDB configured for history ([web.history])"}),
@@ -146,20 +143,20 @@ async def _history(request: web.Request) -> HistoryReader:
 
 async def api_sessions(request: web.Request) -> web.StreamResponse:
     patient = request.match_info["patient"]
-    _require_caregiver(request, patient)
+    require_caregiver(request, patient)
     reader = await _history(request)
     try:
         rows = await reader.sessions(patient)
     except HistoryError as err:
         log.warning("history: %s", err)
-        return _error(502, "the history store did not answer")
+        return json_error(502, "the history store did not answer")
     return web.json_response({"patient": patient, "sessions": rows})
 
 
 async def api_session_history(request: web.Request) -> web.StreamResponse:
     patient = request.match_info["patient"]
     session = request.match_info["session"]
-    _require_caregiver(request, patient)
+    require_caregiver(request, patient)
     if not valid_id(session):
         raise refuse(request, "session id must be 1 to 128 letters, digits or ._:-", kind="id")
     reader = await _history(request)
@@ -167,5 +164,5 @@ async def api_session_history(request: web.Request) -> web.StreamResponse:
         data = await reader.session(patient, session)
     except HistoryError as err:
         log.warning("history: %s", err)
-        return _error(502, "the history store did not answer")
+        return json_error(502, "the history store did not answer")
     return web.json_response(data)
