@@ -114,10 +114,9 @@ def decode(
     if uuid == gatt.CORE_TEMPERATURE:
         core = gatt.parse_core_measurement(data, where=where)
         out = [Reading(SampleKind.CORE_TEMP, or_nan(core.core_temp_c))]
-        roles = patient_roles
-        if core.skin_raw is not None and "skin_temp" not in roles:
+        if core.skin_raw is not None and "skin_temp" not in patient_roles:
             out.append(Reading(SampleKind.SKIN_TEMP, or_nan(core.skin_temp_c)))
-        if core.heart_rate_state == 2 and core.heart_rate_bpm and "heart_rate" not in roles:
+        if core.heart_rate_state == 2 and core.heart_rate_bpm and "heart_rate" not in patient_roles:
             out.append(Reading(SampleKind.HEART_RATE, float(core.heart_rate_bpm)))
         return out
     return []
