@@ -114,6 +114,21 @@ def test_run_check_refuses_what_run_refuses_naming_the_key(
     assert not (tmp_path / "var").exists(), "--check must not create files or connect"
 
 
+def refused_by_check(
+    tmp_path: Path,
+    sections: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """What ``heatmon run --check`` says on stderr of a configuration of one patient and
+    ``sections``, which it must refuse (exit code 2)."""
+    path = tmp_path / "heatmon.toml"
+    path.write_text('[monitor]\ndata_dir = "var"\n\n[[patients]]\nid = "p1"\n\n' + sections)
+    code, out, err = run_check(path, capsys, monkeypatch)
+    assert code == 2, out + err
+    return err
+
+
 BLE_DEVICE = '[[devices]]\naddress = "C8:2B:96:00:11:22"\npatient = "p1"\nrole = "heart_rate"\n'
 
 
@@ -140,14 +155,9 @@ def test_ble_options_out_of_range_are_refused_naming_the_key(
 ) -> None:
     """A ``nan`` timeout ends every scan and connect at once; an endless one, or a reconnect
     wait of years, means a wearable that dropped out is never looked for again."""
-    path = tmp_path / "heatmon.toml"
-    path.write_text(
-        '[monitor]\ndata_dir = "var"\n\n[[patients]]\nid = "p1"\n\n'
-        + BLE_DEVICE
-        + f"\n[sources.ble]\n{option}\n"
+    err = refused_by_check(
+        tmp_path, BLE_DEVICE + f"\n[sources.ble]\n{option}\n", capsys, monkeypatch
     )
-    code, out, err = run_check(path, capsys, monkeypatch)
-    assert code == 2, out + err
     assert message in err
 
 
@@ -170,14 +180,8 @@ def test_web_options_that_are_endless_are_refused_naming_the_key(
 ) -> None:
     """``session_ttl_s = inf`` was taken, then every answer that sets a cookie (the login
     page's CSRF token, the login) was a 500: ``Max-Age`` cannot be infinite."""
-    path = tmp_path / "heatmon.toml"
-    path.write_text(
-        '[monitor]\ndata_dir = "var"\n\n[[patients]]\nid = "p1"\n\n'
-        f"[sinks.web]\nenabled = true\n\n[web]\n{option}\n"
-    )
-    code, out, err = run_check(path, capsys, monkeypatch)
-    assert code == 2, out + err
-    assert message in err
+    sections = f"[sinks.web]\nenabled = true\n\n[web]\n{option}\n"
+    assert message in refused_by_check(tmp_path, sections, capsys, monkeypatch)
 
 
 def test_run_check_accepts_the_sample_without_connecting(

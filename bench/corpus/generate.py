@@ -250,19 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--split",
-        choices=(
-            "train",
-            "heldout",
-            "heldout2",
-            "train_gagge",
-            "heldout3",
-            "heldout4",
-            "heldout5",
-            "heldout6",
-            "heldout7",
-            "heldout8",
-            "all",
-        ),
+        choices=(*PREFIX, "all"),  # every split has a prefix
         default="all",
     )
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the sessions (quick runs)")
