@@ -61,11 +61,15 @@ class AlertQueue:
         self._fresh: list[tuple[str, bytes, str]] = []
         """Alerts submitted, not yet in the outbox (topic, payload, event id)."""
         self._fresh_keys: set[str] = set()
+        self._delivered: list[int] = []
+        """Outbox seqs the broker acknowledged, still in the outbox for ``DONE_LINGER_S``."""
 
     def __len__(self) -> int:
-        """Alerts waiting for the broker (in the outbox or about to be)."""
+        """Alerts waiting for the broker (in the outbox or about to be); one the broker has
+        acknowledged is not waiting, though it leaves the outbox up to ``DONE_LINGER_S``
+        later."""
         queued = len(self.outbox) if self.outbox is not None else 0
-        return queued + len(self._fresh)
+        return queued + len(self._fresh) - len(self._delivered)
 
     def submit(self, event: Event) -> None:
         """Queue an alert: the alerts submitted within ``KEEP_LINGER_S`` go to the outbox in
@@ -122,18 +126,21 @@ class AlertQueue:
         wake = self.wake
         loop = asyncio.get_running_loop()
         under_way: dict[int, int] = {}  # paho message id -> outbox seq
-        delivered: list[int] = []  # seqs the broker has, still in the outbox
+        delivered = self._delivered  # seqs the broker has, still in the outbox
+
+        def published(seq: int) -> None:  # the broker has it: counted now, forgotten soon
+            delivered.append(seq)
+            self._count("alerts_published")
 
         def acked(mid: int) -> None:
             seq = under_way.pop(mid, None)
             if seq is not None:
-                delivered.append(seq)
+                published(seq)
                 wake.set()
 
         def forget() -> None:
             done, delivered[:] = delivered[:], []
             outbox.done(done)
-            self._count("alerts_published", len(done))
 
         publishes = TrackedPublishes(client, acked=acked)
         last = 0
@@ -160,7 +167,7 @@ class AlertQueue:
                             item.topic, item.payload, qos=item.qos, retain=item.retain
                         )
                         if mid is None:
-                            delivered.append(item.seq)
+                            published(item.seq)
                         else:
                             under_way[mid] = item.seq
                     continue
