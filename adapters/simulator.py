@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from monitor.errors import ConfigError
 from monitor.model import Sample, SampleKind
 from monitor.plugins import Emit, PluginContext, Source, validate_options
 from monitor.profile import Activity
+from monitor.strict import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ class SimulatedPatient:
         return Vitals(self._t, round(hr, 1), round(skin, 2), self._core, intensity, phase.label)
 
 
-class SimulatedPatientOptions(BaseModel):
+class SimulatedPatientOptions(StrictModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     patient: str
@@ -280,7 +281,7 @@ class SimulatedPatientOptions(BaseModel):
     seed: int = 0
 
 
-class SimulatorOptions(BaseModel):
+class SimulatorOptions(StrictModel):
     """``[sources.simulator]``: simulated patients straight into the engine (no BLE)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -25,6 +24,7 @@ from pydantic import (
 from monitor.cluster.config import ClusterConfig
 from monitor.errors import ConfigError
 from monitor.profile import PatientProfile
+from monitor.strict import StrictModel
 
 ENV_PREFIX = "HEATMON_"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -34,7 +34,7 @@ MAX_DEVICES = 100_000
 MAX_PLUGINS = 32
 
 
-class DeviceConfig(BaseModel):
+class DeviceConfig(StrictModel):
     """A wearable, and which patient wears it in which role."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -45,7 +45,7 @@ class DeviceConfig(BaseModel):
     name: str | None = Field(default=None, max_length=80)
 
 
-class EngineConfig(BaseModel):
+class EngineConfig(StrictModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     estimator: str = Field(default="heat_balance", max_length=64)
@@ -67,7 +67,7 @@ class EngineConfig(BaseModel):
         return value
 
 
-class MonitorConfig(BaseModel):
+class MonitorConfig(StrictModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     instance: str = Field(default="heatmon", pattern=r"^[A-Za-z0-9._-]{1,64}$")
@@ -75,7 +75,7 @@ class MonitorConfig(BaseModel):
     data_dir: str = Field(default="var", min_length=1, max_length=4096)
 
 
-class HeatmonConfig(BaseModel):
+class HeatmonConfig(StrictModel):
     """The whole file. ``sources`` and ``sinks`` are plugin name → that plugin's options."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

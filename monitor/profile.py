@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from monitor.strict import StrictModel
 
 PATIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Pseudonymous ids: letters, digits, ``.``, ``_``, ``-``; safe in MQTT topics and URLs."""
@@ -36,7 +38,7 @@ class HeatSensitivity(StrEnum):
     """Sweats less (tested or observed): the model loses heat more slowly, warned earlier."""
 
 
-class PatientProfile(BaseModel):
+class PatientProfile(StrictModel):
     """Per-patient settings. ``id`` is a pseudonym; ``display_name`` never leaves the UI."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from monitor.model import Acknowledgement, Event, SessionRecord, SymptomReport, iso_utc
 from monitor.plugins import PluginContext, Sink, validate_options
+from monitor.strict import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ STOP_TIMEOUT_S = 5.0
 """How long ``stop()`` waits for the writer to drain the queue."""
 
 
-class JsonlOptions(BaseModel):
+class JsonlOptions(StrictModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: str = Field(default="var/events.jsonl", min_length=1, max_length=4096)

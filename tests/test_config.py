@@ -184,6 +184,28 @@ def test_web_options_that_are_endless_are_refused_naming_the_key(
     assert message in refused_by_check(tmp_path, sections, capsys, monkeypatch)
 
 
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        (BLE_DEVICE + "\n[sources.ble]\nconnect_attempts = true\n", "sources.ble.connect_attempts"),
+        ("[engine]\nstep_s = true\n", "engine.step_s"),
+        ("[sinks.influxdb]\nbatch_size = false\n", "sinks.influxdb.batch_size"),
+        ('[[patients]]\nid = "p2"\nthreshold_rise_c = true\n', "threshold_rise_c"),
+    ],
+)
+def test_true_or_false_where_a_number_belongs_is_refused_naming_the_key(
+    tmp_path: Path,
+    sections: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pydantic's lax mode took ``connect_attempts = true`` as 1 and ``step_s = true`` as a
+    1-s window: a slip in the file ran with a value nobody wrote."""
+    err = refused_by_check(tmp_path, sections, capsys, monkeypatch)
+    assert message in err and "true/false is not a value for this key" in err, err
+
+
 def test_run_check_accepts_the_sample_without_connecting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

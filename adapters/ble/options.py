@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+
+from monitor.strict import StrictModel
 
 SCAN_TIMEOUT_S = 10.0
 """How long one scan for a device lasts before the source backs off and scans again."""
@@ -15,7 +17,7 @@ RECONNECT_BASE_S = 0.5
 RECONNECT_MAX_S = 30.0
 
 
-class BleOptions(BaseModel):
+class BleOptions(StrictModel):
     """``[sources.ble]``. The upper bounds keep a wearable that dropped out from being looked
     for again only after hours; ``nan`` and ``inf`` are refused (with ``nan`` every scan
     would end at once)."""

@@ -18,16 +18,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from monitor.careteam.base import sqlite_url
 from monitor.errors import ConfigError
+from monitor.strict import StrictModel
 
 DEFAULT_FILE = "careteam.sqlite"
 ENV_URL = "HEATMON_CARETEAM_URL"
 
 
-class CareTeamConfig(BaseModel):
+class CareTeamConfig(StrictModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = True

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from monitor.mqtt.topics import DEFAULT_PREFIX
+from monitor.strict import StrictModel
 
 _NAME = r"^[A-Za-z0-9_-]{1,32}$"
 
 
-class ClusterConfig(BaseModel):
+class ClusterConfig(StrictModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     servers: tuple[str, ...] = Field(min_length=1, max_length=32)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from monitor.backoff import BASE_DELAY_S, MAX_DELAY_S, Backoff
 from monitor.errors import ConfigError, InputError
@@ -18,6 +18,7 @@ from monitor.mqtt.strictjson import MAX_PAYLOAD_BYTES
 from monitor.mqtt.topics import DEFAULT_PREFIX, Topics, check_patient_id
 from monitor.plugins import validate_options
 from monitor.profile import LOGIN_PATTERN
+from monitor.strict import StrictModel
 
 _USER = LOGIN_PATTERN
 
@@ -32,7 +33,7 @@ def _check_ids(value: dict[str, list[str]]) -> dict[str, list[str]]:
     return value
 
 
-class AclOptions(BaseModel):
+class AclOptions(StrictModel):
     """Who may do what, for the generated Mosquitto ACL (``heatmon mqtt acl``).
 
     ``gateways``: gateway login → the patients it may publish samples for.
@@ -56,7 +57,7 @@ class AclOptions(BaseModel):
         return _check_ids(value)
 
 
-class MqttOptions(BaseModel):
+class MqttOptions(StrictModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str = "localhost"

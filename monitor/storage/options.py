@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from monitor.storage.lineprotocol import Precision
+from monitor.strict import StrictModel
 
 
-class InfluxOptions(BaseModel):
+class InfluxOptions(StrictModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: str = Field(default="http://127.0.0.1:8086", pattern=r"^https?://[^\s/]+(/.*)?$")

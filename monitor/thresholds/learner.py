@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.backoff import Backoff
@@ -40,6 +40,7 @@ from monitor.model import (
 )
 from monitor.plugins import PluginContext, Sink, validate_options
 from monitor.profile import PatientProfile
+from monitor.strict import StrictModel
 from monitor.thresholds.records import Draft, StoredReport, Suggestion, ThresholdChange, new_id
 from monitor.thresholds.store import ThresholdStore
 
@@ -56,7 +57,7 @@ CAUTION_GAP_C = 0.05
 """A suggestion stays at least this far above the profile's caution margin."""
 
 
-class ThresholdOptions(BaseModel):
+class ThresholdOptions(StrictModel):
     """``[sinks.thresholds]``: ``path`` of the SQLite file (default
     ``<data_dir>/thresholds.sqlite``), ``poll_s``."""
 

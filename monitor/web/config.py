@@ -31,16 +31,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from monitor.plugins import validate_options
 from monitor.profile import LOGIN_PATTERN as LOGIN_PATTERN
 from monitor.profile import PATIENT_ID_PATTERN
+from monitor.strict import StrictModel
 
 SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
 
 
-class UserConfig(BaseModel):
+class UserConfig(StrictModel):
     """A caregiver who may log in, and the patients assigned to them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,7 +58,7 @@ class UserConfig(BaseModel):
         return value
 
 
-class HistoryConfig(BaseModel):
+class HistoryConfig(StrictModel):
     """The InfluxDB the history view reads with InfluxQL (1.x, or 2.x/3.x v1-compatible API)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -75,7 +76,7 @@ MAX_SESSION_TTL_S = 30 * 24 * 3600.0
 MAX_LOGIN_WINDOW_S = 24 * 3600.0
 
 
-class WebConfig(BaseModel):
+class WebConfig(StrictModel):
     # TOML has inf and nan: an endless session_ttl_s made every answer that sets a cookie a 500
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
