@@ -188,6 +188,28 @@ def nodered_flow(*, broker_port: int, prefix: str, influx_port: int, db: str) ->
 # -- the services under test ---------------------------------------------------------------
 
 
+def proc_cpu_s(pid: int | None) -> float:
+    """CPU time (user + system) of process ``pid`` so far, from /proc; nan if unknown."""
+    if pid is None:
+        return math.nan
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat: idle and iowait are
+    not busy)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(values[:8])
+    return total - values[3] - values[4], total
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Cores' worth of the machine busy between two :func:`machine_ticks` readings."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return (os.cpu_count() or 1) * busy / max(1, total)
+
+
 class Service:
     """One system under test as a process: its CPU time and peak RSS from /proc."""
 
@@ -198,8 +220,7 @@ class Service:
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._log, stderr=self._log)
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_s(self.proc.pid)
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -563,11 +584,13 @@ async def run(
             tail = service.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{system} did not store the probe; its log ends:\n{tail}")
         measured = len(ids) * spec["steps"] * 2
-        cpu0 = service.cpu_s()
+        cpu0, influx_cpu0, ticks0 = service.cpu_s(), proc_cpu_s(influx.pid), machine_ticks()
         parent.send("go")
         sent = await asyncio.to_thread(parent.recv)
         count, done_at = await wait_count(influx.url, db, measured, limit_s=RUN_LIMIT_S)
         cpu = service.cpu_s() - cpu0
+        influx_cpu = proc_cpu_s(influx.pid) - influx_cpu0
+        machine = busy_cores(ticks0, machine_ticks())
         rss = service.peak_rss_mb()
         parent.send("counted")
         extra = await asyncio.to_thread(parent.recv)
@@ -597,6 +620,8 @@ async def run(
         "lost": measured - got,
         "rate": got / max(1e-9, done_at - sent["first"]),
         "cpu_ms_per_1000": 1000 * 1000 * cpu / max(1, got),
+        "influxd_cpu_ms_per_1000": 1000 * 1000 * influx_cpu / max(1, got),
+        "busy_cores": machine,
         "peak_rss_mb": rss,
     }
     if proxy is not None:
@@ -663,7 +688,8 @@ def quantiles(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50": q[49] * 1000, "p99": q[98] * 1000}
 
 
-def curl_ceiling(influx: InfluxServer, tmp: Path, tag: str) -> float:
+def curl_ceiling(influx: InfluxServer, tmp: Path, tag: str) -> dict[str, float]:
+    """curl's bulk rate (points/s), influxd's CPU per 1,000 points and the cores busy."""
     db = f"ceiling_{tag}"
     influx_query(influx.url, f'CREATE DATABASE "{db}"')
     files = []
@@ -684,15 +710,21 @@ def curl_ceiling(influx: InfluxServer, tmp: Path, tag: str) -> float:
         if n:
             cmd.append("--next")
         cmd += ["-o", "/dev/null", "--data-binary", f"@{path}", url]
+    points = CURL_BATCHES * CURL_POINTS
+    influx_cpu0, ticks0 = proc_cpu_s(influx.pid), machine_ticks()
     start = time.time()
     subprocess.run(cmd, check=True, timeout=120)
-    return CURL_BATCHES * CURL_POINTS / (time.time() - start)
+    return {
+        "rate": points / (time.time() - start),
+        "influxd_cpu_ms_per_1000": 1000 * 1000 * (proc_cpu_s(influx.pid) - influx_cpu0) / points,
+        "busy_cores": busy_cores(ticks0, machine_ticks()),
+    }
 
 
 # -- the report ------------------------------------------------------------------------------
 
 
-def table(results: list[dict[str, Any]], ceilings: list[float], load: list[str]) -> str:
+def table(results: list[dict[str, Any]], ceilings: list[dict[str, float]], load: list[str]) -> str:
     def cell(system: str, kind: str, fmt: Any) -> str:
         rows = [r for r in results if r["system"] == system and r["kind"] == kind]
         return " / ".join(fmt(r) for r in rows) or "–"
@@ -729,6 +761,16 @@ def table(results: list[dict[str, Any]], ceilings: list[float], load: list[str])
             "10s",
             lambda r: f"{r['cpu_ms_per_1000']:.0f} ms",
         ),
+        (
+            "influxd's CPU per 1,000 samples stored, 10-s messages",
+            "10s",
+            lambda r: f"{r['influxd_cpu_ms_per_1000']:.1f} ms",
+        ),
+        (
+            f"machine busy in the 10-s max-rate run, of {os.cpu_count()} cores",
+            "10s",
+            lambda r: f"{r['busy_cores']:.2f}",
+        ),
         ("peak RSS (real-world run)", "realtime", lambda r: f"{r['peak_rss_mb']:.0f} MB"),
     ]
     out = ["| one cell per round | heatmon | Node-RED flow |", "| --- | --- | --- |"]
@@ -744,8 +786,12 @@ def table(results: list[dict[str, Any]], ceilings: list[float], load: list[str])
             out.append(f"| {label} | {cells[0]} | {cells[1]} |")
             continue
         out.append(f"| {label} | {cell('heatmon', kind, fmt)} | {cell('nodered', kind, fmt)} |")
-    ceiling = " / ".join(f"{c:,.0f}" for c in ceilings)
+    ceiling = " / ".join(f"{c['rate']:,.0f}" for c in ceilings)
     out.append(f"| ceiling: curl bulk `/write`, 10k-point batches, points/s | {ceiling} | |")
+    cost = " / ".join(
+        f"{c['influxd_cpu_ms_per_1000']:.1f} ms, {c['busy_cores']:.2f} cores" for c in ceilings
+    )
+    out.append(f"| curl's run: influxd's CPU per 1,000 points, machine busy | {cost} | |")
     out.append("")
     out.append("Load (`uptime`) before each round: " + "; ".join(load))
     return "\n".join(out)
@@ -754,7 +800,7 @@ def table(results: list[dict[str, Any]], ceilings: list[float], load: list[str])
 async def main_async(args: argparse.Namespace) -> None:
     red = install_nodered(args.cache) if "nodered" in args.systems else Path("-")
     results: list[dict[str, Any]] = []
-    ceilings: list[float] = []
+    ceilings: list[dict[str, float]] = []
     load: list[str] = []
     deadline = time.time() + args.budget_s
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -772,7 +818,7 @@ async def main_async(args: argparse.Namespace) -> None:
             for n in range(args.rounds):
                 load.append(" ".join(f"{x:.2f}" for x in os.getloadavg()))
                 ceilings.append(await asyncio.to_thread(curl_ceiling, influx, tmp, f"r{n}"))
-                log(f"round {n + 1}: curl ceiling {ceilings[-1]:,.0f} points/s; load {load[-1]}")
+                log(f"round {n + 1}: curl ceiling {ceilings[-1]}; load {load[-1]}")
                 pair = ("heatmon", "base", "nodered")
                 order = [s for s in pair if s in args.systems.split(",")]
                 order = order if n % 2 == 0 else order[::-1]
