@@ -52,6 +52,7 @@ from bench.peer.influx import (
     influx_query,
     wait_count,
     wait_count_probe,
+    write_stats,
 )
 from bench.peer.load import alert_latencies, publisher_main, quantiles, receiver_main
 from bench.peer.services import (
@@ -160,12 +161,16 @@ async def run(
             raise RuntimeError(f"{system} did not store the probe; its log ends:\n{tail}")
         measured = len(ids) * spec["steps"] * 2
         cpu0, influx_cpu0, ticks0 = service.cpu_s(), proc_cpu_s(influx.pid), machine_ticks()
+        writes0 = write_stats(influx.url)
         parent.send("go")
         sent = await asyncio.to_thread(parent.recv)
-        count, done_at = await wait_count(influx.url, db, measured, limit_s=RUN_LIMIT_S)
+        count, done_at = await wait_count(
+            influx.url, db, measured, limit_s=RUN_LIMIT_S, written_before=writes0[1]
+        )
         cpu = service.cpu_s() - cpu0
         influx_cpu = proc_cpu_s(influx.pid) - influx_cpu0
         machine = busy_cores(ticks0, machine_ticks())
+        writes1 = write_stats(influx.url)
         rss = service.peak_rss_mb()
         parent.send("counted")
         extra = await asyncio.to_thread(parent.recv)
@@ -197,6 +202,8 @@ async def run(
         "cpu_ms_per_1000": 1000 * 1000 * cpu / max(1, got),
         "influxd_cpu_ms_per_1000": 1000 * 1000 * influx_cpu / max(1, got),
         "busy_cores": machine,
+        "write_requests": writes1[0] - writes0[0],
+        "points_written": writes1[1] - writes0[1],
         "peak_rss_mb": rss,
     }
     if proxy is not None:
@@ -260,6 +267,14 @@ def table(results: list[dict[str, Any]], ceilings: list[dict[str, float]], load:
             "influxd's CPU per 1,000 samples stored, 10-s messages",
             "10s",
             lambda r: f"{r['influxd_cpu_ms_per_1000']:.1f} ms",
+        ),
+        (
+            "write requests to influxd, points each, points per sample, 10-s messages",
+            "10s",
+            lambda r: (
+                f"{r['write_requests']:,}, {r['points_written'] / max(1, r['write_requests']):,.0f}"
+                f", {r['points_written'] / max(1, r['stored']):.2f}"
+            ),
         ),
         (
             f"machine busy in the 10-s max-rate run, of {os.cpu_count()} cores",
