@@ -25,8 +25,16 @@ from monitor.thresholds.learner import make_draft
 from monitor.thresholds.records import StoredReport, new_id
 from monitor.thresholds.store import ThresholdStore
 from monitor.web.auth import hash_password
-from tests.cluster_helpers import NAMES, PASSWORDS, PATIENTS, T0, Worker, hot_session, payloads
-from tests.cluster_helpers import write_config
+from tests.cluster_helpers import (
+    NAMES,
+    PASSWORDS,
+    PATIENTS,
+    T0,
+    Worker,
+    hot_session,
+    payloads,
+    write_config,
+)
 from tests.fixtures.nats import NatsClusterFactory
 from tests.test_cluster import Dashboard, authorization, owners, wait_for
 
