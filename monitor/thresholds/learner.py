@@ -10,6 +10,9 @@ decisions, with a person in charge of every change.
   engine at once (from the dashboard) or within ``poll_s`` (from the command line, another
   process). At start every stored personal threshold is applied before any sample arrives.
 * Nothing else ever changes a threshold.
+* In cluster mode the engines run in the workers: an accepted threshold is published
+  (:meth:`ThresholdLearner.publish_to`, :mod:`monitor.cluster.profiles`) for the worker that
+  owns the patient, now or later, instead of applied to a local engine.
 
 ``submit_*`` only update memory and queue: the store is written from a worker thread.
 """
