@@ -256,3 +256,9 @@ def test_status_shows_the_samples_a_worker_flagged_and_left_out() -> None:
     lines = text.splitlines()
     assert "samples flagged (not estimated from): future 52" in lines[3], text
     assert sum("samples flagged" in line for line in lines) == 1, text
+    # a refused profile change (a threshold that did not reach the engines) shows too
+    refused = WorkerRow(
+        worker="w3", partitions=(2,), heartbeat_age_s=1.0, published=5, profiles=(4, 1)
+    )
+    text = render(ClusterStatus(workers=(refused,), partitions=(), in_messages=0, out_messages=0))
+    assert "profile changes applied 4, refused 1" in text.splitlines()[2], text
