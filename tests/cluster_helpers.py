@@ -26,9 +26,11 @@ CAROL_SEES = ("p1", "p2", "p3")
 """Carol's patients on the workers' dashboards (p4 is someone else's)."""
 
 
-def write_config(path: Path, urls: list[str], *, worker: str, web_port: int | None = None) -> Path:
+def write_config(
+    path: Path, urls: list[str], *, worker: str, web_port: int | None = None, extra: str = ""
+) -> Path:
     """A worker's TOML; with ``web_port``, its dashboard too (caregiver carol, whose
-    password is ``PASSWORDS["carol"]``, sees :data:`CAROL_SEES`)."""
+    password is ``PASSWORDS["carol"]``, sees :data:`CAROL_SEES`); ``extra`` is appended."""
     patients = "\n".join(f'[[patients]]\nid = "{p}"\n' for p in PATIENTS)
     servers = ", ".join(json.dumps(u) for u in urls)
     web = ""
@@ -53,7 +55,8 @@ lease_ttl_s = 4.0
 checkpoint_interval_s = 5.0
 clock = "samples"
 
-{web}""",
+{web}
+{extra}""",
         encoding="utf-8",
     )
     return path

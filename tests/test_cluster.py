@@ -267,17 +267,19 @@ async def _gateway_sending_a_bad_batch(port: int, answers: list[dict[str, object
 
 
 class Dashboard:
-    """carol logged in on one worker's dashboard."""
+    """carol (or ``login``) logged in on one worker's dashboard."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, login: str = "carol", password: str = "") -> None:
         self.http = aiohttp.ClientSession(
             base_url=f"http://127.0.0.1:{port}", cookie_jar=aiohttp.CookieJar(unsafe=True)
         )
         self.token = ""
+        self.login = login
+        self.password = password or PASSWORDS[login]
 
     async def __aenter__(self) -> Dashboard:
         token = await csrf(self.http)
-        login = {"login": "carol", "password": PASSWORDS["carol"]}
+        login = {"login": self.login, "password": self.password}
         async with self.http.post("/api/login", json=login, headers={"X-CSRF-Token": token}) as r:
             assert r.status == 200, await r.text()
         self.token = await csrf(self.http)
@@ -290,9 +292,15 @@ class Dashboard:
         async with self.http.get("/api/patients") as r:
             return {b["patient"]: b for b in (await r.json())["patients"]}
 
-    async def post(self, path: str, body: dict[str, str] | None = None) -> None:
+    async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         async with self.http.post(path, json=body, headers={"X-CSRF-Token": self.token}) as r:
             assert r.status == 200, await r.text()
+            return await r.json()
+
+    async def get(self, path: str) -> Any:
+        async with self.http.get(path) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
 
 
 async def _dashboard_of_the_other_worker(port: int, records: list[dict[str, object]]) -> None:

@@ -12,11 +12,12 @@ import pytest
 
 from monitor.cluster import snapshot
 from monitor.cluster.outputs import _record_payload
+from monitor.cluster.profiles import ProfileChange, decode_change
 from monitor.cluster.subjects import Names, partition_of, patient_token, render_authorization
 from monitor.cluster.webview import decode_event, decode_record, decode_state
 from monitor.config import parse_config
 from monitor.engine import MonitorEngine
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, InputError
 from monitor.model import Acknowledgement
 from monitor.mqtt.options import MqttOptions
 from monitor.mqtt.payloads import encode_event, encode_state
@@ -130,6 +131,77 @@ def test_generated_permissions_follow_the_mqtt_acl() -> None:
     carol = next(line for line in text.splitlines() if '"carol"' in line)
     assert "heatmon.v1.patients.p3.alerts" in carol and "samples" not in carol
     assert '"heatmon.v1.patients.*.samples": "hm.in.{{partition(4,1)}}' in text
+    # only the workers' login (no permissions block: everything) may write a bucket, the
+    # profiles bucket included; everyone else's publishes are listed and none is JetStream's
+    others = [line for line in text.splitlines() if "permissions" in line]
+    assert others and not any("$KV" in line or "$JS" in line for line in others)
+
+
+def _change(**fields: object) -> bytes:
+    doc: dict[str, object] = {
+        "v": 1,
+        "patient": "p.2",
+        "change": "threshold.accept",
+        "by": "dr-ng",
+        "at": 1_780_000_000.0,
+        "suggestion": "3b0c2f9e-0000-4000-8000-000000000000",
+        "version": None,
+        "profile": PatientProfile(id="p.2", threshold_rise_c=0.41).model_dump(mode="json"),
+    }
+    doc.update(fields)
+    return json.dumps(doc).encode()
+
+
+def test_a_profile_change_is_checked_on_receipt() -> None:
+    names = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
+    configured = {
+        "p.2": PatientProfile(id="p.2", threshold_rise_c=0.6),
+        "p3": PatientProfile(id="p3"),
+    }
+    key = names.profile_key("p.2")
+    assert key == "p.p//2"
+
+    def check(data: bytes, k: str = key) -> ProfileChange:
+        return decode_change(data, key=k, names=names, configured=configured)
+
+    ok = check(_change())
+    assert (ok.patient, ok.profile.threshold_rise_c, ok.by) == ("p.2", 0.41, "dr-ng")
+    assert check(ok.encode()) == ok
+    # a clinician's edit is checked as the profile is (as in one process), not against the
+    # learning floor; a reset goes back to the configured threshold only
+    edit = PatientProfile(id="p.2", threshold_rise_c=0.25, caution_margin_c=0.1)
+    assert check(
+        _change(change="profile.edit", suggestion=None, version=3, profile=edit.model_dump())
+    )
+    reset = PatientProfile(id="p.2", threshold_rise_c=0.6).model_dump()
+    assert check(_change(change="threshold.reset", suggestion=None, profile=reset))
+    low = PatientProfile(id="p.2", threshold_rise_c=0.25, caution_margin_c=0.1).model_dump()
+    refused = {
+        "larger than": b"{" + b" " * 9000 + b"}",
+        "not JSON": b"{not json",
+        "format": _change(v=2),
+        "valid id": _change(patient="p 2"),
+        "of the key": _change(patient="p3"),
+        "a person makes": _change(change="threshold.suggest"),
+        "who accepted": _change(by=""),
+        "when": _change(at=float("nan")),
+        "names its suggestion": _change(suggestion=None),
+        "below the floor +0.30": _change(profile=low),
+        "configured threshold only": _change(change="threshold.reset", suggestion=None),
+        "threshold_rise_c": _change(profile={**reset, "threshold_rise_c": 5}),
+        "another patient": _change(profile=PatientProfile(id="p3").model_dump()),
+    }
+    for why, data in refused.items():
+        with pytest.raises(InputError) as err:
+            check(data)
+        assert why in err.value.reason, (why, err.value.reason)
+        # the reason names neither the patient nor the person
+        assert "p.2" not in err.value.reason and "dr-ng" not in err.value.reason
+    p9 = _change(patient="p9", profile=PatientProfile(id="p9").model_dump())
+    with pytest.raises(InputError, match="this cluster's patients"):
+        check(p9, names.profile_key("p9"))
+    with pytest.raises(InputError, match="who accepted"):
+        check(_change(by="dr\x00ng"))
 
 
 def test_cluster_section_is_validated_and_its_password_comes_from_the_environment() -> None:
@@ -184,3 +256,9 @@ def test_status_shows_the_samples_a_worker_flagged_and_left_out() -> None:
     lines = text.splitlines()
     assert "samples flagged (not estimated from): future 52" in lines[3], text
     assert sum("samples flagged" in line for line in lines) == 1, text
+    # a refused profile change (a threshold that did not reach the engines) shows too
+    refused = WorkerRow(
+        worker="w3", partitions=(2,), heartbeat_age_s=1.0, published=5, profiles=(4, 1)
+    )
+    text = render(ClusterStatus(workers=(refused,), partitions=(), in_messages=0, out_messages=0))
+    assert "profile changes applied 4, refused 1" in text.splitlines()[2], text

@@ -208,8 +208,9 @@ class Partition:
                 self.w.count("checkpoints_refused")
                 log.warning("partition %d: checkpoint %s not restored: %s", self.number, key, err)
                 continue
-            # the configured profile wins over the one in the checkpoint
-            object.__setattr__(engine, "_profile", self.w.profiles[patient])
+            # the newest profile (configured, or as people changed it since: the profiles
+            # bucket) wins over the checkpoint's, thresholds included
+            engine.set_profile(self.w.profiles[patient])
             self.w.monitor.engine.adopt(engine)
             self.w.monitor.restore_open_alerts(
                 patient, [e for e in open_alerts if isinstance(e, Event)]

@@ -28,6 +28,8 @@ class WorkerRow:
     heartbeat_age_s: float
     published: int
     flags: Mapping[str, int] = field(default_factory=dict)
+    profiles: tuple[int, int] = (0, 0)
+    """People's profile changes this worker applied and refused (monitor/cluster/profiles.py)."""
     """Samples this worker's engines flagged and did not estimate from, by flag."""
 
 
@@ -76,6 +78,10 @@ async def gather(js: JetStreamContext, names: Names, *, now: float | None = None
                 heartbeat_age_s=max(0.0, now - float(doc.get("time", now))),
                 published=int(doc.get("published", 0)),
                 flags={str(k): int(v) for k, v in dict(doc.get("flags", {})).items()},
+                profiles=(
+                    int(doc.get("counters", {}).get("profiles_applied", 0)),
+                    int(doc.get("counters", {}).get("profiles_refused", 0)),
+                ),
             )
         )
     leases = await js.key_value(names.leases)
@@ -151,6 +157,11 @@ def render(status: ClusterStatus) -> str:
         if w.flags:
             flagged = ", ".join(f"{k} {v}" for k, v in sorted(w.flags.items()))
             lines.append(f"  {'':<24} samples flagged (not estimated from): {flagged}")
+        if w.profiles[1]:
+            lines.append(
+                f"  {'':<24} profile changes applied {w.profiles[0]}, refused {w.profiles[1]}"
+                " (the reasons are in the worker's log)"
+            )
     lines.append(f"inbound messages {status.in_messages}, outputs stored {status.out_messages}")
     lines.append("partition  owner                     lag  unacked  checkpoint  age (s)  patients")
     for r in status.partitions:

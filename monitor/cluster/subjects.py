@@ -83,6 +83,10 @@ class Names:
         return f"{self.root}_checkpoints"
 
     @property
+    def profiles(self) -> str:
+        return f"{self.root}_profiles"
+
+    @property
     def ownership_subject(self) -> str:
         return f"{self.root}.ctl.ownership"
 
@@ -129,6 +133,10 @@ class Names:
 
     def marker_key(self, partition: int) -> str:
         return f"m.{partition}"
+
+    def profile_key(self, patient: str) -> str:
+        """The patient's entry in the profiles bucket (:mod:`monitor.cluster.profiles`)."""
+        return f"p.{patient_token(patient)}"
 
     def mappings(self) -> dict[str, str]:
         """Subject mappings that put inbound messages on their patient's partition."""

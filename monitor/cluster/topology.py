@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.js.api import (
@@ -16,7 +17,9 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
+from monitor.backoff import Backoff
 from monitor.cluster.config import ClusterConfig
+from monitor.cluster.profiles import MAX_PROFILE_BYTES
 from monitor.cluster.subjects import Names
 
 log = logging.getLogger(__name__)
@@ -45,8 +48,8 @@ async def _bucket(js: JetStreamContext, cfg: KeyValueConfig) -> KeyValue:
 
 async def ensure(
     js: JetStreamContext, config: ClusterConfig
-) -> tuple[KeyValue, KeyValue, KeyValue]:
-    """Create what is missing; return the lease, worker and checkpoint buckets."""
+) -> tuple[KeyValue, KeyValue, KeyValue, KeyValue]:
+    """Create what is missing; return the lease, worker, checkpoint and profile buckets."""
     names = names_of(config)
     await _stream(
         js,
@@ -98,4 +101,33 @@ async def ensure(
             max_value_size=config.max_checkpoint_bytes,
         ),
     )
-    return leases, workers, checkpoints
+    profiles = await _bucket(
+        js,
+        KeyValueConfig(
+            bucket=names.profiles,
+            replicas=config.replicas,
+            history=10,  # the last changes of a patient, for a person looking into one
+            max_value_size=MAX_PROFILE_BYTES,
+        ),
+    )
+    return leases, workers, checkpoints, profiles
+
+
+async def ensure_ready(
+    js: JetStreamContext, config: ClusterConfig
+) -> tuple[KeyValue, KeyValue, KeyValue, KeyValue]:
+    """:func:`ensure`, again and again while the cluster is not ready (electing leaders: a
+    node just restarted)."""
+    backoff = Backoff()
+    while True:
+        try:
+            return await ensure(js, config)
+        except Exception as err:
+            delay = backoff.next_delay()
+            log.warning(
+                "cannot set up the streams yet (%s: %s); again in %.1f s",
+                type(err).__name__,
+                err,
+                delay,
+            )
+            await asyncio.sleep(delay)

@@ -27,6 +27,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from monitor.backoff import Backoff
+from monitor.cluster.profiles import ClusterProfiles
 from monitor.cluster.subjects import RECORDS, Names, token_patient
 from monitor.errors import InputError
 from monitor.model import (
@@ -199,12 +200,24 @@ class OutStreamFeed:
 
 class ClusterControl:
     """What the dashboard calls in cluster mode (:class:`monitor.plugins.MonitorControl`):
-    people's inputs go to the owner through the inbound stream; health is this worker's."""
+    people's inputs go to the owner through the inbound stream; health is this worker's.
+    ``sinks`` are the worker's own (the dashboard finds the thresholds sink there);
+    ``profiles`` is where the care-team sync publishes edited profiles."""
 
-    def __init__(self, *, js: JetStreamContext, names: Names, monitor: Monitor) -> None:
+    def __init__(
+        self,
+        *,
+        js: JetStreamContext,
+        names: Names,
+        monitor: Monitor,
+        sinks: Sequence[Sink] = (),
+        profiles: ClusterProfiles | None = None,
+    ) -> None:
         self._js = js
         self._names = names
         self._monitor = monitor
+        self.sinks = list(sinks)
+        self.profiles = profiles
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = {}
 

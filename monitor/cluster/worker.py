@@ -35,7 +35,8 @@ from monitor.backoff import Backoff
 from monitor.cluster.config import ClusterConfig
 from monitor.cluster.outputs import ClusterOutputSink
 from monitor.cluster.partition import Partition
-from monitor.cluster.topology import ensure, names_of
+from monitor.cluster.profiles import ClusterProfiles
+from monitor.cluster.topology import ensure_ready, names_of
 from monitor.cluster.webview import ClusterControl, OutStreamFeed
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine
@@ -43,6 +44,7 @@ from monitor.mqtt.payloads import PayloadCodec, encode_error
 from monitor.mqtt.topics import Channel
 from monitor.plugins import Sink
 from monitor.service import Monitor, build_plugins
+from monitor.thresholds.learner import ThresholdLearner
 
 log = logging.getLogger(__name__)
 
@@ -121,20 +123,7 @@ class ClusterWorker:
             reconnect_time_wait=0.5,
         )
         self._js = self._nc.jetstream()
-        backoff = Backoff()
-        while True:  # the cluster may be electing leaders (a node just restarted)
-            try:
-                self._leases, self._workers, self._ckpts = await ensure(self._js, cc)
-                break
-            except Exception as err:
-                delay = backoff.next_delay()
-                log.warning(
-                    "cannot set up the streams yet (%s: %s); again in %.1f s",
-                    type(err).__name__,
-                    err,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+        self._leases, self._workers, self._ckpts, kv = await ensure_ready(self._js, cc)
         sources, sinks, context = build_plugins(self.config)
         if sources:
             log.warning("cluster worker: sources are not run here (gateways publish to NATS)")
@@ -145,7 +134,15 @@ class ClusterWorker:
         engine = MonitorEngine(profiles=self.profiles, config=self.config.engine)
         self._monitor = Monitor(engine=engine, sinks=[*local, self._out], clock=self._clock)
         context.monitor = self._monitor
-        control = ClusterControl(js=self._js, names=self.names, monitor=self._monitor)
+        # people's profile changes: all applied before any partition is claimed or restored
+        profiles = ClusterProfiles(worker=self, kv=kv)
+        await profiles.start()
+        for sink in local:
+            if isinstance(sink, ThresholdLearner):  # accepted thresholds go to every worker
+                sink.publish_to(profiles.publish_threshold)
+        control = ClusterControl(
+            js=self._js, names=self.names, monitor=self._monitor, sinks=local, profiles=profiles
+        )
         for sink in wide:
             attach = getattr(sink, "attach", None)
             if attach is not None:
@@ -153,6 +150,7 @@ class ClusterWorker:
         feed = OutStreamFeed(js=self._js, names=self.names, sinks=wide)
         log.info("cluster worker %s: %d partitions", self.worker_id, cc.partitions)
         async with self._monitor, contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(profiles.stop)
             for sink in wide:
                 await sink.start()
                 stack.push_async_callback(sink.stop)

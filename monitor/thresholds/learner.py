@@ -10,6 +10,9 @@ decisions, with a person in charge of every change.
   engine at once (from the dashboard) or within ``poll_s`` (from the command line, another
   process). At start every stored personal threshold is applied before any sample arrives.
 * Nothing else ever changes a threshold.
+* In cluster mode the engines run in the workers: an accepted threshold is published
+  (:meth:`ThresholdLearner.publish_to`, :mod:`monitor.cluster.profiles`) for the worker that
+  owns the patient, now or later, instead of applied to a local engine.
 
 ``submit_*`` only update memory and queue: the store is written from a worker thread.
 """
@@ -21,7 +24,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -181,6 +184,7 @@ class ThresholdLearner(Sink):
         self._clock = clock
         self._context = context
         self._engine: MonitorEngine | None = None
+        self._publish: Callable[[ThresholdChange], Awaitable[None]] | None = None
         self._store: ThresholdStore | None = None
         self._queue: asyncio.Queue[StoredReport] = asyncio.Queue(maxsize=MAX_QUEUED)
         self._latest: dict[str, tuple[str, float, float]] = {}
@@ -208,6 +212,12 @@ class ThresholdLearner(Sink):
     def attach(self, engine: MonitorEngine) -> None:
         """The engine accepted thresholds are applied to (else the context's monitor's)."""
         self._engine = engine
+
+    def publish_to(self, publish: Callable[[ThresholdChange], Awaitable[None]]) -> None:
+        """Cluster mode: the engines run in the workers, so an accepted threshold is handed
+        to ``publish`` (:meth:`monitor.cluster.profiles.ClusterProfiles.publish_threshold`)
+        instead of a local engine; one not published yet is tried again every poll."""
+        self._publish = publish
 
     def profile(self, patient: str) -> PatientProfile:
         found = self._profiles.get(patient)
@@ -333,7 +343,24 @@ class ThresholdLearner(Sink):
         currents = await asyncio.to_thread(self.store.currents)
         for patient, change in currents.items():
             if self._applied.get(patient) != change.threshold_c:
-                self._apply(change)
+                await self._use(change)
+
+    async def _use(self, change: ThresholdChange) -> None:
+        if self._publish is None:
+            self._apply(change)
+            return
+        try:
+            await self._publish(change)
+        except Exception as err:  # the cluster is unreachable, or the entry kept changing
+            self._count("publish_errors")
+            log.warning(
+                "thresholds: an accepted threshold not published yet (%s); again within %.0f s",
+                type(err).__name__,
+                self._poll_s,
+            )
+            return
+        self._applied[change.patient] = change.threshold_c
+        self.applied.set()
 
     def _apply(self, change: ThresholdChange) -> None:
         engine = self._engine
@@ -363,7 +390,7 @@ class ThresholdLearner(Sink):
             at=self._clock(),
         )
         if change is not None:
-            self._apply(change)
+            await self._use(change)
         return suggestion, change
 
     def threshold(self, patient: str) -> float:

@@ -8,6 +8,11 @@ made elsewhere (``heatmon admin``, another web instance on the same PostgreSQL) 
 within ``poll_s`` by the audit log's newest id, which every change moves. A caregiver who is
 disabled, reset or removed loses every session at once, their open live streams included;
 a revoked link's phone sessions go the same way.
+
+In cluster mode the engines run in the workers: the dashboard's control has no engine but
+``profiles`` (:class:`monitor.cluster.profiles.ClusterProfiles`), and a changed profile is
+published there, with who changed it (the audit log's newest entry about the patient) and
+when, for every worker to apply; one not published is tried again at the next poll.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from monitor.careteam.records import CaregiverRecord, PatientRecord
 from monitor.careteam.store import CareStore
@@ -33,6 +39,13 @@ log = logging.getLogger(__name__)
 
 LINK_DIGEST = "link_digest"
 """``Session.extra`` key: the digest of the patient link a phone's session was opened with."""
+
+
+@runtime_checkable
+class ProfilePublisher(Protocol):
+    async def publish_profile(
+        self, profile: PatientProfile, *, at: float, version: int, who: Callable[[], str]
+    ) -> None: ...
 
 
 class StoreTokens(PatientTokens):
@@ -88,6 +101,7 @@ class TeamSync:
         self.patients: dict[str, PatientRecord] = {}
         self._hashes: dict[str, str] = {}
         self._applied: dict[str, PatientProfile] = {}
+        self._unpublished: list[PatientRecord] = []
         self._marker = -1
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -105,6 +119,11 @@ class TeamSync:
     def engine(self) -> MonitorEngine | None:
         engine = getattr(self.state.control, "engine", None)
         return engine if isinstance(engine, MonitorEngine) else None
+
+    def publisher(self) -> ProfilePublisher | None:
+        """Cluster mode's (the engines are in the workers), else ``None``."""
+        found = getattr(self.state.control, "profiles", None)
+        return found if isinstance(found, ProfilePublisher) else None
 
     async def start(self) -> None:
         if not isinstance(self.state.tokens, StoreTokens):
@@ -142,7 +161,33 @@ class TeamSync:
         async with self._lock:
             snap = await asyncio.to_thread(load, self.store)
             self._apply(snap)
+            await self._publish()
         self.changed.set()
+
+    def _who(self, patient: str) -> str:
+        """Who made the newest change to ``patient`` (a blocking read of the audit log)."""
+        for entry in self.store.audit(patient=patient, limit=20):
+            if entry.outcome == "ok":
+                return entry.actor
+        return "care team"
+
+    async def _publish(self) -> None:
+        publisher = self.publisher()
+        pending, self._unpublished = self._unpublished, []
+        if publisher is None:
+            return
+        for record in pending:
+            try:
+                await publisher.publish_profile(
+                    record.profile,
+                    at=record.updated_at,
+                    version=record.version,
+                    who=partial(self._who, record.id),
+                )
+            except Exception as err:  # the cluster is unreachable: again at the next poll
+                log.warning("care team: a profile not sent to the cluster (%s)", type(err).__name__)
+                self._applied.pop(record.id, None)
+                self._marker = -1
 
     def _cut(self, sessions: list[str]) -> None:
         for sid in sessions:
@@ -198,7 +243,9 @@ class TeamSync:
                 continue
             self._applied[record.id] = profile
             shown = profile.effective_threshold_c  # what the engine's states carry
-            if engine is not None:
+            if engine is None:
+                self._unpublished.append(record)  # cluster mode: to the workers' engines
+            else:
                 try:
                     # the whole edited profile: thresholds at once, calibration next session
                     shown = engine.set_profile(profile).effective_threshold_c
