@@ -1,0 +1,140 @@
+"""The threshold in force, with the care-team store and personal thresholds together
+(SQLite and a real PostgreSQL): whichever way a person last set it (accepting a suggestion
+on the dashboard, or a clinician typing a new value), that value is what the engine uses,
+now and after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from monitor.careteam.config import sqlite_file
+from monitor.thresholds.learner import ThresholdLearner
+from monitor.thresholds.records import Draft, StoredReport, new_id
+from monitor.thresholds.store import ThresholdStore
+from tests.careteam_helpers import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    NEW,
+    TeamStack,
+    build_team_stack,
+    seed_admin,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+SUGGESTED_C = 0.45
+TYPED_C = 0.35
+"""What the clinician types after accepting the suggestion (lower: more cautious)."""
+
+
+class Client:
+    def __init__(self, stack: TeamStack) -> None:
+        self.http = aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        )
+
+    async def post(self, path: str, body: object = None) -> tuple[int, dict[str, object]]:
+        async with self.http.get("/api/session") as resp:
+            csrf = str((await resp.json())["csrf"])
+        async with self.http.post(path, json=body or {}, headers={"X-CSRF-Token": csrf}) as resp:
+            return resp.status, await resp.json()
+
+    async def get(self, path: str) -> tuple[int, dict[str, object]]:
+        async with self.http.get(path) as resp:
+            return resp.status, await resp.json()
+
+
+def learner_for(url: str) -> ThresholdLearner:
+    """The ``thresholds`` sink as ``heatmon run`` makes it with ``[careteam]``: its tables
+    in the care team's database."""
+    if url.startswith("postgresql"):
+        return ThresholdLearner(path="unused.sqlite", url=url, profiles={})
+    path = sqlite_file(url)
+    assert path is not None
+    return ThresholdLearner(path=path, profiles={})
+
+
+def seed_suggestion(url: str) -> str:
+    """A pending suggestion of SUGGESTED_C for NEW (what three sessions of reports give)."""
+    path = sqlite_file(url)
+    store = ThresholdStore(url=url) if path is None else ThresholdStore(path=path)
+    with store:
+        report = StoredReport(
+            id=new_id(),
+            patient=NEW,
+            session=f"{NEW}-1",
+            time=1_780_000_000.0,
+            rise_c=0.4,
+            rise_sd_c=0.05,
+            threshold_c=0.5,
+            received=1_780_000_000.0,
+        )
+        draft = Draft(
+            current_c=0.5,
+            suggested_c=SUGGESTED_C,
+            onset_mean_c=0.5,
+            onset_sd_c=0.05,
+            prior_mean_c=0.5,
+            n_reports=3,
+            n_sessions=3,
+            reason="test",
+            evidence=(report.id,),
+        )
+        suggestion = store.add_report(report, suggest=lambda _reports, _personal: draft)
+        assert suggestion is not None
+        return suggestion.id
+
+
+def stack_with_learner(url: str) -> TeamStack:
+    learner = learner_for(url)
+    stack = build_team_stack(url, sinks=(learner,))  # [sinks.web] first, as in the sample
+    learner.attach(stack.monitor.engine)
+    return stack
+
+
+def threshold_in_engine(stack: TeamStack) -> float:
+    profile = stack.monitor.engine.profile(NEW)
+    assert profile is not None
+    return profile.threshold_rise_c
+
+
+async def test_a_threshold_typed_after_an_accepted_suggestion_survives_a_restart(
+    careteam_url: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(seed_admin, careteam_url)
+    suggestion = await asyncio.to_thread(seed_suggestion, careteam_url)
+    first = stack_with_learner(careteam_url)
+    async with first.monitor:
+        admin = Client(first)
+        try:
+            status, body = await admin.post(
+                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
+            )
+            assert status == 200, body
+            status, body = await admin.post("/api/team/patients", {"id": NEW})
+            assert status == 201, body
+            await admin.post("/api/team/assignments", {"login": ADMIN, "patient": NEW})
+            status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/accept")
+            assert status == 200, body
+            assert threshold_in_engine(first) == SUGGESTED_C
+            status, record = await admin.get(f"/api/team/patients/{NEW}")
+            assert status == 200
+            status, body = await admin.post(
+                f"/api/team/patients/{NEW}",
+                {"version": record["version"], "profile": {"threshold_rise_c": TYPED_C}},
+            )
+            assert status == 200, body
+            assert threshold_in_engine(first) == TYPED_C
+            status, view = await admin.get(f"/api/patients/{NEW}/thresholds")
+            assert status == 200, view
+            assert view["threshold_c"] == TYPED_C, view
+        finally:
+            await admin.http.close()
+    second = stack_with_learner(careteam_url)
+    async with second.monitor:
+        await asyncio.sleep(0.3)  # both have applied what they hold at start
+        assert threshold_in_engine(second) == TYPED_C
