@@ -138,3 +138,49 @@ async def test_a_threshold_typed_after_an_accepted_suggestion_survives_a_restart
     async with second.monitor:
         await asyncio.sleep(0.3)  # both have applied what they hold at start
         assert threshold_in_engine(second) == TYPED_C
+
+
+SLOW_HASH_TIME_COST = 60
+"""argon2 passes of bob's hash: checking his password takes about a second (a strong hash
+``heatmon admin import`` took over), time enough to disable him meanwhile."""
+
+
+async def test_a_caregiver_disabled_while_their_password_is_checked_gets_no_session(
+    careteam_url: str,
+) -> None:
+    from argon2 import PasswordHasher
+
+    from monitor.careteam.store import CareStore
+
+    await asyncio.to_thread(seed_admin, careteam_url)
+
+    def add_bob() -> None:
+        slow = PasswordHasher(time_cost=SLOW_HASH_TIME_COST).hash("bob's long passphrase")
+        with CareStore(url=careteam_url) as store:
+            store.add_caregiver("bob", "caregiver", by="setup", password_hash=slow)
+
+    await asyncio.to_thread(add_bob)
+    stack = build_team_stack(careteam_url)
+    async with stack.monitor:
+        admin, bob = Client(stack), Client(stack)
+        try:
+            status, body = await admin.post(
+                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
+            )
+            assert status == 200, body
+            login = asyncio.create_task(
+                bob.post("/api/login", {"login": "bob", "password": "bob's long passphrase"})
+            )
+            await asyncio.sleep(0.3)  # bob's password is being checked
+            assert not login.done()
+            status, body = await admin.post(
+                "/api/team/caregivers/bob", {"version": 1, "disabled": True}
+            )
+            assert status == 200 and body["disabled"] is True, body
+            status, body = await login
+            assert status == 401, body
+            status, body = await bob.get("/api/session")
+            assert body["kind"] == "anonymous", body
+        finally:
+            await admin.http.close()
+            await bob.http.close()
