@@ -117,3 +117,36 @@ async def test_only_the_patients_own_link_answers_a_waiting_cool_down(
     assert board["last_ack"]["event_id"] == alert.id
     assert board["last_ack"]["by"] == PATIENT_ACK_BY
     assert alert.id not in {e["id"] for e in board["pending"]}
+
+
+async def test_a_patient_link_never_receives_the_display_name(
+    web_stack: WebStack, http: aiohttp.ClientSession
+) -> None:
+    """The README: a display name is shown only to logged-in caregivers assigned to the
+    patient. A patient link (a URL sent by text message, a QR code on paper) got "Hanna"
+    beside her vitals from every read of the API and the live stream; the patient page
+    never shows it."""
+    await open_link(http, web_stack.patient_links["p-hot"])
+    async with http.get("/api/patients") as resp:
+        assert resp.status == 200
+        (board,) = (await resp.json())["patients"]
+    async with http.get("/api/patients/p-hot") as resp:
+        assert resp.status == 200
+        one = await resp.json()
+    async with http.get("/api/events") as resp:
+        assert resp.status == 200
+        snapshot = (await resp.content.readuntil(b"\n\n")).decode()
+    assert board["patient"] == one["patient"] == "p-hot"
+    assert board["display_name"] is None and one["display_name"] is None
+    assert "Hanna" not in snapshot and '"p-hot"' in snapshot
+    async with aiohttp.ClientSession(
+        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as carol:
+        async with carol.post(
+            "/api/login",
+            json={"login": CAROL.login, "password": CAROL.password},
+            headers={"X-CSRF-Token": await csrf(carol)},
+        ) as resp:
+            assert resp.status == 200
+        async with carol.get("/api/patients/p-hot") as resp:
+            assert (await resp.json())["display_name"] == "Hanna"

@@ -8,10 +8,12 @@ import asyncio
 import json
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 
 from monitor.errors import InputError
+from monitor.web.auth import Session
 from monitor.web.bodies import BODY, refuse
 from monitor.web.history import HistoryError, HistoryReader, valid_id
 from monitor.web.state import json_error, require_caregiver, require_viewer, state_of
@@ -26,17 +28,28 @@ backlog of frames, so a session opening streams in a loop is bounded."""
 MAX_NOTE_CHARS = 500
 
 
+def boards_for(session: Session, boards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``boards`` as ``session`` may see them: a display name only for caregivers (a
+    patient link is a URL that travels by text message or on paper; the patient page
+    never shows the name)."""
+    if session.login is None:
+        for board in boards:
+            board["display_name"] = None
+    return boards
+
+
 async def api_patients(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     session = require_viewer(request)
-    return web.json_response({"patients": st.board.snapshot(st.visible(session))})
+    boards = boards_for(session, st.board.snapshot(st.visible(session)))
+    return web.json_response({"patients": boards})
 
 
 async def api_patient(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     patient = request.match_info["patient"]
-    require_viewer(request, patient)
-    return web.json_response(st.board.snapshot([patient])[0])
+    session = require_viewer(request, patient)
+    return web.json_response(boards_for(session, st.board.snapshot([patient]))[0])
 
 
 async def api_events(request: web.Request) -> web.StreamResponse:
@@ -56,7 +69,7 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     # Snapshot and subscription with no await between them: no update falls in a gap.
     snapshot = json.dumps(
-        {"patients": st.board.snapshot(patients), "server_time": time.time()},
+        {"patients": boards_for(session, st.board.snapshot(patients)), "server_time": time.time()},
         separators=(",", ":"),
     )
     sub = st.board.subscribe(patients, owner=session.id)
