@@ -1,7 +1,8 @@
-"""The threshold in force, with the care-team store and personal thresholds together
-(SQLite and a real PostgreSQL): whichever way a person last set it (accepting a suggestion
-on the dashboard, or a clinician typing a new value), that value is what the engine uses,
-now and after a restart."""
+"""Personal thresholds with the care-team store (SQLite and a real PostgreSQL): whichever
+way a person last set a threshold (accepting a suggestion on the dashboard, or a clinician
+typing a new value), that value is what the engine uses, now and after a restart; a
+suggestion the patient's profile no longer allows cannot be accepted; and a caregiver
+disabled while their password is being checked gets no session."""
 
 from __future__ import annotations
 
@@ -58,8 +59,8 @@ def learner_for(url: str) -> ThresholdLearner:
     return ThresholdLearner(path=path, profiles={})
 
 
-def seed_suggestion(url: str) -> str:
-    """A pending suggestion of SUGGESTED_C for NEW (what three sessions of reports give)."""
+def seed_suggestion(url: str, suggested_c: float = SUGGESTED_C) -> str:
+    """A pending suggestion for NEW (what three sessions of reports give)."""
     path = sqlite_file(url)
     store = ThresholdStore(url=url) if path is None else ThresholdStore(path=path)
     with store:
@@ -75,7 +76,7 @@ def seed_suggestion(url: str) -> str:
         )
         draft = Draft(
             current_c=0.5,
-            suggested_c=SUGGESTED_C,
+            suggested_c=suggested_c,
             onset_mean_c=0.5,
             onset_sd_c=0.05,
             prior_mean_c=0.5,
@@ -184,3 +185,38 @@ async def test_a_caregiver_disabled_while_their_password_is_checked_gets_no_sess
         finally:
             await admin.http.close()
             await bob.http.close()
+
+
+async def test_a_suggestion_below_the_patients_floor_now_cannot_be_accepted(
+    careteam_url: str,
+) -> None:
+    """The care team set NEW's caution margin to 0.35 °C, so no threshold under 0.40 °C is
+    valid for them; a suggestion of 0.32 °C (made against the default profile) was
+    answered 200 "accepted" and recorded as the threshold in force, while the engine and
+    the care-team store both refused it and went on with 0.5 °C."""
+    await asyncio.to_thread(seed_admin, careteam_url)
+    suggestion = await asyncio.to_thread(seed_suggestion, careteam_url, 0.32)
+    stack = stack_with_learner(careteam_url)
+    async with stack.monitor:
+        admin = Client(stack)
+        try:
+            status, body = await admin.post(
+                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
+            )
+            assert status == 200, body
+            status, body = await admin.post(
+                "/api/team/patients", {"id": NEW, "profile": {"caution_margin_c": 0.35}}
+            )
+            assert status == 201, body
+            await admin.post("/api/team/assignments", {"login": ADMIN, "patient": NEW})
+            status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/accept")
+            assert status == 409, body
+            assert "0.40" in str(body["error"]), body
+            assert threshold_in_engine(stack) == 0.5
+            status, view = await admin.get(f"/api/patients/{NEW}/thresholds")
+            assert status == 200 and view["threshold_c"] == 0.5, view
+            assert view["floor_c"] == 0.4, view
+            status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/reject")
+            assert status == 200, body  # it can still be declined
+        finally:
+            await admin.http.close()
