@@ -7,6 +7,7 @@ disabled while their password is being checked gets no session."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +17,7 @@ from monitor.careteam.config import sqlite_file
 from monitor.thresholds.learner import ThresholdLearner
 from monitor.thresholds.records import Draft, StoredReport, new_id
 from monitor.thresholds.store import ThresholdStore
+from monitor.web.suggestions import find_learner
 from tests.careteam_helpers import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -49,14 +51,14 @@ class Client:
             return resp.status, await resp.json()
 
 
-def learner_for(url: str) -> ThresholdLearner:
+def learner_for(url: str, poll_s: float = 5.0) -> ThresholdLearner:
     """The ``thresholds`` sink as ``heatmon run`` makes it with ``[careteam]``: its tables
     in the care team's database."""
     if url.startswith("postgresql"):
-        return ThresholdLearner(path="unused.sqlite", url=url, profiles={})
+        return ThresholdLearner(path="unused.sqlite", url=url, profiles={}, poll_s=poll_s)
     path = sqlite_file(url)
     assert path is not None
-    return ThresholdLearner(path=path, profiles={})
+    return ThresholdLearner(path=path, profiles={}, poll_s=poll_s)
 
 
 def seed_suggestion(url: str, suggested_c: float = SUGGESTED_C) -> str:
@@ -90,8 +92,8 @@ def seed_suggestion(url: str, suggested_c: float = SUGGESTED_C) -> str:
         return suggestion.id
 
 
-def stack_with_learner(url: str) -> TeamStack:
-    learner = learner_for(url)
+def stack_with_learner(url: str, poll_s: float = 5.0) -> TeamStack:
+    learner = learner_for(url, poll_s)
     stack = build_team_stack(url, sinks=(learner,))  # [sinks.web] first, as in the sample
     learner.attach(stack.monitor.engine)
     return stack
@@ -218,5 +220,50 @@ async def test_a_suggestion_below_the_patients_floor_now_cannot_be_accepted(
             assert view["floor_c"] == 0.4, view
             status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/reject")
             assert status == 200, body  # it can still be declined
+        finally:
+            await admin.http.close()
+
+
+async def test_an_unrelated_edit_keeps_a_threshold_accepted_on_the_command_line(
+    careteam_url: str,
+) -> None:
+    """``heatmon profile accept`` (another process) writes the thresholds store only; the
+    running service applied it, but the next edit of anything in the patient's record
+    (an admin correcting the age) gave the engine the record's old threshold again."""
+    await asyncio.to_thread(seed_admin, careteam_url)
+    suggestion = await asyncio.to_thread(seed_suggestion, careteam_url)
+    stack = stack_with_learner(careteam_url, poll_s=0.1)
+    async with stack.monitor:
+        admin = Client(stack)
+        try:
+            status, body = await admin.post(
+                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
+            )
+            assert status == 200, body
+            status, body = await admin.post("/api/team/patients", {"id": NEW})
+            assert status == 201, body
+
+            def accept_on_the_command_line() -> None:  # what `heatmon profile accept` does
+                path = sqlite_file(careteam_url)
+                store = (
+                    ThresholdStore(url=careteam_url) if path is None else ThresholdStore(path=path)
+                )
+                with store:
+                    store.decide(suggestion, patient=NEW, accept=True, by="dr-ng", at=time.time())
+
+            learner = find_learner(stack.monitor)
+            assert learner is not None
+            learner.applied.clear()
+            await asyncio.to_thread(accept_on_the_command_line)
+            await asyncio.wait_for(learner.applied.wait(), 10)
+            assert threshold_in_engine(stack) == SUGGESTED_C
+            status, body = await admin.post(
+                f"/api/team/patients/{NEW}", {"version": 1, "profile": {"age": 61}}
+            )
+            assert status == 200, body
+            profile = stack.monitor.engine.profile(NEW)
+            assert profile is not None and profile.age == 61
+            await asyncio.sleep(0.5)  # the thresholds sink polls too
+            assert threshold_in_engine(stack) == SUGGESTED_C
         finally:
             await admin.http.close()

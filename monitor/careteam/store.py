@@ -313,6 +313,14 @@ class CareStore(CaregiverMixin):
                 for r in conn.execute(query)
             ]
 
+    def latest_thresholds(self) -> dict[str, tuple[float, float]]:
+        """patient → (threshold, when) of the newest personal-threshold decision
+        (``threshold_changes``: a suggestion accepted anywhere, a reset, a typed threshold)."""
+        c = t.threshold_changes.c
+        query = select(c.patient, c.threshold_c, c.set_at).order_by(c.set_at, c.id)
+        with self.engine.connect() as conn:
+            return {r.patient: (float(r.threshold_c), float(r.set_at)) for r in conn.execute(query)}
+
     def active_link_digests(self) -> dict[str, tuple[str, str]]:
         """digest → (link id, patient) of every link not revoked, of patients not archived."""
         query = (
