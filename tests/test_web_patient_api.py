@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from monitor.model import Acknowledgement, Level
+from monitor.web.config import WebConfig
 from monitor.web.patient_routes import PATIENT_ACK_BY
 from tests.fixtures.web import CAROL, WebStack, build_web_stack, csrf
 
@@ -27,6 +28,7 @@ async def web_stack() -> AsyncIterator[WebStack]:
         patients={"p-hot": ("Hanna", "hot_day_aerobic"), "p-cool": ("Carl", "cool_gym_strength")},
         users=(CAROL,),
         speed=240.0,
+        symptoms_per_minute=WebConfig().symptoms_per_minute,
     )
     async with stack.monitor:
         for pid in ("p-hot", "p-cool"):
@@ -150,3 +152,40 @@ async def test_a_patient_link_never_receives_the_display_name(
             assert resp.status == 200
         async with carol.get("/api/patients/p-hot") as resp:
             assert (await resp.json())["display_name"] == "Hanna"
+
+
+async def test_symptom_reports_of_one_patient_are_bounded_in_time(
+    web_stack: WebStack, http: aiohttp.ClientSession
+) -> None:
+    """A patient link (a URL anyone who got the text message holds) could send "I feel
+    symptoms" in a loop: every report was stored, sent to every caregiver's page and fed
+    to the threshold learning. The page itself waits 3 s between presses; the server now
+    takes at most ``[web] symptoms_per_minute`` a patient (10), the rest 429 and counted."""
+    from monitor.model import SymptomReport
+
+    limit = WebConfig().symptoms_per_minute
+
+    await open_link(http, web_stack.patient_links["p-hot"])
+    token = await csrf(http)
+    statuses = []
+    for _ in range(limit + 5):
+        async with http.post(
+            "/api/patients/p-hot/symptoms", json={"note": ""}, headers={"X-CSRF-Token": token}
+        ) as resp:
+            statuses.append(resp.status)
+            if resp.status == 429:
+                assert int(resp.headers["Retry-After"]) >= 1
+    assert statuses == [200] * limit + [429] * 5
+    reports = [r for r in web_stack.recorder.records if isinstance(r, SymptomReport)]
+    assert len(reports) == limit
+    async with http.get("/healthz") as resp:
+        assert (await resp.json())["rejected"].get("too_many_reports") == 5
+    # another patient's reports are not held up by this one's
+    async with aiohttp.ClientSession(
+        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as other:
+        await open_link(other, web_stack.patient_links["p-cool"])
+        async with other.post(
+            "/api/patients/p-cool/symptoms", json={}, headers={"X-CSRF-Token": await csrf(other)}
+        ) as resp:
+            assert resp.status == 200

@@ -136,11 +136,24 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
         raise refuse(request, f"note is longer than {MAX_NOTE_CHARS} characters")
     if st.control is None:
         return json_error(503, "the monitor is not running")
+    key = "symptoms:" + patient
+    wait = st.reports.retry_after(key)
+    if wait > 0:
+        st.rejections.count("too_many_reports", "POST symptoms: over the limit a minute")
+        return web.json_response(
+            {
+                "error": f"at most {st.config.symptoms_per_minute} symptom reports a minute "
+                "for a patient; the earlier ones are kept"
+            },
+            status=429,
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
     try:
         st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
     except InputError as err:  # e.g. a patient assigned in [web] the engine has no profile of
         st.rejections.count("refused_by_monitor", f"POST symptoms: {err.reason}")
         return json_error(422, f"the monitor refused the report: {err.reason}")
+    st.reports.failed(key)  # counted once taken: a refused one costs nothing
     return web.json_response({"ok": True, "patient": patient})
 
 

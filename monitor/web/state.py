@@ -59,6 +59,7 @@ class WebState:
         "limiter",
         "passwords",
         "rejections",
+        "reports",
         "sessions",
         "static_dir",
         "team",
@@ -90,6 +91,10 @@ class WebState:
         self.passwords = PasswordChecker(
             hashes={login: u.password_hash for login, u in config.users.items()}
         )
+        self.reports = LoginLimiter(
+            max_failures=config.symptoms_per_minute, window_s=60.0, clock=clock
+        )
+        """Symptom reports taken lately, per patient (``api_symptoms``)."""
         self.anon = AnonymousCsrf()
         self.rejections = Rejections()
         self.assignments: Mapping[str, frozenset[str]] = {
