@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -189,3 +190,39 @@ async def test_symptom_reports_of_one_patient_are_bounded_in_time(
             "/api/patients/p-cool/symptoms", json={}, headers={"X-CSRF-Token": await csrf(other)}
         ) as resp:
             assert resp.status == 200
+
+
+async def test_a_symptom_report_is_on_disk_when_the_page_is_told_it_is_noted(
+    tmp_path: Path,
+) -> None:
+    """The bar of the MQTT input (a message is acknowledged only once safely handed on)
+    holds for the dashboard too: "Noted. Your caregiver can see it." came back while the
+    report was still only in memory, spooled by the InfluxDB sink up to spool_interval_s
+    later; a crash in between lost it. Now the answer waits for the spool (fsynced)."""
+    from monitor.storage.options import InfluxOptions
+    from monitor.storage.sink import InfluxSink
+
+    influx = InfluxSink(
+        options=InfluxOptions(url="http://127.0.0.1:9", database="heatmon", spool_interval_s=30),
+        data_dir=tmp_path,
+    )
+    stack = build_web_stack(
+        patients={"p-hot": ("Hanna", "hot_day_aerobic")}, users=(CAROL,), sinks=(influx,)
+    )
+    async with (
+        stack.monitor,
+        aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http,
+    ):
+        await open_link(http, stack.sink.patient_url("p-hot"))
+        async with http.post(
+            "/api/patients/p-hot/symptoms",
+            json={"note": "durable-note-5e1"},
+            headers={"X-CSRF-Token": await csrf(http)},
+        ) as resp:
+            assert resp.status == 200
+            spooled = await asyncio.to_thread(
+                lambda: b"".join(p.read_bytes() for p in tmp_path.rglob("seg-*.lp"))
+            )
+    assert b"durable-note-5e1" in spooled

@@ -16,7 +16,14 @@ from monitor.errors import InputError
 from monitor.web.auth import Session
 from monitor.web.bodies import BODY, refuse
 from monitor.web.history import HistoryError, HistoryReader, valid_id
-from monitor.web.state import json_error, require_caregiver, require_viewer, state_of
+from monitor.web.state import (
+    NOT_STORED,
+    json_error,
+    require_caregiver,
+    require_viewer,
+    state_of,
+    stored,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +128,8 @@ async def api_ack(request: web.Request) -> web.StreamResponse:
         )
     except InputError:
         return json_error(404, "no such alert waiting for acknowledgement")
+    if not await stored(st):
+        return json_error(503, NOT_STORED)
     return web.json_response({"ok": True, "patient": patient, "event_id": event_id})
 
 
@@ -154,6 +163,8 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
         st.rejections.count("refused_by_monitor", f"POST symptoms: {err.reason}")
         return json_error(422, f"the monitor refused the report: {err.reason}")
     st.reports.failed(key)  # counted once taken: a refused one costs nothing
+    if not await stored(st):
+        return json_error(503, NOT_STORED)
     return web.json_response({"ok": True, "patient": patient})
 
 
