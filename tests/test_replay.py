@@ -347,3 +347,31 @@ def test_paths_and_numbers_on_the_command_line_are_refused_with_a_message(
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
+
+
+def test_an_output_that_is_the_recording_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--estimates-out rec.csv`` (a slip: the recording's own name) opened the recording
+    for writing before reading it: the recording was gone (96 kB to the estimates' header)
+    and heatmon said "empty file: no header"; ``heatmon evaluate rec.csv --json rec.csv``
+    wrote its JSON over the recording. Both outputs naming one file mixed them."""
+    from monitor.cli import main
+
+    src = tmp_path / "rec.csv"
+    text = f"time,patient,heart_rate_bpm,skin_temp_c,core_temp_c\n{T0},p1,70,33,37.0\n"
+    src.write_text(text)
+    (tmp_path / "link.csv").symlink_to(src)
+    other = str(tmp_path / "e.jsonl")
+    cases = [
+        ["replay", str(src), "--events-out", other, "--estimates-out", str(src)],
+        ["replay", str(src), "--events-out", str(tmp_path / "link.csv"), "--estimates-out", other],
+        ["replay", str(src), "--events-out", other, "--estimates-out", other],
+        ["evaluate", str(src), "--json", str(src)],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "same file" in err and "Traceback" not in err, (argv, err)
+        assert src.read_text() == text, argv
+    assert not (tmp_path / "e.jsonl").exists()

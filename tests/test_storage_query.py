@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -186,6 +187,32 @@ def test_export_refuses_an_id_that_is_no_pseudonym_and_an_empty_range(
         run_cli(*[(STOP if a == START else START if a == STOP else a) for a in argv])
     assert main([("../x" if a == "p-001" else a) for a in argv]) == 2
     assert list(tmp_path.iterdir()) == [], "nothing written, inside out or beside it"
+
+
+@pytest.mark.timeout(30)
+def test_export_refuses_a_range_or_window_that_would_never_end(
+    influx_db: InfluxDatabase, tmp_path: Path
+) -> None:
+    """``--stop 1e300`` or ``--window-hours 1e-15`` (a slip of the keyboard) spun at 100 %
+    CPU before the first query, without end (the windows were counted one by one, a window
+    of 0 ns never advanced); ``--window-hours inf`` ended in a traceback. Now each is
+    refused at once, naming the option."""
+    out = tmp_path / "out"
+    argv = export_args(influx_db, out, "csv")
+    cases = (
+        (["--stop", "1e300"], "--stop"),
+        (["--start", "0", "--stop", "9999999999"], "--stop"),
+        (["--window-hours", "1e-15"], "--window-hours"),
+        (["--window-hours", "inf"], "--window-hours"),
+        (["--window-hours", "1e9"], "--window-hours"),
+    )
+    for extra, where in cases:
+        started = time.monotonic()
+        with pytest.raises(InputError) as err:
+            run_cli(*argv, *extra)
+        assert err.value.where == where, (extra, str(err.value))
+        assert time.monotonic() - started < 5, extra
+    assert not out.exists(), "nothing written"
 
 
 async def test_query_command_prints_csv(

@@ -128,3 +128,48 @@ async def test_history_api_says_when_the_store_is_down(
         await expect(page.locator("#history-status")).to_have_text(
             "history unavailable: the history store did not answer", timeout=TIMEOUT_MS
         )
+
+
+@pytest.mark.timeout(90)
+async def test_a_session_with_a_flood_of_symptom_reports_reads_a_bounded_history(
+    influx_db: InfluxDatabase,
+) -> None:
+    """A patient link may send symptom reports without end (each is stored); the history
+    of that session read every one of them into the monitoring process (no LIMIT on the
+    alerts and symptoms queries), so opening it could cost the service hundreds of MB.
+    Now each list is cut at MAX_MARKERS, like the thermal series at MAX_POINTS."""
+    import aiohttp
+
+    from monitor.web.history import MAX_MARKERS
+    from tests.fixtures.web import csrf
+
+    t0 = 1_780_000_000 * 10**9
+    note = "n" * 400
+    body = "\n".join(
+        f'symptoms,patient=p-hot,session=s-flood note="{note}",core_delta_c=0.3 {t0 + k * 10**6}'
+        for k in range(MAX_MARKERS + 500)
+    )
+    await asyncio.to_thread(influx_db.write, body)
+    assert await stored(influx_db, symptoms_query("p-hot", "s-flood")) > 0
+    stack = build_web_stack(
+        patients={"p-hot": ("Hanna", "hot_day_aerobic")},
+        users=(NURSE,),
+        history=HistoryConfig(url=influx_db.url, database=influx_db.name),
+    )
+    async with (
+        stack.monitor,
+        aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http,
+    ):
+        async with http.post(
+            "/api/login",
+            json={"login": NURSE.login, "password": NURSE.password},
+            headers={"X-CSRF-Token": await csrf(http)},
+        ) as resp:
+            assert resp.status == 200
+        async with http.get("/api/patients/p-hot/sessions/s-flood") as resp:
+            assert resp.status == 200
+            data = await resp.json()
+    assert len(data["symptoms"]) == MAX_MARKERS
+    assert data["symptoms"][0]["note"] == note  # the earliest first, as before

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from monitor.model import Acknowledgement, Level
+from monitor.web.config import WebConfig
 from monitor.web.patient_routes import PATIENT_ACK_BY
 from tests.fixtures.web import CAROL, WebStack, build_web_stack, csrf
 
@@ -27,6 +29,7 @@ async def web_stack() -> AsyncIterator[WebStack]:
         patients={"p-hot": ("Hanna", "hot_day_aerobic"), "p-cool": ("Carl", "cool_gym_strength")},
         users=(CAROL,),
         speed=240.0,
+        symptoms_per_minute=WebConfig().symptoms_per_minute,
     )
     async with stack.monitor:
         for pid in ("p-hot", "p-cool"):
@@ -117,3 +120,109 @@ async def test_only_the_patients_own_link_answers_a_waiting_cool_down(
     assert board["last_ack"]["event_id"] == alert.id
     assert board["last_ack"]["by"] == PATIENT_ACK_BY
     assert alert.id not in {e["id"] for e in board["pending"]}
+
+
+async def test_a_patient_link_never_receives_the_display_name(
+    web_stack: WebStack, http: aiohttp.ClientSession
+) -> None:
+    """The README: a display name is shown only to logged-in caregivers assigned to the
+    patient. A patient link (a URL sent by text message, a QR code on paper) got "Hanna"
+    beside her vitals from every read of the API and the live stream; the patient page
+    never shows it."""
+    await open_link(http, web_stack.patient_links["p-hot"])
+    async with http.get("/api/patients") as resp:
+        assert resp.status == 200
+        (board,) = (await resp.json())["patients"]
+    async with http.get("/api/patients/p-hot") as resp:
+        assert resp.status == 200
+        one = await resp.json()
+    async with http.get("/api/events") as resp:
+        assert resp.status == 200
+        snapshot = (await resp.content.readuntil(b"\n\n")).decode()
+    assert board["patient"] == one["patient"] == "p-hot"
+    assert board["display_name"] is None and one["display_name"] is None
+    assert "Hanna" not in snapshot and '"p-hot"' in snapshot
+    async with aiohttp.ClientSession(
+        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as carol:
+        async with carol.post(
+            "/api/login",
+            json={"login": CAROL.login, "password": CAROL.password},
+            headers={"X-CSRF-Token": await csrf(carol)},
+        ) as resp:
+            assert resp.status == 200
+        async with carol.get("/api/patients/p-hot") as resp:
+            assert (await resp.json())["display_name"] == "Hanna"
+
+
+async def test_symptom_reports_of_one_patient_are_bounded_in_time(
+    web_stack: WebStack, http: aiohttp.ClientSession
+) -> None:
+    """A patient link (a URL anyone who got the text message holds) could send "I feel
+    symptoms" in a loop: every report was stored, sent to every caregiver's page and fed
+    to the threshold learning. The page itself waits 3 s between presses; the server now
+    takes at most ``[web] symptoms_per_minute`` a patient (10), the rest 429 and counted."""
+    from monitor.model import SymptomReport
+
+    limit = WebConfig().symptoms_per_minute
+
+    await open_link(http, web_stack.patient_links["p-hot"])
+    token = await csrf(http)
+    statuses = []
+    for _ in range(limit + 5):
+        async with http.post(
+            "/api/patients/p-hot/symptoms", json={"note": ""}, headers={"X-CSRF-Token": token}
+        ) as resp:
+            statuses.append(resp.status)
+            if resp.status == 429:
+                assert int(resp.headers["Retry-After"]) >= 1
+    assert statuses == [200] * limit + [429] * 5
+    reports = [r for r in web_stack.recorder.records if isinstance(r, SymptomReport)]
+    assert len(reports) == limit
+    async with http.get("/healthz") as resp:
+        assert (await resp.json())["rejected"].get("too_many_reports") == 5
+    # another patient's reports are not held up by this one's
+    async with aiohttp.ClientSession(
+        base_url=web_stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as other:
+        await open_link(other, web_stack.patient_links["p-cool"])
+        async with other.post(
+            "/api/patients/p-cool/symptoms", json={}, headers={"X-CSRF-Token": await csrf(other)}
+        ) as resp:
+            assert resp.status == 200
+
+
+async def test_a_symptom_report_is_on_disk_when_the_page_is_told_it_is_noted(
+    tmp_path: Path,
+) -> None:
+    """The bar of the MQTT input (a message is acknowledged only once safely handed on)
+    holds for the dashboard too: "Noted. Your caregiver can see it." came back while the
+    report was still only in memory, spooled by the InfluxDB sink up to spool_interval_s
+    later; a crash in between lost it. Now the answer waits for the spool (fsynced)."""
+    from monitor.storage.options import InfluxOptions
+    from monitor.storage.sink import InfluxSink
+
+    influx = InfluxSink(
+        options=InfluxOptions(url="http://127.0.0.1:9", database="heatmon", spool_interval_s=30),
+        data_dir=tmp_path,
+    )
+    stack = build_web_stack(
+        patients={"p-hot": ("Hanna", "hot_day_aerobic")}, users=(CAROL,), sinks=(influx,)
+    )
+    async with (
+        stack.monitor,
+        aiohttp.ClientSession(
+            base_url=stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http,
+    ):
+        await open_link(http, stack.sink.patient_url("p-hot"))
+        async with http.post(
+            "/api/patients/p-hot/symptoms",
+            json={"note": "durable-note-5e1"},
+            headers={"X-CSRF-Token": await csrf(http)},
+        ) as resp:
+            assert resp.status == 200
+            spooled = await asyncio.to_thread(
+                lambda: b"".join(p.read_bytes() for p in tmp_path.rglob("seg-*.lp"))
+            )
+    assert b"durable-note-5e1" in spooled

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from monitor.careteam import schema as t
 from monitor.careteam.base import audit_entry_of
@@ -63,6 +63,36 @@ def _check_text(profile: PatientProfile) -> None:
 
 def _profile_json(profile: PatientProfile) -> dict[str, Any]:
     return profile.model_dump(mode="json")
+
+
+def _log_threshold(
+    conn: Connection, profile: PatientProfile, before_c: float, *, by: str, at: float
+) -> None:
+    """A threshold a person typed goes into ``threshold_changes`` too, in the same
+    transaction, unless the latest change there already holds it (an accepted suggestion,
+    which the dashboard then writes here). The ``thresholds`` sink applies the latest of
+    these at every start: without this row, a restart brought back an older accepted
+    suggestion over the threshold the clinician set afterwards."""
+    latest = conn.execute(
+        select(t.threshold_changes.c.threshold_c)
+        .where(t.threshold_changes.c.patient == profile.id)
+        .order_by(t.threshold_changes.c.set_at.desc(), t.threshold_changes.c.id.desc())
+        .limit(1)
+    ).first()
+    in_force = before_c if latest is None else float(latest.threshold_c)
+    if in_force == profile.threshold_rise_c:
+        return
+    conn.execute(
+        insert(t.threshold_changes).values(
+            id=str(uuid.uuid4()),
+            patient=profile.id,
+            threshold_c=profile.threshold_rise_c,
+            previous_c=in_force,
+            suggestion=None,
+            set_by=by,
+            set_at=at,
+        )
+    )
 
 
 class CareStore(CaregiverMixin):
@@ -202,6 +232,8 @@ class CareStore(CaregiverMixin):
             diff_after = {k: after[k] for k in diff_before}
             if archived is not None and archived != old.archived:
                 diff_before["archived"], diff_after["archived"] = old.archived, archived
+            if profile.threshold_rise_c != old.profile.threshold_rise_c:
+                _log_threshold(conn, profile, old.profile.threshold_rise_c, by=by, at=now)
             self.audit_entry(
                 conn,
                 actor=by,
@@ -280,6 +312,14 @@ class CareStore(CaregiverMixin):
                 LinkRecord(r.id, r.patient, r.created_by, r.created_at, r.revoked_at)
                 for r in conn.execute(query)
             ]
+
+    def latest_thresholds(self) -> dict[str, tuple[float, float]]:
+        """patient → (threshold, when) of the newest personal-threshold decision
+        (``threshold_changes``: a suggestion accepted anywhere, a reset, a typed threshold)."""
+        c = t.threshold_changes.c
+        query = select(c.patient, c.threshold_c, c.set_at).order_by(c.set_at, c.id)
+        with self.engine.connect() as conn:
+            return {r.patient: (float(r.threshold_c), float(r.set_at)) for r in conn.execute(query)}
 
     def active_link_digests(self) -> dict[str, tuple[str, str]]:
         """digest → (link id, patient) of every link not revoked, of patients not archived."""

@@ -20,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from monitor.commands._paths import refuse_overwriting
 from monitor.config import EngineConfig
 from monitor.engine.estimators import ESTIMATORS
 from monitor.errors import ConfigError
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.input}: no such file")
     if args.out is None and args.json is None:
         raise ConfigError("give --out DIR (report and JSON) or --json FILE")
+    json_file = None if args.json is None or str(args.json) == "-" else args.json
+    report = None if args.out is None else args.out / "evaluation.json"
+    refuse_overwriting(args.input, json=json_file, out=report)
     profiles = load_profiles(args.profiles) if args.profiles else None
     key = key_from_env() if args.pseudonymize else None
     console = Console(stderr=True)

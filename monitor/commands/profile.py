@@ -27,6 +27,7 @@ from monitor.engine.learning import Z95
 from monitor.errors import ConfigError, InputError
 from monitor.model import iso_utc
 from monitor.profile import LOGIN_PATTERN, PATIENT_ID_PATTERN, PatientProfile
+from monitor.thresholds.floor import check_acceptable
 from monitor.thresholds.learner import shared_url, store_path
 from monitor.thresholds.records import Suggestion, SuggestionError
 from monitor.thresholds.store import ThresholdStore
@@ -140,6 +141,8 @@ def run_decide(args: argparse.Namespace) -> int:
         if found is None:
             raise InputError("no such suggestion", where=sid)
         try:
+            if args.accept and found.status == "pending":
+                check_acceptable(found.suggested_c, _profile(config, found.patient))
             decided, change = store.decide(
                 sid, patient=found.patient, accept=args.accept, by=by, at=time.time()
             )

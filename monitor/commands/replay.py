@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from monitor.commands._paths import refuse_overwriting
 from monitor.config import EngineConfig
 from monitor.engine.estimators import ESTIMATORS
 from monitor.errors import ConfigError
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.input.exists()
             else f"{args.input}: not a file"
         )
+    refuse_overwriting(args.input, events_out=args.events_out, estimates_out=args.estimates_out)
     profiles = load_profiles(args.profiles) if args.profiles else None
     key = key_from_env() if args.pseudonymize else None
     config = EngineConfig(estimator=args.estimator, use_measured_core=not args.ignore_measured_core)

@@ -37,6 +37,11 @@ EXPORTED: tuple[str, ...] = (lp.VITALS, lp.THERMAL, lp.ALERTS, lp.SESSIONS, lp.S
 """What ``export`` writes (alerts carry their acknowledgements)."""
 WINDOW_S = 6 * 3600.0
 """Each query covers this much time (default)."""
+WINDOW_LIMITS_S = (1.0, 366 * 86_400.0)
+"""A window shorter or longer than these is a typing slip (``--window-hours 1e-15``)."""
+MAX_WINDOWS = 100_000
+"""Windows (queries per measurement) one export may take: 68 years in 6-h windows. More is
+a range typed wrong (``--stop 1e300``), refused before anything is read."""
 
 FIELD_TYPES: Mapping[str, pa.DataType] = MappingProxyType(
     {
@@ -188,6 +193,33 @@ def _read(store: HeatmonStore, measurement: str, patient: str, lo: int, hi: int)
     return store.measurement(measurement, patient, lo / 1e9, hi / 1e9)
 
 
+def export_windows(
+    store: HeatmonStore, start: TimeLike, stop: TimeLike, *, window_s: float = WINDOW_S
+) -> list[tuple[int, int]]:
+    """The windows of an export, once the range and window are known to be sane: counted
+    before they are made, so a range of centuries is an error at once, not a hang."""
+    lo_s, hi_s = WINDOW_LIMITS_S
+    if not lo_s <= window_s <= hi_s:  # NaN and infinities fail this too
+        raise InputError(
+            f"a window of {window_s / 3600:g} h is outside {lo_s / 3600:g} h … "
+            f"{hi_s / 86_400:g} days",
+            where="--window-hours",
+        )
+    lo, hi = to_epoch_ns(start), to_epoch_ns(stop)
+    if lo >= hi:
+        raise InputError(f"start {start!r} is not before stop {stop!r}", where="--start")
+    step = int(window_s * 1e9)
+    count = -(-(hi - lo) // step)
+    if count > MAX_WINDOWS:
+        raise InputError(
+            f"{str(start)[:40]!r} … {str(stop)[:40]!r} is {count:.3g} windows of "
+            f"{window_s / 3600:g} h, more than {MAX_WINDOWS:,}: check the range (epoch "
+            "seconds, not milliseconds?) or give a longer --window-hours",
+            where="--stop",
+        )
+    return list(store.windows(start, stop, step_s=window_s))
+
+
 def export_steps(
     store: HeatmonStore,
     start: TimeLike,
@@ -197,7 +229,7 @@ def export_steps(
     window_s: float = WINDOW_S,
 ) -> int:
     """How many windows :func:`export_patient` reads (the progress bar's total)."""
-    return len(measurements) * sum(1 for _ in store.windows(start, stop, step_s=window_s))
+    return len(measurements) * len(export_windows(store, start, stop, window_s=window_s))
 
 
 def export_patient(
@@ -224,9 +256,7 @@ def export_patient(
             "(letters, digits, '.', '_', '-'; `heatmon pseudonym` gives one)",
             where="--patient",
         )
-    if to_epoch_ns(start) >= to_epoch_ns(stop):
-        raise InputError(f"start {start!r} is not before stop {stop!r}", where="--start")
-    windows = list(store.windows(start, stop, step_s=window_s))
+    windows = export_windows(store, start, stop, window_s=window_s)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, tuple[Path, int]] = {}
     done = rows = 0

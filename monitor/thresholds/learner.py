@@ -44,6 +44,8 @@ from monitor.model import (
 from monitor.plugins import PluginContext, Sink, validate_options
 from monitor.profile import PatientProfile
 from monitor.strict import StrictModel
+from monitor.thresholds.floor import check_acceptable as check_acceptable
+from monitor.thresholds.floor import floor_for
 from monitor.thresholds.records import Draft, StoredReport, Suggestion, ThresholdChange, new_id
 from monitor.thresholds.store import ThresholdStore
 
@@ -56,8 +58,6 @@ POLL_S = 5.0
 """How often decisions made by another process (``heatmon profile accept``) are picked up."""
 MAX_QUEUED = 1000
 """Symptom reports waiting for the store; more are dropped, counted and logged."""
-CAUTION_GAP_C = 0.05
-"""A suggestion stays at least this far above the profile's caution margin."""
 
 
 class ThresholdOptions(StrictModel):
@@ -115,11 +115,6 @@ def _careteam_file(config: Any) -> Path | None:
         return sqlite_file(store_url(config))
     except ConfigError:
         return None
-
-
-def floor_for(profile: PatientProfile, rules: Rules = DEFAULT_RULES) -> float:
-    """The lowest threshold that may be suggested to this patient."""
-    return round(max(rules.floor_c, profile.caution_margin_c + CAUTION_GAP_C), 2)
 
 
 def make_draft(
@@ -220,8 +215,18 @@ class ThresholdLearner(Sink):
         self._publish = publish
 
     def profile(self, patient: str) -> PatientProfile:
+        """The configured profile (the centre of the prior)."""
         found = self._profiles.get(patient)
         return found if found is not None else PatientProfile(id=patient)
+
+    def profile_now(self, patient: str) -> PatientProfile:
+        """The profile the engine uses now (the care team may have edited it), else the
+        configured one: what an accepted threshold must fit."""
+        found = self._engine.profile(patient) if self._engine is not None else None
+        return found if found is not None else self.profile(patient)
+
+    def floor(self, patient: str) -> float:
+        return floor_for(self.profile_now(patient), self._rules)
 
     def _draft(self, reports: Sequence[StoredReport], personal_c: float | None) -> Draft | None:
         if not reports:
@@ -381,6 +386,10 @@ class ThresholdLearner(Sink):
     ) -> tuple[Suggestion, ThresholdChange | None]:
         """A person's decision; an accepted threshold is in use when this returns.
         Raises :class:`~monitor.thresholds.store.SuggestionError`."""
+        if accept:
+            found = await asyncio.to_thread(self.store.suggestion, suggestion_id)
+            if found is not None and found.patient == patient and found.status == "pending":
+                check_acceptable(found.suggested_c, self.profile_now(patient))
         suggestion, change = await asyncio.to_thread(
             self.store.decide,
             suggestion_id,

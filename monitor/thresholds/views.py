@@ -8,7 +8,7 @@ from typing import Any
 from monitor.engine.learning import DEFAULT_RULES, Rules
 from monitor.model import iso_utc
 from monitor.profile import PatientProfile
-from monitor.thresholds.learner import floor_for
+from monitor.thresholds.floor import floor_for
 from monitor.thresholds.records import StoredReport, Suggestion, ThresholdChange
 from monitor.thresholds.store import ThresholdStore
 
@@ -61,14 +61,16 @@ def patient_view(
     *,
     rules: Rules = DEFAULT_RULES,
     limit: int = 20,
+    floor_c: float | None = None,
 ) -> dict[str, Any]:
-    """Everything a caregiver needs to decide, for one patient (a blocking read)."""
+    """Everything a caregiver needs to decide, for one patient (a blocking read);
+    ``floor_c``: the floor of the profile in use now, if it is not ``profile``."""
     current = store.current(profile.id)
     return {
         "patient": profile.id,
         "threshold_c": profile.threshold_rise_c if current is None else current.threshold_c,
         "configured_c": profile.threshold_rise_c,
-        "floor_c": floor_for(profile, rules),
+        "floor_c": floor_for(profile, rules) if floor_c is None else floor_c,
         "suggestions": [suggestion_json(s) for s in store.suggestions(profile.id, limit=limit)],
         "changes": [change_json(c) for c in store.changes(profile.id, limit=limit)],
     }

@@ -91,6 +91,9 @@ class WebConfig(StrictModel):
     history_minutes: float = Field(default=30.0, gt=0, le=240)
     max_subscriber_backlog: int = Field(default=2000, ge=10)
     request_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    symptoms_per_minute: int = Field(default=10, ge=1, le=600)
+    """Symptom reports taken for one patient in any minute (the patient page waits 3 s
+    between presses; a caregiver may report too); more are answered 429 and counted."""
     """A client has this long to send a request's head, and again its body; a connection
     idle this long between requests is closed (slow or silent clients hold no socket)."""
     static_dir: str = ""

@@ -50,6 +50,9 @@ SCHEMA: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 MAX_SESSIONS = 50
 MAX_POINTS = 20_000
+MAX_MARKERS = 1_000
+"""Alerts, and symptom reports, read for one session at most (the earliest): a patient
+link can send reports without end, and every row read is held by the service."""
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -97,7 +100,7 @@ def alerts_query(patient: str, session: str) -> str:
     return (
         f'SELECT {_fields(ALERT_FIELDS)}, "kind" FROM "{ALERTS}" '
         f'WHERE "patient" = {_literal(patient)} AND "session" = {_literal(session)} '
-        "ORDER BY time ASC"
+        f"ORDER BY time ASC LIMIT {MAX_MARKERS}"
     )
 
 
@@ -105,7 +108,7 @@ def symptoms_query(patient: str, session: str) -> str:
     return (
         f'SELECT {_fields(SYMPTOM_FIELDS)} FROM "{SYMPTOMS}" '
         f'WHERE "patient" = {_literal(patient)} AND "session" = {_literal(session)} '
-        "ORDER BY time ASC"
+        f"ORDER BY time ASC LIMIT {MAX_MARKERS}"
     )
 
 

@@ -8,13 +8,22 @@ import asyncio
 import json
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 
 from monitor.errors import InputError
+from monitor.web.auth import Session
 from monitor.web.bodies import BODY, refuse
 from monitor.web.history import HistoryError, HistoryReader, valid_id
-from monitor.web.state import json_error, require_caregiver, require_viewer, state_of
+from monitor.web.state import (
+    NOT_STORED,
+    json_error,
+    require_caregiver,
+    require_viewer,
+    state_of,
+    stored,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +35,28 @@ backlog of frames, so a session opening streams in a loop is bounded."""
 MAX_NOTE_CHARS = 500
 
 
+def boards_for(session: Session, boards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``boards`` as ``session`` may see them: a display name only for caregivers (a
+    patient link is a URL that travels by text message or on paper; the patient page
+    never shows the name)."""
+    if session.login is None:
+        for board in boards:
+            board["display_name"] = None
+    return boards
+
+
 async def api_patients(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     session = require_viewer(request)
-    return web.json_response({"patients": st.board.snapshot(st.visible(session))})
+    boards = boards_for(session, st.board.snapshot(st.visible(session)))
+    return web.json_response({"patients": boards})
 
 
 async def api_patient(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     patient = request.match_info["patient"]
-    require_viewer(request, patient)
-    return web.json_response(st.board.snapshot([patient])[0])
+    session = require_viewer(request, patient)
+    return web.json_response(boards_for(session, st.board.snapshot([patient]))[0])
 
 
 async def api_events(request: web.Request) -> web.StreamResponse:
@@ -56,7 +76,7 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     # Snapshot and subscription with no await between them: no update falls in a gap.
     snapshot = json.dumps(
-        {"patients": st.board.snapshot(patients), "server_time": time.time()},
+        {"patients": boards_for(session, st.board.snapshot(patients)), "server_time": time.time()},
         separators=(",", ":"),
     )
     sub = st.board.subscribe(patients, owner=session.id)
@@ -108,6 +128,8 @@ async def api_ack(request: web.Request) -> web.StreamResponse:
         )
     except InputError:
         return json_error(404, "no such alert waiting for acknowledgement")
+    if not await stored(st):
+        return json_error(503, NOT_STORED)
     return web.json_response({"ok": True, "patient": patient, "event_id": event_id})
 
 
@@ -123,11 +145,26 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
         raise refuse(request, f"note is longer than {MAX_NOTE_CHARS} characters")
     if st.control is None:
         return json_error(503, "the monitor is not running")
+    key = "symptoms:" + patient
+    wait = st.reports.retry_after(key)
+    if wait > 0:
+        st.rejections.count("too_many_reports", "POST symptoms: over the limit a minute")
+        return web.json_response(
+            {
+                "error": f"at most {st.config.symptoms_per_minute} symptom reports a minute "
+                "for a patient; the earlier ones are kept"
+            },
+            status=429,
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
     try:
         st.control.report_symptom(patient, time=st.board.patient_now(patient), note=note)
     except InputError as err:  # e.g. a patient assigned in [web] the engine has no profile of
         st.rejections.count("refused_by_monitor", f"POST symptoms: {err.reason}")
         return json_error(422, f"the monitor refused the report: {err.reason}")
+    st.reports.failed(key)  # counted once taken: a refused one costs nothing
+    if not await stored(st):
+        return json_error(503, NOT_STORED)
     return web.json_response({"ok": True, "patient": patient})
 
 

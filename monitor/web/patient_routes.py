@@ -23,6 +23,7 @@ from aiohttp import web
 
 from monitor.errors import InputError
 from monitor.web.auth import SESSION_COOKIE
+from monitor.web.state import NOT_STORED, stored
 
 if TYPE_CHECKING:
     from monitor.web.state import WebState
@@ -87,6 +88,8 @@ class PatientRoutes:
             )
         except InputError:
             return _json_error(404, "no cool-down prompt waiting for an answer")
+        if not await stored(st):
+            return _json_error(503, NOT_STORED)
         log.info("patient acknowledged a cool-down prompt")
         return web.json_response(
             {"ok": True, "patient": patient, "event_id": event_id, "by": PATIENT_ACK_BY}

@@ -4,6 +4,7 @@ see a patient)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -59,6 +60,7 @@ class WebState:
         "limiter",
         "passwords",
         "rejections",
+        "reports",
         "sessions",
         "static_dir",
         "team",
@@ -90,6 +92,10 @@ class WebState:
         self.passwords = PasswordChecker(
             hashes={login: u.password_hash for login, u in config.users.items()}
         )
+        self.reports = LoginLimiter(
+            max_failures=config.symptoms_per_minute, window_s=60.0, clock=clock
+        )
+        """Symptom reports taken lately, per patient (``api_symptoms``)."""
         self.anon = AnonymousCsrf()
         self.rejections = Rejections()
         self.assignments: Mapping[str, frozenset[str]] = {
@@ -121,6 +127,26 @@ def state_of(request: web.Request) -> WebState:
 
 def session_of(request: web.Request) -> Session | None:
     return state_of(request).sessions.get(request.cookies.get(SESSION_COOKIE))
+
+
+STORED_WITHIN_S = 5.0
+"""How long an answer waits for what it took to be stored (``Monitor.durable``)."""
+NOT_STORED = "taken, but not stored yet (storage is slow or down); tell your caregiver"
+
+
+async def stored(st: WebState) -> bool:
+    """Whether what the service took so far is kept safely (the InfluxDB spool, fsynced),
+    within ``STORED_WITHIN_S``: a symptom report or an acknowledgement is answered 200 only
+    then, as the MQTT input acknowledges a message only then. ``False`` is counted."""
+    durable = getattr(st.control, "durable", None)
+    if durable is None:
+        return True
+    try:  # shielded: the wait is shared with every other input waiting for the spool
+        await asyncio.wait_for(asyncio.shield(durable()), STORED_WITHIN_S)
+    except TimeoutError:
+        st.rejections.count("not_stored_yet", f"not in the spool within {STORED_WITHIN_S:g} s")
+        return False
+    return True
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:

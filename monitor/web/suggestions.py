@@ -72,7 +72,9 @@ def add_suggestion_routes(
         patient = request.match_info["patient"]
         require_caregiver(request, patient)
         lrn = learner(request)
-        view = await asyncio.to_thread(patient_view, lrn.store, lrn.profile(patient))
+        view = await asyncio.to_thread(
+            patient_view, lrn.store, lrn.profile(patient), floor_c=lrn.floor(patient)
+        )
         return web.json_response(view)
 
     def decision(accept: bool) -> Callable[[web.Request], Any]:

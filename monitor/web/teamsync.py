@@ -76,6 +76,8 @@ class Snapshot:
     assignments: Mapping[str, frozenset[str]]
     links: Mapping[str, tuple[str, str]]
     patients: tuple[PatientRecord, ...]
+    thresholds: Mapping[str, tuple[float, float]]
+    """patient → (threshold, when) of the newest decision in ``threshold_changes``."""
 
 
 def load(store: CareStore) -> Snapshot:
@@ -87,7 +89,24 @@ def load(store: CareStore) -> Snapshot:
         assignments=store.assignments(),
         links=store.active_link_digests(),
         patients=tuple(store.patients()),
+        thresholds=store.latest_thresholds(),
     )
+
+
+def in_force(record: PatientRecord, latest: tuple[float, float] | None) -> PatientProfile:
+    """The record's profile with the threshold of the newest decision in
+    ``threshold_changes``, which holds every one (a typed threshold goes there too, in the
+    same transaction as the record): ``heatmon profile accept`` and ``reset`` write only
+    there, and without this the next edit of anything in the record (the age) gave the
+    engine the record's old threshold again."""
+    profile = record.profile
+    if latest is None or latest[0] == profile.threshold_rise_c:
+        return profile
+    try:
+        return PatientProfile.model_validate(profile.model_dump() | {"threshold_rise_c": latest[0]})
+    except ValueError:
+        log.warning("care team: a decided threshold of %s does not fit its profile", record.id)
+        return profile
 
 
 class TeamSync:
@@ -223,9 +242,11 @@ class TeamSync:
 
             self._cut(st.sessions.drop_where(revoked))
         self.patients = {p.id: p for p in snap.patients}
-        self._apply_patients(snap.patients)
+        self._apply_patients(snap.patients, snap.thresholds)
 
-    def _apply_patients(self, patients: tuple[PatientRecord, ...]) -> None:
+    def _apply_patients(
+        self, patients: tuple[PatientRecord, ...], thresholds: Mapping[str, tuple[float, float]]
+    ) -> None:
         engine = self.engine()
         learners = [
             hook
@@ -233,7 +254,7 @@ class TeamSync:
             if callable(hook := getattr(sink, "add_known_patient", None))
         ]  # e.g. the MQTT sink: a gateway's input for the new patient is taken
         for record in patients:
-            profile = record.profile
+            profile = in_force(record, thresholds.get(record.id))
             self.state.board.set_display_name(record.id, profile.display_name)
             if engine is not None:
                 engine.add_patient(profile)
