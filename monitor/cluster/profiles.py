@@ -40,7 +40,7 @@ from monitor.cluster.subjects import Names
 from monitor.errors import HeatmonError, InputError
 from monitor.mqtt.topics import check_patient_id
 from monitor.profile import PatientProfile
-from monitor.thresholds.learner import floor_for
+from monitor.thresholds.floor import floor_for
 from monitor.thresholds.records import ThresholdChange
 
 if TYPE_CHECKING:
