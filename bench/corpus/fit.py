@@ -235,6 +235,7 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
             increment_sd_per_c=fc.increment_sd_per_c,
             pull_per_min=pull[0],
             pull_rise=pull[1],
+            mean_margin_min=fc.mean_margin_min,
         )
         if hr is not None:
             risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)

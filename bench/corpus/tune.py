@@ -32,7 +32,7 @@ from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.evaluate.summary import Summary, summarize
 
-FORECAST_KEYS = frozenset(("z", "forecast_var_per_min", "increment_sd_per_c"))
+FORECAST_KEYS = frozenset(("z", "forecast_var_per_min", "increment_sd_per_c", "mean_margin_min"))
 HEAT_SENSITIVE_EXTRA_Z = 0.25
 """The heat-sensitive z is the tuned z plus this (a choice, not a fit)."""
 
@@ -57,6 +57,7 @@ GRID: Mapping[str, tuple[float, ...]] = MappingProxyType(
         "z": (1.5, 1.65, 1.75, 1.9, 2.0, 2.1, 2.25, 2.5),
         "forecast_var_per_min": (0.00025, 0.0005, 0.001, 0.0015, 0.002),
         "increment_sd_per_c": (0.0, 0.2, 0.3, 0.45, 0.6),
+        "mean_margin_min": (float("inf"), 3.0, 4.0, 5.0, 6.0, 8.0, 10.0),
     }
 )
 

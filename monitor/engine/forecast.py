@@ -20,7 +20,16 @@ further rise it predicts. That time is the
 ``minutes_to_threshold`` the risk state machine compares with the lead window (cool_down)
 and the horizon (caution): the alert fires on the probability of reaching the threshold
 within the window. A rise that levels off under the threshold never alerts, however fast it
-climbed. Pure arithmetic; ``tests/test_forecast.py`` checks it against steps worked by hand.
+climbed.
+
+**Time margin** (``mean_margin_min`` M, seventh round): the probability bound alone gives a
+margin in °C, z·sd, which on a slow approach is many minutes (z·sd / slope): a rise levelling
+off just above the threshold was warned 15–20 min before its crossing. With M finite the
+forecast also runs the mean path (z = 0) and the result is max(t_bound, t_mean − M): never
+more than M minutes ahead of the mean path's crossing, and ``None`` if the mean path does not
+cross within the horizon + M. A fast rise, whose bound and mean cross close together, keeps
+its margin. M = ∞: the bound alone. Pure arithmetic; ``tests/test_forecast.py`` checks it
+against steps worked by hand.
 """
 
 from __future__ import annotations
@@ -47,6 +56,9 @@ class ForecastParams:
     fitted average and a person's rise may climb faster than it (the same per-person error as
     ``model_sd_per_c`` in the band). A rise forecast to keep climbing gets a wider margin; one
     that levels off gets none."""
+    mean_margin_min: float = math.inf
+    """Alert at most this many minutes before the mean forecast path (z = 0) reaches the
+    threshold: caps the margin z·sd / slope of a slow approach (∞: no cap)."""
 
     def z_for(self, sensitivity: HeatSensitivity) -> float:
         return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
@@ -75,6 +87,7 @@ def minutes_to_likely_threshold(
     increment_sd_per_c: float = 0.0,
     pull_per_min: float = 0.0,
     pull_rise: float = 0.0,
+    mean_margin_min: float = math.inf,
 ) -> float | None:
     """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``.
 
@@ -88,11 +101,21 @@ def minutes_to_likely_threshold(
     (``pull_rise``) at ``pull_per_min`` (the Kalman–Bucy gain c²·v/R). With it the slow part
     heads for (L·E + G·(X − f))/(L + G) at rate L + G: the path the estimate itself will take
     if the workload stays as it is, levelling off where process and observation balance.
-    0: the process alone."""
+    0: the process alone.
+
+    ``mean_margin_min`` M (finite): the answer is max(t_bound, t_mean − M), t_mean the time
+    the mean path (z = 0) reaches the threshold, ``None`` if it does not within the horizon
+    + M or if the answer is past the horizon. ∞: t_bound alone."""
     v = variance if variance > 0.0 else 0.0
     g_prev = rise + z * math.sqrt(v)
-    if g_prev >= threshold:
+    gated = mean_margin_min < math.inf
+    if not gated and g_prev >= threshold:
         return 0.0
+    if gated and rise >= threshold:
+        return 0.0
+    t_bound: float | None = 0.0 if g_prev >= threshold else None
+    t_mean: float | None = None
+    limit = horizon_min + mean_margin_min if gated else horizon_min
     a = math.exp(-loss_per_min * step_min)
     g = pull_per_min if pull_per_min > 0.0 else 0.0
     total = loss_per_min + g
@@ -101,17 +124,31 @@ def minutes_to_likely_threshold(
     f, f_eq = fast_rise, fast_equilibrium
     f_a = math.exp(-fast_loss_per_min * step_min)
     m = rise - f
+    mean_prev = rise
     k2 = increment_sd_per_c * increment_sd_per_c
     t = 0.0
-    while t < horizon_min - 1e-9:
+    while t < limit - 1e-9:
+        if t_bound is None and t >= horizon_min - 1e-9:
+            return None
         target = (loss_per_min * equilibrium + g * (pull_rise - f)) / total if g else equilibrium
         m = target + (m - target) * a_mean
         f = f_eq + (f - f_eq) * f_a
         v = a * a * v + qd
-        up = m + f - rise
-        bound = m + f + z * math.sqrt(v + k2 * up * up if up > 0.0 else v)
-        if bound >= threshold:
-            return t + step_min * (threshold - g_prev) / (bound - g_prev)
+        mean = m + f
+        if t_bound is None:
+            up = mean - rise
+            bound = mean + z * math.sqrt(v + k2 * up * up if up > 0.0 else v)
+            if bound >= threshold:
+                t_bound = t + step_min * (threshold - g_prev) / (bound - g_prev)
+                if not gated:
+                    return t_bound
+            g_prev = bound
+        if gated and mean >= threshold:
+            t_mean = t + step_min * (threshold - mean_prev) / (mean - mean_prev)
+            break
+        mean_prev = mean
         t += step_min
-        g_prev = bound
-    return None
+    if t_bound is None or t_mean is None:
+        return None
+    answer = max(t_bound, t_mean - mean_margin_min)
+    return answer if answer <= horizon_min else None

@@ -170,6 +170,7 @@ class WindowJudgment:
                 increment_sd_per_c=FORECAST_PARAMS.increment_sd_per_c,
                 pull_per_min=pull[0],
                 pull_rise=pull[1],
+                mean_margin_min=FORECAST_PARAMS.mean_margin_min,
             )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
