@@ -314,61 +314,18 @@ def test_forecast_pull_and_capacity_inputs_by_hand() -> None:
     assert eq == pytest.approx(0.796753, abs=1e-6)
 
 
-def test_the_time_margin_by_hand() -> None:
-    """The first hand-worked case (rise 0.3, variance 0.0004, heading for 0.8 at 0.1 /min,
-    q = 0.001, z = 1, threshold 0.5): the bound crosses at 3.47605 min. The mean path
-    0.8 − 0.5·e^(−0.1t) is 0.496735 at t = 5.0 and 0.511525 at t = 5.5, so it crosses at
-    5.0 + 0.5·(0.5 − 0.496735)/(0.511525 − 0.496735) = 5.11039 min. With a time margin M the
-    answer is max(3.47605, 5.11039 − M): M = 1 → 4.11039; M = 2 → 3.47605 (a fast rise, bound
-    and mean crossing close together, keeps its margin); M = ∞ → 3.47605, as without."""
-    kw = dict(
-        rise=0.3,
-        variance=0.0004,
-        equilibrium=0.8,
-        loss_per_min=0.1,
-        threshold=0.5,
-        horizon_min=10.0,
-        z=1.0,
-        forecast_var_per_min=0.001,
-    )
-    assert minutes_to_likely_threshold(mean_margin_min=1.0, **kw) == pytest.approx(
-        4.11039, abs=1e-4
-    )
-    assert minutes_to_likely_threshold(mean_margin_min=2.0, **kw) == pytest.approx(
-        3.47605, abs=1e-4
-    )
-    assert minutes_to_likely_threshold(mean_margin_min=math.inf, **kw) == pytest.approx(
-        3.47605, abs=1e-4
-    )
-    # The answer is past a 5-minute horizon with M = 0 (5.11039): not within it.
-    assert minutes_to_likely_threshold(mean_margin_min=0.0, **{**kw, "horizon_min": 5.0}) is None
+def test_the_alert_margin_grows_with_a_warm_room() -> None:
+    """z + z_room_slope·(resting skin − 33 °C), the skin offset held within ±3 °C: with z 2.0
+    (heat-sensitive 2.25) and a slope of 0.1 per °C, a room that warms the resting skin to
+    35 °C gives 2.2 (2.45), a cool one at 31 °C 1.8, a 38 °C reading counts as 36 °C (2.3);
+    no skin reading: z as it is."""
+    from monitor.engine.forecast import ForecastParams
 
-
-def test_a_slow_approach_to_a_plateau_just_over_the_threshold_is_held_back() -> None:
-    """Rise 0.3 heading for 0.52 (just over 0.5) at 0.1 /min, variance 0.0004, q = 0.001,
-    z = 2. Steps of the bound m + 2·√v (a = e^(−0.05)):
-      t = 0.5: m = 0.310730, v = 0.00086193, g = 0.369447   …
-      t = 4.5: m = 0.379722, v = 0.00328061, g = 0.494275
-      t = 5.0: m = 0.386563, v = 0.00346842, g = 0.504350 ≥ 0.5
-    The bound crosses at 4.5 + 0.5·(0.5 − 0.494275)/(0.504350 − 0.494275) = 4.78412 min: a
-    cool-down with a 5-minute lead window. The mean path 0.52 − 0.22·e^(−0.1t) is 0.499019 at
-    t = 23.5 and 0.500042 at 24.0: it crosses at 23.97945 min. With M = 15 the answer is
-    23.97945 − 15 = 8.97945 (caution, not cool-down); with M = 5 the mean does not cross
-    within the horizon + M (15 min): no alert from the forecast."""
-    kw = dict(
-        rise=0.3,
-        variance=0.0004,
-        equilibrium=0.52,
-        loss_per_min=0.1,
-        threshold=0.5,
-        horizon_min=10.0,
-        z=2.0,
-        forecast_var_per_min=0.001,
-    )
-    assert minutes_to_likely_threshold(**kw) == pytest.approx(4.78412, abs=1e-4)
-    assert minutes_to_likely_threshold(mean_margin_min=15.0, **kw) == pytest.approx(
-        8.97945, abs=1e-4
-    )
-    assert minutes_to_likely_threshold(mean_margin_min=5.0, **kw) is None
-    # At or over the threshold now: 0, with or without the margin.
-    assert minutes_to_likely_threshold(mean_margin_min=5.0, **{**kw, "rise": 0.5}) == 0.0
+    fc = ForecastParams(forecast_var_per_min=0.001, z=2.0, z_heat_sensitive=2.25, z_room_slope=0.1)
+    none, impaired = HeatSensitivity.NONE, HeatSensitivity.IMPAIRED_SWEATING
+    assert fc.z_for(none, 35.0) == pytest.approx(2.2)
+    assert fc.z_for(impaired, 35.0) == pytest.approx(2.45)
+    assert fc.z_for(none, 31.0) == pytest.approx(1.8)
+    assert fc.z_for(none, 38.0) == pytest.approx(2.3)
+    assert fc.z_for(none, None) == 2.0
+    assert replace(fc, z_room_slope=0.0).z_for(none, 35.0) == 2.0

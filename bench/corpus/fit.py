@@ -169,7 +169,6 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
         horizon_min=profile.forecast_horizon_min,
         lead_min=profile.cool_down_lead_min,
     )
-    z = fc.z_for(profile.heat_sensitivity)
     horizon = max(profile.forecast_horizon_min, profile.cool_down_lead_min)
     base_sum, base_n = 0.0, 0
     base_skin: float | None = None
@@ -227,7 +226,7 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
             loss_per_min=loss,
             threshold=profile.effective_threshold_c,
             horizon_min=horizon,
-            z=z,
+            z=fc.z_for(profile.heat_sensitivity, base_skin),
             forecast_var_per_min=fc.forecast_var_per_min,
             fast_rise=fast[0],
             fast_equilibrium=fast[1],
@@ -235,7 +234,6 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
             increment_sd_per_c=fc.increment_sd_per_c,
             pull_per_min=pull[0],
             pull_rise=pull[1],
-            mean_margin_min=fc.mean_margin_min,
         )
         if hr is not None:
             risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)

@@ -20,16 +20,10 @@ further rise it predicts. That time is the
 ``minutes_to_threshold`` the risk state machine compares with the lead window (cool_down)
 and the horizon (caution): the alert fires on the probability of reaching the threshold
 within the window. A rise that levels off under the threshold never alerts, however fast it
-climbed.
-
-**Time margin** (``mean_margin_min`` M, seventh round): the probability bound alone gives a
-margin in °C, z·sd, which on a slow approach is many minutes (z·sd / slope): a rise levelling
-off just above the threshold was warned 15–20 min before its crossing. With M finite the
-forecast also runs the mean path (z = 0) and the result is max(t_bound, t_mean − M): never
-more than M minutes ahead of the mean path's crossing, and ``None`` if the mean path does not
-cross within the horizon + M. A fast rise, whose bound and mean cross close together, keeps
-its margin. M = ∞: the bound alone. Pure arithmetic; ``tests/test_forecast.py`` checks it
-against steps worked by hand.
+climbed. z grows with the room (seventh round): z + z_room_slope·(skin₀ − 33 °C), skin₀ the
+resting skin temperature (held within ±3 °C of 33), so a warm room, where the estimate runs
+low and alerts came late, gets more margin and a cool one, where leads were longest, less.
+Pure arithmetic; ``tests/test_forecast.py`` checks it against steps worked by hand.
 """
 
 from __future__ import annotations
@@ -37,9 +31,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from monitor.engine.params import ROOM_SKIN_REF_C
 from monitor.profile import HeatSensitivity
 
 STEP_MIN = 0.5
+ROOM_SKIN_SPAN_C = 3.0
+"""The room term of z counts resting skin at most this far from 33 °C."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,16 +53,26 @@ class ForecastParams:
     fitted average and a person's rise may climb faster than it (the same per-person error as
     ``model_sd_per_c`` in the band). A rise forecast to keep climbing gets a wider margin; one
     that levels off gets none."""
-    mean_margin_min: float = math.inf
-    """Alert at most this many minutes before the mean forecast path (z = 0) reaches the
-    threshold: caps the margin z·sd / slope of a slow approach (∞: no cap)."""
+    z_room_slope: float = 0.0
+    """z grows by this per °C of resting skin above 33 °C (the room, as the skin sensor sees
+    it at rest), within ±3 °C: more margin in a warm room, less in a cool one."""
 
-    def z_for(self, sensitivity: HeatSensitivity) -> float:
-        return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
+    def z_for(self, sensitivity: HeatSensitivity, baseline_skin_c: float | None = None) -> float:
+        """z for this profile; ``baseline_skin_c`` the resting skin (``None``: unknown, no
+        room term)."""
+        z = self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
+        if self.z_room_slope and baseline_skin_c is not None:
+            offset = baseline_skin_c - ROOM_SKIN_REF_C
+            z += self.z_room_slope * max(-ROOM_SKIN_SPAN_C, min(ROOM_SKIN_SPAN_C, offset))
+        return z
 
 
 FORECAST_PARAMS = ForecastParams(
-    forecast_var_per_min=0.001, z=2.0, z_heat_sensitive=2.25, increment_sd_per_c=0.2
+    forecast_var_per_min=0.001,
+    z=2.0,
+    z_heat_sensitive=2.25,
+    increment_sd_per_c=0.3,
+    z_room_slope=0.1,
 )
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 
@@ -87,7 +94,6 @@ def minutes_to_likely_threshold(
     increment_sd_per_c: float = 0.0,
     pull_per_min: float = 0.0,
     pull_rise: float = 0.0,
-    mean_margin_min: float = math.inf,
 ) -> float | None:
     """Minutes until P(rise ≥ threshold) ≥ Φ(z), or ``None`` if not within ``horizon_min``.
 
@@ -101,21 +107,11 @@ def minutes_to_likely_threshold(
     (``pull_rise``) at ``pull_per_min`` (the Kalman–Bucy gain c²·v/R). With it the slow part
     heads for (L·E + G·(X − f))/(L + G) at rate L + G: the path the estimate itself will take
     if the workload stays as it is, levelling off where process and observation balance.
-    0: the process alone.
-
-    ``mean_margin_min`` M (finite): the answer is max(t_bound, t_mean − M), t_mean the time
-    the mean path (z = 0) reaches the threshold, ``None`` if it does not within the horizon
-    + M or if the answer is past the horizon. ∞: t_bound alone."""
+    0: the process alone."""
     v = variance if variance > 0.0 else 0.0
     g_prev = rise + z * math.sqrt(v)
-    gated = mean_margin_min < math.inf
-    if not gated and g_prev >= threshold:
+    if g_prev >= threshold:
         return 0.0
-    if gated and rise >= threshold:
-        return 0.0
-    t_bound: float | None = 0.0 if g_prev >= threshold else None
-    t_mean: float | None = None
-    limit = horizon_min + mean_margin_min if gated else horizon_min
     a = math.exp(-loss_per_min * step_min)
     g = pull_per_min if pull_per_min > 0.0 else 0.0
     total = loss_per_min + g
@@ -124,31 +120,17 @@ def minutes_to_likely_threshold(
     f, f_eq = fast_rise, fast_equilibrium
     f_a = math.exp(-fast_loss_per_min * step_min)
     m = rise - f
-    mean_prev = rise
     k2 = increment_sd_per_c * increment_sd_per_c
     t = 0.0
-    while t < limit - 1e-9:
-        if t_bound is None and t >= horizon_min - 1e-9:
-            return None
+    while t < horizon_min - 1e-9:
         target = (loss_per_min * equilibrium + g * (pull_rise - f)) / total if g else equilibrium
         m = target + (m - target) * a_mean
         f = f_eq + (f - f_eq) * f_a
         v = a * a * v + qd
-        mean = m + f
-        if t_bound is None:
-            up = mean - rise
-            bound = mean + z * math.sqrt(v + k2 * up * up if up > 0.0 else v)
-            if bound >= threshold:
-                t_bound = t + step_min * (threshold - g_prev) / (bound - g_prev)
-                if not gated:
-                    return t_bound
-            g_prev = bound
-        if gated and mean >= threshold:
-            t_mean = t + step_min * (threshold - mean_prev) / (mean - mean_prev)
-            break
-        mean_prev = mean
+        up = m + f - rise
+        bound = m + f + z * math.sqrt(v + k2 * up * up if up > 0.0 else v)
+        if bound >= threshold:
+            return t + step_min * (threshold - g_prev) / (bound - g_prev)
         t += step_min
-    if t_bound is None or t_mean is None:
-        return None
-    answer = max(t_bound, t_mean - mean_margin_min)
-    return answer if answer <= horizon_min else None
+        g_prev = bound
+    return None

@@ -162,7 +162,7 @@ class WindowJudgment:
                 loss_per_min=process[1],
                 threshold=profile.effective_threshold_c,
                 horizon_min=max(profile.forecast_horizon_min, profile.cool_down_lead_min),
-                z=FORECAST_PARAMS.z_for(profile.heat_sensitivity),
+                z=FORECAST_PARAMS.z_for(profile.heat_sensitivity, self._baseline_skin),
                 forecast_var_per_min=FORECAST_PARAMS.forecast_var_per_min,
                 fast_rise=fast[0],
                 fast_equilibrium=fast[1],
@@ -170,7 +170,6 @@ class WindowJudgment:
                 increment_sd_per_c=FORECAST_PARAMS.increment_sd_per_c,
                 pull_per_min=pull[0],
                 pull_rise=pull[1],
-                mean_margin_min=FORECAST_PARAMS.mean_margin_min,
             )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
