@@ -75,12 +75,12 @@ def test_the_split_keeps_models_and_seeds_apart() -> None:
 
 
 def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
-    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout8``
+    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout9``
     (each scored once, at the end of a round) draw people from seeds no other split uses."""
     splits = {name: plan(name) for name in ("train", "heldout", "heldout2", "train_gagge")}
     splits["heldout3"] = plan("heldout3")
     splits["heldout4"] = plan("heldout4")
-    for name in ("heldout5", "heldout6", "heldout7", "heldout8"):
+    for name in ("heldout5", "heldout6", "heldout7", "heldout8", "heldout9"):
         splits[name] = plan(name)
     assert {s.model for s in splits["train_gagge"]} == {"gagge"}
     assert {s.model for s in splits["heldout3"]} == {"gagge", "jos3"}
@@ -91,6 +91,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
     assert {s.model for s in splits["heldout8"]} == {"gagge", "jos3"}
     assert len(splits["heldout8"]) == 2 * len(splits["heldout7"])
     assert 0.2 < sum(s.heat_sensitive for s in splits["heldout8"]) / len(splits["heldout8"]) < 0.3
+    assert len(splits["heldout9"]) == len(splits["heldout8"])
     for name in (
         "train_gagge",
         "heldout3",
@@ -99,6 +100,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
         "heldout6",
         "heldout7",
         "heldout8",
+        "heldout9",
     ):
         others = set().union(*({s.seed for s in v} for k, v in splits.items() if k != name))
         assert not {s.seed for s in splits[name]} & others, name

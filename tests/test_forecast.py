@@ -312,3 +312,20 @@ def test_forecast_pull_and_capacity_inputs_by_hand() -> None:
     fit.step(60.0, heart_rate=120.0, skin_temp=34.0, measured_core=None)
     eq, _, _ = fit.forecast_process() or (0.0, 0.0, 0.0)
     assert eq == pytest.approx(0.796753, abs=1e-6)
+
+
+def test_the_alert_margin_grows_with_a_warm_room() -> None:
+    """z + z_room_slope·(resting skin − 33 °C), the skin offset held within ±3 °C: with z 2.0
+    (heat-sensitive 2.25) and a slope of 0.1 per °C, a room that warms the resting skin to
+    35 °C gives 2.2 (2.45), a cool one at 31 °C 1.8, a 38 °C reading counts as 36 °C (2.3);
+    no skin reading: z as it is."""
+    from monitor.engine.forecast import ForecastParams
+
+    fc = ForecastParams(forecast_var_per_min=0.001, z=2.0, z_heat_sensitive=2.25, z_room_slope=0.1)
+    none, impaired = HeatSensitivity.NONE, HeatSensitivity.IMPAIRED_SWEATING
+    assert fc.z_for(none, 35.0) == pytest.approx(2.2)
+    assert fc.z_for(impaired, 35.0) == pytest.approx(2.45)
+    assert fc.z_for(none, 31.0) == pytest.approx(1.8)
+    assert fc.z_for(none, 38.0) == pytest.approx(2.3)
+    assert fc.z_for(none, None) == 2.0
+    assert replace(fc, z_room_slope=0.0).z_for(none, 35.0) == 2.0

@@ -169,7 +169,6 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
         horizon_min=profile.forecast_horizon_min,
         lead_min=profile.cool_down_lead_min,
     )
-    z = fc.z_for(profile.heat_sensitivity)
     horizon = max(profile.forecast_horizon_min, profile.cool_down_lead_min)
     base_sum, base_n = 0.0, 0
     base_skin: float | None = None
@@ -227,7 +226,7 @@ def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> Sessio
             loss_per_min=loss,
             threshold=profile.effective_threshold_c,
             horizon_min=horizon,
-            z=z,
+            z=fc.z_for(profile.heat_sensitivity, base_skin),
             forecast_var_per_min=fc.forecast_var_per_min,
             fast_rise=fast[0],
             fast_equilibrium=fast[1],

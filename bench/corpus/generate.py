@@ -24,6 +24,8 @@ takes) and ``sessions.json`` (who, where, what, which model):
 * ``heldout8`` — Gagge (seeds 20000…) and JOS-3 (seeds 21000…) sessions, twice as many as
   ``heldout7`` (216) to narrow the spread between fresh splits, generated before the sixth
   round's first choice and scored once at its end.
+* ``heldout9`` — Gagge (seeds 22000…) and JOS-3 (seeds 23000…) sessions, as many as
+  ``heldout8`` (216), added before the seventh round's first choice and scored once at its end.
 
 Each split crosses workouts (steady aerobic, intervals, strength sets, balance/flexibility) with
 rooms (cool, neutral, hot and humid); one person in four sweats poorly (heat-sensitive). The
@@ -88,6 +90,7 @@ def plan(split: str, *, scale: float = 1.0) -> list[SessionSpec]:
         "heldout6": (("gagge", 16000, 5), ("jos3", 17000, 4)),
         "heldout7": (("gagge", 18000, 5), ("jos3", 19000, 4)),
         "heldout8": (("gagge", 20000, 10), ("jos3", 21000, 8)),
+        "heldout9": (("gagge", 22000, 10), ("jos3", 23000, 8)),
     }[split]
     specs: list[SessionSpec] = []
     for model, seed0, reps in groups:
@@ -132,6 +135,7 @@ PREFIX: Mapping[str, str] = MappingProxyType(
         "heldout6": "h6",
         "heldout7": "h7",
         "heldout8": "h8",
+        "heldout9": "h9",
     }
 )
 

@@ -6,8 +6,9 @@ Run: ``python -m bench.corpus.tune [--corpus var/corpus]`` (after ``python -m be
 the real estimator, forecast and alert state machine (``bench/corpus/fit.py``'s
 ``run_session``, ~6 s a trial on one core); the search changes one parameter at a time over
 its grid and keeps a change that lowers the objective, for up to two passes. It prints the
-path it took and the values to put in ``HEAT_BALANCE_PARAMS`` / ``FORECAST_PARAMS``. The
-held-out splits are never read.
+path it took and the values to put in ``HEAT_BALANCE_PARAMS`` / ``FORECAST_PARAMS``
+(``--keys z,increment_sd_per_c``: only those parameters of the grid). The held-out splits
+are never read.
 
 Objective (lower is better), in the order issue 9 ranks the targets, with a margin inside
 them (``MARGIN``; fourth round): 10 × (1 − sensitivity) + 30 × (sensitivity below 0.985) +
@@ -32,7 +33,7 @@ from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.evaluate.summary import Summary, summarize
 
-FORECAST_KEYS = frozenset(("z", "forecast_var_per_min", "increment_sd_per_c"))
+FORECAST_KEYS = frozenset(("z", "forecast_var_per_min", "increment_sd_per_c", "z_room_slope"))
 HEAT_SENSITIVE_EXTRA_Z = 0.25
 """The heat-sensitive z is the tuned z plus this (a choice, not a fit)."""
 
@@ -57,6 +58,7 @@ GRID: Mapping[str, tuple[float, ...]] = MappingProxyType(
         "z": (1.5, 1.65, 1.75, 1.9, 2.0, 2.1, 2.25, 2.5),
         "forecast_var_per_min": (0.00025, 0.0005, 0.001, 0.0015, 0.002),
         "increment_sd_per_c": (0.0, 0.2, 0.3, 0.45, 0.6),
+        "z_room_slope": (-0.1, 0.0, 0.1, 0.15, 0.2, 0.3),
     }
 )
 
@@ -108,6 +110,7 @@ def search(
     *,
     passes: int = 2,
     jobs: int = 1,
+    keys: Sequence[str] = (),
 ) -> tuple[dict[str, float], Summary]:
     from bench.corpus.pool import replay
 
@@ -123,6 +126,8 @@ def search(
     for _ in range(passes):
         improved = False
         for key, values in GRID.items():
+            if keys and key not in keys:
+                continue
             for value in values:
                 if value == current[key]:
                     continue
@@ -148,14 +153,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--passes", type=int, default=2)
     p.add_argument("--jobs", type=int, default=1, help="replay in this many processes")
+    p.add_argument(
+        "--keys", default="", help="search only these parameters of the grid (comma-separated)"
+    )
     args = p.parse_args(argv)
+    keys = [k for k in args.keys.split(",") if k]
+    unknown = set(keys) - set(GRID)
+    if unknown:
+        p.error(f"--keys: not in the grid: {', '.join(sorted(unknown))}")
     started = time.perf_counter()
     try:
         windows = training_windows(args.corpus, args.splits)
     except ValueError as err:
         p.error(str(err))
     values, summary = search(
-        windows, HEAT_BALANCE_PARAMS, FORECAST_PARAMS, passes=args.passes, jobs=args.jobs
+        windows,
+        HEAT_BALANCE_PARAMS,
+        FORECAST_PARAMS,
+        passes=args.passes,
+        jobs=args.jobs,
+        keys=keys,
     )
     hb, fc = split_params(values, HEAT_BALANCE_PARAMS, FORECAST_PARAMS)
     result = {

@@ -20,7 +20,10 @@ further rise it predicts. That time is the
 ``minutes_to_threshold`` the risk state machine compares with the lead window (cool_down)
 and the horizon (caution): the alert fires on the probability of reaching the threshold
 within the window. A rise that levels off under the threshold never alerts, however fast it
-climbed. Pure arithmetic; ``tests/test_forecast.py`` checks it against steps worked by hand.
+climbed. z grows with the room (seventh round): z + z_room_slope·(skin₀ − 33 °C), skin₀ the
+resting skin temperature (held within ±3 °C of 33), so a warm room, where the estimate runs
+low and alerts came late, gets more margin and a cool one, where leads were longest, less.
+Pure arithmetic; ``tests/test_forecast.py`` checks it against steps worked by hand.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from monitor.engine.params import ROOM_SKIN_REF_C
 from monitor.profile import HeatSensitivity
 
 STEP_MIN = 0.5
+ROOM_SKIN_SPAN_C = 3.0
+"""The room term of z counts resting skin at most this far from 33 °C."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,13 +53,26 @@ class ForecastParams:
     fitted average and a person's rise may climb faster than it (the same per-person error as
     ``model_sd_per_c`` in the band). A rise forecast to keep climbing gets a wider margin; one
     that levels off gets none."""
+    z_room_slope: float = 0.0
+    """z grows by this per °C of resting skin above 33 °C (the room, as the skin sensor sees
+    it at rest), within ±3 °C: more margin in a warm room, less in a cool one."""
 
-    def z_for(self, sensitivity: HeatSensitivity) -> float:
-        return self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
+    def z_for(self, sensitivity: HeatSensitivity, baseline_skin_c: float | None = None) -> float:
+        """z for this profile; ``baseline_skin_c`` the resting skin (``None``: unknown, no
+        room term)."""
+        z = self.z if sensitivity is HeatSensitivity.NONE else self.z_heat_sensitive
+        if self.z_room_slope and baseline_skin_c is not None:
+            offset = baseline_skin_c - ROOM_SKIN_REF_C
+            z += self.z_room_slope * max(-ROOM_SKIN_SPAN_C, min(ROOM_SKIN_SPAN_C, offset))
+        return z
 
 
 FORECAST_PARAMS = ForecastParams(
-    forecast_var_per_min=0.001, z=2.0, z_heat_sensitive=2.25, increment_sd_per_c=0.2
+    forecast_var_per_min=0.001,
+    z=2.0,
+    z_heat_sensitive=2.25,
+    increment_sd_per_c=0.3,
+    z_room_slope=0.1,
 )
 """Tuned on the training split (docs/physiology.md, "Fitted parameters")."""
 

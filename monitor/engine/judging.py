@@ -162,7 +162,7 @@ class WindowJudgment:
                 loss_per_min=process[1],
                 threshold=profile.effective_threshold_c,
                 horizon_min=max(profile.forecast_horizon_min, profile.cool_down_lead_min),
-                z=FORECAST_PARAMS.z_for(profile.heat_sensitivity),
+                z=FORECAST_PARAMS.z_for(profile.heat_sensitivity, self._baseline_skin),
                 forecast_var_per_min=FORECAST_PARAMS.forecast_var_per_min,
                 fast_rise=fast[0],
                 fast_equilibrium=fast[1],
