@@ -21,7 +21,9 @@ from monitor.netutil import free_port
 from monitor.storage.localserver import InfluxServer
 
 STALL_S = 15.0
-"""A max-rate run ends when the stored count has not grown for this long."""
+"""A max-rate run ends when influxd has taken no write for this long."""
+QUIET_S = 0.3
+"""Writes paused this long: count the samples (the run may be complete)."""
 CURL_BATCHES = 20
 CURL_POINTS = 10_000
 
@@ -118,25 +120,28 @@ async def wait_count(
     ``STALL_S``; (samples stored, when the count was reached or writes stopped).
 
     influxd's own write counter (:func:`write_stats`, cheap; ``written_before`` its points
-    before the run) is watched until it has taken ``want`` points of any kind; only then are
-    the samples counted, every 0.2 s. A count scans every point (~30 ms of influxd's CPU at
-    120k points): polled all through a run, it took ~0.1 core from the systems under test."""
+    before the run) is watched every 50 ms; the samples are counted only once it has taken
+    ``want`` points of any kind (then every 0.2 s) or when writes pause for ``QUIET_S`` (once
+    a pause; a count then found complete dates from the last write). A count scans every
+    point (~30 ms of influxd's CPU at 120k points): polled all through a run, it took ~0.1
+    core from the systems under test."""
     start = time.time()
-    written, grew_at = -1, start
+    written, grew_at, counted_at_written = -1, start, -2
     last, last_at = -1, start
     while time.time() - start < limit_s:
         now_written = (await asyncio.to_thread(write_stats, url))[1] - written_before
         if now_written != written:
             written, grew_at = now_written, time.time()
-        stalled = time.time() - grew_at > STALL_S
-        if written >= want or stalled:
+        paused = time.time() - grew_at >= QUIET_S
+        if written >= want or (paused and counted_at_written != written):
+            counted_at_written = written
             n = await asyncio.to_thread(stored, url, db)
             if n != last:
                 last, last_at = n, time.time()
             if n >= want:
-                break
-            if stalled:  # lost points: the rate counts until the last write landed
-                return last, grew_at
+                return n, (grew_at if paused else last_at)
+        if time.time() - grew_at > STALL_S:  # lost points: the rate counts to the last write
+            return max(last, await asyncio.to_thread(stored, url, db)), grew_at
         await asyncio.sleep(0.2 if written >= want else 0.05)
     return last, last_at
 
