@@ -26,7 +26,7 @@ from monitor.careteam.records import Conflict, Invalid
 from monitor.careteam.store import CareStore
 from monitor.config import parse_config
 from monitor.profile import PatientProfile
-from monitor.thresholds.learner import store_path
+from monitor.thresholds.location import store_path
 from monitor.web.teamsync import TeamSync
 from tests.careteam_helpers import (
     ADMIN,

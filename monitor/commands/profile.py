@@ -28,7 +28,7 @@ from monitor.errors import ConfigError, InputError
 from monitor.model import iso_utc
 from monitor.profile import LOGIN_PATTERN, PATIENT_ID_PATTERN, PatientProfile
 from monitor.thresholds.floor import check_acceptable
-from monitor.thresholds.learner import shared_url, store_path
+from monitor.thresholds.location import shared_url, store_path
 from monitor.thresholds.records import Suggestion, SuggestionError
 from monitor.thresholds.store import ThresholdStore
 from monitor.thresholds.views import patient_view

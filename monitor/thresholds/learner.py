@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.backoff import Backoff
 from monitor.engine import MonitorEngine
 from monitor.engine.learning import DEFAULT_RULES, Report, Rules, evaluate
-from monitor.errors import ConfigError, InputError
+from monitor.errors import InputError
 from monitor.model import (
     Acknowledgement,
     SessionRecord,
@@ -44,8 +44,8 @@ from monitor.model import (
 from monitor.plugins import PluginContext, Sink, validate_options
 from monitor.profile import PatientProfile
 from monitor.strict import StrictModel
-from monitor.thresholds.floor import check_acceptable as check_acceptable
-from monitor.thresholds.floor import floor_for
+from monitor.thresholds.floor import check_acceptable, floor_for
+from monitor.thresholds.location import open_store, shared_url, store_path
 from monitor.thresholds.records import Draft, StoredReport, Suggestion, ThresholdChange, new_id
 from monitor.thresholds.store import ThresholdStore
 
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 STORE_ERRORS = (sqlite3.Error, OSError, SQLAlchemyError)
 
-DEFAULT_FILE = "thresholds.sqlite"
 POLL_S = 5.0
 """How often decisions made by another process (``heatmon profile accept``) are picked up."""
 MAX_QUEUED = 1000
@@ -68,53 +67,6 @@ class ThresholdOptions(StrictModel):
 
     path: str = ""
     poll_s: float = Field(default=POLL_S, gt=0.05, le=3600)
-
-
-def store_path(config: Any, options: Mapping[str, Any] | None = None) -> Path:
-    """Where the store of ``config`` lives (the service and ``heatmon profile`` agree)."""
-    opts = options
-    if opts is None:
-        sinks = getattr(config, "sinks", {}) or {}
-        opts = {k: v for k, v in dict(sinks.get("thresholds", {}) or {}).items() if k == "path"}
-    path = str(opts.get("path", "") or "")
-    if path:
-        return Path(path)
-    shared = _careteam_file(config)
-    if shared is not None:  # the care-team store's SQLite file holds these tables too
-        return shared
-    data_dir = Path(getattr(getattr(config, "monitor", None), "data_dir", "var"))
-    return data_dir / DEFAULT_FILE
-
-
-def shared_url(config: Any, options: Mapping[str, Any] | None = None) -> str | None:
-    """The care team's PostgreSQL, when ``config`` has one and names no SQLite file for the
-    thresholds: the suggestions then live there (all web instances see them)."""
-    opts = options
-    if opts is None:
-        sinks = getattr(config, "sinks", {}) or {}
-        opts = dict(sinks.get("thresholds", {}) or {})
-    if str(opts.get("path", "") or ""):
-        return None
-    from monitor.careteam.config import store_url
-
-    try:
-        url = store_url(config)
-    except ConfigError:
-        return None
-    return url if url is not None and url.startswith("postgresql") else None
-
-
-def open_store(*, path: Path, url: str | None) -> ThresholdStore:
-    return ThresholdStore(url=url) if url is not None else ThresholdStore(path=path)
-
-
-def _careteam_file(config: Any) -> Path | None:
-    from monitor.careteam.config import sqlite_file, store_url
-
-    try:
-        return sqlite_file(store_url(config))
-    except ConfigError:
-        return None
 
 
 def make_draft(
