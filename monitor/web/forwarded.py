@@ -62,7 +62,7 @@ def parse_network(text: str) -> IPNetwork:
     try:
         network = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as err:
-        raise ValueError(f"{text!r} is not an IP address or network (CIDR): {err}") from None
+        raise ValueError(f"not an IP address or CIDR network: {err}") from None
     if network.prefixlen == 0:
         raise ValueError(f"{text!r} trusts every address: any client could choose its own")
     return network
