@@ -338,6 +338,9 @@ def build_app(state: WebState) -> web.Application:
     trusted = TrustedProxies(networks=state.config.trusted_proxies)
     if trusted:  # first: the Origin check, the limiters and the handlers see the client
         middlewares.insert(0, forwarded_middleware(trusted, state.rejections))
+        log.info(
+            "client addresses from X-Forwarded-For of %s", ", ".join(state.config.trusted_proxies)
+        )
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app[STATE] = state
 
