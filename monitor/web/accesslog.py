@@ -11,7 +11,9 @@ writes instead:
 - for a path no route matched, the path cut to :data:`MAX_LOGGED_PATH` characters;
 - every query value replaced by ``…`` (``/patient/p-0001?token=…``), keys kept if they look
   like names;
-- no headers (no cookies, no ``Referer``, no ``User-Agent``); bodies are never logged.
+- no headers (no cookies, no ``Referer``, no ``User-Agent``); bodies are never logged;
+- the client's address: behind a proxy in ``[web] trusted_proxies``, the one its
+  ``X-Forwarded-For`` gives (the proxy's in the record's ``peer_address``).
 
 aiohttp's server logger also logs requests its parser refuses (a request line longer than
 8190 bytes, too many headers), with the exception, whose message quotes the start of the
@@ -31,6 +33,8 @@ from typing import Any
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, DynamicResource, Request, StreamResponse
+
+from monitor.web.forwarded import FORWARDED_CLIENT, FORWARDED_PEER
 
 SERVER_LOGGER = "monitor.web.server"
 MAX_LOGGED_PATH = 100
@@ -95,8 +99,11 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """One line a request: address, method, redacted target, status, bytes, seconds."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        # Behind a trusted proxy, the client's address (monitor/web/forwarded.py)
+        remote = request.get(FORWARDED_CLIENT, request.remote)
         extra: dict[str, Any] = {
-            "remote_address": request.remote,
+            "remote_address": remote,
+            "peer_address": request.get(FORWARDED_PEER, request.remote),
             "method": request.method,
             "target": _safely(logged_target, request),
             "status": response.status,
@@ -105,7 +112,7 @@ class RedactingAccessLogger(AbstractAccessLogger):
         }
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %d %.3fs',
-            _printable(request.remote or "-", 64),
+            _printable(remote or "-", 64),
             _printable(request.method, 16),
             extra["target"],
             request.version.major,

@@ -34,6 +34,7 @@ from monitor.web.auth import (
 )
 from monitor.web.bodies import BODY, body_middleware, refuse
 from monitor.web.config import LOGIN_PATTERN
+from monitor.web.forwarded import TrustedProxies, forwarded_middleware
 from monitor.web.history import HistoryReader
 from monitor.web.live import (
     api_ack,
@@ -69,13 +70,19 @@ CSP = (
 # -- helpers ------------------------------------------------------------------------------
 
 
+def _secure(request: web.Request) -> bool:
+    """Cookies get ``Secure`` with ``secure_cookies``, or when the browser came over HTTPS
+    (so far only said by a trusted proxy's ``X-Forwarded-Proto``: heatmon serves plain HTTP)."""
+    return state_of(request).config.secure_cookies or request.scheme == "https"
+
+
 def _set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         session.id,
         httponly=True,
         samesite="Strict",
-        secure=state_of(request).config.secure_cookies,
+        secure=_secure(request),
         path="/",
         max_age=int(state_of(request).config.session_ttl_s),
     )
@@ -93,7 +100,7 @@ def _anonymous_csrf(request: web.Request, response: web.StreamResponse) -> str:
             nonce,
             httponly=True,
             samesite="Strict",
-            secure=st.config.secure_cookies,
+            secure=_secure(request),
             path="/",
             max_age=int(st.config.session_ttl_s),
         )
@@ -324,13 +331,17 @@ PATIENT = "{patient:" + PATIENT_ID_PATTERN.strip("^$") + "}"
 
 
 def build_app(state: WebState) -> web.Application:
-    app = web.Application(
-        middlewares=[
-            session_middleware,
-            body_middleware(state.rejections, timeout_s=state.config.request_timeout_s),
-        ],
-        client_max_size=64 * 1024,
-    )
+    middlewares = [
+        session_middleware,
+        body_middleware(state.rejections, timeout_s=state.config.request_timeout_s),
+    ]
+    trusted = TrustedProxies(networks=state.config.trusted_proxies)
+    if trusted:  # first: the Origin check, the limiters and the handlers see the client
+        middlewares.insert(0, forwarded_middleware(trusted, state.rejections))
+        log.info(
+            "client addresses from X-Forwarded-For of %s", ", ".join(state.config.trusted_proxies)
+        )
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app[STATE] = state
 
     async def on_startup(app: web.Application) -> None:

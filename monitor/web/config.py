@@ -12,6 +12,7 @@ Passwords and tokens are never in the file in clear: caregivers have argon2 hash
     port = 8080
     public_url = "https://heatmon.example.org"   # for printed links; optional
     secure_cookies = true                         # behind HTTPS
+    trusted_proxies = ["127.0.0.1"]               # the reverse proxy in front of it
 
     [web.users.physio1]
     password_hash = "$argon2id$v=19$m=65536,t=3,p=4$..."
@@ -37,6 +38,7 @@ from monitor.plugins import validate_options
 from monitor.profile import LOGIN_PATTERN as LOGIN_PATTERN
 from monitor.profile import PATIENT_ID_PATTERN
 from monitor.strict import StrictModel
+from monitor.web.forwarded import MAX_TRUSTED_PROXIES, parse_network
 
 SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -96,6 +98,10 @@ class WebConfig(StrictModel):
     between presses; a caregiver may report too); more are answered 429 and counted."""
     """A client has this long to send a request's head, and again its body; a connection
     idle this long between requests is closed (slow or silent clients hold no socket)."""
+    trusted_proxies: tuple[str, ...] = Field(default=(), max_length=MAX_TRUSTED_PROXIES)
+    """Reverse proxies (addresses or CIDR networks) whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed, only on connections from them
+    (:mod:`monitor.web.forwarded`); empty: the headers are ignored."""
     static_dir: str = ""
     users: dict[str, UserConfig] = Field(default_factory=dict)
     patient_tokens: dict[str, str] = Field(default_factory=dict)
@@ -108,6 +114,11 @@ class WebConfig(StrictModel):
             if not re.fullmatch(LOGIN_PATTERN, login):
                 raise ValueError(f"login {login!r} may only hold letters, digits and ._@-")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(parse_network(text)) for text in value)
 
     @field_validator("patient_tokens")
     @classmethod
