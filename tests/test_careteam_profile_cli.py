@@ -153,3 +153,43 @@ def test_the_command_line_refuses_a_login_the_care_team_does_not_allow_to_decide
     with CareStore(url=careteam_url) as store:
         entry = store.audit(limit=1)[0]
     assert entry.action == "suggestion.reject" and entry.actor == CLINICIAN
+
+
+def test_a_suggestion_below_the_floor_of_the_record_is_refused_on_the_command_line(
+    careteam_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The care team raised NEW's caution margin to 0.35 °C (floor 0.40 °C): the command
+    line checked only the configuration's profile and took 0.32 °C."""
+    seed_team(careteam_url)
+    with CareStore(url=careteam_url) as store:
+        store.update_patient(NEW, {"caution_margin_c": 0.35}, based_on=1, by=CLINICIAN)
+    suggestion = seed_suggestion(careteam_url, 0.32)
+    config = write_config(tmp_path, careteam_url)
+    before = changes_and_audit(careteam_url, config)
+    assert profile(config, "accept", suggestion, "--by", CLINICIAN) == 2
+    assert "0.40" in capsys.readouterr().err
+    assert changes_and_audit(careteam_url, config) == before
+
+
+def test_a_thresholds_store_of_its_own_still_updates_the_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[sinks.thresholds] path`` names another file: the record and its audit entry are
+    written in the care-team store's own transaction, right after the decision."""
+    from monitor.careteam.base import sqlite_url
+
+    url = sqlite_url(tmp_path / "careteam.sqlite")
+    own = tmp_path / "own-thresholds.sqlite"
+    seed_team(url)
+    suggestion = seed_suggestion(sqlite_url(own))
+    config = write_config(tmp_path, url)
+    config.write_text(
+        config.read_text(encoding="utf-8") + f'[sinks.thresholds]\npath = "{own}"\n',
+        encoding="utf-8",
+    )
+    assert profile(config, "accept", suggestion, "--by", CLINICIAN) == 0, capsys.readouterr()
+    with CareStore(url=url) as store:
+        assert store.patient(NEW).profile.threshold_rise_c == SUGGESTED_C
+        entry = store.audit(limit=1)[0]
+        assert (entry.action, entry.actor) == ("threshold.accept_suggestion", CLINICIAN)
+        assert store.latest_thresholds()[NEW][0] == SUGGESTED_C

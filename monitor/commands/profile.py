@@ -9,6 +9,11 @@
 - ``heatmon profile reset PATIENT --by NAME`` goes back to the configured threshold
   (recorded the same way).
 
+With a care-team store (``[careteam]``) ``--by`` must be an enabled clinician or admin
+assigned to the patient (else exit code 2, nothing written), and a decision writes the
+patient's record and an audit entry too (:mod:`monitor.careteam.decisions`); without one,
+``--by`` is recorded as given.
+
 The store is the one the service's ``thresholds`` sink keeps (``[sinks.thresholds] path``,
 default ``<data_dir>/thresholds.sqlite``); ``--store`` names another.
 """
