@@ -8,11 +8,16 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 
+from monitor.careteam.base import sqlite_url
+from monitor.careteam.decisions import record_decision
 from monitor.careteam.store import CareStore
 from monitor.cli import main
+from monitor.config import load_config
 from monitor.profile import PatientProfile
 from monitor.thresholds.location import open_store, shared_url, store_path
+from monitor.thresholds.records import ThresholdChange
 from tests.careteam_helpers import ADMIN, ADMIN_PASSWORD, NEW, build_team_stack, seed_admin
 from tests.test_careteam_thresholds import SUGGESTED_C, Client, seed_suggestion
 
@@ -56,8 +61,6 @@ def profile(config: Path, *args: str) -> int:
 
 def changes_and_audit(url: str, config: Path) -> tuple[int, int, str]:
     """How many threshold changes and audit entries, and the suggestion's status."""
-    from monitor.config import load_config
-
     cfg = load_config(config)
     with open_store(path=store_path(cfg), url=shared_url(cfg)) as thresholds:
         n_changes = len(thresholds.changes(NEW))
@@ -176,8 +179,6 @@ def test_a_thresholds_store_of_its_own_still_updates_the_record(
 ) -> None:
     """``[sinks.thresholds] path`` names another file: the record and its audit entry are
     written in the care-team store's own transaction, right after the decision."""
-    from monitor.careteam.base import sqlite_url
-
     url = sqlite_url(tmp_path / "careteam.sqlite")
     own = tmp_path / "own-thresholds.sqlite"
     seed_team(url)
@@ -193,3 +194,44 @@ def test_a_thresholds_store_of_its_own_still_updates_the_record(
         entry = store.audit(limit=1)[0]
         assert (entry.action, entry.actor) == ("threshold.accept_suggestion", CLINICIAN)
         assert store.latest_thresholds()[NEW][0] == SUGGESTED_C
+
+
+class Crash(Exception):
+    pass
+
+
+def test_the_decision_and_the_record_commit_together_or_not_at_all(
+    careteam_url: str, tmp_path: Path
+) -> None:
+    """Both stores in one database: a failure after the record and its audit entry are
+    written, before the commit, leaves the suggestion pending and the record as it was."""
+    seed_team(careteam_url)
+    suggestion = seed_suggestion(careteam_url)
+    config = write_config(tmp_path, careteam_url)
+    before = changes_and_audit(careteam_url, config)
+    cfg = load_config(config)
+    with (
+        open_store(path=store_path(cfg), url=shared_url(cfg)) as thresholds,
+        CareStore(url=careteam_url) as team,
+    ):
+
+        def write_then_crash(conn: Connection, change: ThresholdChange | None) -> None:
+            assert change is not None
+            record_decision(
+                team,
+                conn,
+                patient=NEW,
+                threshold_c=change.threshold_c,
+                by=CLINICIAN,
+                action="threshold.accept_suggestion",
+                suggestion=suggestion,
+            )
+            raise Crash
+
+        with pytest.raises(Crash):
+            thresholds.decide(
+                suggestion, patient=NEW, accept=True, by=CLINICIAN, at=1.0, within=write_then_crash
+            )
+        assert team.patient(NEW).profile.threshold_rise_c == 0.5
+        assert team.patient(NEW).version == 1
+    assert changes_and_audit(careteam_url, config) == before
