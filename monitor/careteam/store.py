@@ -65,7 +65,7 @@ def _profile_json(profile: PatientProfile) -> dict[str, Any]:
     return profile.model_dump(mode="json")
 
 
-def _log_threshold(
+def log_threshold(
     conn: Connection, profile: PatientProfile, before_c: float, *, by: str, at: float
 ) -> None:
     """A threshold a person typed goes into ``threshold_changes`` too, in the same
@@ -233,7 +233,7 @@ class CareStore(CaregiverMixin):
             if archived is not None and archived != old.archived:
                 diff_before["archived"], diff_after["archived"] = old.archived, archived
             if profile.threshold_rise_c != old.profile.threshold_rise_c:
-                _log_threshold(conn, profile, old.profile.threshold_rise_c, by=by, at=now)
+                log_threshold(conn, profile, old.profile.threshold_rise_c, by=by, at=now)
             self.audit_entry(
                 conn,
                 actor=by,

@@ -9,6 +9,11 @@
 - ``heatmon profile reset PATIENT --by NAME`` goes back to the configured threshold
   (recorded the same way).
 
+With a care-team store (``[careteam]``) ``--by`` must be an enabled clinician or admin
+assigned to the patient (else exit code 2, nothing written), and a decision writes the
+patient's record and an audit entry too (:mod:`monitor.careteam.decisions`); without one,
+``--by`` is recorded as given.
+
 The store is the one the service's ``thresholds`` sink keeps (``[sinks.thresholds] path``,
 default ``<data_dir>/thresholds.sqlite``); ``--store`` names another.
 """
@@ -16,12 +21,19 @@ default ``<data_dir>/thresholds.sqlite``); ``--store`` names another.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
+from monitor.careteam.config import sqlite_file, store_url
+from monitor.careteam.decisions import check_decider, record_decision
+from monitor.careteam.store import CareStore
 from monitor.config import HeatmonConfig, load_config
 from monitor.engine.learning import Z95
 from monitor.errors import ConfigError, InputError
@@ -29,8 +41,8 @@ from monitor.model import iso_utc
 from monitor.profile import LOGIN_PATTERN, PATIENT_ID_PATTERN, PatientProfile
 from monitor.thresholds.floor import check_acceptable
 from monitor.thresholds.location import shared_url, store_path
-from monitor.thresholds.records import Suggestion, SuggestionError
-from monitor.thresholds.store import ThresholdStore
+from monitor.thresholds.records import Suggestion, SuggestionError, ThresholdChange
+from monitor.thresholds.store import ThresholdStore, Within
 from monitor.thresholds.views import patient_view
 
 NAME_PATTERN = LOGIN_PATTERN
@@ -81,6 +93,59 @@ def _store(args: argparse.Namespace, config: HeatmonConfig) -> ThresholdStore:
     if not path.exists():
         raise ConfigError(f"{path}: no thresholds store yet (is [sinks.thresholds] enabled?)")
     return ThresholdStore(path=path)
+
+
+@contextlib.contextmanager
+def _team(config: HeatmonConfig) -> Iterator[CareStore | None]:
+    """The care-team store of ``config`` (``None`` without ``[careteam]``)."""
+    url = store_url(config)
+    if url is None:
+        yield None
+        return
+    with CareStore(url=url) as team:
+        yield team
+
+
+def _same_database(a: str, b: str) -> bool:
+    fa, fb = sqlite_file(a), sqlite_file(b)
+    if fa is None and fb is None:
+        return a == b
+    return fa is not None and fb is not None and fa.resolve() == fb.resolve()
+
+
+def _record(
+    store: ThresholdStore,
+    team: CareStore | None,
+    *,
+    patient: str,
+    by: str,
+    action: str,
+    suggestion: str | None,
+) -> tuple[Within | None, Callable[[ThresholdChange | None], None]]:
+    """How the decision reaches the care team's record and audit log: inside the
+    decision's transaction when both stores share a database (first), else in a
+    transaction of the care-team store right after it (second); neither without a store."""
+
+    def write(conn: Connection, change: ThresholdChange | None) -> None:
+        if team is not None:
+            record_decision(
+                team,
+                conn,
+                patient=patient,
+                threshold_c=None if change is None else change.threshold_c,
+                by=by,
+                action=action,
+                suggestion=suggestion,
+            )
+
+    def after(change: ThresholdChange | None) -> None:
+        if team is not None:
+            with team.transaction() as conn:
+                write(conn, change)
+
+    if team is not None and _same_database(store.url, team.url):
+        return write, lambda _change: None
+    return None, after
 
 
 def _profile(config: HeatmonConfig, patient: str) -> PatientProfile:
@@ -136,18 +201,27 @@ def run_decide(args: argparse.Namespace) -> int:
     if not re.match(NAME_PATTERN, by):
         raise InputError("--by takes a login: letters, digits and ._@-", where="--by")
     config = _config(args)
-    with _store(args, config) as store:
+    with _store(args, config) as store, _team(config) as team:
         found: Suggestion | None = store.suggestion(sid)
         if found is None:
             raise InputError("no such suggestion", where=sid)
+        profile = _profile(config, found.patient)
+        if team is not None:  # only whom the care team lets decide, as on the dashboard
+            check_decider(team, by, found.patient)
+            profile = team.patient(found.patient).profile
+        action = "threshold.accept_suggestion" if args.accept else "suggestion.reject"
+        within, after = _record(
+            store, team, patient=found.patient, by=by, action=action, suggestion=sid
+        )
         try:
             if args.accept and found.status == "pending":
-                check_acceptable(found.suggested_c, _profile(config, found.patient))
+                check_acceptable(found.suggested_c, profile)
             decided, change = store.decide(
-                sid, patient=found.patient, accept=args.accept, by=by, at=time.time()
+                sid, patient=found.patient, accept=args.accept, by=by, at=time.time(), within=within
             )
         except SuggestionError as err:
             raise InputError(str(err), where=sid) from err
+        after(change)
     assert decided.decided_at is not None
     print(f"{decided.status} by {by} at {iso_utc(decided.decided_at)}")
     if change is not None:
@@ -171,8 +245,15 @@ def run_reset(args: argparse.Namespace) -> int:
     _check_patient_and_name(patient, by)
     config = _config(args)
     configured = _profile(config, patient).threshold_rise_c
-    with _store(args, config) as store:
-        change = store.reset(patient, configured_c=configured, by=by, at=time.time())
+    with _store(args, config) as store, _team(config) as team:
+        if team is not None:  # only whom the care team lets decide, as on the dashboard
+            check_decider(team, by, patient)
+        within, after = _record(
+            store, team, patient=patient, by=by, action="threshold.reset", suggestion=None
+        )
+        change = store.reset(patient, configured_c=configured, by=by, at=time.time(), within=within)
+        if change is not None:
+            after(change)
     if change is None:
         print(f"{patient}: the configured threshold {configured:+.2f} °C is in force already")
     else:

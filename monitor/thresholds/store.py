@@ -18,7 +18,7 @@ it from a worker thread, the CLI directly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +46,11 @@ MAX_REPORTS = 1000
 presses "I feel symptoms" many times a session cannot make a change slow)."""
 
 R, S, E, C = t.symptom_reports, t.suggestions, t.suggestion_evidence, t.threshold_changes
+
+Within = Callable[[Connection, ThresholdChange | None], None]
+"""Called inside a decision's transaction with the change it made (``None``: a rejection),
+to write more in the same transaction (the care team's record and audit entry, when both
+stores share a database); what it raises undoes the whole decision."""
 
 
 def _report(row: Row[Any]) -> StoredReport:
@@ -149,7 +154,14 @@ class ThresholdStore:
             return self._suggestion(conn, sid)
 
     def decide(
-        self, suggestion_id: str, *, patient: str, accept: bool, by: str, at: float
+        self,
+        suggestion_id: str,
+        *,
+        patient: str,
+        accept: bool,
+        by: str,
+        at: float,
+        within: Within | None = None,
     ) -> tuple[Suggestion, ThresholdChange | None]:
         with self._tx() as conn:
             # Lock the row: two instances deciding at once cannot both succeed.
@@ -182,11 +194,19 @@ class ThresholdStore:
                     set_at=at,
                 )
                 self._insert_change(conn, change)
+            if within is not None:
+                within(conn, change)
         log.info("threshold suggestion %s by a caregiver", status)
         return replace(found, status=status, decided_by=by, decided_at=at), change
 
     def reset(
-        self, patient: str, *, configured_c: float, by: str, at: float
+        self,
+        patient: str,
+        *,
+        configured_c: float,
+        by: str,
+        at: float,
+        within: Within | None = None,
     ) -> ThresholdChange | None:
         with self._tx() as conn:
             personal = self._current(conn, patient)
@@ -207,6 +227,8 @@ class ThresholdStore:
                 set_at=at,
             )
             self._insert_change(conn, change)
+            if within is not None:
+                within(conn, change)
         return change
 
     @staticmethod

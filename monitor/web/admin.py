@@ -6,7 +6,8 @@ care-team store must be configured: ``[careteam]``; otherwise these answer 503).
 * ``GET  /api/team/ranges`` — the valid range of every profile field
 * ``GET  /api/team/patients`` — patients (admin: all; others: assigned)
 * ``POST /api/team/patients`` — (admin) add a patient
-* ``GET  /api/team/patients/{patient}`` — record, links and audit entries
+* ``GET  /api/team/patients/{patient}`` — record, links, audit entries and the newest
+  threshold decision (``threshold``: who set the threshold in force, when; ``null`` if none)
 * ``POST /api/team/patients/{patient}`` — edit with the version it was based on
   (thresholds: an assigned clinician; other fields: an admin); 409 with what changed
 * ``POST /api/team/patients/{patient}/archive`` — (admin) archive or restore
@@ -24,6 +25,7 @@ from typing import Any
 import segno
 from aiohttp import web
 
+from monitor.careteam.decisions import latest_decision
 from monitor.careteam.records import THRESHOLD_FIELDS, CareTeamError
 from monitor.profile import PatientProfile
 from monitor.web.bodies import BODY
@@ -123,11 +125,13 @@ def add_team_routes(
             raise store_error(err) from err
         links = await asyncio.to_thread(store.links, pid)
         audit = await asyncio.to_thread(store.audit, patient=pid, limit=100)
+        decision = await asyncio.to_thread(latest_decision, store, pid)
         return web.json_response(
             record.to_json()
             | {
                 "links": [link.to_json() for link in links] if role != "caregiver" else [],
                 "audit": [e.to_json() for e in audit],
+                "threshold": decision,
                 "may_edit_thresholds": role in ("clinician", "admin")
                 and pid in guard.assigned(request, login),
                 "may_edit_profile": role == "admin",

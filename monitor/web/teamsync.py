@@ -96,9 +96,10 @@ def load(store: CareStore) -> Snapshot:
 def in_force(record: PatientRecord, latest: tuple[float, float] | None) -> PatientProfile:
     """The record's profile with the threshold of the newest decision in
     ``threshold_changes``, which holds every one (a typed threshold goes there too, in the
-    same transaction as the record): ``heatmon profile accept`` and ``reset`` write only
-    there, and without this the next edit of anything in the record (the age) gave the
-    engine the record's old threshold again."""
+    same transaction as the record). ``heatmon profile accept`` and ``reset`` write the
+    record too (:mod:`monitor.careteam.decisions`), in the same transaction where both
+    stores share a database; with a thresholds file of its own the record follows a moment
+    later, and until then this keeps the engine on the decision."""
     profile = record.profile
     if latest is None or latest[0] == profile.threshold_rise_c:
         return profile

@@ -142,7 +142,10 @@ async function openPatient(id) {
   current = record;
   $("patient-section").hidden = false;
   $("patient-title").textContent = `${record.id}${record.display_name ? " · " + record.display_name : ""}`;
-  $("patient-version").textContent = `version ${record.version}${record.archived ? ", archived" : ""}`;
+  const decided = record.threshold
+    ? `; threshold ${signed(record.threshold.threshold_c, 2)} °C set by ${record.threshold.set_by}, ${new Date(record.threshold.set_at).toLocaleString([], { dateStyle: "short", timeStyle: "medium" })}`
+    : "";
+  $("patient-version").textContent = `version ${record.version}${record.archived ? ", archived" : ""}${decided}`;
   profileForm(record);
   $("archive").hidden = me.role !== "admin";
   $("archive").textContent = record.archived ? "Restore" : "Archive";
