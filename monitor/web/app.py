@@ -53,7 +53,7 @@ from monitor.web.state import WebState as WebState
 from monitor.web.state import default_static_dir as default_static_dir
 from monitor.web.state import json_error, may_see, require_caregiver, session_of, state_of
 from monitor.web.suggestions import add_suggestion_routes
-from monitor.web.teamguard import Guard, record_decision, require_decider
+from monitor.web.teamguard import Guard, record_dashboard_decision, require_decider
 from monitor.web.teamsync import LINK_DIGEST
 
 log = logging.getLogger(__name__)
@@ -390,7 +390,7 @@ def build_app(state: WebState) -> web.Application:
         require_caregiver=require_caregiver,
         control_of=lambda request: state_of(request).control,
         require_decider=require_decider(guard, require_caregiver),
-        on_decision=record_decision(guard),
+        on_decision=record_dashboard_decision(guard),
     )
     register_patient_routes(app, state=state, patient_path=PATIENT)
     add_team_routes(r, guard=guard, patient_pattern=PATIENT, page=_caregiver_page("team.html"))

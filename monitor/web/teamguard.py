@@ -185,7 +185,7 @@ def require_decider(
     return check
 
 
-def record_decision(
+def record_dashboard_decision(
     guard: Guard,
 ) -> Callable[[web.Request, str, str, float | None], Awaitable[None]]:
     """A decided suggestion goes into the audit log; an accepted one becomes the patient's
