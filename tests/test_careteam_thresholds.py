@@ -267,3 +267,58 @@ async def test_an_unrelated_edit_keeps_a_threshold_accepted_on_the_command_line(
             assert threshold_in_engine(stack) == SUGGESTED_C
         finally:
             await admin.http.close()
+
+
+async def test_a_dashboard_accept_the_care_team_record_refuses_is_not_made(
+    careteam_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision and the care team's record of it are one transaction (both stores share
+    the database): when the record cannot take it (here another edit of the patient landed
+    in between, injected), the accept is answered 409 and nothing changed — the suggestion
+    is still pending, the engine keeps its threshold, the record its version. Before, the
+    decision was committed first and the record's failure only logged: 200, a threshold in
+    use that the care team's pages did not show."""
+    from monitor.careteam.records import Conflict
+    from monitor.web import teamguard
+
+    def edited_meanwhile(*_args: object, **_kwargs: object) -> None:
+        raise Conflict(f"patient {NEW!r} was changed meanwhile; try again")
+
+    await asyncio.to_thread(seed_admin, careteam_url)
+    suggestion = await asyncio.to_thread(seed_suggestion, careteam_url)
+    stack = stack_with_learner(careteam_url)
+    async with stack.monitor:
+        admin = Client(stack)
+        try:
+            status, body = await admin.post(
+                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
+            )
+            assert status == 200, body
+            status, body = await admin.post("/api/team/patients", {"id": NEW})
+            assert status == 201, body
+            await admin.post("/api/team/assignments", {"login": ADMIN, "patient": NEW})
+            status, before = await admin.get(f"/api/team/patients/{NEW}")
+            assert status == 200, before
+            monkeypatch.setattr(teamguard, "record_decision", edited_meanwhile)
+            status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/accept")
+            assert status == 409, body
+            assert "changed meanwhile" in str(body["error"])
+            assert threshold_in_engine(stack) == 0.5
+            status, view = await admin.get(f"/api/patients/{NEW}/thresholds")
+            assert status == 200, view
+            assert view["threshold_c"] == 0.5, view
+            assert not view["changes"], view
+            listed = view["suggestions"]
+            assert isinstance(listed, list), view
+            pending = [s for s in listed if s["id"] == suggestion]
+            assert pending and pending[0]["status"] == "pending", view
+            status, after = await admin.get(f"/api/team/patients/{NEW}")
+            assert after["version"] == before["version"], after
+            monkeypatch.undo()
+            status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/accept")
+            assert status == 200, body  # once the record can take it, the accept is made
+            assert threshold_in_engine(stack) == SUGGESTED_C
+            status, after = await admin.get(f"/api/team/patients/{NEW}")
+            assert after["profile"]["threshold_rise_c"] == SUGGESTED_C, after  # type: ignore[index]
+        finally:
+            await admin.http.close()

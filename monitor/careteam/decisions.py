@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select, update
 
 from monitor.careteam import schema as t
 from monitor.careteam.base import StoreBase
+from monitor.careteam.config import sqlite_file
 from monitor.careteam.records import Conflict, Forbidden, Invalid, NotFound
 from monitor.careteam.store import CareStore, log_threshold
 from monitor.model import iso_utc
@@ -25,6 +26,15 @@ from monitor.profile import PatientProfile
 DECIDERS = ("clinician", "admin")
 """Who may decide a patient's threshold: a clinician (or admin) assigned to them, as on the
 dashboard (``monitor/web/teamguard.py``)."""
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether two store URLs name one database (then a decision and the care team's record
+    of it share one transaction)."""
+    fa, fb = sqlite_file(a), sqlite_file(b)
+    if fa is None and fb is None:
+        return a == b
+    return fa is not None and fb is not None and fa.resolve() == fb.resolve()
 
 
 def check_decider(store: CareStore, login: str, patient: str) -> None:

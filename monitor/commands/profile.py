@@ -31,8 +31,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from monitor.careteam.config import sqlite_file, store_url
-from monitor.careteam.decisions import check_decider, record_decision
+from monitor.careteam.config import store_url
+from monitor.careteam.decisions import check_decider, record_decision, same_database
 from monitor.careteam.store import CareStore
 from monitor.config import HeatmonConfig, load_config
 from monitor.engine.learning import Z95
@@ -106,13 +106,6 @@ def _team(config: HeatmonConfig) -> Iterator[CareStore | None]:
         yield team
 
 
-def _same_database(a: str, b: str) -> bool:
-    fa, fb = sqlite_file(a), sqlite_file(b)
-    if fa is None and fb is None:
-        return a == b
-    return fa is not None and fb is not None and fa.resolve() == fb.resolve()
-
-
 def _record(
     store: ThresholdStore,
     team: CareStore | None,
@@ -143,7 +136,7 @@ def _record(
             with team.transaction() as conn:
                 write(conn, change)
 
-    if team is not None and _same_database(store.url, team.url):
+    if team is not None and same_database(store.url, team.url):
         return write, lambda _change: None
     return None, after
 

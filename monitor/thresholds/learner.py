@@ -47,7 +47,7 @@ from monitor.strict import StrictModel
 from monitor.thresholds.floor import check_acceptable, floor_for
 from monitor.thresholds.location import open_store, shared_url, store_path
 from monitor.thresholds.records import Draft, StoredReport, Suggestion, ThresholdChange, new_id
-from monitor.thresholds.store import ThresholdStore
+from monitor.thresholds.store import ThresholdStore, Within
 
 log = logging.getLogger(__name__)
 
@@ -334,9 +334,16 @@ class ThresholdLearner(Sink):
         log.info("thresholds: personal threshold %+.2f °C in use", change.threshold_c)
 
     async def decide(
-        self, patient: str, suggestion_id: str, *, accept: bool, by: str
+        self,
+        patient: str,
+        suggestion_id: str,
+        *,
+        accept: bool,
+        by: str,
+        within: Within | None = None,
     ) -> tuple[Suggestion, ThresholdChange | None]:
         """A person's decision; an accepted threshold is in use when this returns.
+        ``within`` runs inside the decision's transaction (the care team's record of it).
         Raises :class:`~monitor.thresholds.store.SuggestionError`."""
         if accept:
             found = await asyncio.to_thread(self.store.suggestion, suggestion_id)
@@ -349,6 +356,7 @@ class ThresholdLearner(Sink):
             accept=accept,
             by=by,
             at=self._clock(),
+            within=within,
         )
         if change is not None:
             await self._use(change)

@@ -18,9 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.careteam.records import CareTeamError
 from monitor.plugins import MonitorControl
 from monitor.thresholds.learner import ThresholdLearner
-from monitor.thresholds.records import SuggestionError
+from monitor.thresholds.records import SuggestionError, ThresholdChange
+from monitor.thresholds.store import Within
 from monitor.thresholds.views import change_json, patient_view, suggestion_json
 
 log = logging.getLogger(__name__)
@@ -33,9 +35,13 @@ returns the session (with ``login``)."""
 ControlOf = Callable[[web.Request], MonitorControl | None]
 RequireDecider = Callable[[web.Request, str], Awaitable[Any]]
 """Like ``RequireCaregiver`` for accepting or rejecting (the care team: clinicians only)."""
-OnDecision = Callable[[web.Request, str, str, float | None], Awaitable[None]]
-"""Called after a decision: patient, suggestion id, the threshold now in force (``None``
-when rejected)."""
+AfterDecision = Callable[[ThresholdChange | None], Awaitable[None]]
+OnDecision = Callable[
+    [web.Request, str, str, bool, str], tuple[Within | None, AfterDecision | None]
+]
+"""Before a decision (patient, suggestion id, accept, the thresholds store's URL): what to
+write inside the decision's transaction, and what to do once it is made (with the change,
+``None`` when rejected): the care team's record of it."""
 
 
 def find_learner(control: MonitorControl | None) -> ThresholdLearner | None:
@@ -85,15 +91,18 @@ def add_suggestion_routes(
             else:
                 session = require_caregiver(request, patient)
             lrn = learner(request)
+            chosen = request.match_info["suggestion"]
+            within, after = (None, None)
+            if on_decision is not None:
+                within, after = on_decision(request, patient, chosen, accept, lrn.store.url)
             try:
                 suggestion, change = await lrn.decide(
-                    patient, request.match_info["suggestion"], accept=accept, by=session.login
+                    patient, chosen, accept=accept, by=session.login, within=within
                 )
-            except SuggestionError as err:
+            except (SuggestionError, CareTeamError) as err:
                 return _error(err.status, str(err))
-            if on_decision is not None:
-                threshold = None if change is None else change.threshold_c
-                await on_decision(request, patient, suggestion.id, threshold)
+            if after is not None:
+                await after(change)
             return web.json_response(
                 {
                     "suggestion": suggestion_json(suggestion),

@@ -16,10 +16,15 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from sqlalchemy import Connection
 
+from monitor.careteam.decisions import record_decision, same_database
 from monitor.careteam.records import CareTeamError
 from monitor.careteam.store import CareStore
+from monitor.thresholds.records import ThresholdChange
+from monitor.thresholds.store import Within
 from monitor.web.auth import Session
+from monitor.web.suggestions import AfterDecision, OnDecision
 from monitor.web.teamsync import TeamSync
 
 if TYPE_CHECKING:
@@ -185,43 +190,47 @@ def require_decider(
     return check
 
 
-def record_dashboard_decision(
-    guard: Guard,
-) -> Callable[[web.Request, str, str, float | None], Awaitable[None]]:
-    """A decided suggestion goes into the audit log; an accepted one becomes the patient's
-    threshold in the care-team store too, so the store and the engine agree."""
+def record_dashboard_decision(guard: Guard) -> OnDecision:
+    """A decided suggestion in the care-team store: an accepted one becomes the patient's
+    record's threshold, each gets its audit entry (``record_decision``) — inside the
+    decision's transaction when both stores share a database (the default), so the two
+    never disagree; else in a transaction of the care-team store right after it."""
 
-    async def record(
-        request: web.Request, patient: str, suggestion: str, threshold_c: float | None
-    ) -> None:
+    def hooks(
+        request: web.Request, patient: str, suggestion: str, accept: bool, store_url: str
+    ) -> tuple[Within | None, AfterDecision | None]:
         team = guard.state_of(request).team
         session = guard.session_of(request)
         if team is None or session is None or session.login is None:
-            return
-        try:
-            if threshold_c is None:
-                await asyncio.to_thread(
-                    team.store.note,
-                    actor=session.login,
-                    action="suggestion.reject",
-                    kind="suggestion",
-                    subject=suggestion,
-                    patient=patient,
-                    after={"status": "rejected"},
-                )
-            else:
-                current = await asyncio.to_thread(team.store.patient, patient)
-                await asyncio.to_thread(
-                    team.store.update_patient,
-                    patient,
-                    {"threshold_rise_c": threshold_c},
-                    based_on=current.version,
-                    by=session.login,
-                    action="threshold.accept_suggestion",
-                )
-        except Exception:
-            log.exception("care team: a decided suggestion was not recorded in the store")
-            return
-        await team.refresh()
+            return None, None
+        store, by = team.store, session.login
 
-    return record
+        def write(conn: Connection, change: ThresholdChange | None) -> None:
+            record_decision(
+                store,
+                conn,
+                patient=patient,
+                threshold_c=None if change is None else change.threshold_c,
+                by=by,
+                action="threshold.accept_suggestion" if accept else "suggestion.reject",
+                suggestion=suggestion,
+            )
+
+        shared = same_database(store_url, store.url)
+
+        def apart(change: ThresholdChange | None) -> None:
+            with store.transaction() as conn:
+                write(conn, change)
+
+        async def after(change: ThresholdChange | None) -> None:
+            if not shared:
+                try:
+                    await asyncio.to_thread(apart, change)
+                except Exception:
+                    log.exception("care team: a decided suggestion was not recorded in the store")
+                    return
+            await team.refresh()
+
+        return (write if shared else None), after
+
+    return hooks
