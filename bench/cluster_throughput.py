@@ -45,8 +45,9 @@ from monitor.cluster.subjects import Names, render_authorization
 from monitor.cluster.topology import ensure
 from monitor.engine import MonitorEngine
 from monitor.model import Sample, SampleKind, parse_time
+from monitor.mqtt.codec import PayloadCodec
 from monitor.mqtt.options import MqttOptions
-from monitor.mqtt.payloads import PayloadCodec, encode_batch, sample_dict
+from monitor.mqtt.payloads import encode_batch, sample_dict
 from monitor.mqtt.topics import Channel
 from monitor.profile import PatientProfile
 from tests.cluster_helpers import Worker

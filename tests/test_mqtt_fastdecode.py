@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from monitor.errors import InputError
 from monitor.model import Sample, SampleKind
 from monitor.mqtt import payloads
+from monitor.mqtt.codec import PayloadCodec
 from monitor.mqtt.fastdecode import FastSampleDecoder
 
 NOW = 1_700_000_000.0
 LIMIT = NOW + payloads.MAX_FUTURE_S
-CODEC = payloads.PayloadCodec()
+CODEC = PayloadCodec()
 FAST = FastSampleDecoder()
 
 

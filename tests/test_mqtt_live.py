@@ -16,8 +16,8 @@ import pytest
 from monitor.model import Acknowledgement, SymptomReport, iso_utc
 from monitor.mqtt import payloads
 from monitor.mqtt.client import payload_bytes as payloads_bytes
+from monitor.mqtt.codec import PayloadCodec
 from monitor.mqtt.gateway import Gateway
-from monitor.mqtt.payloads import PayloadCodec
 from tests.fixtures.mosquitto import BrokerFactory, make_tls_files
 from tests.mqtt_helpers import (
     PASSWORDS,
@@ -215,7 +215,7 @@ async def test_bad_payloads_are_rejected_with_reason_counted_and_service_continu
         errors = [m.json() for m in ops.messages]
         for (_, expected), error in zip(bad, errors, strict=True):
             assert expected in error["reason"]
-            assert payloads.PayloadCodec().check("error", error) == []
+            assert PayloadCodec().check("error", error) == []
         assert [e["rejected"] for e in errors] == list(range(1, len(bad) + 1))
         assert all(e["topic"] == topic and e["patient"] == "p1" for e in errors)
         # the gateway sees the reasons for its own patient

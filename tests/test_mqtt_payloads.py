@@ -21,7 +21,7 @@ from monitor.model import (
     ThermalState,
 )
 from monitor.mqtt import payloads
-from monitor.mqtt.payloads import PayloadCodec
+from monitor.mqtt.codec import PayloadCodec, load_schema
 from monitor.mqtt.topics import Channel, Topics
 
 NOW = 1_716_000_000.0
@@ -75,7 +75,7 @@ def _event(kind: EventKind = EventKind.LEVEL) -> Event:
 
 @pytest.mark.parametrize("name", payloads.SCHEMA_NAMES)
 def test_every_schema_is_valid_2020_12_with_version_key(name: str) -> None:
-    schema = payloads.load_schema(name)
+    schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert "v" in schema["required"]

@@ -228,7 +228,7 @@ async def test_the_installed_wheel_serves_the_dashboard_and_feeds_every_sink(
         [
             str(python),
             "-c",
-            "import monitor, monitor.web.app as a, monitor.mqtt.payloads as p; "
+            "import monitor, monitor.web.app as a, monitor.mqtt.codec as p; "
             "print(monitor.__file__); print(a.default_static_dir()); p.load_schema('status')",
         ],
         cwd=tmp_path,

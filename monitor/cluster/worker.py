@@ -40,7 +40,8 @@ from monitor.cluster.topology import ensure_ready, names_of
 from monitor.cluster.webview import ClusterControl, OutStreamFeed
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine
-from monitor.mqtt.payloads import PayloadCodec, encode_error
+from monitor.mqtt.codec import PayloadCodec
+from monitor.mqtt.payloads import encode_error
 from monitor.mqtt.topics import Channel
 from monitor.plugins import Sink
 from monitor.service import Monitor, build_plugins

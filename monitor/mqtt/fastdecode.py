@@ -9,7 +9,7 @@ deeper than the schema does, so no separate depth scan is needed; the size limit
 checked before decoding.
 
 This path only ever *accepts*. Whatever it does not accept returns ``None`` and
-:class:`~monitor.mqtt.payloads.PayloadCodec` takes the payload again through strict JSON
+:class:`~monitor.mqtt.codec.PayloadCodec` takes the payload again through strict JSON
 and the JSON Schemas (jsonschema explains), so the reasons a client reads are the ones the
 schemas give, word for word, and a payload that passes here would pass there too.
 """

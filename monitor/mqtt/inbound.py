@@ -2,7 +2,7 @@
 checked, handed to the :class:`~monitor.service.Monitor`, and only then acknowledged.
 
 Nothing a client sends stops the reader: every payload is bounded (size, nesting, numbers,
-times) before use by :class:`~monitor.mqtt.payloads.PayloadCodec`; what fails is answered on
+times) before use by :class:`~monitor.mqtt.codec.PayloadCodec`; what fails is answered on
 the errors topics, counted, and the reader goes on. Even an error nobody foresaw is caught
 here, answered and counted (logged once per kind, with its traceback), so a retained poison
 payload cannot put the sink into a reconnect loop.
@@ -33,6 +33,7 @@ import aiomqtt
 from monitor.errors import InputError
 from monitor.mqtt import payloads
 from monitor.mqtt.client import ack_all, payload_bytes, run_until_one_fails
+from monitor.mqtt.codec import PayloadCodec
 from monitor.mqtt.topics import Channel, Topics
 from monitor.plugins import MonitorControl
 from monitor.profile import LOGIN_PATTERN
@@ -101,7 +102,7 @@ class Inbound:
         self,
         *,
         topics: Topics,
-        codec: payloads.PayloadCodec,
+        codec: PayloadCodec,
         known: frozenset[str],
         instance: str,
         monitor: Callable[[], MonitorControl | None],

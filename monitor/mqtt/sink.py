@@ -34,6 +34,7 @@ from monitor.model import Event, ThermalState
 from monitor.mqtt import payloads
 from monitor.mqtt.alerts import AlertQueue
 from monitor.mqtt.client import check_cancelled, make_client, run_until_one_fails
+from monitor.mqtt.codec import PayloadCodec
 from monitor.mqtt.homeassistant import discovery_messages
 from monitor.mqtt.inbound import Inbound
 from monitor.mqtt.options import MqttOptions, parse_options
@@ -76,7 +77,7 @@ class MqttSink(Sink):
         self._context = context
         self._outbox_path = outbox_path
         self._clock = clock
-        self._codec = payloads.PayloadCodec(max_bytes=options.max_payload_bytes)
+        self._codec = PayloadCodec(max_bytes=options.max_payload_bytes)
         self._outbox: Outbox | None = None
         self._latest: dict[str, ThermalState] = {}
         self._dirty: dict[str, None] = {}
