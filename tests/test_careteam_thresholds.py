@@ -278,8 +278,8 @@ async def test_a_dashboard_accept_the_care_team_record_refuses_is_not_made(
     is still pending, the engine keeps its threshold, the record its version. Before, the
     decision was committed first and the record's failure only logged: 200, a threshold in
     use that the care team's pages did not show."""
+    from monitor.careteam import decisions
     from monitor.careteam.records import Conflict
-    from monitor.web import teamguard
 
     def edited_meanwhile(*_args: object, **_kwargs: object) -> None:
         raise Conflict(f"patient {NEW!r} was changed meanwhile; try again")
@@ -299,7 +299,7 @@ async def test_a_dashboard_accept_the_care_team_record_refuses_is_not_made(
             await admin.post("/api/team/assignments", {"login": ADMIN, "patient": NEW})
             status, before = await admin.get(f"/api/team/patients/{NEW}")
             assert status == 200, before
-            monkeypatch.setattr(teamguard, "record_decision", edited_meanwhile)
+            monkeypatch.setattr(decisions, "record_decision", edited_meanwhile)
             status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/accept")
             assert status == 409, body
             assert "changed meanwhile" in str(body["error"])

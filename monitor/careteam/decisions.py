@@ -11,6 +11,7 @@ the record never holds a threshold that is not the newest row there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -22,6 +23,8 @@ from monitor.careteam.records import Conflict, Forbidden, Invalid, NotFound
 from monitor.careteam.store import CareStore, log_threshold
 from monitor.model import iso_utc
 from monitor.profile import PatientProfile
+from monitor.thresholds.records import ThresholdChange
+from monitor.thresholds.store import Within
 
 DECIDERS = ("clinician", "admin")
 """Who may decide a patient's threshold: a clinician (or admin) assigned to them, as on the
@@ -110,6 +113,42 @@ def record_decision(
         before={"threshold_rise_c": old.threshold_rise_c},
         after={"threshold_rise_c": profile.threshold_rise_c},
     )
+
+
+def decision_writers(
+    team: CareStore,
+    store_url: str,
+    *,
+    patient: str,
+    by: str,
+    action: str,
+    suggestion: str | None,
+) -> tuple[Within | None, Callable[[ThresholdChange | None], None] | None]:
+    """How a decision reaches the care team's record and audit log (:func:`record_decision`),
+    for the dashboard and the command line alike: ``(within, None)`` to run inside the
+    decision's transaction when the thresholds store (``store_url``) and the care-team store
+    share a database, else ``(None, apart)`` to run in a transaction of the care-team store
+    right after the decision (blocking)."""
+
+    def write(conn: Connection, change: ThresholdChange | None) -> None:
+        record_decision(
+            team,
+            conn,
+            patient=patient,
+            threshold_c=None if change is None else change.threshold_c,
+            by=by,
+            action=action,
+            suggestion=suggestion,
+        )
+
+    if same_database(store_url, team.url):
+        return write, None
+
+    def apart(change: ThresholdChange | None) -> None:
+        with team.transaction() as conn:
+            write(conn, change)
+
+    return None, apart
 
 
 def latest_decision(store: CareStore, patient: str) -> dict[str, Any] | None:

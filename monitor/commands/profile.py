@@ -29,10 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
-
 from monitor.careteam.config import store_url
-from monitor.careteam.decisions import check_decider, record_decision, same_database
+from monitor.careteam.decisions import check_decider, decision_writers
 from monitor.careteam.store import CareStore
 from monitor.config import HeatmonConfig, load_config
 from monitor.engine.learning import Z95
@@ -115,30 +113,14 @@ def _record(
     action: str,
     suggestion: str | None,
 ) -> tuple[Within | None, Callable[[ThresholdChange | None], None]]:
-    """How the decision reaches the care team's record and audit log: inside the
-    decision's transaction when both stores share a database (first), else in a
-    transaction of the care-team store right after it (second); neither without a store."""
-
-    def write(conn: Connection, change: ThresholdChange | None) -> None:
-        if team is not None:
-            record_decision(
-                team,
-                conn,
-                patient=patient,
-                threshold_c=None if change is None else change.threshold_c,
-                by=by,
-                action=action,
-                suggestion=suggestion,
-            )
-
-    def after(change: ThresholdChange | None) -> None:
-        if team is not None:
-            with team.transaction() as conn:
-                write(conn, change)
-
-    if team is not None and same_database(store.url, team.url):
-        return write, lambda _change: None
-    return None, after
+    """How the decision reaches the care team's record and audit log
+    (:func:`~monitor.careteam.decisions.decision_writers`); neither without a store."""
+    if team is None:
+        return None, lambda _change: None
+    within, apart = decision_writers(
+        team, store.url, patient=patient, by=by, action=action, suggestion=suggestion
+    )
+    return within, apart if apart is not None else (lambda _change: None)
 
 
 def _profile(config: HeatmonConfig, patient: str) -> PatientProfile:

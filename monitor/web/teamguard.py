@@ -16,9 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from sqlalchemy import Connection
 
-from monitor.careteam.decisions import record_decision, same_database
+from monitor.careteam.decisions import decision_writers
 from monitor.careteam.records import CareTeamError
 from monitor.careteam.store import CareStore
 from monitor.thresholds.records import ThresholdChange
@@ -192,9 +191,10 @@ def require_decider(
 
 def record_dashboard_decision(guard: Guard) -> OnDecision:
     """A decided suggestion in the care-team store: an accepted one becomes the patient's
-    record's threshold, each gets its audit entry (``record_decision``) — inside the
-    decision's transaction when both stores share a database (the default), so the two
-    never disagree; else in a transaction of the care-team store right after it."""
+    record's threshold, each gets its audit entry — inside the decision's transaction when
+    both stores share a database (the default), so the two never disagree; else in a
+    transaction of the care-team store right after it
+    (:func:`~monitor.careteam.decisions.decision_writers`, as on the command line)."""
 
     def hooks(
         request: web.Request, patient: str, suggestion: str, accept: bool, store_url: str
@@ -203,27 +203,17 @@ def record_dashboard_decision(guard: Guard) -> OnDecision:
         session = guard.session_of(request)
         if team is None or session is None or session.login is None:
             return None, None
-        store, by = team.store, session.login
-
-        def write(conn: Connection, change: ThresholdChange | None) -> None:
-            record_decision(
-                store,
-                conn,
-                patient=patient,
-                threshold_c=None if change is None else change.threshold_c,
-                by=by,
-                action="threshold.accept_suggestion" if accept else "suggestion.reject",
-                suggestion=suggestion,
-            )
-
-        shared = same_database(store_url, store.url)
-
-        def apart(change: ThresholdChange | None) -> None:
-            with store.transaction() as conn:
-                write(conn, change)
+        within, apart = decision_writers(
+            team.store,
+            store_url,
+            patient=patient,
+            by=session.login,
+            action="threshold.accept_suggestion" if accept else "suggestion.reject",
+            suggestion=suggestion,
+        )
 
         async def after(change: ThresholdChange | None) -> None:
-            if not shared:
+            if apart is not None:
                 try:
                     await asyncio.to_thread(apart, change)
                 except Exception:
@@ -231,6 +221,6 @@ def record_dashboard_decision(guard: Guard) -> OnDecision:
                     return
             await team.refresh()
 
-        return (write if shared else None), after
+        return within, after
 
     return hooks
