@@ -18,7 +18,7 @@ from monitor.config import load_config
 from monitor.profile import PatientProfile
 from monitor.thresholds.location import open_store, shared_url, store_path
 from monitor.thresholds.records import ThresholdChange
-from tests.careteam_helpers import ADMIN, ADMIN_PASSWORD, NEW, build_team_stack, seed_admin
+from tests.careteam_helpers import ADMIN, NEW, build_team_stack, seed_admin
 from tests.test_careteam_thresholds import SUGGESTED_C, Client, seed_suggestion
 
 pytestmark = pytest.mark.timeout(120)
@@ -82,10 +82,7 @@ async def test_a_threshold_decided_on_the_command_line_is_what_the_care_team_see
     async with stack.monitor:
         admin = Client(stack)
         try:
-            status, body = await admin.post(
-                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
-            )
-            assert status == 200, body
+            await admin.log_in_as_admin()
             code = await asyncio.to_thread(profile, config, "accept", suggestion, "--by", CLINICIAN)
             assert code == 0
             status, record = await admin.get(f"/api/team/patients/{NEW}")

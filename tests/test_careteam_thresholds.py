@@ -50,6 +50,17 @@ class Client:
         async with self.http.get(path) as resp:
             return resp.status, await resp.json()
 
+    async def log_in_as_admin(self) -> None:
+        status, body = await self.post("/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD})
+        assert status == 200, body
+
+    async def add_new_patient(self, profile: dict[str, object] | None = None) -> None:
+        """NEW in the care-team store (with ``profile``), assigned to the admin."""
+        doc: dict[str, object] = {"id": NEW} if profile is None else {"id": NEW, "profile": profile}
+        status, body = await self.post("/api/team/patients", doc)
+        assert status == 201, body
+        await self.post("/api/team/assignments", {"login": ADMIN, "patient": NEW})
+
 
 def learner_for(url: str, poll_s: float = 5.0) -> ThresholdLearner:
     """The ``thresholds`` sink as ``heatmon run`` makes it with ``[careteam]``: its tables
@@ -114,13 +125,8 @@ async def test_a_threshold_typed_after_an_accepted_suggestion_survives_a_restart
     async with first.monitor:
         admin = Client(first)
         try:
-            status, body = await admin.post(
-                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
-            )
-            assert status == 200, body
-            status, body = await admin.post("/api/team/patients", {"id": NEW})
-            assert status == 201, body
-            await admin.post("/api/team/assignments", {"login": ADMIN, "patient": NEW})
+            await admin.log_in_as_admin()
+            await admin.add_new_patient()
             status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/accept")
             assert status == 200, body
             assert threshold_in_engine(first) == SUGGESTED_C
@@ -167,10 +173,7 @@ async def test_a_caregiver_disabled_while_their_password_is_checked_gets_no_sess
     async with stack.monitor:
         admin, bob = Client(stack), Client(stack)
         try:
-            status, body = await admin.post(
-                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
-            )
-            assert status == 200, body
+            await admin.log_in_as_admin()
             login = asyncio.create_task(
                 bob.post("/api/login", {"login": "bob", "password": "bob's long passphrase"})
             )
@@ -202,15 +205,8 @@ async def test_a_suggestion_below_the_patients_floor_now_cannot_be_accepted(
     async with stack.monitor:
         admin = Client(stack)
         try:
-            status, body = await admin.post(
-                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
-            )
-            assert status == 200, body
-            status, body = await admin.post(
-                "/api/team/patients", {"id": NEW, "profile": {"caution_margin_c": 0.35}}
-            )
-            assert status == 201, body
-            await admin.post("/api/team/assignments", {"login": ADMIN, "patient": NEW})
+            await admin.log_in_as_admin()
+            await admin.add_new_patient({"caution_margin_c": 0.35})
             status, body = await admin.post(f"/api/patients/{NEW}/suggestions/{suggestion}/accept")
             assert status == 409, body
             assert "0.40" in str(body["error"]), body
@@ -236,10 +232,7 @@ async def test_an_unrelated_edit_keeps_a_threshold_accepted_on_the_command_line(
     async with stack.monitor:
         admin = Client(stack)
         try:
-            status, body = await admin.post(
-                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
-            )
-            assert status == 200, body
+            await admin.log_in_as_admin()
             status, body = await admin.post("/api/team/patients", {"id": NEW})
             assert status == 201, body
 
@@ -290,13 +283,8 @@ async def test_a_dashboard_accept_the_care_team_record_refuses_is_not_made(
     async with stack.monitor:
         admin = Client(stack)
         try:
-            status, body = await admin.post(
-                "/api/login", {"login": ADMIN, "password": ADMIN_PASSWORD}
-            )
-            assert status == 200, body
-            status, body = await admin.post("/api/team/patients", {"id": NEW})
-            assert status == 201, body
-            await admin.post("/api/team/assignments", {"login": ADMIN, "patient": NEW})
+            await admin.log_in_as_admin()
+            await admin.add_new_patient()
             status, before = await admin.get(f"/api/team/patients/{NEW}")
             assert status == 200, before
             monkeypatch.setattr(decisions, "record_decision", edited_meanwhile)
