@@ -66,6 +66,11 @@ class NatsNode:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def exited(self) -> bool:
+        """The server ended on its own (``stop`` and ``kill`` forget their process)."""
+        return self.proc is not None and self.proc.poll() is not None
+
     def start(self, binary: Path) -> None:
         assert not self.running, f"{self.name} already running"
         logfile = (self.workdir / "server.log").open("ab")
@@ -179,20 +184,22 @@ class LocalNatsCluster:
         return next(n for n in self.nodes if n.name == name)
 
     def start(self) -> None:
-        """Start every node; if another process took one of the free ports meanwhile, start
+        """Start every node; if another process took one of the free ports meanwhile (its
+        client port, or its cluster, MQTT or monitoring port, which a server binds after
+        it already answers: it then exits while the cluster waits to be healthy), start
         again on fresh ones (a few times)."""
         for attempt in range(START_ATTEMPTS):
             try:
                 for node in self.nodes:
                     node.start(self.binary)
-                break
+                self.wait_healthy()
+                return
             except LocalNatsError as err:
                 self.stop()
                 if "address already in use" not in str(err) or attempt == START_ATTEMPTS - 1:
                     raise
                 log.info("a port was taken while the cluster started; new ports")
                 self._configure()
-        self.wait_healthy()
 
     def start_node(self, node: NatsNode) -> None:
         node.start(self.binary)
@@ -201,6 +208,9 @@ class LocalNatsCluster:
         """Block until every running server reports JetStream healthy."""
         deadline = time.monotonic() + timeout_s
         while not all(n.healthy() for n in self.nodes if n.running):
+            gone = next((n for n in self.nodes if n.exited), None)
+            if gone is not None:
+                raise LocalNatsError(f"nats-server {gone.name} exited:\n{gone.log()}")
             if time.monotonic() > deadline:
                 logs = "\n".join(f"--- {n.name}\n{n.log()}" for n in self.nodes)
                 raise LocalNatsError(f"NATS cluster not healthy after {timeout_s} s\n{logs}")
