@@ -53,6 +53,30 @@ def test_read_merges_records_up_to_max_points(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_a_record_keeps_its_append_time_after_a_read_that_looked_past_it(
+    tmp_path: Path,
+) -> None:
+    # the sender reads the batch after the one being written, then, once that write
+    # returns, reads the same last record again: it must still know when it was appended,
+    # or a partial batch is sent at once instead of waiting for more points
+    spool = Spool(directory=tmp_path)
+    spool.open()
+    spool.append(batch(1), 1)
+    spool.append(batch(2), 1)
+    first = spool.read(max_points=1)
+    assert first is not None and first.first_appended_at is not None
+    ahead = spool.read(max_points=5, after=first.end)
+    assert ahead is not None and ahead.payload == batch(2)
+    assert ahead.first_appended_at is not None
+    spool.commit(first)
+    again = spool.read(max_points=5)
+    assert again is not None and again.payload == batch(2)
+    assert again.first_appended_at == ahead.first_appended_at
+    spool.commit(again)
+    assert spool.empty
+    spool.close()
+
+
 def test_a_torn_last_record_is_cut_off_on_open(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

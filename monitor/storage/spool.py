@@ -238,6 +238,7 @@ class Spool:
             self.dropped_points += lost
             nxt = min(self._sizes) if self._sizes else self._writer_seq
             self._read = (nxt, 0)
+            self._evict_delivered()
             self._position_dirty = True
             self._save_position(force=True)
             log.error(
@@ -300,8 +301,6 @@ class Spool:
         self, pos: tuple[int, int]
     ) -> tuple[bytes, int, tuple[int, int], float | None] | None:
         seq, offset = pos
-        while self._cache and self._cache[0].pos < pos:
-            self._cache_bytes -= len(self._cache.popleft().payload)
         for cached in self._cache:
             if cached.pos == pos:
                 return cached.payload, cached.points, cached.end, cached.appended_at
@@ -343,12 +342,20 @@ class Spool:
                     self._remove_segment(seq)
             if self._read[0] not in self._sizes and self._sizes:
                 self._read = (min(self._sizes), 0)
+            self._evict_delivered()
             self._position_dirty = True
             self._save_position(force=False)
             if self._warned and self.disk_bytes < self.max_bytes * WARN_FRACTIONS[0]:
                 self._warn_fill()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _evict_delivered(self) -> None:
+        """Drop cached records before the read position (delivered or dropped). Only here:
+        a read that looks past its last record must not evict it, or the record is sent
+        again without its append time (and so without waiting for more points)."""
+        while self._cache and self._cache[0].pos < self._read:
+            self._cache_bytes -= len(self._cache.popleft().payload)
 
     def _remove_segment(self, seq: int) -> None:
         if seq == self._writer_seq and self._writer is not None:
