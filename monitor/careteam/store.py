@@ -132,9 +132,18 @@ class CareStore(CaregiverMixin):
             )
 
     def refused(
-        self, *, actor: str, action: str, kind: str, subject: str, patient: str | None, detail: str
+        self,
+        *,
+        actor: str,
+        action: str,
+        kind: str,
+        subject: str,
+        patient: str | None,
+        detail: str,
+        after: Any = None,
     ) -> None:
-        """Log an attempt the rules refused (e.g. a plain caregiver changing a threshold)."""
+        """Log an attempt the rules refused (e.g. a plain caregiver changing a threshold);
+        ``after``: e.g. how many refusals the entry stands for."""
         with self.transaction() as conn:
             self.audit_entry(
                 conn,
@@ -145,6 +154,7 @@ class CareStore(CaregiverMixin):
                 patient=patient,
                 outcome="refused",
                 detail=detail,
+                after=after,
             )
 
     # -- patients -------------------------------------------------------------------------
