@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from monitor.careteam.decisions import latest_decision
+from monitor.careteam.records import NotFound
+from monitor.careteam.store import CareStore
 from monitor.cli import main
 from monitor.web.auth import hash_password
 
@@ -66,3 +70,35 @@ patients = ["p-0001"]
     assert "link.revoke" in lines[0] and "physio1" in lines[0]
     assert any("patient.edit" in line and "0.45" in line for line in lines)
     assert (tmp_path / "var" / "careteam.sqlite").exists()
+
+
+def test_a_patient_added_with_a_threshold_has_it_recorded_with_who_and_when(
+    careteam_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``patients add --set threshold_rise_c=…`` (the --set was ignored on add) writes the
+    first threshold to ``threshold_changes`` with who and when, as every later one is (before:
+    no row, so the care team's pages showed no decision and the history began at the first
+    change); a patient added with the default threshold gets its row too."""
+    base = ["admin", "--config", str(tmp_path / "none.toml"), "--url", careteam_url]
+    before = time.time()
+    add = ("patients", "add", "p-0002", "--name", "Bea", "--by", "dr-a")
+    assert main([*base, *add, "--set", "threshold_rise_c=0.6"]) == 0
+    assert main([*base, "patients", "add", "p-0003", "--by", "dr-b"]) == 0
+    code = main([*base, "patients", "add", "p-0004", "--set", "threshold_rise_c=3", "--by", "x"])
+    assert code == 2 and "threshold_rise_c" in capsys.readouterr().err
+    with CareStore(url=careteam_url) as store:
+        assert store.patient("p-0002").profile.threshold_rise_c == 0.6
+        first = latest_decision(store, "p-0002")
+        assert first is not None, "no threshold_changes row for a patient added with one"
+        assert first["threshold_c"] == 0.6 and first["previous_c"] == 0.5
+        assert first["set_by"] == "dr-a" and first["suggestion"] is None
+        assert time.strptime(first["set_at"][:19], "%Y-%m-%dT%H:%M:%S")
+        default = latest_decision(store, "p-0003")
+        assert default is not None and default["threshold_c"] == 0.5
+        assert default["set_by"] == "dr-b"
+        assert store.latest_thresholds()["p-0002"][0] == 0.6
+        assert store.latest_thresholds()["p-0002"][1] >= before - 1
+        entry = store.audit(patient="p-0002")[0]
+        assert entry.action == "patient.add" and entry.actor == "dr-a"
+        with pytest.raises(NotFound):
+            store.patient("p-0004")

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Connection
 
 from monitor.careteam.base import sqlite_url
-from monitor.careteam.decisions import record_decision
+from monitor.careteam.decisions import latest_decision, record_decision
 from monitor.careteam.store import CareStore
 from monitor.cli import main
 from monitor.config import load_config
@@ -232,3 +232,36 @@ def test_the_decision_and_the_record_commit_together_or_not_at_all(
         assert team.patient(NEW).profile.threshold_rise_c == 0.5
         assert team.patient(NEW).version == 1
     assert changes_and_audit(careteam_url, config) == before
+
+
+def test_a_reset_goes_back_to_the_threshold_the_care_team_set(
+    careteam_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The TOML file says 0.55 °C, the care team typed 0.6 °C, a suggestion of 0.45 °C was
+    accepted: ``heatmon profile reset`` goes back to the care team's 0.6 °C (before: the
+    file's 0.55 °C, a threshold no clinician of the care team had set)."""
+    seed_team(careteam_url)
+    with CareStore(url=careteam_url) as store:
+        store.update_patient(
+            NEW, {"threshold_rise_c": 0.6}, based_on=1, by=CLINICIAN, action="threshold.change"
+        )
+    suggestion = seed_suggestion(careteam_url)
+    config = write_config(tmp_path, careteam_url)
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + f'[[patients]]\nid = "{NEW}"\nthreshold_rise_c = 0.55\n',
+        encoding="utf-8",
+    )
+    assert profile(config, "accept", suggestion, "--by", CLINICIAN) == 0
+    capsys.readouterr()
+    assert profile(config, "reset", NEW, "--by", ADMIN) == 0
+    out = capsys.readouterr().out
+    assert "+0.45 → +0.60 °C (set by the care team)" in out, out
+    with CareStore(url=careteam_url) as store:
+        assert store.patient(NEW).profile.threshold_rise_c == 0.6
+        assert store.latest_thresholds()[NEW][0] == 0.6
+        decision = latest_decision(store, NEW)
+        assert decision is not None and decision["set_by"] == ADMIN
+        assert store.audit(patient=NEW, limit=1)[0].action == "threshold.reset"
+    assert profile(config, "reset", NEW, "--by", ADMIN) == 0  # nothing left to reset
+    assert "+0.60 °C (set by the care team) is in force already" in capsys.readouterr().out

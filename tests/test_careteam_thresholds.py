@@ -246,9 +246,12 @@ async def test_an_unrelated_edit_keeps_a_threshold_accepted_on_the_command_line(
 
             learner = find_learner(stack.monitor)
             assert learner is not None
-            learner.applied.clear()
             await asyncio.to_thread(accept_on_the_command_line)
-            await asyncio.wait_for(learner.applied.wait(), 10)
+            for _ in range(100):  # the sink polls; it may first apply the new patient's row
+                learner.applied.clear()
+                if threshold_in_engine(stack) == SUGGESTED_C:
+                    break
+                await asyncio.wait_for(learner.applied.wait(), 10)
             assert threshold_in_engine(stack) == SUGGESTED_C
             status, body = await admin.post(
                 f"/api/team/patients/{NEW}", {"version": 1, "profile": {"age": 61}}
@@ -295,7 +298,9 @@ async def test_a_dashboard_accept_the_care_team_record_refuses_is_not_made(
             status, view = await admin.get(f"/api/patients/{NEW}/thresholds")
             assert status == 200, view
             assert view["threshold_c"] == 0.5, view
-            assert not view["changes"], view
+            changes = view["changes"]  # only the new patient's first threshold, by the admin
+            assert isinstance(changes, list), view
+            assert [(c["threshold_c"], c["suggestion"]) for c in changes] == [(0.5, None)], view
             listed = view["suggestions"]
             assert isinstance(listed, list), view
             pending = [s for s in listed if s["id"] == suggestion]
@@ -308,5 +313,29 @@ async def test_a_dashboard_accept_the_care_team_record_refuses_is_not_made(
             assert threshold_in_engine(stack) == SUGGESTED_C
             status, after = await admin.get(f"/api/team/patients/{NEW}")
             assert after["profile"]["threshold_rise_c"] == SUGGESTED_C, after  # type: ignore[index]
+        finally:
+            await admin.http.close()
+
+
+async def test_a_patient_added_on_the_dashboard_with_a_threshold_has_it_recorded(
+    careteam_url: str,
+) -> None:
+    """The admin's "add patient" with a threshold: the care team's view of the patient
+    gives that threshold as the newest decision, by the admin (before: ``threshold`` was
+    null, no ``threshold_changes`` row)."""
+    await asyncio.to_thread(seed_admin, careteam_url)
+    stack = build_team_stack(careteam_url)
+    async with stack.monitor:
+        admin = Client(stack)
+        try:
+            await admin.log_in_as_admin()
+            await admin.add_new_patient({"threshold_rise_c": TYPED_C})
+            status, record = await admin.get(f"/api/team/patients/{NEW}")
+            assert status == 200, record
+            decision = record["threshold"]
+            assert isinstance(decision, dict), record
+            assert decision["threshold_c"] == TYPED_C and decision["previous_c"] == 0.5
+            assert decision["set_by"] == ADMIN and decision["suggestion"] is None
+            assert decision["set_at"]
         finally:
             await admin.http.close()

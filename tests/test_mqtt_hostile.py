@@ -135,6 +135,7 @@ def test_the_reader_never_dies_and_every_message_has_one_outcome(
                     "samples_in",
                     "symptoms_in",
                     "symptoms_repeated",
+                    "symptoms_limited",
                     "acks_in",
                     "acks_repeated",
                 )

@@ -86,7 +86,7 @@ async def stack(
     """The real Monitor with the MQTT sink (its input side) and the InfluxDB sink."""
     context = PluginContext(config=None, instance="m1")
     mqtt = MqttSink(
-        options=options(broker, prefix, "heatmon"),
+        options=options(broker, prefix, "heatmon", symptoms_per_minute=600),  # 60 at once
         instance="m1",
         context=context,
         known_patients=("p1", "p2"),

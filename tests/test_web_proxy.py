@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from monitor.errors import ConfigError
+from monitor.web.auth import address_key
 from monitor.web.config import parse_web_config
 from monitor.web.forwarded import parse_address
 from tests.fixtures.web import CAROL, DAVE, WebStack, build_web_stack
@@ -218,3 +219,42 @@ def test_trusted_proxies_are_validated_naming_the_key() -> None:
 def test_forwarded_for_entries(entry: str, address: str | None) -> None:
     parsed = parse_address(entry)
     assert (str(parsed) if parsed is not None else None) == address
+
+
+async def test_an_ipv6_client_cannot_escape_its_lockout_within_its_64(proxied: WebStack) -> None:
+    """A failed login from each of five addresses of one /64 (a different login each time,
+    so only the address counts) locks the /64: a sixth address there is refused even with
+    the right password (before: each IPv6 address counted apart, 200). Another /64, and
+    the next IPv4 address, are not locked."""
+    async with client_from(proxied, PROXY) as mallory:
+        for n in range(5):
+            headers = via_proxy(f"2001:db8:1:2::{n + 1:x}")
+            resp = await try_login(mallory, f"nobody{n}", "guess", headers)
+            assert resp.status == 401
+        fresh = via_proxy("2001:db8:1:2:ffff:1:2:3")
+        resp = await try_login(mallory, CAROL.login, CAROL.password, fresh)
+        assert resp.status == 429, "the attacker's /64 should be locked"
+        other = via_proxy("2001:db8:1:3::1")
+        assert (await try_login(mallory, CAROL.login, CAROL.password, other)).status == 200
+    async with client_from(proxied, PROXY) as alice:
+        for n in range(5):
+            resp = await try_login(alice, f"nobody{n}", "guess", via_proxy("203.0.113.5"))
+            assert resp.status == 401
+        neighbour = via_proxy("203.0.113.6")
+        assert (await try_login(alice, CAROL.login, CAROL.password, neighbour)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("remote", "key"),
+    [
+        ("203.0.113.5", "addr:203.0.113.5"),
+        ("2001:db8:1:2:a:b:c:d", "addr:2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "addr:2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.5", "addr:203.0.113.5"),
+        ("fe80::1%eth0", "addr:fe80::/64"),
+        (None, "addr:unknown"),
+        ("not an address", "addr:not an address"),
+    ],
+)
+def test_lockout_keys_ipv4_by_address_and_ipv6_by_64(remote: str | None, key: str) -> None:
+    assert address_key(remote) == key

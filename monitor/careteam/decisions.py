@@ -19,12 +19,19 @@ from sqlalchemy import Connection, select, update
 from monitor.careteam import schema as t
 from monitor.careteam.base import StoreBase
 from monitor.careteam.config import sqlite_file
-from monitor.careteam.records import Conflict, Forbidden, Invalid, NotFound
+from monitor.careteam.records import Conflict, Forbidden, Invalid, NotFound, loads
 from monitor.careteam.store import CareStore, log_threshold
 from monitor.model import iso_utc
 from monitor.profile import PatientProfile
 from monitor.thresholds.records import ThresholdChange
 from monitor.thresholds.store import Within
+
+SET_BY_HAND = ("patient.add", "patient.edit", "threshold.change")
+"""The audit actions of a threshold the care team set by hand: the patient added with it
+(dashboard, ``heatmon admin patients add``, ``import``), typed on the dashboard
+(``threshold.change``) or with ``heatmon admin patients edit`` (``patient.edit``). Accepted
+suggestions and resets are decisions of another kind (``threshold.*`` of
+:func:`record_decision`)."""
 
 DECIDERS = ("clinician", "admin")
 """Who may decide a patient's threshold: a clinician (or admin) assigned to them, as on the
@@ -172,3 +179,21 @@ def latest_decision(store: CareStore, patient: str) -> dict[str, Any] | None:
         "set_by": row.set_by,
         "set_at": iso_utc(float(row.set_at)),
     }
+
+
+def set_by_hand(store: CareStore, patient: str) -> float | None:
+    """The threshold the care team last set for ``patient`` by hand (:data:`SET_BY_HAND`,
+    from the audit log, which keeps what each entry set), or ``None`` if it never did
+    (not a patient of the store): where ``heatmon profile reset`` goes back to."""
+    a = t.audit.c
+    query = (
+        select(a.after)
+        .where(a.patient == patient, a.outcome == "ok", a.action.in_(SET_BY_HAND))
+        .order_by(a.id.desc())
+    )
+    with store.engine.connect() as conn:
+        for row in conn.execute(query):
+            after = loads(row.after)
+            if isinstance(after, dict) and isinstance(after.get("threshold_rise_c"), int | float):
+                return float(after["threshold_rise_c"])
+    return None

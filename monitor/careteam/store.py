@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 MAX_AUDIT = 500
 """At most this many audit entries are returned at once."""
 LINK_TOKEN_BYTES = 24
+DEFAULT_THRESHOLD_C: float = PatientProfile.model_fields["threshold_rise_c"].default
+"""The threshold of a patient without a profile: the ``previous_c`` of a new patient's first
+``threshold_changes`` row."""
 
 
 def _patient(row: Row[Any]) -> PatientRecord:
@@ -66,13 +69,21 @@ def _profile_json(profile: PatientProfile) -> dict[str, Any]:
 
 
 def log_threshold(
-    conn: Connection, profile: PatientProfile, before_c: float, *, by: str, at: float
+    conn: Connection,
+    profile: PatientProfile,
+    before_c: float,
+    *,
+    by: str,
+    at: float,
+    new: bool = False,
 ) -> None:
     """A threshold a person typed goes into ``threshold_changes`` too, in the same
     transaction, unless the latest change there already holds it (an accepted suggestion,
     which the dashboard then writes here). The ``thresholds`` sink applies the latest of
     these at every start: without this row, a restart brought back an older accepted
-    suggestion over the threshold the clinician set afterwards."""
+    suggestion over the threshold the clinician set afterwards. ``new``: the patient was
+    just added, so the first threshold they get is recorded too, even if it equals
+    ``before_c`` (the default), with who added them and when."""
     latest = conn.execute(
         select(t.threshold_changes.c.threshold_c)
         .where(t.threshold_changes.c.patient == profile.id)
@@ -80,7 +91,7 @@ def log_threshold(
         .limit(1)
     ).first()
     in_force = before_c if latest is None else float(latest.threshold_c)
-    if in_force == profile.threshold_rise_c:
+    if in_force == profile.threshold_rise_c and not (new and latest is None):
         return
     conn.execute(
         insert(t.threshold_changes).values(
@@ -121,9 +132,18 @@ class CareStore(CaregiverMixin):
             )
 
     def refused(
-        self, *, actor: str, action: str, kind: str, subject: str, patient: str | None, detail: str
+        self,
+        *,
+        actor: str,
+        action: str,
+        kind: str,
+        subject: str,
+        patient: str | None,
+        detail: str,
+        after: Any = None,
     ) -> None:
-        """Log an attempt the rules refused (e.g. a plain caregiver changing a threshold)."""
+        """Log an attempt the rules refused (e.g. a plain caregiver changing a threshold);
+        ``after``: e.g. how many refusals the entry stands for."""
         with self.transaction() as conn:
             self.audit_entry(
                 conn,
@@ -134,6 +154,7 @@ class CareStore(CaregiverMixin):
                 patient=patient,
                 outcome="refused",
                 detail=detail,
+                after=after,
             )
 
     # -- patients -------------------------------------------------------------------------
@@ -169,6 +190,7 @@ class CareStore(CaregiverMixin):
                     updated_at=now,
                 )
             )
+            log_threshold(conn, profile, DEFAULT_THRESHOLD_C, by=by, at=now, new=True)
             self.audit_entry(
                 conn,
                 actor=by,
@@ -208,7 +230,7 @@ class CareStore(CaregiverMixin):
             try:
                 profile = PatientProfile.model_validate(merged)
             except ValueError as err:
-                raise Invalid(_first_error(err)) from err
+                raise Invalid(first_error(err)) from err
             _check_text(profile)
             new_archived = old.archived if archived is None else archived
             version = self.update_versioned(
@@ -359,7 +381,7 @@ class CareStore(CaregiverMixin):
             return int(conn.execute(select(func.coalesce(func.max(t.audit.c.id), 0))).scalar_one())
 
 
-def _first_error(err: ValueError) -> str:
+def first_error(err: ValueError) -> str:
     errors = getattr(err, "errors", None)
     if callable(errors):
         parts = []

@@ -1,7 +1,8 @@
 """``heatmon admin``: the care team without a browser (the store of ``[careteam]``).
 
 - ``heatmon admin import --by NAME [--admin LOGIN]…`` seeds the store from the TOML file.
-- ``heatmon admin patients [add ID | edit ID --set KEY=VALUE… --version N | archive ID]``
+- ``heatmon admin patients [add ID [--name N] [--set KEY=VALUE…] | edit ID --set KEY=VALUE…
+  --version N | archive ID]``
 - ``heatmon admin caregivers [add LOGIN --role R | disable | enable | reset LOGIN]``
   (``add`` and ``reset`` print a one-time invitation link)
 - ``heatmon admin assign LOGIN PATIENT [--remove]``
@@ -24,7 +25,7 @@ from typing import Any
 from monitor.careteam.config import store_url
 from monitor.careteam.records import ROLES, CareTeamError
 from monitor.careteam.seed import import_config
-from monitor.careteam.store import CareStore
+from monitor.careteam.store import CareStore, first_error
 from monitor.config import HeatmonConfig, load_config
 from monitor.errors import ConfigError, InputError
 from monitor.model import iso_utc
@@ -51,7 +52,9 @@ def register(sub: Any) -> None:
     pat.add_argument("action", nargs="?", choices=("list", "add", "edit", "archive"))
     pat.add_argument("patient", nargs="?")
     pat.add_argument("--name", help="display name (add)")
-    pat.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pat.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a profile field"
+    )
     pat.add_argument("--version", type=int, help="the version your edit is based on")
     pat.add_argument("--by", help="who (a login)")
     pat.set_defaults(func=run_patients)
@@ -134,18 +137,24 @@ def run_patients(args: argparse.Namespace) -> int:
             return 0
         patient = _need(args.patient, "patient", PATIENT_ID_PATTERN)
         by = _by(args)
+        changes: dict[str, Any] = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise InputError(f"{item!r}: write KEY=VALUE", where="--set")
+            changes[key] = _value(value)
         try:
             if action == "add":
-                rec = store.add_patient(PatientProfile(id=patient, display_name=args.name), by=by)
+                try:
+                    new = PatientProfile.model_validate(
+                        changes | {"id": patient, "display_name": args.name}
+                    )
+                except ValueError as err:
+                    raise InputError(first_error(err), where="--set") from err
+                rec = store.add_patient(new, by=by)
             else:
                 if args.version is None:
                     raise InputError("give the version your edit is based on", where="--version")
-                changes: dict[str, Any] = {}
-                for item in args.set:
-                    key, sep, value = item.partition("=")
-                    if not sep:
-                        raise InputError(f"{item!r}: write KEY=VALUE", where="--set")
-                    changes[key] = _value(value)
                 rec = store.update_patient(
                     patient,
                     changes,

@@ -7,7 +7,9 @@
   suggestion, recorded with who and when; a running service applies an accepted threshold
   within ``[sinks.thresholds] poll_s`` (5 s).
 - ``heatmon profile reset PATIENT --by NAME`` goes back to the configured threshold
-  (recorded the same way).
+  (recorded the same way): with a care-team store, the threshold the care team last set by
+  hand (the patient added with it, or typed; :func:`~monitor.careteam.decisions.set_by_hand`),
+  else the TOML file's.
 
 With a care-team store (``[careteam]``) ``--by`` must be an enabled clinician or admin
 assigned to the patient (else exit code 2, nothing written), and a decision writes the
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.careteam.config import store_url
-from monitor.careteam.decisions import check_decider, decision_writers
+from monitor.careteam.decisions import check_decider, decision_writers, set_by_hand
 from monitor.careteam.store import CareStore
 from monitor.config import HeatmonConfig, load_config
 from monitor.engine.learning import Z95
@@ -68,7 +70,9 @@ def register(sub: Any) -> None:
         a.add_argument("suggestion", metavar="ID", help="the suggestion's id")
         a.add_argument("--by", required=True, metavar="NAME", help="who decides (a login)")
         a.set_defaults(func=run_decide, accept=accept)
-    r = actions.add_parser("reset", help="go back to the configured threshold")
+    r = actions.add_parser(
+        "reset", help="go back to the configured (with a care team: the clinician-set) threshold"
+    )
     r.add_argument("patient", help="the patient's pseudonymous id")
     r.add_argument("--by", required=True, metavar="NAME", help="who decides (a login)")
     r.set_defaults(func=run_reset)
@@ -220,9 +224,13 @@ def run_reset(args: argparse.Namespace) -> int:
     _check_patient_and_name(patient, by)
     config = _config(args)
     configured = _profile(config, patient).threshold_rise_c
+    source = "configured"
     with _store(args, config) as store, _team(config) as team:
         if team is not None:  # only whom the care team lets decide, as on the dashboard
             check_decider(team, by, patient)
+            by_hand = set_by_hand(team, patient)
+            if by_hand is not None:  # the care team's record, not the TOML file, is the base
+                configured, source = by_hand, "set by the care team"
         within, after = _record(
             store, team, patient=patient, by=by, action="threshold.reset", suggestion=None
         )
@@ -230,10 +238,10 @@ def run_reset(args: argparse.Namespace) -> int:
         if change is not None:
             after(change)
     if change is None:
-        print(f"{patient}: the configured threshold {configured:+.2f} °C is in force already")
+        print(f"{patient}: the threshold {configured:+.2f} °C ({source}) is in force already")
     else:
         print(
             f"{patient}: threshold {change.previous_c:+.2f} → {change.threshold_c:+.2f} °C "
-            f"(configured) by {by}; a running service applies it within seconds"
+            f"({source}) by {by}; a running service applies it within seconds"
         )
     return 0

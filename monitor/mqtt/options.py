@@ -79,6 +79,10 @@ class MqttOptions(StrictModel):
     """SQLite file of the alert queue; default ``<data_dir>/mqtt-outbox-<instance>.sqlite``;
     ``":memory:"`` keeps it in memory (tests)."""
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=16 * 1024 * 1024)
+    symptoms_per_minute: int = Field(default=10, ge=1, le=600)
+    """Symptom reports taken for one patient in any minute (as ``[web]
+    symptoms_per_minute``); the rest are dropped, counted (``symptoms_limited``) and
+    acknowledged."""
     homeassistant: bool = False
     discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9._-]+$")
     acl: AclOptions = AclOptions()

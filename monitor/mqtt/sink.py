@@ -98,6 +98,7 @@ class MqttSink(Sink):
             count=self._count,
             errors=self._errors,
             wake=self._wake,
+            symptoms_per_minute=options.symptoms_per_minute,
         )
         self.input = MqttInput(inbound=self._inbound, connection=self)
         """The input side, a source of its own (added to the monitor at start)."""

@@ -29,6 +29,7 @@ from monitor.web.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
     Session,
+    address_key,
     same_secret,
     token_digest,
 )
@@ -108,7 +109,7 @@ def _anonymous_csrf(request: web.Request, response: web.StreamResponse) -> str:
 
 
 def _client_key(request: web.Request) -> str:
-    return "addr:" + (request.remote or "unknown")
+    return address_key(request.remote)
 
 
 # -- middleware ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -45,6 +46,8 @@ SESSION_ID_BYTES = 32
 CSRF_BYTES = 32
 PATIENT_TOKEN_BYTES = 24
 MAX_LIMITER_KEYS = 10_000
+IPV6_LOCKOUT_PREFIX = 64
+"""Failed logins and patient-link attempts from IPv6 count per /64 (:func:`address_key`)."""
 """Failed-login counters kept at most; the oldest are forgotten first."""
 MAX_SESSIONS_PER_PRINCIPAL = 20
 """Sessions one caregiver (or one patient's phones) may hold; past it their oldest goes."""
@@ -295,6 +298,24 @@ class AnonymousCsrf:
         if not nonce or not sent or len(nonce) > 4 * ANON_NONCE_BYTES:
             return False
         return same_secret(self.token(nonce), sent)
+
+
+def address_key(remote: str | None) -> str:
+    """The lockout key of a client's address: an IPv4 address as it is, an IPv6 address by
+    its /``IPV6_LOCKOUT_PREFIX`` (one subscriber's network: an attacker there can take any
+    of 2**64 addresses, and would escape a lockout by address with each); an IPv4-mapped
+    IPv6 address as its IPv4 address. What is not an address is kept as it is."""
+    text = remote or "unknown"
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])  # no zone: fe80::1%eth0
+    except ValueError:
+        return "addr:" + text
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return "addr:" + str(address.ipv4_mapped)
+        net = ipaddress.IPv6Network((address, IPV6_LOCKOUT_PREFIX), strict=False)
+        return "addr:" + str(net)
+    return "addr:" + str(address)
 
 
 class LoginLimiter:

@@ -1,5 +1,6 @@
 """Who may do what on the care-team pages, enforced on the server; every refusal of a
-logged-in caregiver is written to the audit log (who tried what, on whom, why refused).
+logged-in caregiver is written to the audit log (who tried what, on whom, why refused),
+refused reads at most once a minute for a caregiver and route, with the count.
 
 - ``admin``: caregivers, assignments, patients (add, edit the profile, archive), links,
   the whole audit log; thresholds only as a clinician would (see below).
@@ -13,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -30,6 +32,27 @@ if TYPE_CHECKING:
     from monitor.web.state import WebState
 
 log = logging.getLogger(__name__)
+
+READ_REFUSALS_WINDOW_S = 60.0
+"""Refused reads (``GET``) of one caregiver on one route are written to the audit log at
+most once in this long: the first at once, the others counted and written as one entry when
+the window ends (which opens the next one), so a caregiver's session probing patient ids
+cannot fill the audit table. Refused writes are each written, as are successful changes."""
+MAX_READ_WINDOWS = 10_000
+"""Open windows kept at most (one per caregiver and route); past it the oldest is closed."""
+READS = frozenset({"GET", "HEAD"})
+
+
+@dataclass
+class _Refusals:
+    """Refused reads of one caregiver on one route since the window's entry."""
+
+    store: CareStore
+    count: int = 0
+    action: str = ""
+    why: str = ""
+    patients: set[str | None] = field(default_factory=set)
+
 
 StateOf = Callable[[web.Request], "WebState"]
 SessionOf = Callable[[web.Request], Session | None]
@@ -56,6 +79,9 @@ class Guard:
     def __init__(self, *, state_of: StateOf, session_of: SessionOf) -> None:
         self.state_of = state_of
         self.session_of = session_of
+        self._reads: dict[tuple[str, str], _Refusals] = {}
+        """Open windows of refused reads, by (login, route)."""
+        self._writes: set[asyncio.Task[None]] = set()
 
     def team(self, request: web.Request) -> TeamSync:
         team = self.state_of(request).team
@@ -91,8 +117,12 @@ class Guard:
         patient: str | None,
         why: str,
     ) -> web.HTTPException:
-        """Log the refused attempt in the audit log, then the 403 to raise."""
+        """Log the refused attempt in the audit log (a refused read: at most once a window,
+        :data:`READ_REFUSALS_WINDOW_S`), then the 403 to raise."""
         store = self.store(request)
+        if request.method in READS and self._counted(request, store, login, action, patient, why):
+            log.debug("care team: %s refused (%s), counted", action, why)
+            return json_error(403, why)
         try:
             await asyncio.to_thread(
                 store.refused,
@@ -107,6 +137,70 @@ class Guard:
             log.exception("care team: a refused attempt could not be written to the audit log")
         log.info("care team: %s refused (%s)", action, why)
         return json_error(403, why)
+
+    def _counted(
+        self,
+        request: web.Request,
+        store: CareStore,
+        login: str,
+        action: str,
+        patient: str | None,
+        why: str,
+    ) -> bool:
+        """Whether this refused read falls in an open window (counted, not written now);
+        else it opens one and is written as before."""
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else request.path
+        key = (login, route)
+        window = self._reads.get(key)
+        if window is not None:
+            window.count += 1
+            window.action, window.why = action, why
+            window.patients.add(patient)
+            return True
+        self._open(key, _Refusals(store=store))
+        return False
+
+    def _open(self, key: tuple[str, str], window: _Refusals) -> None:
+        self._reads[key] = window
+        while len(self._reads) > MAX_READ_WINDOWS:
+            del self._reads[next(iter(self._reads))]
+        asyncio.get_running_loop().call_later(READ_REFUSALS_WINDOW_S, self._close, key, window)
+
+    def _close(self, key: tuple[str, str], window: _Refusals) -> None:
+        """The window's end: nothing more refused closes it; else one entry with the count,
+        and the next window opens."""
+        if self._reads.get(key) is not window:
+            return
+        del self._reads[key]
+        if window.count == 0:
+            return
+        self._open(key, _Refusals(store=window.store))
+        task = asyncio.get_running_loop().create_task(self._write_counted(key, window))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write_counted(self, key: tuple[str, str], window: _Refusals) -> None:
+        login, route = key
+        one = next(iter(window.patients)) if len(window.patients) == 1 else None
+        detail = (
+            f"{window.count} more refused in {READ_REFUSALS_WINDOW_S:.0f} s, one entry for "
+            f"them ({len(window.patients)} patient(s)): {window.why}"
+        )
+        try:
+            await asyncio.to_thread(
+                window.store.refused,
+                actor=login,
+                action=window.action,
+                kind="patient" if one is not None else "route",
+                subject=(one or route)[:64],
+                patient=one,
+                detail=detail[:200],
+                after={"count": window.count},
+            )
+        except Exception:
+            log.exception("care team: refused reads could not be written to the audit log")
+        log.info("care team: %d refused reads written as one audit entry", window.count)
 
     async def need_admin(
         self, request: web.Request, *, action: str, kind: str, subject: str, patient: str | None
