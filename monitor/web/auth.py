@@ -46,9 +46,9 @@ SESSION_ID_BYTES = 32
 CSRF_BYTES = 32
 PATIENT_TOKEN_BYTES = 24
 MAX_LIMITER_KEYS = 10_000
+"""Failed-login counters kept at most; the oldest are forgotten first."""
 IPV6_LOCKOUT_PREFIX = 64
 """Failed logins and patient-link attempts from IPv6 count per /64 (:func:`address_key`)."""
-"""Failed-login counters kept at most; the oldest are forgotten first."""
 MAX_SESSIONS_PER_PRINCIPAL = 20
 """Sessions one caregiver (or one patient's phones) may hold; past it their oldest goes."""
 ANON_NONCE_BYTES = 32
