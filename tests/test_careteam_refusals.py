@@ -89,3 +89,26 @@ async def test_refused_reads_are_written_once_a_window_with_their_count(
         finally:
             await admin.http.close()
             await cody.http.close()
+
+
+async def test_refused_reads_still_counted_at_shutdown_are_written(careteam_url: str) -> None:
+    """The default window (a minute) is still open when the service stops: the count of
+    the refused reads in it is written then, not lost."""
+    await asyncio.to_thread(seed, careteam_url)
+    stack = build_team_stack(careteam_url)
+    async with stack.monitor:
+        cody = Client(stack)
+        try:
+            status, body = await cody.post(
+                "/api/login", {"login": "cody", "password": CODY_PASSWORD}
+            )
+            assert status == 200, body
+            for _ in range(5):
+                status, body = await cody.get(f"/api/team/patients/{NEW}")
+                assert status == 403, body
+        finally:
+            await cody.http.close()
+    with CareStore(url=careteam_url) as store:
+        entries = store.audit(limit=100)
+    reads = [e for e in entries if e.actor == "cody" and e.action == "patient.read"]
+    assert [e.after for e in reads] == [{"count": 4}, None], reads

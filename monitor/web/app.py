@@ -385,6 +385,7 @@ def build_app(state: WebState) -> web.Application:
     r.add_get(f"/api/patients/{PATIENT}/sessions", api_sessions)
     r.add_get(f"/api/patients/{PATIENT}/sessions/{{session}}", api_session_history)
     guard = Guard(state_of=state_of, session_of=session_of)
+    app.on_cleanup.insert(0, lambda _app: guard.close())  # before the store closes
     add_suggestion_routes(
         r,
         patient_pattern=PATIENT,

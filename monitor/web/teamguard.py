@@ -163,9 +163,25 @@ class Guard:
 
     def _open(self, key: tuple[str, str], window: _Refusals) -> None:
         self._reads[key] = window
-        while len(self._reads) > MAX_READ_WINDOWS:
-            del self._reads[next(iter(self._reads))]
+        while len(self._reads) > MAX_READ_WINDOWS:  # the oldest is closed early, not lost
+            oldest = next(iter(self._reads))
+            self._flush(oldest, self._reads.pop(oldest))
         asyncio.get_running_loop().call_later(READ_REFUSALS_WINDOW_S, self._close, key, window)
+
+    def _flush(self, key: tuple[str, str], window: _Refusals) -> None:
+        if window.count == 0:
+            return
+        task = asyncio.get_running_loop().create_task(self._write_counted(key, window))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def close(self) -> None:
+        """At shutdown: the counts of the open windows are written, not lost."""
+        while self._reads:
+            key = next(iter(self._reads))
+            self._flush(key, self._reads.pop(key))
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     def _close(self, key: tuple[str, str], window: _Refusals) -> None:
         """The window's end: nothing more refused closes it; else one entry with the count,
@@ -176,9 +192,7 @@ class Guard:
         if window.count == 0:
             return
         self._open(key, _Refusals(store=window.store))
-        task = asyncio.get_running_loop().create_task(self._write_counted(key, window))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        self._flush(key, window)
 
     async def _write_counted(self, key: tuple[str, str], window: _Refusals) -> None:
         login, route = key
