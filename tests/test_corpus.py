@@ -75,12 +75,12 @@ def test_the_split_keeps_models_and_seeds_apart() -> None:
 
 
 def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
-    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout9``
+    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout10``
     (each scored once, at the end of a round) draw people from seeds no other split uses."""
     splits = {name: plan(name) for name in ("train", "heldout", "heldout2", "train_gagge")}
     splits["heldout3"] = plan("heldout3")
     splits["heldout4"] = plan("heldout4")
-    for name in ("heldout5", "heldout6", "heldout7", "heldout8", "heldout9"):
+    for name in ("heldout5", "heldout6", "heldout7", "heldout8", "heldout9", "heldout10"):
         splits[name] = plan(name)
     assert {s.model for s in splits["train_gagge"]} == {"gagge"}
     assert {s.model for s in splits["heldout3"]} == {"gagge", "jos3"}
@@ -92,6 +92,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
     assert len(splits["heldout8"]) == 2 * len(splits["heldout7"])
     assert 0.2 < sum(s.heat_sensitive for s in splits["heldout8"]) / len(splits["heldout8"]) < 0.3
     assert len(splits["heldout9"]) == len(splits["heldout8"])
+    assert len(splits["heldout10"]) == len(splits["heldout9"])
     for name in (
         "train_gagge",
         "heldout3",
@@ -101,6 +102,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
         "heldout7",
         "heldout8",
         "heldout9",
+        "heldout10",
     ):
         others = set().union(*({s.seed for s in v} for k, v in splits.items() if k != name))
         assert not {s.seed for s in splits[name]} & others, name
@@ -108,7 +110,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
         assert {s.room for s in splits[name]} == set(Room)
 
 
-@pytest.mark.parametrize("split", ["heldout8", "heldout9", "pool,heldout8"])
+@pytest.mark.parametrize("split", ["heldout8", "heldout9", "heldout10", "pool,heldout10"])
 def test_fitting_and_tuning_refuse_a_held_out_split(split: str, tmp_path: Path) -> None:
     """``bench.corpus.fit`` and ``bench.corpus.tune`` read their sessions through
     ``training_windows``: a held-out split not seen yet is refused before any file is read."""
