@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("pythermalcomfort")
 
+from bench.corpus.fit import Windows, cut, run_session
 from bench.corpus.gagge import GaggeTwoNode
 from bench.corpus.generate import SessionSpec, plan, session
 from bench.corpus.people import Room, Workout
@@ -129,3 +130,50 @@ def test_seen_splits_are_in_the_tuning_pool(split: str, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"profiles\.toml"):
         training_windows(tmp_path, f"train,{split}", simulator=False)
+
+
+def _one_session(tmp_path: Path) -> Windows:
+    """A 40-min session (rest, then brisk work; the pill's core climbs 0.8 °C) cut into the
+    engine's windows as ``bench.corpus.fit`` does."""
+    path = tmp_path / "rec.csv"
+    lines = ["time,patient,heart_rate_bpm,skin_temp_c,core_temp_c"]
+    for s in range(0, 2400):
+        work = s >= 240
+        hr = 70 + (70 if work else 0)
+        core = 37.0 + (0.8 * min(1.0, (s - 240) / 1800) if work else 0.0)
+        cell = f"{core:.3f}" if s % 20 == 0 else ""
+        lines.append(f"{1_748_764_800 + s},p,{hr},{33.0 + (0.5 if work else 0.0):.2f},{cell}")
+    path.write_text("\n".join(lines) + "\n")
+    (w,) = cut(path, {})
+    return w
+
+
+def test_the_probes_replace_the_estimator_and_nothing_else(tmp_path: Path) -> None:
+    """``run_session``'s ``make``: the engine's estimator through it scores exactly as without
+    it; the truth probe at weight 1 shows the pill's rise (no error left), so the factory is
+    the one that runs."""
+    import functools
+
+    from bench.corpus.probe import make_true_rise
+    from monitor.engine.forecast import FORECAST_PARAMS
+    from monitor.engine.heat_balance import HeatBalanceEstimator
+    from monitor.engine.params import HEAT_BALANCE_PARAMS
+
+    w = _one_session(tmp_path)
+    plain = run_session(w, HEAT_BALANCE_PARAMS, FORECAST_PARAMS)
+    same = run_session(
+        w,
+        HEAT_BALANCE_PARAMS,
+        FORECAST_PARAMS,
+        lambda _w, hb: HeatBalanceEstimator(params=hb),
+    )
+    assert same == plain
+    assert plain.rmse_rise_c is not None and plain.rmse_rise_c > 0.05
+    truth = run_session(
+        w,
+        HEAT_BALANCE_PARAMS,
+        FORECAST_PARAMS,
+        functools.partial(make_true_rise, weight=1.0),
+    )
+    assert truth.rmse_rise_c is not None and truth.rmse_rise_c < 1e-9
+    assert truth.crossing == plain.crossing
