@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("pythermalcomfort")
 
+from bench.corpus.fit import Windows, cut, run_session
 from bench.corpus.gagge import GaggeTwoNode
 from bench.corpus.generate import SessionSpec, plan, session
 from bench.corpus.people import Room, Workout
@@ -75,12 +76,12 @@ def test_the_split_keeps_models_and_seeds_apart() -> None:
 
 
 def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
-    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout9``
+    """``train_gagge`` (the Gagge part of the training data) and ``heldout3`` … ``heldout10``
     (each scored once, at the end of a round) draw people from seeds no other split uses."""
     splits = {name: plan(name) for name in ("train", "heldout", "heldout2", "train_gagge")}
     splits["heldout3"] = plan("heldout3")
     splits["heldout4"] = plan("heldout4")
-    for name in ("heldout5", "heldout6", "heldout7", "heldout8", "heldout9"):
+    for name in ("heldout5", "heldout6", "heldout7", "heldout8", "heldout9", "heldout10"):
         splits[name] = plan(name)
     assert {s.model for s in splits["train_gagge"]} == {"gagge"}
     assert {s.model for s in splits["heldout3"]} == {"gagge", "jos3"}
@@ -92,6 +93,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
     assert len(splits["heldout8"]) == 2 * len(splits["heldout7"])
     assert 0.2 < sum(s.heat_sensitive for s in splits["heldout8"]) / len(splits["heldout8"]) < 0.3
     assert len(splits["heldout9"]) == len(splits["heldout8"])
+    assert len(splits["heldout10"]) == len(splits["heldout9"])
     for name in (
         "train_gagge",
         "heldout3",
@@ -101,6 +103,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
         "heldout7",
         "heldout8",
         "heldout9",
+        "heldout10",
     ):
         others = set().union(*({s.seed for s in v} for k, v in splits.items() if k != name))
         assert not {s.seed for s in splits[name]} & others, name
@@ -108,7 +111,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
         assert {s.room for s in splits[name]} == set(Room)
 
 
-@pytest.mark.parametrize("split", ["heldout8", "heldout9", "pool,heldout8"])
+@pytest.mark.parametrize("split", ["heldout8", "heldout9", "heldout10", "pool,heldout10"])
 def test_fitting_and_tuning_refuse_a_held_out_split(split: str, tmp_path: Path) -> None:
     """``bench.corpus.fit`` and ``bench.corpus.tune`` read their sessions through
     ``training_windows``: a held-out split not seen yet is refused before any file is read."""
@@ -127,3 +130,50 @@ def test_seen_splits_are_in_the_tuning_pool(split: str, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"profiles\.toml"):
         training_windows(tmp_path, f"train,{split}", simulator=False)
+
+
+def _one_session(tmp_path: Path) -> Windows:
+    """A 40-min session (rest, then brisk work; the pill's core climbs 0.8 °C) cut into the
+    engine's windows as ``bench.corpus.fit`` does."""
+    path = tmp_path / "rec.csv"
+    lines = ["time,patient,heart_rate_bpm,skin_temp_c,core_temp_c"]
+    for s in range(0, 2400):
+        work = s >= 240
+        hr = 70 + (70 if work else 0)
+        core = 37.0 + (0.8 * min(1.0, (s - 240) / 1800) if work else 0.0)
+        cell = f"{core:.3f}" if s % 20 == 0 else ""
+        lines.append(f"{1_748_764_800 + s},p,{hr},{33.0 + (0.5 if work else 0.0):.2f},{cell}")
+    path.write_text("\n".join(lines) + "\n")
+    (w,) = cut(path, {})
+    return w
+
+
+def test_the_probes_replace_the_estimator_and_nothing_else(tmp_path: Path) -> None:
+    """``run_session``'s ``make``: the engine's estimator through it scores exactly as without
+    it; the truth probe at weight 1 shows the pill's rise (no error left), so the factory is
+    the one that runs."""
+    import functools
+
+    from bench.corpus.probe import make_true_rise
+    from monitor.engine.forecast import FORECAST_PARAMS
+    from monitor.engine.heat_balance import HeatBalanceEstimator
+    from monitor.engine.params import HEAT_BALANCE_PARAMS
+
+    w = _one_session(tmp_path)
+    plain = run_session(w, HEAT_BALANCE_PARAMS, FORECAST_PARAMS)
+    same = run_session(
+        w,
+        HEAT_BALANCE_PARAMS,
+        FORECAST_PARAMS,
+        lambda _w, hb: HeatBalanceEstimator(params=hb),
+    )
+    assert same == plain
+    assert plain.rmse_rise_c is not None and plain.rmse_rise_c > 0.05
+    truth = run_session(
+        w,
+        HEAT_BALANCE_PARAMS,
+        FORECAST_PARAMS,
+        functools.partial(make_true_rise, weight=1.0),
+    )
+    assert truth.rmse_rise_c is not None and truth.rmse_rise_c < 1e-9
+    assert truth.crossing == plain.crossing

@@ -18,7 +18,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -159,10 +159,21 @@ def simulator_windows(profiles: dict[str, PatientProfile]) -> list[Windows]:
         return cut(path, profiles)
 
 
-def run_session(w: Windows, hb: HeatBalanceParams, fc: ForecastParams) -> SessionScore:
-    """``PatientEngine._step`` for one session, with these parameters."""
+EstimatorFactory = Callable[["Windows", HeatBalanceParams], HeatBalanceEstimator]
+"""Makes the estimator for one session (``bench/corpus/probe.py``: variants that are not the
+engine's, to bound what a better estimate would gain)."""
+
+
+def run_session(
+    w: Windows,
+    hb: HeatBalanceParams,
+    fc: ForecastParams,
+    make: EstimatorFactory | None = None,
+) -> SessionScore:
+    """``PatientEngine._step`` for one session, with these parameters (and the engine's
+    estimator unless ``make`` says otherwise)."""
     profile = w.profile
-    est = HeatBalanceEstimator(params=hb)
+    est = make(w, hb) if make is not None else HeatBalanceEstimator(params=hb)
     risk = RiskStateMachine(
         threshold_c=profile.effective_threshold_c,
         caution_c=profile.caution_at_c,

@@ -26,6 +26,9 @@ takes) and ``sessions.json`` (who, where, what, which model):
   round's first choice and scored once at its end.
 * ``heldout9`` — Gagge (seeds 22000…) and JOS-3 (seeds 23000…) sessions, as many as
   ``heldout8`` (216), added before the seventh round's first choice and scored once at its end.
+* ``heldout10`` — Gagge (seeds 24000…) and JOS-3 (seeds 25000…) sessions, as many as
+  ``heldout9`` (216), added before the eighth round's first choice; generated and scored only
+  at its end, and only if that round adopts a change.
 
 Each split crosses workouts (steady aerobic, intervals, strength sets, balance/flexibility) with
 rooms (cool, neutral, hot and humid); one person in four sweats poorly (heat-sensitive). The
@@ -91,6 +94,7 @@ def plan(split: str, *, scale: float = 1.0) -> list[SessionSpec]:
         "heldout7": (("gagge", 18000, 5), ("jos3", 19000, 4)),
         "heldout8": (("gagge", 20000, 10), ("jos3", 21000, 8)),
         "heldout9": (("gagge", 22000, 10), ("jos3", 23000, 8)),
+        "heldout10": (("gagge", 24000, 10), ("jos3", 25000, 8)),
     }[split]
     specs: list[SessionSpec] = []
     for model, seed0, reps in groups:
@@ -136,6 +140,7 @@ PREFIX: Mapping[str, str] = MappingProxyType(
         "heldout7": "h7",
         "heldout8": "h8",
         "heldout9": "h9",
+        "heldout10": "ha",
     }
 )
 

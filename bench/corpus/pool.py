@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bench.corpus.fit import POOL, Windows, run_session, training_windows
+from bench.corpus.fit import POOL, EstimatorFactory, Windows, run_session, training_windows
 from bench.corpus.tune import FORECAST_KEYS, objective, split_params
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
@@ -32,19 +32,28 @@ def _init(windows: list[Windows]) -> None:
     _WINDOWS = windows
 
 
-def _run(args: tuple[int, HeatBalanceParams, ForecastParams]) -> SessionScore:
-    i, hb, fc = args
-    return run_session(_WINDOWS[i], hb, fc)
+def _run(
+    args: tuple[int, HeatBalanceParams, ForecastParams, EstimatorFactory | None],
+) -> SessionScore:
+    i, hb, fc, make = args
+    return run_session(_WINDOWS[i], hb, fc, make)
 
 
 def replay(
-    windows: list[Windows], hb: HeatBalanceParams, fc: ForecastParams, *, jobs: int = 1
+    windows: list[Windows],
+    hb: HeatBalanceParams,
+    fc: ForecastParams,
+    *,
+    jobs: int = 1,
+    make: EstimatorFactory | None = None,
 ) -> list[SessionScore]:
-    """Every session with these parameters, in ``jobs`` processes."""
+    """Every session with these parameters, in ``jobs`` processes (``make``: a picklable
+    estimator factory instead of the engine's estimator)."""
     if jobs <= 1:
-        return [run_session(w, hb, fc) for w in windows]
+        return [run_session(w, hb, fc, make) for w in windows]
+    tasks = [(i, hb, fc, make) for i in range(len(windows))]
     with ProcessPoolExecutor(jobs, initializer=_init, initargs=(windows,)) as ex:
-        return list(ex.map(_run, [(i, hb, fc) for i in range(len(windows))], chunksize=16))
+        return list(ex.map(_run, tasks, chunksize=16))
 
 
 def session_info(corpus: Path, splits: str) -> dict[str, dict[str, object]]:
