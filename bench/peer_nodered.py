@@ -54,7 +54,13 @@ from bench.peer.influx import (
     wait_count_probe,
     write_stats,
 )
-from bench.peer.load import alert_latencies, publisher_main, quantiles, receiver_main
+from bench.peer.load import (
+    SPREAD_S,
+    alert_latencies,
+    publisher_main,
+    quantiles,
+    receiver_main,
+)
 from bench.peer.services import (
     PASSWORD,
     USER,
@@ -67,6 +73,8 @@ from bench.peer.services import (
     start_nodered,
     start_spy,
 )
+from bench.peer.table import table
+from bench.peer.tracing import trace_report
 from monitor.mqtt.localbroker import MosquittoBroker
 from monitor.storage.localserver import InfluxServer
 
@@ -80,10 +88,6 @@ REALTIME_S = 100
 time, patients spread over the second); heatmon's patients have a resting heart rate and
 baseline in their profile (no 2-minute rest), rest 10 s, then core temperature rises
 0.02 °C/s: heatmon says ``caution`` at ~90 s."""
-SPREAD_S = 30
-"""Kind ``spread``: the real-world run with patient n's rise starting ``n / patients ×
-SPREAD_S`` s later (as people start at different times), so that the alerts come over
-half a minute instead of all 1,000 in the same second (kind ``realtime``, the worst case)."""
 RUN_LIMIT_S = 240.0
 """No run lasts longer."""
 
@@ -129,6 +133,7 @@ async def run(
             ids=[*ids, "probe"],
             code=args.base if system == "base" else None,
             window_phase=args.window_phase,
+            trace=args.trace / db if args.trace is not None and system == "heatmon" else None,
         )
     else:
         port = proxy.port if proxy is not None else influx.port
@@ -141,7 +146,7 @@ async def run(
     pub = mp.get_context("spawn").Process(target=publisher_main, args=(broker.port, spec, child))
     alerts_end, alerts_child = mp.Pipe()
     rec = mp.get_context("spawn").Process(
-        target=receiver_main, args=(broker.port, prefix, alerts_child)
+        target=receiver_main, args=(broker.port, prefix, alerts_child, ids)
     )
     try:
         await asyncio.sleep(3.0)  # the service connects and subscribes
@@ -176,7 +181,7 @@ async def run(
         extra = await asyncio.to_thread(parent.recv)
         if spec["realtime"]:
             alerts_end.send("stop")
-            extra["alerts"] = await asyncio.to_thread(alerts_end.recv)
+            extra["alerts"], extra["plain"] = await asyncio.to_thread(alerts_end.recv)
     finally:
         for child_proc in (pub, rec):
             if child_proc.is_alive():
@@ -215,96 +220,22 @@ async def run(
         ]
         out["lag_ms"] = quantiles(lags)
         out["alert_ms"] = alert_latencies(extra["alerts"], published, ids, sent["t_base"])
+        out["plain_ms"] = quantiles(
+            [
+                at - published[key]
+                for patient, t, at in extra["plain"]
+                if (key := f"{patient} {round(t * 1000)}") in published
+            ]
+        )
+        if args.trace is not None and system == "heatmon":
+            raw = alert_latencies(extra["alerts"], published, ids, sent["t_base"], raw=True)
+            trace_report(args.trace / db, {"alert_raw": raw}, log)
         if args.raw:
             out["alert_raw"] = alert_latencies(
                 extra["alerts"], published, ids, sent["t_base"], raw=True
             )
     log(f"{system} {kind}: {json.dumps(out)}")
     return out
-
-
-# -- the report ------------------------------------------------------------------------------
-
-
-def table(results: list[dict[str, Any]], ceilings: list[dict[str, float]], load: list[str]) -> str:
-    def cell(system: str, kind: str, fmt: Any) -> str:
-        rows = [r for r in results if r["system"] == system and r["kind"] == kind]
-        return " / ".join(fmt(r) for r in rows) or "–"
-
-    def lag(key: str) -> Any:
-        def f(r: dict[str, Any]) -> str:
-            q = r.get(key)
-            return f"{q['p50']:,.0f} / {q['p99']:,.0f} ms" if q else "–"
-
-        return f
-
-    rows = [
-        (
-            "max sustained, 10-s messages (20 samples), samples/s",
-            "10s",
-            lambda r: f"{r['rate']:,.0f}",
-        ),
-        ("max sustained, 1-s messages (2 samples), samples/s", "1s", lambda r: f"{r['rate']:,.0f}"),
-        ("lost, 10-s / 1-s messages flat out", "loss", None),
-        ("storage lag p50 / p99 at the real-world rate", "realtime", lag("lag_ms")),
-        ("sample → alert p50 / p99 at the real-world rate", "realtime", lag("alert_ms")),
-        (
-            f"storage lag p50 / p99, rises spread over {SPREAD_S} s",
-            "spread",
-            lag("lag_ms"),
-        ),
-        (
-            f"sample → alert p50 / p99, rises spread over {SPREAD_S} s",
-            "spread",
-            lag("alert_ms"),
-        ),
-        (
-            "CPU per 1,000 samples stored, 10-s messages",
-            "10s",
-            lambda r: f"{r['cpu_ms_per_1000']:.0f} ms",
-        ),
-        (
-            "influxd's CPU per 1,000 samples stored, 10-s messages",
-            "10s",
-            lambda r: f"{r['influxd_cpu_ms_per_1000']:.1f} ms",
-        ),
-        (
-            "write requests to influxd, points each, points per sample, 10-s messages",
-            "10s",
-            lambda r: (
-                f"{r['write_requests']:,}, {r['points_written'] / max(1, r['write_requests']):,.0f}"
-                f", {r['points_written'] / max(1, r['stored']):.2f}"
-            ),
-        ),
-        (
-            f"machine busy in the 10-s max-rate run, of {os.cpu_count()} cores",
-            "10s",
-            lambda r: f"{r['busy_cores']:.2f}",
-        ),
-        ("peak RSS (real-world run)", "realtime", lambda r: f"{r['peak_rss_mb']:.0f} MB"),
-    ]
-    out = ["| one cell per round | heatmon | Node-RED flow |", "| --- | --- | --- |"]
-    for label, kind, fmt in rows:
-        if kind == "loss":
-            cells = [
-                " / ".join(
-                    f"{sum(r['lost'] for r in results if r['system'] == s and r['kind'] == k):,}"
-                    for k in ("10s", "1s")
-                )
-                for s in ("heatmon", "nodered")
-            ]
-            out.append(f"| {label} | {cells[0]} | {cells[1]} |")
-            continue
-        out.append(f"| {label} | {cell('heatmon', kind, fmt)} | {cell('nodered', kind, fmt)} |")
-    ceiling = " / ".join(f"{c['rate']:,.0f}" for c in ceilings)
-    out.append(f"| ceiling: curl bulk `/write`, 10k-point batches, points/s | {ceiling} | |")
-    cost = " / ".join(
-        f"{c['influxd_cpu_ms_per_1000']:.1f} ms, {c['busy_cores']:.2f} cores" for c in ceilings
-    )
-    out.append(f"| curl's run: influxd's CPU per 1,000 points, machine busy | {cost} | |")
-    out.append("")
-    out.append("Load (`uptime`) before each round: " + "; ".join(load))
-    return "\n".join(out)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -405,6 +336,12 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=1500.0, help="no new run after this")
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy heatmon into this folder"
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="timestamps along heatmon's alert path into this folder (bench/peer/tracing.py)",
     )
     parser.add_argument("--cache", type=Path, default=CACHE, help="where npm installs Node-RED")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "peer_nodered.json")

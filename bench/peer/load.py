@@ -21,6 +21,10 @@ IN_FLIGHT = 200
 """QoS 1 publishes awaiting their PUBACK at once (as bench/mqtt_throughput.py)."""
 REST_STEPS = 10
 """Seconds at rest before the real-world run's rise."""
+SPREAD_S = 30
+"""Kind ``spread``: the real-world run with patient n's rise starting ``n / patients ×
+SPREAD_S`` s later (as people start at different times), so that the alerts come over
+half a minute instead of all 1,000 in the same second (kind ``realtime``, the worst case)."""
 
 
 # -- the publisher (a child process) -------------------------------------------------------
@@ -111,31 +115,46 @@ async def publisher(port: int, spec: dict[str, Any], pipe: Connection) -> None:
     pipe.send({"published": published})
 
 
-async def receiver(port: int, prefix: str, pipe: Connection) -> None:
+PLAIN_PATIENTS = 50
+"""Patients (every n-th, so spread over each second) whose sample messages the receiver
+takes too, a plain subscriber beside the service: publish → receive on the same broker, the
+path every alert's latency includes."""
+
+
+async def receiver(port: int, prefix: str, pipe: Connection, ids: list[str]) -> None:
     """The alerts' subscriber, a process of its own (a caregiver's app): its clock reading at
-    each alert is not delayed by the publisher's work."""
+    each alert is not delayed by the publisher's work. It also takes the sample messages of
+    ``PLAIN_PATIENTS`` patients (the publisher → broker → subscriber baseline)."""
     alerts: list[tuple[str, float, float]] = []
+    plain: list[tuple[str, float, float]] = []
     async with aiomqtt.Client(
         "127.0.0.1", port, username=USER, password=PASSWORD, identifier="app"
     ) as app:
         await app.subscribe(f"{prefix}/patients/+/alerts", qos=1)
+        for p in ids[:: max(1, len(ids) // PLAIN_PATIENTS)]:
+            await app.subscribe(f"{prefix}/patients/{p}/samples", qos=1)
 
         async def receive() -> None:
             async for m in app.messages:
                 at = time.time()
                 doc = json.loads(bytes(m.payload))
-                if doc.get("kind") == "level":
+                if m.topic.value.endswith("/samples"):
+                    last = doc["samples"][-1]
+                    plain.append((m.topic.value.split("/")[-2], float(last["time"]), at))
+                elif doc.get("kind") == "level":
                     alerts.append((doc["patient"], parse_time(doc["time"]), at))
 
         task = asyncio.create_task(receive())
         pipe.send("ready")
         await asyncio.to_thread(pipe.recv)  # the run is over
         task.cancel()
-    pipe.send(alerts)
+    pipe.send((alerts, plain))
 
 
-def receiver_main(port: int, prefix: str, pipe: Connection) -> None:  # pragma: no cover
-    asyncio.run(receiver(port, prefix, pipe))
+def receiver_main(
+    port: int, prefix: str, pipe: Connection, ids: list[str]
+) -> None:  # pragma: no cover
+    asyncio.run(receiver(port, prefix, pipe, ids))
 
 
 def publisher_main(port: int, spec: dict[str, Any], pipe: Connection) -> None:  # pragma: no cover

@@ -177,6 +177,7 @@ def start_heatmon(
     ids: list[str],
     code: Path | None = None,
     window_phase: str = "clock",
+    trace: Path | None = None,
 ) -> Service:
     """``heatmon run``; with ``code``, the ``monitor`` package from that folder instead (an
     earlier version, ``--base``, run in the same rounds)."""
@@ -195,6 +196,11 @@ def start_heatmon(
     env = {**os.environ, "HEATMON_MQTT_PASSWORD": PASSWORD}
     if code is not None:
         env["PYTHONPATH"] = str(code)
+    if trace is not None:  # bench/peer/tracing.py, installed by its sitecustomize
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        site = Path(__file__).resolve().parent / "trace_site"
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(site.parents[2])])
+        env["HM_TRACE_OUT"] = str(trace)
     exe = str(Path(sys.executable).with_name("heatmon"))
     return Service(
         "heatmon", [exe, "run", "--config", str(work / "heatmon.toml")], cwd=work, env=env
