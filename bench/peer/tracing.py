@@ -85,6 +85,21 @@ def install(out: str) -> None:  # pragma: no cover - runs inside heatmon's proce
 
     service.Monitor.ingest_batch = ingest_batch  # type: ignore[method-assign]
 
+    def thread_ticks() -> tuple[int, int]:
+        """(main thread, other threads) clock ticks of this process, from /proc."""
+        main = others = 0
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended
+                continue
+            ticks = int(fields[11]) + int(fields[12])
+            if task.name == str(os.getpid()):
+                main += ticks
+            else:
+                others += ticks
+        return main, others
+
     def machine_ticks() -> tuple[int, int]:
         """(busy, all) clock ticks of the whole machine, from /proc/stat."""
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -94,8 +109,9 @@ def install(out: str) -> None:  # pragma: no cover - runs inside heatmon's proce
     async def probe() -> None:
         loop = asyncio.get_running_loop()
         last_cpu, last_at = sum(os.times()[:2]), time.time()
-        last_ticks = machine_ticks()
+        last_ticks, last_threads = machine_ticks(), thread_ticks()
         cores = os.cpu_count() or 1
+        hz = os.sysconf("SC_CLK_TCK")
         while True:
             t = loop.time()
             await asyncio.sleep(STALL_PROBE_S)
@@ -104,10 +120,13 @@ def install(out: str) -> None:  # pragma: no cover - runs inside heatmon's proce
                 rec["stall"].append((time.time(), over))
             now = time.time()
             if now - last_at >= CPU_EVERY_S:
-                cpu, ticks = sum(os.times()[:2]), machine_ticks()
+                cpu, ticks, threads = sum(os.times()[:2]), machine_ticks(), thread_ticks()
                 busy = cores * (ticks[0] - last_ticks[0]) / max(1, ticks[1] - last_ticks[1])
-                rec["cpu"].append((now, (cpu - last_cpu) / (now - last_at), busy))
-                last_cpu, last_at, last_ticks = cpu, now, ticks
+                span = hz * (now - last_at)
+                main = (threads[0] - last_threads[0]) / span
+                others = (threads[1] - last_threads[1]) / span
+                rec["cpu"].append((now, (cpu - last_cpu) / (now - last_at), busy, main, others))
+                last_cpu, last_at, last_ticks, last_threads = cpu, now, ticks, threads
 
     def dump() -> None:
         if rec["in"]:
@@ -170,10 +189,12 @@ def report(result: dict[str, Any], trace: dict[str, Any]) -> str:
     lines = ["| segment | p50 / p90 / p99 / max |", "| --- | --- |"]
     lines += [f"| {name} | {_q(v)} |" for name, v in seg.items()]
     busy = {int(w) for w in alert_walls}
-    cpu_in = [c for w, c, _ in trace["cpu"] if int(w) in busy]
-    cpu_out = [c for w, c, _ in trace["cpu"] if int(w) not in busy]
-    machine_in = [m for w, _, m in trace["cpu"] if int(w) in busy]
-    machine_out = [m for w, _, m in trace["cpu"] if int(w) not in busy]
+    cpu_in = [c for w, c, *_ in trace["cpu"] if int(w) in busy]
+    cpu_out = [c for w, c, *_ in trace["cpu"] if int(w) not in busy]
+    machine_in = [m for w, _, m, *_ in trace["cpu"] if int(w) in busy]
+    machine_out = [m for w, _, m, *_ in trace["cpu"] if int(w) not in busy]
+    main_in = [m for w, _, _, m, _ in trace["cpu"] if int(w) in busy]
+    others_in = [o for w, _, _, _, o in trace["cpu"] if int(w) in busy]
     stalls = [s for w, s in trace["stall"] if int(w) in busy]
 
     def mean(v: list[float]) -> float:
@@ -181,7 +202,8 @@ def report(result: dict[str, Any], trace: dict[str, Any]) -> str:
 
     lines.append(
         f"\nheatmon's CPU (cores): {mean(cpu_in):.2f} in the {len(busy)} seconds with alerts, "
-        f"{mean(cpu_out):.2f} in the others; the machine's busy cores {mean(machine_in):.2f} "
+        f"{mean(cpu_out):.2f} in the others (with alerts: main thread {mean(main_in):.2f}, "
+        f"other threads {mean(others_in):.2f}); the machine's busy cores {mean(machine_in):.2f} "
         f"and {mean(machine_out):.2f} (of {os.cpu_count()}); loop stalls over "
         f"{STALL_PROBE_S * 1000:.0f} ms in those seconds: {len(stalls)}, "
         f"longest {max(stalls, default=0) * 1000:.1f} ms; "
