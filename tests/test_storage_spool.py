@@ -114,3 +114,55 @@ def test_a_full_spool_warns_then_drops_its_oldest_segment(
     assert spool.pending_points + spool.dropped_points == 100
     kept = drain(spool)
     assert kept == [f"{n:04d}".encode() * 250 for n in range(spool.dropped_points, 100)]
+
+
+def test_read_cached_serves_what_is_in_memory_and_says_when_it_cannot(tmp_path: Path) -> None:
+    spool = Spool(directory=tmp_path, fsync=False)
+    spool.open()
+    assert spool.read_cached(max_points=10) == (True, None)  # empty: known, nothing
+    for n in range(5):
+        spool.append(batch(n), 1)
+    known, chunk = spool.read_cached(max_points=3)
+    assert known and chunk is not None
+    on_disk = spool.read(max_points=3)
+    assert on_disk is not None
+    assert (chunk.payload, chunk.points, chunk.end) == (
+        on_disk.payload,
+        on_disk.points,
+        on_disk.end,
+    )
+    known, rest = spool.read_cached(max_points=10, after=chunk.end)
+    assert known and rest is not None and rest.payload == b"\n".join(batch(n) for n in (3, 4))
+    with spool._lock:  # an append under way (its fsync): the sender must not wait for it
+        assert spool.read_cached(max_points=10) == (False, None)
+    spool.close()
+    again = Spool(directory=tmp_path, fsync=False)
+    again.open()  # read back from disk: only read() has them
+    assert again.read_cached(max_points=10) == (False, None)
+    assert drain(again) == [batch(n) for n in range(5)]
+    assert again.read_cached(max_points=10) == (True, None)
+    again.close()
+
+
+def test_commit_in_memory_only_when_no_disk_work_is_due_and_the_position_survives(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(directory=tmp_path, segment_bytes=4096, fsync=False)
+    spool.open()
+    for n in range(300):  # several segments
+        spool.append(batch(n), 1)
+    first = spool.read(max_points=1)
+    assert first is not None
+    spool.commit(first)  # the position was never saved: a thread's commit saves it
+    second = spool.read(max_points=1)
+    assert second is not None
+    assert spool.commit_in_memory(second)  # saved just now, nothing to delete: in memory
+    whole = spool.read(max_points=150)  # past the first segment's end: it must be deleted
+    assert whole is not None and whole.end[0] > 0
+    assert not spool.commit_in_memory(whole)
+    spool.commit(whole)
+    spool.close()
+    again = Spool(directory=tmp_path, segment_bytes=4096, fsync=False)
+    again.open()
+    assert drain(again) == [batch(n) for n in range(152, 300)]
+    again.close()

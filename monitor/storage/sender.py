@@ -126,9 +126,10 @@ class SpoolSender:
                 self.send_now.clear()
                 self.spooled.clear()
                 after = in_flight[-1][0].end if in_flight else None
-                chunk = await asyncio.to_thread(
-                    self.spool.read, max_points=self.options.batch_size, after=after
-                )
+                size = self.options.batch_size
+                known, chunk = self.spool.read_cached(max_points=size, after=after)
+                if not known:  # on disk (a restart, an outage), or an append holds the lock
+                    chunk = await asyncio.to_thread(self.spool.read, max_points=size, after=after)
                 head = in_flight[0][1] if in_flight else None
                 if chunk is None:
                     if head is None:
@@ -151,7 +152,8 @@ class SpoolSender:
                 task.cancel()
 
     async def _written(self, chunk: Chunk, backoff: Backoff) -> None:
-        await asyncio.to_thread(self.spool.commit, chunk)
+        if not self.spool.commit_in_memory(chunk):  # a segment to delete, the position due
+            await asyncio.to_thread(self.spool.commit, chunk)
         self.stats.spooled = self.spool.pending_points
         self.stats.batches_written += 1
         backoff.reset()

@@ -29,6 +29,7 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -67,6 +68,14 @@ class Chunk:
     first_appended_at: float | None = None
     """``time.monotonic()`` when the first record was appended, if it was appended by this
     process (None for a record read back from disk, e.g. after a restart)."""
+
+
+_Record = tuple[bytes, int, tuple[int, int], float | None]
+"""A record read: payload, points, end position, append time (None if read from disk)."""
+
+
+class _NotCached(HeatmonError):
+    """A record :meth:`Spool.read_cached` would have to read from disk."""
 
 
 @dataclass(slots=True)
@@ -275,31 +284,73 @@ class Spool:
         ``after`` (a chunk's ``end``), the ones after it (a batch sent while the ones
         before it are still being written)."""
         with self._lock:
-            payloads: list[bytes] = []
-            points = 0
-            pos = self._read if after is None or after < self._read else after
-            first_at: float | None = None
-            while True:
-                rec = self._record_at(pos)
-                if rec is None:
-                    break
-                payload, count, end, appended_at = rec
-                if payloads and points + count > max_points:
-                    break
-                if not payloads:
-                    first_at = appended_at
-                payloads.append(payload)
-                points += count
-                pos = end
-                if points >= max_points:
-                    break
-            if not payloads:
-                return None
-            return Chunk(b"\n".join(payloads), points, len(payloads), pos, first_at)
+            return self._read_chunk(max_points, after, self._record_at)
 
-    def _record_at(
-        self, pos: tuple[int, int]
-    ) -> tuple[bytes, int, tuple[int, int], float | None] | None:
+    def read_cached(
+        self, *, max_points: int, after: tuple[int, int] | None = None
+    ) -> tuple[bool, Chunk | None]:
+        """As :meth:`read`, but never waiting (for the lock, held by an append's fsync) or
+        reading the disk: ``(True, chunk or None)`` when the records are in memory (the
+        usual case while the sender keeps up), ``(False, None)`` when :meth:`read` must be
+        called (in a thread). The sender calls this on the event loop: a hand-off to a
+        thread for every batch cost the loop more than the read itself."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            return True, self._read_chunk(max_points, after, self._cached_record_at)
+        except _NotCached:
+            return False, None
+        finally:
+            self._lock.release()
+
+    def _read_chunk(
+        self,
+        max_points: int,
+        after: tuple[int, int] | None,
+        record_at: Callable[[tuple[int, int]], _Record | None],
+    ) -> Chunk | None:
+        payloads: list[bytes] = []
+        points = 0
+        pos = self._read if after is None or after < self._read else after
+        first_at: float | None = None
+        while True:
+            rec = record_at(pos)
+            if rec is None:
+                break
+            payload, count, end, appended_at = rec
+            if payloads and points + count > max_points:
+                break
+            if not payloads:
+                first_at = appended_at
+            payloads.append(payload)
+            points += count
+            pos = end
+            if points >= max_points:
+                break
+        if not payloads:
+            return None
+        return Chunk(b"\n".join(payloads), points, len(payloads), pos, first_at)
+
+    def _cached_record_at(self, pos: tuple[int, int]) -> _Record | None:
+        """As :meth:`_record_at` from the cache alone; raises :class:`_NotCached` if the
+        record at ``pos`` is only on disk."""
+        for cached in self._cache:
+            if cached.pos == pos:
+                return cached.payload, cached.points, cached.end, cached.appended_at
+            if cached.pos > pos:
+                break
+        seq, offset = pos
+        size = self._sizes.get(seq)
+        if size is None:
+            return None
+        if offset >= size:
+            later = [s for s in self._sizes if s > seq]
+            if not later:
+                return None
+            return self._cached_record_at((min(later), 0))
+        raise _NotCached
+
+    def _record_at(self, pos: tuple[int, int]) -> _Record | None:
         seq, offset = pos
         for cached in self._cache:
             if cached.pos == pos:
@@ -334,11 +385,7 @@ class Spool:
             self._read = chunk.end
             self._pending_points -= chunk.points
             for seq in sorted(self._sizes):
-                if seq < chunk.end[0] or (
-                    seq == chunk.end[0]
-                    and seq != self._writer_seq
-                    and chunk.end[1] >= self._sizes[seq]
-                ):
+                if self._delivered_by(seq, chunk.end):
                     self._remove_segment(seq)
             if self._read[0] not in self._sizes and self._sizes:
                 self._read = (min(self._sizes), 0)
@@ -348,7 +395,35 @@ class Spool:
             if self._warned and self.disk_bytes < self.max_bytes * WARN_FRACTIONS[0]:
                 self._warn_fill()
 
+    def commit_in_memory(self, chunk: Chunk) -> bool:
+        """:meth:`commit` on the event loop when it needs neither the disk (no segment to
+        delete, the position not due to be saved) nor to wait for the lock; False when
+        :meth:`commit` must be called (in a thread). Like :meth:`read_cached`, it saves the
+        loop a hand-off to a thread for nearly every batch."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if (
+                self._warned
+                or time.monotonic() - self._position_saved_at >= POSITION_SAVE_INTERVAL_S
+                or any(self._delivered_by(seq, chunk.end) for seq in self._sizes)
+            ):
+                return False
+            self._read = chunk.end
+            self._pending_points -= chunk.points
+            self._evict_delivered()
+            self._position_dirty = True
+            return True
+        finally:
+            self._lock.release()
+
     # -- helpers ---------------------------------------------------------------------------
+
+    def _delivered_by(self, seq: int, end: tuple[int, int]) -> bool:
+        """Whether segment ``seq`` is fully delivered once everything before ``end`` is."""
+        return seq < end[0] or (
+            seq == end[0] and seq != self._writer_seq and end[1] >= self._sizes[seq]
+        )
 
     def _evict_delivered(self) -> None:
         """Drop cached records before the read position (delivered or dropped). Only here:
