@@ -24,7 +24,8 @@ from monitor.backoff import Backoff
 from monitor.errors import HeatmonError
 from monitor.storage.options import InfluxOptions
 from monitor.storage.quarantine import QuarantineFile
-from monitor.storage.spool import Chunk, Spool
+from monitor.storage.segments import Chunk
+from monitor.storage.spool import Spool
 from monitor.storage.writer import InfluxWriter, WriteError
 
 log = logging.getLogger(__name__)

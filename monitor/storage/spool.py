@@ -24,22 +24,31 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from monitor.errors import HeatmonError
+from monitor.storage.segments import (
+    HEADER,
+    MAGIC,
+    CachedRecord,
+    Chunk,
+    NotCached,
+    Record,
+    SpoolError,
+    fsync_directory,
+    load_position,
+    save_position,
+    scan,
+    segment_name,
+)
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"HMSP"
-HEADER = struct.Struct("<4sIII")  # magic, payload length, point count, crc32
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 """Default bound of the spool on disk."""
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
@@ -51,44 +60,6 @@ CACHE_BYTES = 16 * 1024 * 1024
 reading them back from disk."""
 WARN_FRACTIONS = (0.5, 0.8, 0.95)
 """Fill levels at which the spool warns, loudly."""
-
-
-class SpoolError(HeatmonError):
-    """The spool directory cannot be used."""
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """Consecutive records read from the spool, to be sent as one request."""
-
-    payload: bytes
-    points: int
-    records: int
-    end: tuple[int, int]
-    first_appended_at: float | None = None
-    """``time.monotonic()`` when the first record was appended, if it was appended by this
-    process (None for a record read back from disk, e.g. after a restart)."""
-
-
-_Record = tuple[bytes, int, tuple[int, int], float | None]
-"""A record read: payload, points, end position, append time (None if read from disk)."""
-
-
-class _NotCached(HeatmonError):
-    """A record :meth:`Spool.read_cached` would have to read from disk."""
-
-
-@dataclass(slots=True)
-class _Cached:
-    pos: tuple[int, int]
-    payload: bytes
-    points: int
-    end: tuple[int, int]
-    appended_at: float
-
-
-def _seg_name(seq: int) -> str:
-    return f"seg-{seq:012d}.lp"
 
 
 class Spool:
@@ -114,7 +85,7 @@ class Spool:
         self._writer: BinaryIO | None = None
         self._writer_seq = -1
         self._pending_points = 0
-        self._cache: deque[_Cached] = deque()
+        self._cache: deque[CachedRecord] = deque()
         self._cache_bytes = 0
         self._position_saved_at = 0.0
         self._position_dirty = False
@@ -136,10 +107,10 @@ class Spool:
                 for p in self.directory.glob("seg-*.lp")
                 if p.name[4:16].isdigit() and len(p.name) == 19
             )
-            read = self._load_position()
+            read = load_position(self.directory)
             for seq in seqs:
                 if seq < read[0]:
-                    (self.directory / _seg_name(seq)).unlink(missing_ok=True)
+                    (self.directory / segment_name(seq)).unlink(missing_ok=True)
             seqs = [s for s in seqs if s >= read[0]]
             if seqs and read[0] < seqs[0]:
                 read = (seqs[0], 0)
@@ -147,8 +118,8 @@ class Spool:
                 read = (read[0], 0)
             self._read = read
             for n, seq in enumerate(seqs):
-                path = self.directory / _seg_name(seq)
-                valid_end, points = self._scan(
+                path = self.directory / segment_name(seq)
+                valid_end, points = scan(
                     path, start=read[1] if seq == read[0] else 0, last=n == len(seqs) - 1
                 )
                 self._sizes[seq] = valid_end
@@ -210,7 +181,7 @@ class Spool:
             self._pending_points += points
             if self._cache_bytes + len(payload) <= CACHE_BYTES:
                 self._cache.append(
-                    _Cached((self._writer_seq, offset), payload, points, end, time.monotonic())
+                    CachedRecord((self._writer_seq, offset), payload, points, end, time.monotonic())
                 )
                 self._cache_bytes += len(payload)
             self._warn_fill()
@@ -226,10 +197,10 @@ class Spool:
             self._writer_seq = max(self._writer_seq, 0)
             self._sizes[self._writer_seq] = 0
         if self._writer is None:
-            path = self.directory / _seg_name(self._writer_seq)
+            path = self.directory / segment_name(self._writer_seq)
             self._writer = path.open("ab")
             if self._sizes[self._writer_seq] == 0 and self.fsync:
-                self._fsync_dir()
+                fsync_directory(self.directory)
         return self._writer
 
     def _make_room(self, size: int) -> None:
@@ -241,7 +212,7 @@ class Spool:
                     self._writer = None
                 self._writer_seq += 1
             start = self._read[1] if self._read[0] == oldest else 0
-            _, lost = self._scan(self.directory / _seg_name(oldest), start=start, last=False)
+            _, lost = scan(self.directory / segment_name(oldest), start=start, last=False)
             self._remove_segment(oldest)
             self._pending_points -= lost
             self.dropped_points += lost
@@ -298,7 +269,7 @@ class Spool:
             return False, None
         try:
             return True, self._read_chunk(max_points, after, self._cached_record_at)
-        except _NotCached:
+        except NotCached:
             return False, None
         finally:
             self._lock.release()
@@ -307,7 +278,7 @@ class Spool:
         self,
         max_points: int,
         after: tuple[int, int] | None,
-        record_at: Callable[[tuple[int, int]], _Record | None],
+        record_at: Callable[[tuple[int, int]], Record | None],
     ) -> Chunk | None:
         payloads: list[bytes] = []
         points = 0
@@ -331,8 +302,8 @@ class Spool:
             return None
         return Chunk(b"\n".join(payloads), points, len(payloads), pos, first_at)
 
-    def _cached_record_at(self, pos: tuple[int, int]) -> _Record | None:
-        """As :meth:`_record_at` from the cache alone; raises :class:`_NotCached` if the
+    def _cached_record_at(self, pos: tuple[int, int]) -> Record | None:
+        """As :meth:`_record_at` from the cache alone; raises :class:`NotCached` if the
         record at ``pos`` is only on disk."""
         for cached in self._cache:
             if cached.pos == pos:
@@ -348,9 +319,9 @@ class Spool:
             if not later:
                 return None
             return self._cached_record_at((min(later), 0))
-        raise _NotCached
+        raise NotCached
 
-    def _record_at(self, pos: tuple[int, int]) -> _Record | None:
+    def _record_at(self, pos: tuple[int, int]) -> Record | None:
         seq, offset = pos
         for cached in self._cache:
             if cached.pos == pos:
@@ -365,7 +336,7 @@ class Spool:
             if not later:
                 return None
             return self._record_at((min(later), 0))
-        path = self.directory / _seg_name(seq)
+        path = self.directory / segment_name(seq)
         with path.open("rb") as f:
             f.seek(offset)
             head = f.read(HEADER.size)
@@ -437,48 +408,8 @@ class Spool:
             self._writer.close()
             self._writer = None
         self._sizes.pop(seq, None)
-        (self.directory / _seg_name(seq)).unlink(missing_ok=True)
+        (self.directory / segment_name(seq)).unlink(missing_ok=True)
         self._position_dirty = True
-
-    def _scan(self, path: Path, *, start: int, last: bool) -> tuple[int, int]:
-        """(end of the last whole record, points after ``start``); cuts a torn tail."""
-        points = 0
-        offset = 0
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            while offset + HEADER.size <= size:
-                f.seek(offset)
-                magic, length, count, crc = HEADER.unpack(f.read(HEADER.size))
-                if magic != MAGIC or offset + HEADER.size + length > size:
-                    break
-                if last:
-                    payload = f.read(length)
-                    if zlib.crc32(payload) != crc:
-                        break
-                if offset >= start:
-                    points += count
-                offset += HEADER.size + length
-        if offset != size:
-            log.warning(
-                "InfluxDB spool segment %s ends in a torn record (crash during a write); "
-                "cutting %d bytes",
-                path,
-                size - offset,
-            )
-            with path.open("r+b") as f:
-                f.truncate(offset)
-        return offset, points
-
-    def _load_position(self) -> tuple[int, int]:
-        path = self.directory / "position"
-        try:
-            seq_text, off_text = path.read_text(encoding="ascii").split()
-            return int(seq_text), int(off_text)
-        except FileNotFoundError:
-            return (0, 0)
-        except (OSError, ValueError):
-            log.warning("InfluxDB spool position file %s is unreadable; replaying all", path)
-            return (0, 0)
 
     def _save_position(self, *, force: bool) -> None:
         if not self._position_dirty:
@@ -486,20 +417,6 @@ class Spool:
         now = time.monotonic()
         if not force and now - self._position_saved_at < POSITION_SAVE_INTERVAL_S:
             return
-        path = self.directory / "position"
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="ascii") as f:
-            f.write(f"{self._read[0]} {self._read[1]}\n")
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-        tmp.replace(path)
+        save_position(self.directory, self._read, fsync=self.fsync)
         self._position_saved_at = now
         self._position_dirty = False
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
