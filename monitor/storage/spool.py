@@ -268,7 +268,7 @@ class Spool:
         if not self._lock.acquire(blocking=False):
             return False, None
         try:
-            return True, self._read_chunk(max_points, after, self._cached_record_at)
+            return True, self._read_chunk(max_points, after, self._memory_record_at)
         except NotCached:
             return False, None
         finally:
@@ -302,26 +302,12 @@ class Spool:
             return None
         return Chunk(b"\n".join(payloads), points, len(payloads), pos, first_at)
 
-    def _cached_record_at(self, pos: tuple[int, int]) -> Record | None:
-        """As :meth:`_record_at` from the cache alone; raises :class:`NotCached` if the
-        record at ``pos`` is only on disk."""
-        for cached in self._cache:
-            if cached.pos == pos:
-                return cached.payload, cached.points, cached.end, cached.appended_at
-            if cached.pos > pos:
-                break
-        seq, offset = pos
-        size = self._sizes.get(seq)
-        if size is None:
-            return None
-        if offset >= size:
-            later = [s for s in self._sizes if s > seq]
-            if not later:
-                return None
-            return self._cached_record_at((min(later), 0))
-        raise NotCached
+    def _memory_record_at(self, pos: tuple[int, int]) -> Record | None:
+        return self._record_at(pos, disk=False)
 
-    def _record_at(self, pos: tuple[int, int]) -> Record | None:
+    def _record_at(self, pos: tuple[int, int], *, disk: bool = True) -> Record | None:
+        """The record at ``pos`` (None past the last one); ``disk=False``: from the cache
+        alone, raising :class:`NotCached` if it is only on disk."""
         seq, offset = pos
         for cached in self._cache:
             if cached.pos == pos:
@@ -335,7 +321,9 @@ class Spool:
             later = [s for s in self._sizes if s > seq]
             if not later:
                 return None
-            return self._record_at((min(later), 0))
+            return self._record_at((min(later), 0), disk=disk)
+        if not disk:
+            raise NotCached
         path = self.directory / segment_name(seq)
         with path.open("rb") as f:
             f.seek(offset)
