@@ -265,3 +265,7 @@ def test_a_reset_goes_back_to_the_threshold_the_care_team_set(
         assert store.audit(patient=NEW, limit=1)[0].action == "threshold.reset"
     assert profile(config, "reset", NEW, "--by", ADMIN) == 0  # nothing left to reset
     assert "+0.60 °C (set by the care team) is in force already" in capsys.readouterr().out
+    # the listing names the same base (before: the file's 0.55 °C as "configured")
+    assert profile(config, "suggestions", NEW) == 0
+    out = capsys.readouterr().out
+    assert "threshold in force +0.60 °C (set by the care team +0.60 °C" in out, out

@@ -137,14 +137,19 @@ def run_suggestions(args: argparse.Namespace) -> int:
     if not re.match(PATIENT_ID_PATTERN, patient):
         raise InputError(f"{patient!r} is not a valid patient id", where="patient")
     config = _config(args)
+    base, source = _profile(config, patient), "configured"
+    with _team(config) as team:  # with a care team, its threshold is the base (as reset's)
+        by_hand = set_by_hand(team, patient) if team is not None else None
+    if by_hand is not None:
+        base, source = base.model_copy(update={"threshold_rise_c": by_hand}), "set by the care team"
     with _store(args, config) as store:
-        view = patient_view(store, _profile(config, patient), limit=200 if args.all else 20)
+        view = patient_view(store, base, limit=200 if args.all else 20)
     if args.json:
-        print(json.dumps(view, indent=2, ensure_ascii=False))
+        print(json.dumps(view | {"configured_by": source}, indent=2, ensure_ascii=False))
         return 0
     print(
         f"{patient}: threshold in force {view['threshold_c']:+.2f} °C "
-        f"(configured {view['configured_c']:+.2f} °C, never below {view['floor_c']:+.2f} °C)"
+        f"({source} {view['configured_c']:+.2f} °C, never below {view['floor_c']:+.2f} °C)"
     )
     shown = [s for s in view["suggestions"] if args.all or s["status"] != "superseded"]
     if not shown:
