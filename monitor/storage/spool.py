@@ -28,7 +28,6 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -255,7 +254,7 @@ class Spool:
         ``after`` (a chunk's ``end``), the ones after it (a batch sent while the ones
         before it are still being written)."""
         with self._lock:
-            return self._read_chunk(max_points, after, self._record_at)
+            return self._read_chunk(max_points, after, disk=True)
 
     def read_cached(
         self, *, max_points: int, after: tuple[int, int] | None = None
@@ -268,24 +267,21 @@ class Spool:
         if not self._lock.acquire(blocking=False):
             return False, None
         try:
-            return True, self._read_chunk(max_points, after, self._memory_record_at)
+            return True, self._read_chunk(max_points, after, disk=False)
         except NotCached:
             return False, None
         finally:
             self._lock.release()
 
     def _read_chunk(
-        self,
-        max_points: int,
-        after: tuple[int, int] | None,
-        record_at: Callable[[tuple[int, int]], Record | None],
+        self, max_points: int, after: tuple[int, int] | None, *, disk: bool
     ) -> Chunk | None:
         payloads: list[bytes] = []
         points = 0
         pos = self._read if after is None or after < self._read else after
         first_at: float | None = None
         while True:
-            rec = record_at(pos)
+            rec = self._record_at(pos, disk=disk)
             if rec is None:
                 break
             payload, count, end, appended_at = rec
@@ -301,9 +297,6 @@ class Spool:
         if not payloads:
             return None
         return Chunk(b"\n".join(payloads), points, len(payloads), pos, first_at)
-
-    def _memory_record_at(self, pos: tuple[int, int]) -> Record | None:
-        return self._record_at(pos, disk=False)
 
     def _record_at(self, pos: tuple[int, int], *, disk: bool = True) -> Record | None:
         """The record at ``pos`` (None past the last one); ``disk=False``: from the cache
@@ -341,15 +334,7 @@ class Spool:
     def commit(self, chunk: Chunk) -> None:
         """Mark ``chunk`` delivered; delete segments that are fully delivered."""
         with self._lock:
-            self._read = chunk.end
-            self._pending_points -= chunk.points
-            for seq in sorted(self._sizes):
-                if self._delivered_by(seq, chunk.end):
-                    self._remove_segment(seq)
-            if self._read[0] not in self._sizes and self._sizes:
-                self._read = (min(self._sizes), 0)
-            self._evict_delivered()
-            self._position_dirty = True
+            self._advance(chunk)
             self._save_position(force=False)
             if self._warned and self.disk_bytes < self.max_bytes * WARN_FRACTIONS[0]:
                 self._warn_fill()
@@ -368,15 +353,25 @@ class Spool:
                 or any(self._delivered_by(seq, chunk.end) for seq in self._sizes)
             ):
                 return False
-            self._read = chunk.end
-            self._pending_points -= chunk.points
-            self._evict_delivered()
-            self._position_dirty = True
+            self._advance(chunk)
             return True
         finally:
             self._lock.release()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _advance(self, chunk: Chunk) -> None:
+        """Move the read position past ``chunk``: delete the segments it completes, drop
+        its records from the cache; the position is saved by the caller (or later)."""
+        self._read = chunk.end
+        self._pending_points -= chunk.points
+        for seq in sorted(self._sizes):
+            if self._delivered_by(seq, chunk.end):
+                self._remove_segment(seq)
+        if self._read[0] not in self._sizes and self._sizes:
+            self._read = (min(self._sizes), 0)
+        self._evict_delivered()
+        self._position_dirty = True
 
     def _delivered_by(self, seq: int, end: tuple[int, int]) -> bool:
         """Whether segment ``seq`` is fully delivered once everything before ``end`` is."""
