@@ -147,21 +147,25 @@ def report(result: dict[str, Any], trace: dict[str, Any]) -> str:
     """Each alert's latency in segments (p50 / p90 / p99 / max), from a run's result (with
     ``alert_raw``: patient, event time and receipt from ``t_base``, latency) and heatmon's
     trace; then heatmon's CPU and the loop's stalls in the seconds with alerts."""
-    ins: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for p, _t, w in trace["in"]:
-        ins[p].append((w, 0.0))
-    msgs: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for p, w in trace["msg"]:
-        msgs[p].append((w, 0.0))
-    pubs: dict[str, list[float]] = defaultdict(list)
-    for p, w in trace["pub"]:
-        pubs[p].append(w)
-    submits: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for p, t, w in trace["submit"]:
-        submits[p].append((t, w))
-    for lists in (ins, msgs, submits):
-        for v in lists.values():
+
+    def walls(rows: list[list[Any]]) -> dict[str, list[float]]:
+        """Clock readings per patient (the last column), in order."""
+        out: dict[str, list[float]] = defaultdict(list)
+        for row in rows:
+            out[row[0]].append(row[-1])
+        for v in out.values():
             v.sort()
+        return out
+
+    ins, msgs, pubs = walls(trace["in"]), walls(trace["msg"]), walls(trace["pub"])
+    submits: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for p, t, w in sorted(trace["submit"]):
+        submits[p].append((t, w))
+
+    def first_after(readings: list[float], at: float) -> float:
+        i = bisect.bisect_left(readings, at)
+        return readings[i] if i < len(readings) else float("nan")
+
     seg: dict[str, list[float]] = defaultdict(list)
     seen: dict[str, int] = defaultdict(int)
     alert_walls: list[float] = []
@@ -173,12 +177,8 @@ def report(result: dict[str, Any], trace: dict[str, Any]) -> str:
         ev_t, w_sub = submits[p][k]
         received = ev_t - ev_rel + rc_rel
         published = received - lat
-
-        def first_after(lst: list[tuple[float, float]], published: float = published) -> float:
-            i = bisect.bisect_left(lst, (published, -1.0))
-            return lst[i][0] if i < len(lst) else float("nan")
-
-        w_msg, w_in, w_pub = first_after(msgs[p]), first_after(ins[p]), pubs[p][k]
+        w_msg, w_in = first_after(msgs[p], published), first_after(ins[p], published)
+        w_pub = pubs[p][k]
         seg["publish → heatmon's paho"].append(w_msg - published)
         seg["paho → ingest"].append(w_in - w_msg)
         seg["ingest → alert"].append(w_sub - w_in)
