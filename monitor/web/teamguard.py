@@ -166,7 +166,9 @@ class Guard:
         while len(self._reads) > MAX_READ_WINDOWS:  # the oldest is closed early, not lost
             oldest = next(iter(self._reads))
             self._flush(oldest, self._reads.pop(oldest))
-        asyncio.get_running_loop().call_later(READ_REFUSALS_WINDOW_S, self._close, key, window)
+        asyncio.get_running_loop().call_later(
+            READ_REFUSALS_WINDOW_S, self._window_ended, key, window
+        )
 
     def _flush(self, key: tuple[str, str], window: _Refusals) -> None:
         if window.count == 0:
@@ -183,7 +185,7 @@ class Guard:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
-    def _close(self, key: tuple[str, str], window: _Refusals) -> None:
+    def _window_ended(self, key: tuple[str, str], window: _Refusals) -> None:
         """The window's end: nothing more refused closes it; else one entry with the count,
         and the next window opens."""
         if self._reads.get(key) is not window:
