@@ -56,6 +56,8 @@ patients = ["p-0001"]
     assert code == 1 and "changed since version 1" in err and "0.45" in err
     code, _, err = admin(*edit[:-1], "2", "--set", "threshold_rise_c=3")
     assert code == 1 and "threshold_rise_c" in err
+    code, _, err = admin(*edit[:-1], "2", "--set", "threshold_rise_c=" + "[" * 5000)
+    assert code == 2 and "nests 5000 levels deep" in err  # before: a RecursionError traceback
     code, _, err = admin("patients", "add", "p-0001", "--by", "physio1")
     assert code == 1 and "already taken" in err
 

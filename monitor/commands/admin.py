@@ -29,6 +29,7 @@ from monitor.careteam.store import CareStore, first_error
 from monitor.config import HeatmonConfig, load_config
 from monitor.errors import ConfigError, InputError
 from monitor.model import iso_utc
+from monitor.mqtt.strictjson import MAX_DEPTH, nesting_depth
 from monitor.profile import PATIENT_ID_PATTERN, PatientProfile
 from monitor.web.config import LOGIN_PATTERN
 
@@ -117,6 +118,13 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _value(text: str) -> Any:
+    """A ``--set`` value: JSON when it is JSON (nesting bounded before parsing, as for any
+    input: ``monitor/mqtt/strictjson.py``), else the text itself."""
+    depth = nesting_depth(text.encode("utf-8", "surrogatepass"))
+    if depth > MAX_DEPTH:
+        raise InputError(
+            f"the value nests {depth} levels deep; at most {MAX_DEPTH} are allowed", where="--set"
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError:
