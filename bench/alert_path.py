@@ -7,8 +7,9 @@ A real Mosquitto (own port, temp dir), the MQTT sink with its SQLite outbox on d
 ``--gap-ms`` (each in an event-loop turn of its own, as a burst of patients' windows closing in
 the same second brings them); the figure is heatmon's CPU time (process time, all threads)
 from the first submit until the broker acknowledged the last, per alert, and the wall time
-until the subscriber had all of them. No engine, no storage: only what an alert costs once
-the engine raised it."""
+until the subscriber had all of them, and how late the event loop ran a 1-ms timer meanwhile
+(p99 and longest: what any other work on the loop, the next gateway message, waited). No
+engine, no storage: only what an alert costs once the engine raised it."""
 
 from __future__ import annotations
 
@@ -50,10 +51,24 @@ def event(n: int, round_: int) -> Event:
     )
 
 
+PROBE_S = 0.001
+"""The loop-lag probe's timer."""
+
+
+async def probe(lags: list[float]) -> None:
+    """Sleep ``PROBE_S`` over and over; record how late each wake-up came."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + PROBE_S
+        await asyncio.sleep(PROBE_S)
+        lags.append(loop.time() - due)
+
+
 async def one_round(
     broker: MosquittoBroker, tmp: Path, *, alerts: int, gap_s: float, n: int
-) -> tuple[float, float]:
-    """One burst: (µs of CPU an alert, seconds until the subscriber had them all)."""
+) -> tuple[float, float, list[float]]:
+    """One burst: (µs of CPU an alert, seconds until the subscriber had them all, the loop's
+    lateness at each probe)."""
     sub = await asyncio.create_subprocess_exec(
         *("mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-u", USER, "-P"),
         *(PASSWORD, "-q", "1", "-t", f"{DEFAULT_PREFIX}/patients/+/alerts"),
@@ -70,6 +85,8 @@ async def one_round(
     async with sink:
         await sink.connected.wait()
         await asyncio.sleep(0.2)
+        lags: list[float] = []
+        watch = asyncio.create_task(probe(lags))
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(alerts):
             sink.submit_event(event(i, n))
@@ -77,10 +94,11 @@ async def one_round(
         while sink.pending_alerts:  # noqa: ASYNC110 (a poll is what is measured against)
             await asyncio.sleep(0.001)
         cpu = time.process_time() - c0
+        watch.cancel()
         async with asyncio.timeout(30):
             await sub.wait()
         wall = time.perf_counter() - t0
-    return cpu / alerts * 1e6, wall
+    return cpu / alerts * 1e6, wall, lags
 
 
 async def main() -> None:
@@ -102,9 +120,15 @@ async def main() -> None:
             per = []
             for n in range(args.rounds):
                 gap_s = args.gap_ms / 1000
-                us, wall = await one_round(broker, tmp, alerts=args.alerts, gap_s=gap_s, n=n)
+                us, wall, lags = await one_round(broker, tmp, alerts=args.alerts, gap_s=gap_s, n=n)
                 per.append(us)
-                print(f"round {n + 1}: {us:.0f} µs CPU per alert, {wall:.2f} s for {args.alerts}")
+                lags.sort()
+                p99 = lags[int(0.99 * (len(lags) - 1))] * 1e3 if lags else float("nan")
+                worst = lags[-1] * 1e3 if lags else float("nan")
+                print(
+                    f"round {n + 1}: {us:.0f} µs CPU per alert, {wall:.2f} s for {args.alerts}; "
+                    f"the loop late by p99 {p99:.1f} ms, at most {worst:.1f} ms"
+                )
             print(f"median {statistics.median(per):.0f} µs CPU per alert")
         finally:
             broker.stop()

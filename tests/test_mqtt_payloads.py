@@ -229,3 +229,45 @@ def test_outbox_survives_a_restart_and_drops_repeated_keys(tmp_path: Any) -> Non
     with Outbox(path=path) as box:
         assert [i.payload for i in box.peek()] == [b"2", b"3"]
         assert not box.put("a", b"1", key="e1"), "a delivered key is still remembered"
+
+
+def test_outbox_checkpoints_in_a_worker_thread_not_inside_commits(tmp_path: Any) -> None:
+    """With ``checkpoint_every`` the loop's commits leave the write-ahead log alone (no
+    checkpoint, no fsync on the event loop); :meth:`Outbox.checkpoint` in another thread
+    copies it into the database while the owner goes on committing, and nothing is lost."""
+    import shutil
+    import sqlite3
+    import threading
+
+    from monitor.mqtt.outbox import Outbox
+
+    path = tmp_path / "outbox.sqlite"
+
+    def rows_in_database_file() -> int:
+        """Rows in the database file alone, without its write-ahead log."""
+        copy = tmp_path / "copy.sqlite"
+        shutil.copyfile(path, copy)
+        db = sqlite3.connect(copy)
+        try:
+            return int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        except sqlite3.OperationalError:  # the table itself is still only in the log
+            return 0
+        finally:
+            db.close()
+
+    with Outbox(path=path, checkpoint_every=200) as box:
+        for n in range(1200):  # ~2,400 pages: SQLite alone would checkpoint twice
+            box.put_keyed([(f"t/{n}", b"x" * 1000, f"e{n}")])
+        assert box.checkpoint_due
+        assert rows_in_database_file() == 0, "a commit checkpointed on the owner's thread"
+        worker = threading.Thread(target=box.checkpoint)
+        worker.start()
+        for n in range(1200, 1300):  # the owner commits meanwhile
+            box.put_keyed([(f"t/{n}", b"x" * 1000, f"e{n}")])
+        worker.join(timeout=30)
+        assert not box.checkpoint_due
+        assert rows_in_database_file() >= 1200
+        assert len(box) == 1300
+    with Outbox(path=path) as box:
+        assert len(box) == 1300
+        assert [i.topic for i in box.peek(2)] == ["t/0", "t/1"]

@@ -63,6 +63,8 @@ class AlertQueue:
         self._fresh_keys: set[str] = set()
         self._delivered: list[int] = []
         """Outbox seqs the broker acknowledged, still in the outbox for ``DONE_LINGER_S``."""
+        self._checkpoint: asyncio.Task[None] | None = None
+        """The outbox's checkpoint in a worker thread, while one runs."""
 
     def __len__(self) -> int:
         """Alerts waiting for the broker (in the outbox or about to be); one the broker has
@@ -115,6 +117,32 @@ class AlertQueue:
         if queued < len(fresh):  # an id queued once is never queued again
             self._count("alerts_duplicate_dropped", len(fresh) - queued)
         self.wake.set()
+        self.checkpoint_if_due()
+
+    def checkpoint_if_due(self) -> None:
+        """Start the outbox's checkpoint in a worker thread when it is due (the outbox is
+        made with ``checkpoint_every``: no checkpoint inside a commit on the event loop)."""
+        outbox = self.outbox
+        if outbox is None or not outbox.checkpoint_due or self._checkpoint is not None:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(outbox.checkpoint))
+        except RuntimeError:  # no event loop (a tool, a test): SQLite's own checkpoints
+            return
+        self._checkpoint = task
+        task.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, task: asyncio.Task[None]) -> None:
+        self._checkpoint = None
+        if not task.cancelled() and (err := task.exception()) is not None:
+            self._count("outbox_checkpoint_errors")
+            log.error("mqtt: the alert outbox's checkpoint failed (%s); trying again later", err)
+
+    async def close(self) -> None:
+        """Wait for a checkpoint under way (before the outbox is closed)."""
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
 
     async def send(self, client: aiomqtt.Client) -> None:
         """Publish each queued alert at once (up to ``ALERTS_IN_FLIGHT`` under way), oldest
@@ -141,6 +169,7 @@ class AlertQueue:
         def forget() -> None:
             done, delivered[:] = delivered[:], []
             outbox.done(done)
+            self.checkpoint_if_due()
 
         publishes = TrackedPublishes(client, acked=acked)
         last = 0

@@ -38,7 +38,7 @@ from monitor.mqtt.codec import PayloadCodec
 from monitor.mqtt.homeassistant import discovery_messages
 from monitor.mqtt.inbound import Inbound
 from monitor.mqtt.options import MqttOptions, parse_options
-from monitor.mqtt.outbox import MEMORY, Outbox
+from monitor.mqtt.outbox import CHECKPOINT_EVERY_COMMITS, MEMORY, Outbox
 from monitor.mqtt.source import MqttInput
 from monitor.mqtt.topics import INBOUND, Channel
 from monitor.plugins import MonitorControl, PluginContext, Sink
@@ -150,7 +150,9 @@ class MqttSink(Sink):
         if add_source is not None and not self._input_added:
             add_source(self.input)  # the monitor runs (and restarts) the input
             self._input_added = True
-        self._outbox = self._alerts.outbox = Outbox(path=self._outbox_path)
+        self._outbox = self._alerts.outbox = Outbox(
+            path=self._outbox_path, checkpoint_every=CHECKPOINT_EVERY_COMMITS
+        )
         if len(self._outbox):
             log.info(
                 "mqtt: %d alert(s) from before the restart wait for delivery", len(self._outbox)
@@ -187,6 +189,7 @@ class MqttSink(Sink):
             await task
         self._task = None
         self._alerts.keep()
+        await self._alerts.close()
         if self._outbox is not None:
             if len(self._outbox):
                 log.warning(
