@@ -2,7 +2,8 @@
 profile edit, reach the worker that judges the patient and the worker that takes the
 partition over later (a restored checkpoint does not bring an older threshold back); a
 malformed or out-of-range profile message is refused, counted, and the worker goes on;
-only the workers' login may write the profiles bucket."""
+only the workers' login may write the profiles bucket; symptom reports sent straight to the
+cluster are limited per patient as the MQTT input limits them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from nats.js.errors import KeyNotFoundError
 
 from monitor.careteam.store import CareStore
 from monitor.model import parse_time
+from monitor.mqtt.payloads import encode_symptom
 from monitor.mqtt.topics import Channel
 from monitor.netutil import free_port
 from monitor.profile import PatientProfile
@@ -227,6 +229,18 @@ async def test_accepted_thresholds_and_profile_edits_reach_the_owner_and_its_suc
         assert set(since(81)) == {EDITED_C}
         refusals = [line for line in workers[other].output().splitlines() if "refused" in line]
         assert refusals and not any(p in line for line in refusals for p in ("p2", "p3"))
+
+        # symptom reports straight to the cluster are limited per patient as the MQTT input
+        # limits them (10 a minute by default): the rest dropped and counted
+        for n in range(12):
+            body = encode_symptom(time=T0 + 880 + n, note="")
+            await js.publish(NAMES.inbound("p1", Channel.SYMPTOMS), body)
+
+        async def limited() -> bool:
+            return await counter(nc, other, "symptoms_limited") >= 2
+
+        await wait_for(limited, within_s=30, what="the reports over the limit to be counted")
+        assert await counter(nc, other, "symptoms") == 10
 
         # nobody but the workers' login may write the bucket
         errors: list[Exception] = []

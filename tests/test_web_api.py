@@ -12,8 +12,9 @@ import pytest
 from openapi_spec_validator import validate
 
 from monitor.errors import ConfigError
+from monitor.ratelimit import WindowLimiter
 from monitor.web.app import OPENAPI_PATH, build_app
-from monitor.web.auth import LoginLimiter, SessionStore, token_digest
+from monitor.web.auth import SessionStore, token_digest
 from monitor.web.config import parse_web_config
 from tests.fixtures.web import CAROL, DAVE, WebStack, csrf
 
@@ -190,9 +191,9 @@ def test_sessions_expire_and_are_bounded() -> None:
 
 def test_login_limiter_window_slides() -> None:
     now = [0.0]
-    limiter = LoginLimiter(max_failures=2, window_s=10, clock=lambda: now[0])
-    limiter.failed("k")
-    limiter.failed("k")
+    limiter = WindowLimiter(max_events=2, window_s=10, clock=lambda: now[0])
+    limiter.note("k")
+    limiter.note("k")
     assert limiter.retry_after("k") == pytest.approx(10)
     now[0] = 10.5
     assert limiter.retry_after("k") == 0

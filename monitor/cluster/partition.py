@@ -254,7 +254,12 @@ class Partition:
                 self.w.count("samples", len(samples))
             elif channel == "symptoms":
                 t, note = self.w.codec.decode_symptom(data, where=subject)
-                self.w.monitor.report_symptom(patient, time=t, note=note)
+                if self.w.symptoms.over(patient):
+                    self.w.count("symptoms_limited")
+                else:
+                    self.w.monitor.report_symptom(patient, time=t, note=note)
+                    self.w.symptoms.taken(patient)
+                    self.w.count("symptoms")
             elif channel == "ack":
                 event_id, by, t = self.w.codec.decode_ack(data, where=subject)
                 self.w.monitor.acknowledge(patient, event_id, by=by, time=t)

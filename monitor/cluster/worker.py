@@ -41,9 +41,11 @@ from monitor.cluster.webview import ClusterControl, OutStreamFeed
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine
 from monitor.mqtt.codec import PayloadCodec
+from monitor.mqtt.options import parse_options
 from monitor.mqtt.payloads import encode_error
 from monitor.mqtt.topics import Channel
 from monitor.plugins import Sink
+from monitor.ratelimit import SymptomLimit
 from monitor.service import Monitor, build_plugins
 from monitor.thresholds.learner import ThresholdLearner
 
@@ -77,6 +79,13 @@ class ClusterWorker:
         samples_clock = self.cc.clock == "samples"
         self.codec = PayloadCodec(max_past_s=math.inf) if samples_clock else PayloadCodec()
         self.counters: dict[str, int] = {}
+        self.symptoms = SymptomLimit(
+            per_minute=parse_options(config.sinks.get("mqtt", {})).symptoms_per_minute,
+            input_name="cluster",
+            clock=self._clock,
+        )
+        """Symptom reports per patient a minute, as the MQTT input limits them (gateways
+        and apps publish to the cluster's NATS, or its MQTT, directly)."""
         self._parts: dict[int, Partition] = {}
         self._losing: dict[int, asyncio.Task[None]] = {}
         """Partitions lost whose task is still stopping (not claimed again until then)."""

@@ -37,7 +37,7 @@ from monitor.mqtt.codec import PayloadCodec
 from monitor.mqtt.topics import Channel, Topics
 from monitor.plugins import MonitorControl
 from monitor.profile import LOGIN_PATTERN
-from monitor.web.auth import LoginLimiter
+from monitor.ratelimit import SymptomLimit
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,7 @@ class Inbound:
         self._unexpected: set[str] = set()
         self._stuck = False
         self._recent: OrderedDict[tuple[str, str, object, str], None] = OrderedDict()
-        self._symptoms_per_minute = symptoms_per_minute
-        self._reports = LoginLimiter(max_failures=symptoms_per_minute, window_s=60.0, clock=clock)
-        """Symptom reports taken lately, per patient (the dashboard's limiter and limit)."""
+        self._reports = SymptomLimit(per_minute=symptoms_per_minute, input_name="mqtt", clock=clock)
 
     # -- one connection -----------------------------------------------------------------
 
@@ -238,11 +236,11 @@ class Inbound:
             if self._repeated(("symptom", patient, at, note)):
                 self._count("symptoms_repeated")
                 return
-            if self._reports.retry_after(patient) > 0:
-                self._limited()
+            if self._reports.over(patient):
+                self._count("symptoms_limited")
                 return
             monitor.report_symptom(patient, time=at, note=note)
-            self._reports.failed(patient)  # counted once taken: a refused one costs nothing
+            self._reports.taken(patient)
             self._remember(("symptom", patient, at, note))
             self._count("symptoms_in")
         elif channel is Channel.ACK:
@@ -262,20 +260,6 @@ class Inbound:
             self._count("acks_in")
         else:
             raise InputError(f"heatmon does not take input on {channel.value!r}", where=topic)
-
-    def _limited(self) -> None:
-        """A symptom report over the patient's limit: dropped by policy, counted and logged
-        (the first, then every n-th; never who), and acknowledged like any handled message,
-        so a flooding gateway neither fills storage and skews the threshold learning nor
-        gets it delivered again."""
-        n = self._count("symptoms_limited")
-        if n == 1 or n % LOG_EVERY_N_REJECTIONS == 0:
-            log.warning(
-                "mqtt: symptom report #%d over the limit of %d a minute for one patient "
-                "(symptoms_per_minute); dropped (counted as symptoms_limited)",
-                n,
-                self._symptoms_per_minute,
-            )
 
     def _repeated(self, key: tuple[str, str, object, str]) -> bool:
         """Whether this symptom report or acknowledgement was taken already (QoS 1 may

@@ -82,7 +82,7 @@ class MqttOptions(StrictModel):
     symptoms_per_minute: int = Field(default=10, ge=1, le=600)
     """Symptom reports taken for one patient in any minute (as ``[web]
     symptoms_per_minute``); the rest are dropped, counted (``symptoms_limited``) and
-    acknowledged."""
+    acknowledged. Cluster mode's workers apply it to reports sent to the cluster."""
     homeassistant: bool = False
     discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9._-]+$")
     acl: AclOptions = AclOptions()

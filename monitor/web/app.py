@@ -193,7 +193,7 @@ async def patient_page(request: web.Request) -> web.StreamResponse:
         if wait > 0:
             return web.Response(status=429, text="Too many attempts; try again later.")
         if not st.tokens.check(patient, token):
-            st.limiter.failed(*limiter_keys)
+            st.limiter.note(*limiter_keys)
             log.info("patient link with a wrong or expired token refused")
             return web.Response(status=403, text="This link is not valid. Ask your caregiver.")
         old = session_of(request)
@@ -258,11 +258,11 @@ async def api_login(request: web.Request) -> web.StreamResponse:
         )
     # Counted before the slow check (cleared on success): guesses sent at once cannot all
     # pass retry_after while the first ones are still being verified.
-    st.limiter.failed(*keys)
+    st.limiter.note(*keys)
     if not await st.passwords.verify(login, password):
         log.info("failed caregiver login")
         return json_error(401, "wrong login or password")
-    st.limiter.succeeded(*keys)
+    st.limiter.forget(*keys)
     old = session_of(request)
     if old is not None:
         st.sessions.drop(old.id)

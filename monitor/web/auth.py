@@ -1,5 +1,5 @@
 """Who may see what: caregiver passwords (argon2), server-side sessions, CSRF tokens, login
-rate limiting and patients' access tokens.
+rate limiting (:class:`~monitor.ratelimit.WindowLimiter`) and patients' access tokens.
 
 - Sessions of logged-in caregivers and of patients' phones live on the server; the browser
   only holds a random id (256 bits) in an ``HttpOnly; SameSite=Strict`` cookie (``Secure``
@@ -29,7 +29,7 @@ import ipaddress
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -45,8 +45,6 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_ID_BYTES = 32
 CSRF_BYTES = 32
 PATIENT_TOKEN_BYTES = 24
-MAX_LIMITER_KEYS = 10_000
-"""Failed-login counters kept at most; the oldest are forgotten first."""
 IPV6_LOCKOUT_PREFIX = 64
 """Failed logins and patient-link attempts from IPv6 count per /64 (:func:`address_key`)."""
 MAX_SESSIONS_PER_PRINCIPAL = 20
@@ -316,52 +314,6 @@ def address_key(remote: str | None) -> str:
         net = ipaddress.IPv6Network((address, IPV6_LOCKOUT_PREFIX), strict=False)
         return "addr:" + str(net)
     return "addr:" + str(address)
-
-
-class LoginLimiter:
-    """Counts failed logins per key (login name, client address) in a sliding window."""
-
-    __slots__ = ("_clock", "_failures", "_max", "_window_s")
-
-    def __init__(self, *, max_failures: int, window_s: float, clock: Clock = time.time) -> None:
-        self._max = max_failures
-        self._window_s = window_s
-        self._clock = clock
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, key: str) -> deque[float] | None:
-        times = self._failures.get(key)
-        if times is None:
-            return None
-        horizon = self._clock() - self._window_s
-        while times and times[0] < horizon:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return None
-        return times
-
-    def retry_after(self, *keys: str) -> float:
-        """Seconds until another attempt is allowed (0 when allowed now)."""
-        wait = 0.0
-        for key in keys:
-            times = self._recent(key)
-            if times is not None and len(times) >= self._max:
-                wait = max(wait, times[0] + self._window_s - self._clock())
-        return wait
-
-    def failed(self, *keys: str) -> None:
-        now = self._clock()
-        for key in keys:
-            times = self._failures.setdefault(key, deque(maxlen=self._max))
-            times.append(now)
-            self._failures.move_to_end(key)
-        while len(self._failures) > MAX_LIMITER_KEYS:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
 
 
 class PatientTokens:

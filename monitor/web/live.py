@@ -162,7 +162,7 @@ async def api_symptoms(request: web.Request) -> web.StreamResponse:
     except InputError as err:  # e.g. a patient assigned in [web] the engine has no profile of
         st.rejections.count("refused_by_monitor", f"POST symptoms: {err.reason}")
         return json_error(422, f"the monitor refused the report: {err.reason}")
-    st.reports.failed(key)  # counted once taken: a refused one costs nothing
+    st.reports.note(key)  # counted once taken: a refused one costs nothing
     if not await stored(st):
         return json_error(503, NOT_STORED)
     return web.json_response({"ok": True, "patient": patient})

@@ -179,13 +179,13 @@ def add_people_routes(
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
         if await asyncio.to_thread(team.store.invited, token) is None:
-            st.limiter.failed(limiter_key)  # a wrong token costs no argon2 hash
+            st.limiter.note(limiter_key)  # a wrong token costs no argon2 hash
             raise json_error(404, "this invitation is not valid (used, expired or revoked)")
         hashed = await asyncio.to_thread(hash_password, password)
         try:
             login = await asyncio.to_thread(team.store.accept_invite, token, hashed)
         except CareTeamError as err:
-            st.limiter.failed(limiter_key)
+            st.limiter.note(limiter_key)
             raise store_error(err) from err
         await team.refresh()
         response = web.json_response({"login": login})

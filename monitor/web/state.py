@@ -15,10 +15,10 @@ import aiohttp
 from aiohttp import web
 
 from monitor.plugins import MonitorControl
+from monitor.ratelimit import WindowLimiter
 from monitor.web.auth import (
     SESSION_COOKIE,
     AnonymousCsrf,
-    LoginLimiter,
     PasswordChecker,
     PatientTokens,
     Session,
@@ -86,14 +86,14 @@ class WebState:
             clock=clock,
             on_drop=board.close_owner,  # no stream outlives its session
         )
-        self.limiter = LoginLimiter(
-            max_failures=config.login_max_failures, window_s=config.login_window_s, clock=clock
+        self.limiter = WindowLimiter(
+            max_events=config.login_max_failures, window_s=config.login_window_s, clock=clock
         )
         self.passwords = PasswordChecker(
             hashes={login: u.password_hash for login, u in config.users.items()}
         )
-        self.reports = LoginLimiter(
-            max_failures=config.symptoms_per_minute, window_s=60.0, clock=clock
+        self.reports = WindowLimiter(
+            max_events=config.symptoms_per_minute, window_s=60.0, clock=clock
         )
         """Symptom reports taken lately, per patient (``api_symptoms``)."""
         self.anon = AnonymousCsrf()
