@@ -175,6 +175,14 @@ def test_a_profile_change_is_checked_on_receipt() -> None:
     )
     reset = PatientProfile(id="p.2", threshold_rise_c=0.6).model_dump()
     assert check(_change(change="threshold.reset", suggestion=None, profile=reset))
+    # ... or to the one the care team set by hand, carried forward from the edit
+    assert check(
+        _change(change="profile.edit", suggestion=None, profile=edit.model_dump())
+    ).hand_set_c == pytest.approx(0.25)
+    to_hand_set = _change(
+        change="threshold.reset", suggestion=None, hand_set_c=0.25, profile=edit.model_dump()
+    )
+    assert check(to_hand_set).profile.threshold_rise_c == pytest.approx(0.25)
     low = PatientProfile(id="p.2", threshold_rise_c=0.25, caution_margin_c=0.1).model_dump()
     refused = {
         "larger than": b"{" + b" " * 9000 + b"}",
@@ -187,7 +195,13 @@ def test_a_profile_change_is_checked_on_receipt() -> None:
         "when": _change(at=float("nan")),
         "names its suggestion": _change(suggestion=None),
         "below the floor +0.30": _change(profile=low),
-        "configured threshold only": _change(change="threshold.reset", suggestion=None),
+        "configured threshold, or the one the care team set by hand, only": _change(
+            change="threshold.reset", suggestion=None, hand_set_c=0.55
+        ),
+        "hand_set_c: a threshold": _change(hand_set_c="0.5"),
+        "hand_set_c: an edit's is its own": _change(
+            change="profile.edit", suggestion=None, hand_set_c=0.6
+        ),
         "threshold_rise_c": _change(profile={**reset, "threshold_rise_c": 5}),
         "another patient": _change(profile=PatientProfile(id="p3").model_dump()),
     }
@@ -262,3 +276,79 @@ def test_status_shows_the_samples_a_worker_flagged_and_left_out() -> None:
     )
     text = render(ClusterStatus(workers=(refused,), partitions=(), in_messages=0, out_messages=0))
     assert "profile changes applied 4, refused 1" in text.splitlines()[2], text
+
+
+class _MemoryBucket:
+    """A key-value bucket's get / create / update with compare-and-set, in memory (for the
+    writer's logic alone; the real bucket is in tests/test_cluster_profiles.py)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[int, bytes]] = {}
+        self.revision = 0
+
+    async def get(self, key: str) -> object:
+        from types import SimpleNamespace
+
+        from nats.js.errors import KeyNotFoundError
+
+        if key not in self.entries:
+            raise KeyNotFoundError
+        revision, value = self.entries[key]
+        return SimpleNamespace(revision=revision, value=value)
+
+    async def create(self, key: str, value: bytes) -> int:
+        assert key not in self.entries
+        self.revision += 1
+        self.entries[key] = (self.revision, value)
+        return self.revision
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        if self.entries[key][0] != last:
+            raise KeyWrongLastSequenceError
+        del self.entries[key]
+        return await self.create(key, value)
+
+
+async def test_a_reset_to_the_care_teams_threshold_passes_every_workers_check() -> None:
+    """The care team set p.2's threshold by hand (+0.45, a profile edit), a caregiver then
+    accepted a suggestion (+0.35), and someone reset it: the reset goes back to +0.45 (the
+    care team's, not the file's +0.60), and a worker that reads only the newest entry (one
+    that starts later) takes it instead of refusing it as a reset to something else."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from monitor.cluster.profiles import ClusterProfiles
+    from monitor.thresholds.records import ThresholdChange
+
+    names = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
+    configured = {"p.2": PatientProfile(id="p.2", threshold_rise_c=0.6)}
+    counted: list[str] = []
+    worker = SimpleNamespace(
+        names=names, profiles=dict(configured), count=lambda n, k=1: counted.append(n)
+    )
+    bucket = _MemoryBucket()
+    writer = ClusterProfiles(worker=cast(Any, worker), kv=cast(Any, bucket))
+    edited = PatientProfile(id="p.2", threshold_rise_c=0.45)
+    await writer.publish_profile(edited, at=1.0, version=2, who=lambda: "ada")
+    for n, (threshold, suggestion) in enumerate(((0.35, "s1"), (0.45, None)), start=2):
+        await writer.publish_threshold(
+            ThresholdChange(
+                id=f"c{n}",
+                patient="p.2",
+                threshold_c=threshold,
+                previous_c=0.0,
+                suggestion=suggestion,
+                set_by="dr-ng",
+                set_at=float(n),
+            )
+        )
+        _, value = bucket.entries[names.profile_key("p.2")]
+        newest = decode_change(
+            value, key=names.profile_key("p.2"), names=names, configured=configured
+        )
+        assert newest.profile.threshold_rise_c == pytest.approx(threshold)
+        assert newest.hand_set_c == pytest.approx(0.45)
+    assert newest.change == "threshold.reset"
+    assert counted == ["profiles_published"] * 3

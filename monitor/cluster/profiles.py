@@ -17,8 +17,10 @@ but a worker of another version, or a person with that login, may have): at most
 :data:`MAX_PROFILE_BYTES`, JSON of the known shape, a configured patient whose key it is, a
 valid profile, a change a person makes (``by``), an accepted suggestion never below the
 floor of :func:`monitor.thresholds.learner.floor_for`, a reset only to the configured
-threshold. A refused entry is counted and logged (the reason, never the patient or the
-person) and the worker goes on with what it had.
+threshold or to the one the care team last set by hand (``hand_set_c``: a ``profile.edit``
+entry's threshold, carried forward by every later entry of the patient, so a worker that
+starts after the edit still knows it). A refused entry is counted and logged (the reason,
+never the patient or the person) and the worker goes on with what it had.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class ProfileChange:
     at: float
     suggestion: str | None = None
     version: int | None = None
+    hand_set_c: float | None = None
+    """The threshold the care team last set by hand (in a ``profile.edit``), where a reset
+    may go back to instead of the configured one; ``None`` if it never did."""
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -85,6 +90,7 @@ class ProfileChange:
                 "at": self.at,
                 "suggestion": self.suggestion,
                 "version": self.version,
+                "hand_set_c": self.hand_set_c,
                 "profile": self.profile.model_dump(mode="json"),
             }
         ).encode()
@@ -135,6 +141,13 @@ def decode_change(
         isinstance(version, bool) or not isinstance(version, int) or not 0 < version < 2**31
     ):
         raise InputError("version: a positive integer", where=where)
+    hand_set_c = doc.get("hand_set_c")
+    if hand_set_c is not None and (
+        isinstance(hand_set_c, bool)
+        or not isinstance(hand_set_c, int | float)
+        or not 0.1 < hand_set_c <= 2.0  # as PatientProfile.threshold_rise_c
+    ):
+        raise InputError("hand_set_c: a threshold (°C) or null", where=where)
     raw = doc.get("profile")
     if not isinstance(raw, dict):
         raise InputError("profile: an object", where=where)
@@ -151,8 +164,19 @@ def decode_change(
         floor = floor_for(profile)
         if profile.threshold_rise_c < floor:
             raise InputError(f"threshold below the floor {floor:+.2f} °C", where=where)
-    elif change == "threshold.reset" and profile.threshold_rise_c != base.threshold_rise_c:
-        raise InputError("a reset goes back to the configured threshold only", where=where)
+    elif change == "threshold.reset" and profile.threshold_rise_c not in (
+        base.threshold_rise_c,
+        hand_set_c,
+    ):
+        raise InputError(
+            "a reset goes back to the configured threshold, or the one the care team set by "
+            "hand, only",
+            where=where,
+        )
+    elif change == "profile.edit":
+        if hand_set_c is not None and hand_set_c != profile.threshold_rise_c:
+            raise InputError("hand_set_c: an edit's is its own threshold", where=where)
+        hand_set_c = profile.threshold_rise_c  # (entries of before it was carried: none)
     return ProfileChange(
         patient=patient,
         profile=profile,
@@ -161,6 +185,7 @@ def decode_change(
         at=float(at),
         suggestion=suggestion,
         version=version,
+        hand_set_c=None if hand_set_c is None else float(hand_set_c),
     )
 
 
@@ -266,6 +291,7 @@ class ClusterProfiles:
                 by=change.set_by,
                 at=change.set_at,
                 suggestion=change.suggestion,
+                hand_set_c=current.hand_set_c if current is not None else None,
             )
 
         await self._write(change.patient, make)
@@ -290,6 +316,7 @@ class ClusterProfiles:
                 by=by[:MAX_BY] or "care team",
                 at=at,
                 version=version,
+                hand_set_c=profile.threshold_rise_c,
             )
 
         await self._write(profile.id, make)
