@@ -17,14 +17,26 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, *, timeout_s: float = 20.0, host: str = "127.0.0.1") -> None:
-    """Block until something accepts TCP connections on ``host:port``."""
+def wait_for_port(
+    port: int,
+    *,
+    timeout_s: float = 20.0,
+    host: str = "127.0.0.1",
+    proc: subprocess.Popen[Any] | None = None,
+) -> None:
+    """Block until something accepts TCP connections on ``host:port``; with ``proc`` (the
+    server that is to listen there), raise :class:`ChildProcessError` as soon as it has
+    exited (a port taken, a bad configuration) instead of waiting ``timeout_s`` out."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise ChildProcessError(
+                    f"the server for {host}:{port} exited ({proc.returncode})"
+                ) from None
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"nothing listens on {host}:{port} after {timeout_s} s"

@@ -79,8 +79,8 @@ class NatsNode:
         )
         logfile.close()
         try:
-            wait_for_port(self.port, timeout_s=READY_TIMEOUT_S)
-        except TimeoutError:
+            wait_for_port(self.port, timeout_s=READY_TIMEOUT_S, proc=self.proc)
+        except (TimeoutError, ChildProcessError):
             self.kill()
             raise LocalNatsError(f"nats-server {self.name} did not start:\n{self.log()}") from None
 

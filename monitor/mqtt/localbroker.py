@@ -115,8 +115,8 @@ class MosquittoBroker:
             start_new_session=True,
         )
         try:
-            wait_for_port(self.port, timeout_s=10.0)
-        except TimeoutError:
+            wait_for_port(self.port, timeout_s=10.0, proc=self._proc)
+        except (TimeoutError, ChildProcessError):
             self._proc.kill()
             _, err = self._proc.communicate()
             raise LocalBrokerError(f"mosquitto did not start: {err.decode()[-2000:]}") from None
