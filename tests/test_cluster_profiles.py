@@ -241,6 +241,9 @@ async def test_accepted_thresholds_and_profile_edits_reach_the_owner_and_its_suc
 
         await wait_for(limited, within_s=30, what="the reports over the limit to be counted")
         assert await counter(nc, other, "symptoms") == 10
+        # the workers share the care team's store, and say nothing of it
+        assert await counter(nc, other, "thresholds_store_mismatch") == 0
+        assert "uses another thresholds store" not in workers[other].log.read_text()
 
         # nobody but the workers' login may write the bucket
         errors: list[Exception] = []

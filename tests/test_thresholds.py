@@ -330,3 +330,19 @@ def test_a_store_that_is_no_database_is_a_clear_error(
     assert main(["profile", "--store", str(path), "suggestions", "p-7f3a"]) == 2
     err = capsys.readouterr().err
     assert "thresholds store: cannot migrate the database" in err and "Traceback" not in err
+
+
+def test_a_stores_identity_names_the_database_not_its_url(tmp_path: Path) -> None:
+    """Cluster workers compare these ids (monitor/cluster/peers.py): one database, however
+    its path is spelled, gives one id, made once and kept; another database another."""
+    from monitor.thresholds.store import ThresholdStore
+
+    (tmp_path / "a").mkdir()
+    with ThresholdStore(path=tmp_path / "a" / "t.sqlite") as first:
+        made = first.identity()
+        assert first.identity() == made
+    spelled = f"sqlite:///{tmp_path}/a/../a/t.sqlite"
+    with ThresholdStore(url=spelled) as again:
+        assert again.identity() == made
+    with ThresholdStore(path=tmp_path / "b.sqlite") as other:
+        assert other.identity() != made

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -116,6 +117,23 @@ def open_migrated(url: str, *, what: str) -> Engine:
         engine.dispose()
         raise HeatmonError(f"{what}: cannot migrate the database: {err}") from err
     return engine
+
+
+def identity(engine: Engine) -> str:
+    """The store's random id, made the first time it is asked for (two processes asking at
+    once get the same one): the same id means the same database, however its URL is
+    spelled."""
+    row = t.store_identity.c
+    query = select(row.id).where(row.name == "store")
+    with engine.connect() as conn:
+        found = conn.execute(query).scalar_one_or_none()
+    if found is not None:
+        return str(found)
+    with contextlib.suppress(IntegrityError), engine.begin() as conn:
+        values = {"name": "store", "id": uuid.uuid4().hex, "created": time.time()}
+        conn.execute(insert(t.store_identity).values(**values))
+    with engine.connect() as conn:
+        return str(conn.execute(query).scalar_one())
 
 
 class StoreBase:

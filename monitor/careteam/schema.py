@@ -147,3 +147,12 @@ threshold_changes = Table(
     Column("set_at", Float, nullable=False),
 )
 Index("threshold_changes_patient", threshold_changes.c.patient, threshold_changes.c.set_at)
+
+store_identity = Table(
+    "store_identity",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("id", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+)
+"""One row (``name = "store"``): the store's random id (:func:`~monitor.careteam.base.identity`)."""

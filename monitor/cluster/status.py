@@ -17,8 +17,9 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from monitor.cluster.config import ClusterConfig
 from monitor.cluster.partition import consumer_name
+from monitor.cluster.peers import HEARTBEAT_FIELD, stores_differ
 from monitor.cluster.subjects import Names
-from monitor.cluster.topology import names_of
+from monitor.cluster.topology import bucket_keys, names_of
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,9 +29,11 @@ class WorkerRow:
     heartbeat_age_s: float
     published: int
     flags: Mapping[str, int] = field(default_factory=dict)
+    """Samples this worker's engines flagged and did not estimate from, by flag."""
     profiles: tuple[int, int] = (0, 0)
     """People's profile changes this worker applied and refused (monitor/cluster/profiles.py)."""
-    """Samples this worker's engines flagged and did not estimate from, by flag."""
+    thresholds_store: str | None = None
+    """Its thresholds store's id (monitor/cluster/peers.py); ``None``: no ``thresholds`` sink."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,20 +56,11 @@ class ClusterStatus:
     out_messages: int
 
 
-async def _subjects(js: JetStreamContext, bucket: str, pattern: str) -> dict[str, int]:
-    prefix = f"$KV.{bucket}."
-    try:
-        info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + pattern)
-    except NotFoundError:
-        return {}
-    return {s[len(prefix) :]: n for s, n in (info.state.subjects or {}).items()}
-
-
 async def gather(js: JetStreamContext, names: Names, *, now: float | None = None) -> ClusterStatus:
     now = time.time() if now is None else now
     workers: list[WorkerRow] = []
     wkv = await js.key_value(names.workers)
-    for key in sorted(await _subjects(js, names.workers, ">")):
+    for key in sorted(await bucket_keys(js, names.workers, ">", missing_ok=True)):
         try:
             doc = json.loads((await wkv.get(key)).value or b"{}")
         except (KeyNotFoundError, ValueError, NatsError, NatsTimeout):
@@ -82,11 +76,14 @@ async def gather(js: JetStreamContext, names: Names, *, now: float | None = None
                     int(doc.get("counters", {}).get("profiles_applied", 0)),
                     int(doc.get("counters", {}).get("profiles_refused", 0)),
                 ),
+                thresholds_store=(
+                    str(doc[HEARTBEAT_FIELD]) if doc.get(HEARTBEAT_FIELD) is not None else None
+                ),
             )
         )
     leases = await js.key_value(names.leases)
     ckpts = await js.key_value(names.checkpoints)
-    counts = await _subjects(js, names.checkpoints, "c.>")
+    counts = await bucket_keys(js, names.checkpoints, "c.>", missing_ok=True)
     rows: list[PartitionRow] = []
     for p in range(names.partitions):
         owner: str | None = None
@@ -162,6 +159,12 @@ def render(status: ClusterStatus) -> str:
                 f"  {'':<24} profile changes applied {w.profiles[0]}, refused {w.profiles[1]}"
                 " (the reasons are in the worker's log)"
             )
+    if stores_differ(w.thresholds_store for w in status.workers):
+        lines.append(
+            "  the workers use different thresholds stores (each worker's first 8 characters: "
+            + ", ".join(f"{w.worker} {(w.thresholds_store or '-')[:8]}" for w in status.workers)
+            + "): they must share one (docs/scaling.md)"
+        )
     lines.append(f"inbound messages {status.in_messages}, outputs stored {status.out_messages}")
     lines.append("partition  owner                     lag  unacked  checkpoint  age (s)  patients")
     for r in status.partitions:

@@ -14,7 +14,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
 from monitor.backoff import Backoff
@@ -131,3 +131,20 @@ async def ensure_ready(
                 delay,
             )
             await asyncio.sleep(delay)
+
+
+async def bucket_keys(
+    js: JetStreamContext, bucket: str, pattern: str = ">", *, missing_ok: bool = False
+) -> dict[str, int]:
+    """Keys of ``bucket`` matching the subject ``pattern``, with their message counts, in
+    one request (nats-py's ``KeyValue.keys`` walks the whole bucket and filters by
+    substring). A bucket that is not there raises ``NotFoundError`` (with ``missing_ok``:
+    none)."""
+    prefix = f"$KV.{bucket}."
+    try:
+        info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + pattern)
+    except NotFoundError:
+        if missing_ok:
+            return {}
+        raise
+    return {s[len(prefix) :]: n for s, n in (info.state.subjects or {}).items()}

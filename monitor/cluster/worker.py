@@ -35,8 +35,9 @@ from monitor.backoff import Backoff
 from monitor.cluster.config import ClusterConfig
 from monitor.cluster.outputs import ClusterOutputSink
 from monitor.cluster.partition import Partition
+from monitor.cluster.peers import HEARTBEAT_FIELD, SharedStores
 from monitor.cluster.profiles import ClusterProfiles
-from monitor.cluster.topology import ensure_ready, names_of
+from monitor.cluster.topology import bucket_keys, ensure_ready, names_of
 from monitor.cluster.webview import ClusterControl, OutStreamFeed
 from monitor.config import HeatmonConfig
 from monitor.engine import MonitorEngine
@@ -86,6 +87,7 @@ class ClusterWorker:
         )
         """Symptom reports per patient a minute, as the MQTT input limits them (gateways
         and apps publish to the cluster's NATS, or its MQTT, directly)."""
+        self.stores = SharedStores(worker_id=self.worker_id, count=self.count)
         self._parts: dict[int, Partition] = {}
         self._losing: dict[int, asyncio.Task[None]] = {}
         """Partitions lost whose task is still stopping (not claimed again until then)."""
@@ -161,6 +163,9 @@ class ClusterWorker:
         log.info("cluster worker %s: %d partitions", self.worker_id, cc.partitions)
         async with self._monitor, contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(profiles.stop)
+            for sink in local:
+                if isinstance(sink, ThresholdLearner) and sink.started:
+                    self.stores.mine = await asyncio.to_thread(sink.store.identity)
             for sink in wide:
                 await sink.start()
                 stack.push_async_callback(sink.stop)
@@ -223,6 +228,7 @@ class ClusterWorker:
             try:
                 await self._heartbeat()
                 live = await self.keys(self.names.workers)
+                await self.stores.check(self._workers, live)
                 target = math.ceil(self.cc.partitions / max(1, len(live)))
                 if len(self._parts) < target:
                     await self._claim(target, live)
@@ -256,6 +262,7 @@ class ClusterWorker:
             "time": time.time(),
             "published": self._out.published,
             "counters": self.counters,
+            HEARTBEAT_FIELD: self.stores.mine,
             # samples the engines flagged (future, out_of_order, implausible …): a sample
             # flagged is not estimated from, so a takeover that drops any shows here
             "flags": {
@@ -267,12 +274,8 @@ class ClusterWorker:
         await self._workers.put(self.worker_id, json.dumps(doc).encode())
 
     async def keys(self, bucket: str, pattern: str = ">") -> list[str]:
-        """Keys of ``bucket`` matching the subject ``pattern``, in one request (nats-py's
-        ``KeyValue.keys`` walks the whole bucket and filters by substring)."""
-        assert self._js is not None
-        prefix = f"$KV.{bucket}."
-        info = await self._js.stream_info(f"KV_{bucket}", subjects_filter=prefix + pattern)
-        return sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
+        """Keys of ``bucket`` matching the subject ``pattern`` (:func:`bucket_keys`)."""
+        return sorted(await bucket_keys(self.js, bucket, pattern))
 
     async def _renew(self) -> None:
         """Renew every lease at once: one at a time, a slow server (a busy machine, a

@@ -27,7 +27,7 @@ from typing import Any, Self
 from sqlalchemy import Connection, Row, insert, select, union, update
 
 from monitor.careteam import schema as t
-from monitor.careteam.base import open_migrated, sqlite_url
+from monitor.careteam.base import identity, open_migrated, sqlite_url
 from monitor.thresholds.records import (
     StoredReport,
     Suggest,
@@ -97,6 +97,11 @@ class ThresholdStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def identity(self) -> str:
+        """This store's random id (the same database gives the same id, however its URL is
+        spelled): cluster workers compare theirs, which must be one."""
+        return identity(self.engine)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
