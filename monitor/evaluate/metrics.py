@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -89,8 +90,8 @@ class Truth:
     __slots__ = ("baseline", "times", "values")
 
     def __init__(self, times: Sequence[float], values: Sequence[float], *, start: float) -> None:
-        self.times = list(times)
-        self.values = list(values)
+        self.times: array[float] = array("d", times)
+        self.values: array[float] = array("d", values)
         rest = [v for t, v in zip(self.times, self.values, strict=True) if t < start + BASELINE_S]
         if rest:
             self.baseline: float | None = sum(rest) / len(rest)

@@ -3,7 +3,9 @@
 Two passes over the file, both streaming: ``monitor.replay.replay`` runs the engine with the
 measured core held out (``use_measured_core = False``) and writes its estimates to a temporary
 CSV; then the recording's ``core_temp_c`` column is read back as the truth. Memory holds, per
-session, the estimates (a few floats every 10 s) and the readings of the truth.
+session, the estimates (a few floats every 10 s) and the readings of the truth, as arrays of
+doubles (16 bytes a reading: a 100-patient, 2-hour recording at 1 Hz, 720,000 rows, takes
+about 30 MB over what ``heatmon --help`` alone takes, against 84 MB with lists of floats).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import io
 import logging
 import tempfile
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,10 +39,10 @@ class SessionSeries:
     patient: str
     session: str
     start: float
-    times: list[float] = field(default_factory=list)
-    est_rise: list[float] = field(default_factory=list)
-    est_core: list[float] = field(default_factory=list)
-    est_sd: list[float] = field(default_factory=list)
+    times: array[float] = field(default_factory=lambda: array("d"))
+    est_rise: array[float] = field(default_factory=lambda: array("d"))
+    est_core: array[float] = field(default_factory=lambda: array("d"))
+    est_sd: array[float] = field(default_factory=lambda: array("d"))
     levels: list[str] = field(default_factory=list)
     truth: Truth | None = None
     score: SessionScore | None = None
@@ -82,8 +85,10 @@ def _read_estimates(text: IO[str], step_s: float) -> list[SessionSeries]:
 
 def _read_truth(
     path: Path, pseudonym_key: bytes | None
-) -> dict[str, tuple[list[float], list[float]]]:
-    truth: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+) -> dict[str, tuple[array[float], array[float]]]:
+    truth: dict[str, tuple[array[float], array[float]]] = defaultdict(
+        lambda: (array("d"), array("d"))
+    )
     names: dict[str, str] = {}
     # The rows replay already bounded and reported: read the same way (the byte-order mark
     # dropped, too long lines skipped unread), and a row that is not CSV passed over.
@@ -151,7 +156,7 @@ def evaluate(
         sessions = _read_estimates(est, config.step_s)
     truth = _read_truth(recording, pseudonym_key)
     for s in sessions:
-        times, values = truth.get(s.patient, ([], []))
+        times, values = truth.get(s.patient, (array("d"), array("d")))
         stop = s.times[-1] if s.times else s.start
         keep = [i for i, t in enumerate(times) if s.start <= t <= stop + 60.0]
         if not keep:
