@@ -11,10 +11,11 @@ import pytest
 
 pytest.importorskip("pythermalcomfort")
 
-from bench.corpus.fit import Windows, cut, run_session
 from bench.corpus.gagge import GaggeTwoNode
 from bench.corpus.generate import SessionSpec, plan, session
 from bench.corpus.people import Room, Workout
+from bench.corpus.trial import run_session
+from bench.corpus.windows import Windows, cut
 
 
 @pytest.mark.parametrize(
@@ -115,7 +116,7 @@ def test_the_second_round_splits_share_no_seed_with_any_other() -> None:
 def test_fitting_and_tuning_refuse_a_held_out_split(split: str, tmp_path: Path) -> None:
     """``bench.corpus.fit`` and ``bench.corpus.tune`` read their sessions through
     ``training_windows``: a held-out split not seen yet is refused before any file is read."""
-    from bench.corpus.fit import training_windows
+    from bench.corpus.windows import training_windows
 
     with pytest.raises(ValueError, match="held-out"):
         training_windows(tmp_path, f"train,{split}", simulator=False)
@@ -125,7 +126,7 @@ def test_fitting_and_tuning_refuse_a_held_out_split(split: str, tmp_path: Path) 
 def test_seen_splits_are_in_the_tuning_pool(split: str, tmp_path: Path) -> None:
     """The sixth round fits on every seen split: they pass the check (and then the missing
     files are the error)."""
-    from bench.corpus.fit import training_windows
+    from bench.corpus.windows import training_windows
     from monitor.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"profiles\.toml"):
@@ -134,7 +135,7 @@ def test_seen_splits_are_in_the_tuning_pool(split: str, tmp_path: Path) -> None:
 
 def _one_session(tmp_path: Path) -> Windows:
     """A 40-min session (rest, then brisk work; the pill's core climbs 0.8 °C) cut into the
-    engine's windows as ``bench.corpus.fit`` does."""
+    engine's windows as ``bench.corpus.fit`` does (``bench.corpus.windows``)."""
     path = tmp_path / "rec.csv"
     lines = ["time,patient,heart_rate_bpm,skin_temp_c,core_temp_c"]
     for s in range(0, 2400):

@@ -5,270 +5,30 @@ It prints the values to put in ``HEAT_BALANCE_PARAMS`` / ``FORECAST_PARAMS`` and
 with the objective values, to ``<corpus>/train/fit.json``. The held-out split is never read.
 
 Speed: the recording is cut once into the engine's 10-s windows (same validation, same rest
-period and calibration as ``PatientEngine``); each trial then runs the real estimator,
-forecast, risk state machine and metrics over those windows (~1 s a trial instead of a full
-replay). ``heatmon evaluate`` on the split gives the final figures.
+period and calibration as ``PatientEngine``; :mod:`bench.corpus.windows`); each trial then
+runs the real estimator, forecast, risk state machine and metrics over those windows (~1 s a
+trial instead of a full replay; :mod:`bench.corpus.trial`). This module holds the fitting
+stages and the command. ``heatmon evaluate`` on the split gives the final figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from bench.corpus.generate import SEEN
-from monitor.engine.estimators import HeatBalanceEstimator
-from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams, minutes_to_likely_threshold
-from monitor.engine.judging import (
-    BASELINE_WINDOW_S,
-    DEFAULT_RESTING_HR_BPM,
-    MIN_FORECAST_SLOPE_C_PER_MIN,
-    REST_HR_CEILING_ABOVE_DEFAULT,
-    SLOPE_TAU_S,
-)
+from bench.corpus.trial import score
+from bench.corpus.windows import Windows, training_windows
+from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
-from monitor.engine.quality import KindValidator
-from monitor.engine.risk import RiskStateMachine
-from monitor.evaluate.metrics import SessionScore, Truth, score_session
-from monitor.evaluate.summary import Summary, summarize
-from monitor.model import SampleFlag, SampleKind
-from monitor.profile import PatientProfile
-from monitor.replay import load_profiles
-
-STEP_S = 10.0
-
-
-@dataclass(slots=True)
-class Windows:
-    patient: str
-    profile: PatientProfile
-    start: float
-    ends: list[float]
-    hr: list[float | None]
-    skin: list[float | None]
-    truth: Truth
-
-
-def cut(recording: Path, profiles: dict[str, PatientProfile]) -> list[Windows]:
-    rows: dict[str, list[tuple[float, float | None, float | None, float | None]]] = {}
-    with recording.open(newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        for t_text, pid, hr_text, skin_text, core_text in reader:
-            rows.setdefault(pid, []).append(
-                (
-                    float(t_text),
-                    float(hr_text) if hr_text else None,
-                    float(skin_text) if skin_text else None,
-                    float(core_text) if core_text else None,
-                )
-            )
-    out: list[Windows] = []
-    ok = (SampleFlag.OK, SampleFlag.GAP)
-    for pid, rs in rows.items():
-        start = rs[0][0]
-        v_hr, v_skin = KindValidator(SampleKind.HEART_RATE), KindValidator(SampleKind.SKIN_TEMP)
-        end0 = math.floor(start / STEP_S) * STEP_S + STEP_S
-        n = int((rs[-1][0] - end0) // STEP_S) + 2
-        hs, hn = np.zeros(n), np.zeros(n)
-        ss, sn = np.zeros(n), np.zeros(n)
-        any_ = np.zeros(n, dtype=bool)
-        tt: list[float] = []
-        cc: list[float] = []
-        for t, hr, skin, core in rs:
-            k = int((t - end0) // STEP_S) + 1
-            if hr is not None and v_hr.check(hr, t) in ok:
-                hs[k] += hr
-                hn[k] += 1
-                any_[k] = True
-            if skin is not None and v_skin.check(skin, t) in ok:
-                ss[k] += skin
-                sn[k] += 1
-                any_[k] = True
-            if core is not None:
-                any_[k] = True
-                tt.append(t)
-                cc.append(core)
-        idx = np.nonzero(any_)[0]
-        out.append(
-            Windows(
-                patient=pid,
-                profile=profiles.get(pid) or PatientProfile(id=pid),
-                start=start,
-                ends=[end0 + k * STEP_S for k in idx],
-                hr=[hs[k] / hn[k] if hn[k] else None for k in idx],
-                skin=[ss[k] / sn[k] if sn[k] else None for k in idx],
-                truth=Truth(tt, cc, start=start),
-            )
-        )
-    return out
-
-
-SIMULATOR_SEEDS = range(100, 105)
-SIMULATOR_T0 = 1_900_000_000.0
-
-
-def simulator_windows(profiles: dict[str, PatientProfile]) -> list[Windows]:
-    """Training sessions from heatmon's own simulator (``adapters/simulator.py``, a faster
-    core response than JOS-3's pelvis), seeds 100–104 (the tests use 0–2). Written as a
-    recording and cut like the corpus."""
-    import tempfile
-
-    from adapters.simulator import SCENARIOS, SimulatedPatient
-    from monitor.profile import HeatSensitivity
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "sim.csv"
-        with path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(("time", "patient", "heart_rate_bpm", "skin_temp_c", "core_temp_c"))
-            for i, (name, sc) in enumerate(sorted(SCENARIOS.items())):
-                for seed in SIMULATOR_SEEDS:
-                    pid = f"sim-{name}-{seed}"
-                    profiles[pid] = PatientProfile(
-                        id=pid,
-                        age=sc.age,
-                        activity=sc.activity,
-                        heat_sensitivity=HeatSensitivity.IMPAIRED_SWEATING
-                        if sc.sweat_capacity < 1.0
-                        else HeatSensitivity.NONE,
-                    )
-                    sim = SimulatedPatient(scenario=sc, seed=seed)
-                    t0 = SIMULATOR_T0 + (i * 10 + seed) * 86_400
-                    while not sim.finished:
-                        v = sim.step(1.0)
-                        s = int(v.time_s)
-                        core = f"{v.core_temp_c:.3f}" if s % 20 == 0 else ""
-                        w.writerow(
-                            (
-                                int(t0 + s),
-                                pid,
-                                f"{v.heart_rate_bpm:.0f}",
-                                f"{v.skin_temp_c:.2f}",
-                                core,
-                            )
-                        )
-        return cut(path, profiles)
-
-
-EstimatorFactory = Callable[["Windows", HeatBalanceParams], HeatBalanceEstimator]
-"""Makes the estimator for one session (``bench/corpus/probe.py``: variants that are not the
-engine's, to bound what a better estimate would gain)."""
-
-
-def run_session(
-    w: Windows,
-    hb: HeatBalanceParams,
-    fc: ForecastParams,
-    make: EstimatorFactory | None = None,
-) -> SessionScore:
-    """``PatientEngine._step`` for one session, with these parameters (and the engine's
-    estimator unless ``make`` says otherwise)."""
-    profile = w.profile
-    est = make(w, hb) if make is not None else HeatBalanceEstimator(params=hb)
-    risk = RiskStateMachine(
-        threshold_c=profile.effective_threshold_c,
-        caution_c=profile.caution_at_c,
-        horizon_min=profile.forecast_horizon_min,
-        lead_min=profile.cool_down_lead_min,
-    )
-    horizon = max(profile.forecast_horizon_min, profile.cool_down_lead_min)
-    base_sum, base_n = 0.0, 0
-    base_skin: float | None = None
-    calibrated = False
-    last_step = w.ends[0] - STEP_S
-    slope = 0.0
-    last_delta: float | None = None
-    times: list[float] = []
-    rises: list[float] = []
-    cores: list[float] = []
-    sds: list[float] = []
-    levels: list[str] = []
-    for end, hr, skin in zip(w.ends, w.hr, w.skin, strict=True):
-        dt = end - last_step
-        last_step = end
-        if not calibrated:
-            if hr is not None:
-                base_sum += hr
-                base_n += 1
-            if base_skin is None and skin is not None:
-                base_skin = skin
-            if end - w.start < BASELINE_WINDOW_S:
-                times.append(end)
-                rises.append(0.0)
-                cores.append(37.1)
-                sds.append(0.0)
-                levels.append(risk.level.value)
-                continue
-            mean = base_sum / base_n if base_n else None
-            ceiling = DEFAULT_RESTING_HR_BPM + REST_HR_CEILING_ABOVE_DEFAULT
-            resting = DEFAULT_RESTING_HR_BPM if mean is None or mean > ceiling else mean
-            est.calibrate(
-                baseline_core_c=37.1,
-                resting_hr_bpm=resting,
-                max_hr_bpm=profile.effective_max_hr,
-                baseline_skin_c=base_skin,
-                heat_sensitivity=profile.heat_sensitivity,
-                activity=profile.activity,
-            )
-            calibrated = True
-        est.step(dt, heart_rate=hr, skin_temp=skin, measured_core=None)
-        delta = est.core_c - 37.1
-        if last_delta is not None and dt > 0:
-            rate = (delta - last_delta) / (dt / 60.0)
-            slope += min(1.0, dt / SLOPE_TAU_S) * (rate - slope)
-        last_delta = delta
-        eq, loss, var = est.forecast_process() or (0.0, 1.0, 0.0)
-        sd = est.sd_c
-        fast = est.forecast_fast() or (0.0, 0.0, 0.0)
-        pull = est.forecast_pull() or (0.0, 0.0)
-        mtt = minutes_to_likely_threshold(
-            rise=delta,
-            variance=var,
-            equilibrium=eq,
-            loss_per_min=loss,
-            threshold=profile.effective_threshold_c,
-            horizon_min=horizon,
-            z=fc.z_for(profile.heat_sensitivity, base_skin),
-            forecast_var_per_min=fc.forecast_var_per_min,
-            fast_rise=fast[0],
-            fast_equilibrium=fast[1],
-            fast_loss_per_min=fast[2],
-            increment_sd_per_c=fc.increment_sd_per_c,
-            pull_per_min=pull[0],
-            pull_rise=pull[1],
-        )
-        if hr is not None:
-            risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)
-        times.append(end)
-        rises.append(delta)
-        cores.append(est.core_c)
-        sds.append(sd)
-        levels.append(risk.level.value)
-    return score_session(
-        patient=w.patient,
-        session=w.patient,
-        threshold_c=profile.effective_threshold_c,
-        times=times,
-        est_rise=rises,
-        est_core=cores,
-        est_sd=sds,
-        levels=levels,
-        truth=w.truth,
-        start=w.start,
-    )
-
-
-def score(windows: Sequence[Windows], hb: HeatBalanceParams, fc: ForecastParams) -> Summary:
-    return summarize([run_session(w, hb, fc) for w in windows])
+from monitor.evaluate.summary import Summary
 
 
 def fit_process(windows: Sequence[Windows], hb: HeatBalanceParams) -> HeatBalanceParams:
@@ -385,33 +145,6 @@ def tune_forecast(windows: Sequence[Windows], hb: HeatBalanceParams) -> Forecast
     fc, _ = _pick(windows, hb, trials)
     print(f"stage 3: {fc}", file=sys.stderr)
     return fc
-
-
-POOL = ",".join(SEEN)
-"""``--splits pool``: every seen split (``bench.corpus.generate.SEEN``)."""
-
-
-def training_windows(corpus: Path, splits: str, *, simulator: bool = True) -> list[Windows]:
-    """The sessions of the training ``splits`` (comma-separated folders of ``corpus``, or
-    ``pool`` for every seen split), plus heatmon's simulator sessions for the same people. A
-    held-out split whose figures were not seen yet is refused (:class:`ValueError`): nothing
-    is fitted or tuned on it."""
-    windows: list[Windows] = []
-    profiles: dict[str, PatientProfile] = {}
-    names = list(dict.fromkeys(splits.replace("pool", POOL).split(",")))
-    for split in names:
-        if split not in SEEN:
-            raise ValueError(
-                f"--splits: {split} is a held-out split not seen yet; fit and tune on seen "
-                f"splits only ({', '.join(SEEN)})"
-            )
-    for split in names:
-        split_profiles = load_profiles(corpus / split / "profiles.toml")
-        profiles.update(split_profiles)
-        windows += cut(corpus / split / "recording.csv", split_profiles)
-    if simulator:
-        windows += simulator_windows(profiles)
-    return windows
 
 
 def main(argv: Sequence[str] | None = None) -> int:

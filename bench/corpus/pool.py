@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bench.corpus.fit import POOL, EstimatorFactory, Windows, run_session, training_windows
+from bench.corpus.trial import EstimatorFactory, run_session
 from bench.corpus.tune import FORECAST_KEYS, objective, split_params
+from bench.corpus.windows import POOL, Windows, training_windows
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.evaluate.metrics import SessionScore

@@ -27,9 +27,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bench.corpus.fit import EstimatorFactory, Windows, training_windows
 from bench.corpus.pool import line, replay, session_info
+from bench.corpus.trial import EstimatorFactory
 from bench.corpus.tune import FORECAST_KEYS, objective, split_params
+from bench.corpus.windows import Windows, training_windows
 from monitor.engine.forecast import FORECAST_PARAMS
 from monitor.engine.heat_balance import HeatBalanceEstimator
 from monitor.engine.judging import BASELINE_WINDOW_S

@@ -3,7 +3,7 @@ heat-balance and forecast parameters, scored by the detection targets of issue 9
 
 Run: ``python -m bench.corpus.tune [--corpus var/corpus]`` (after ``python -m bench.corpus
 --split train`` and ``--split train_gagge``). Each trial replays every training session through
-the real estimator, forecast and alert state machine (``bench/corpus/fit.py``'s
+the real estimator, forecast and alert state machine (``bench/corpus/trial.py``'s
 ``run_session``, ~6 s a trial on one core); the search changes one parameter at a time over
 its grid and keeps a change that lowers the objective, for up to two passes. It prints the
 path it took and the values to put in ``HEAT_BALANCE_PARAMS`` / ``FORECAST_PARAMS``
@@ -28,7 +28,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from bench.corpus.fit import Windows, training_windows
+from bench.corpus.windows import Windows, training_windows
 from monitor.engine.forecast import FORECAST_PARAMS, ForecastParams
 from monitor.engine.params import HEAT_BALANCE_PARAMS, HeatBalanceParams
 from monitor.evaluate.summary import Summary, summarize
