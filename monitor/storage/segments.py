@@ -1,6 +1,8 @@
-"""The spool's files on disk (``monitor/storage/spool.py`` keeps the order, the bounds and
-the cache): segment names, the record header, a scan that cuts a torn tail, the delivered
-position and the directory's fsync."""
+"""The spool's files on disk (``monitor/storage/spool.py`` keeps the order and the bounds,
+``monitor/storage/recent.py`` the cache of recent records): segment names and the segments
+in a directory, the record format (written by :func:`encode_record`, read back by
+:func:`read_record`), a scan that cuts a torn tail, a directory's recovery after a restart
+(:func:`recover`), the delivered position and the directory's fsync."""
 
 from __future__ import annotations
 
@@ -41,21 +43,35 @@ Record = tuple[bytes, int, tuple[int, int], float | None]
 """A record read: payload, points, end position, append time (None if read from disk)."""
 
 
-class NotCached(HeatmonError):
-    """A record :meth:`Spool.read_cached` would have to read from disk."""
-
-
-@dataclass(slots=True)
-class CachedRecord:
-    pos: tuple[int, int]
-    payload: bytes
-    points: int
-    end: tuple[int, int]
-    appended_at: float
-
-
 def segment_name(seq: int) -> str:
     return f"seg-{seq:012d}.lp"
+
+
+def segment_seqs(directory: Path) -> list[int]:
+    """The sequence numbers of the segment files in ``directory``, in order."""
+    return sorted(
+        int(p.name[4:16])
+        for p in directory.glob("seg-*.lp")
+        if p.name[4:16].isdigit() and len(p.name) == 19
+    )
+
+
+def encode_record(payload: bytes, points: int) -> bytes:
+    """One record as it is appended to a segment: the header, then the payload."""
+    return HEADER.pack(MAGIC, len(payload), points, zlib.crc32(payload)) + payload
+
+
+def read_record(path: Path, offset: int) -> tuple[bytes, int, int] | None:
+    """The record at ``offset`` of the segment at ``path``: (payload, points, offset of the
+    next record); None when it is corrupt (wrong magic, short, or a CRC mismatch)."""
+    with path.open("rb") as f:
+        f.seek(offset)
+        head = f.read(HEADER.size)
+        magic, length, count, crc = HEADER.unpack(head)
+        payload = f.read(length)
+    if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
+        return None
+    return payload, count, offset + HEADER.size + length
 
 
 def scan(path: Path, *, start: int, last: bool) -> tuple[int, int]:
@@ -87,6 +103,49 @@ def scan(path: Path, *, start: int, last: bool) -> tuple[int, int]:
         with path.open("r+b") as f:
             f.truncate(offset)
     return offset, points
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What :func:`recover` found in a spool directory."""
+
+    read: tuple[int, int]
+    """The first undelivered record."""
+    sizes: dict[int, int]
+    """Per segment left, its length up to the end of its last whole record."""
+    points: int
+    """Points not delivered yet."""
+    writer_seq: int
+    """The segment to append to (the newest)."""
+
+
+def recover(directory: Path) -> Recovered:
+    """Open a spool directory after a restart: delete the segments before the saved
+    position, cut a torn tail off the newest segment (:func:`scan`) and count what is left
+    to deliver."""
+    seqs = segment_seqs(directory)
+    read = load_position(directory)
+    for seq in seqs:
+        if seq < read[0]:
+            (directory / segment_name(seq)).unlink(missing_ok=True)
+    seqs = [s for s in seqs if s >= read[0]]
+    if seqs and read[0] < seqs[0]:
+        read = (seqs[0], 0)
+    if not seqs:
+        read = (read[0], 0)
+    sizes: dict[int, int] = {}
+    pending = 0
+    for n, seq in enumerate(seqs):
+        path = directory / segment_name(seq)
+        valid_end, points = scan(
+            path, start=read[1] if seq == read[0] else 0, last=n == len(seqs) - 1
+        )
+        sizes[seq] = valid_end
+        pending += points
+    writer_seq = seqs[-1] if seqs else read[0]
+    if seqs and read[1] > sizes[seqs[0]]:
+        read = (seqs[0], sizes[seqs[0]])
+    return Recovered(read=read, sizes=sizes, points=pending, writer_seq=writer_seq)
 
 
 def load_position(directory: Path) -> tuple[int, int]:

@@ -16,8 +16,14 @@ open, with a warning. The spool is bounded in bytes: it warns as it fills (50 %,
 95 %) and, when full, drops the oldest segment, as Telegraf's buffer drops its oldest
 metrics, counting and logging every point dropped.
 
+This module keeps the order, the position and the bound; the files' format, their scan
+and recovery are in :mod:`monitor.storage.segments`, the records appended lately (served
+from memory) in :mod:`monitor.storage.recent`, the fill-level warnings in
+:mod:`monitor.storage.fill`.
+
 All methods are synchronous and thread-safe; the sink calls them through
-``asyncio.to_thread`` so the event loop never waits on the disk.
+``asyncio.to_thread`` so the event loop never waits on the disk (:meth:`Spool.read_cached`
+and :meth:`Spool.commit_in_memory` run on it, never waiting).
 """
 
 from __future__ import annotations
@@ -26,21 +32,19 @@ import logging
 import os
 import threading
 import time
-import zlib
-from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
+from monitor.storage.fill import FillWarnings
+from monitor.storage.recent import NotCached, RecentRecords
 from monitor.storage.segments import (
-    HEADER,
-    MAGIC,
-    CachedRecord,
     Chunk,
-    NotCached,
     Record,
     SpoolError,
+    encode_record,
     fsync_directory,
-    load_position,
+    read_record,
+    recover,
     save_position,
     scan,
     segment_name,
@@ -54,11 +58,6 @@ DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 """A segment is closed and a new one started beyond this size."""
 POSITION_SAVE_INTERVAL_S = 1.0
 """The delivered position is written to disk at most this often (and on close)."""
-CACHE_BYTES = 16 * 1024 * 1024
-"""Recently appended records are kept in memory up to this size, to be sent without
-reading them back from disk."""
-WARN_FRACTIONS = (0.5, 0.8, 0.95)
-"""Fill levels at which the spool warns, loudly."""
 
 
 class Spool:
@@ -84,11 +83,10 @@ class Spool:
         self._writer: BinaryIO | None = None
         self._writer_seq = -1
         self._pending_points = 0
-        self._cache: deque[CachedRecord] = deque()
-        self._cache_bytes = 0
+        self._cache = RecentRecords()
         self._position_saved_at = 0.0
         self._position_dirty = False
-        self._warned = 0.0
+        self._fill = FillWarnings(directory)
         self.dropped_points = 0
         self._opened = False
 
@@ -101,31 +99,11 @@ class Spool:
                 self.directory.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise SpoolError(f"{self.directory}: cannot create spool: {err}") from err
-            seqs = sorted(
-                int(p.name[4:16])
-                for p in self.directory.glob("seg-*.lp")
-                if p.name[4:16].isdigit() and len(p.name) == 19
-            )
-            read = load_position(self.directory)
-            for seq in seqs:
-                if seq < read[0]:
-                    (self.directory / segment_name(seq)).unlink(missing_ok=True)
-            seqs = [s for s in seqs if s >= read[0]]
-            if seqs and read[0] < seqs[0]:
-                read = (seqs[0], 0)
-            if not seqs:
-                read = (read[0], 0)
-            self._read = read
-            for n, seq in enumerate(seqs):
-                path = self.directory / segment_name(seq)
-                valid_end, points = scan(
-                    path, start=read[1] if seq == read[0] else 0, last=n == len(seqs) - 1
-                )
-                self._sizes[seq] = valid_end
-                self._pending_points += points
-            if seqs and self._read[1] > self._sizes[seqs[0]]:
-                self._read = (seqs[0], self._sizes[seqs[0]])
-            self._writer_seq = seqs[-1] if seqs else read[0]
+            found = recover(self.directory)
+            self._sizes.update(found.sizes)
+            self._pending_points += found.points
+            self._read = found.read
+            self._writer_seq = found.writer_seq
             self._opened = True
             if self._pending_points:
                 log.warning(
@@ -164,7 +142,7 @@ class Spool:
 
     def append(self, payload: bytes, points: int) -> None:
         """Append one batch durably (flushed, and fsynced unless ``fsync=False``)."""
-        record = HEADER.pack(MAGIC, len(payload), points, zlib.crc32(payload)) + payload
+        record = encode_record(payload, points)
         with self._lock:
             if not self._opened:
                 raise SpoolError("spool is not open")
@@ -178,11 +156,7 @@ class Spool:
             end = (self._writer_seq, offset + len(record))
             self._sizes[self._writer_seq] = end[1]
             self._pending_points += points
-            if self._cache_bytes + len(payload) <= CACHE_BYTES:
-                self._cache.append(
-                    CachedRecord((self._writer_seq, offset), payload, points, end, time.monotonic())
-                )
-                self._cache_bytes += len(payload)
+            self._cache.add((self._writer_seq, offset), payload, points, end)
             self._warn_fill()
 
     def _writer_for(self, size: int) -> BinaryIO:
@@ -230,22 +204,11 @@ class Spool:
             )
 
     def _warn_fill(self) -> None:
-        fill = self.disk_bytes / self.max_bytes
-        reached = max((f for f in WARN_FRACTIONS if fill >= f), default=0.0)
-        if reached > self._warned:
-            log.warning(
-                "InfluxDB spool %s is %.0f%% full (%d of %d bytes, %d points waiting); "
-                "when full, the oldest points are dropped",
-                self.directory,
-                fill * 100,
-                self.disk_bytes,
-                self.max_bytes,
-                self._pending_points,
-            )
-            self._warned = reached
-        elif reached == 0.0 and self._warned:
-            log.info("InfluxDB spool %s is below half full again", self.directory)
-            self._warned = 0.0
+        self._fill.update(
+            disk_bytes=self.disk_bytes,
+            max_bytes=self.max_bytes,
+            pending_points=self._pending_points,
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -302,11 +265,9 @@ class Spool:
         """The record at ``pos`` (None past the last one); ``disk=False``: from the cache
         alone, raising :class:`NotCached` if it is only on disk."""
         seq, offset = pos
-        for cached in self._cache:
-            if cached.pos == pos:
-                return cached.payload, cached.points, cached.end, cached.appended_at
-            if cached.pos > pos:
-                break
+        cached = self._cache.get(pos)
+        if cached is not None:
+            return cached
         size = self._sizes.get(seq)
         if size is None:
             return None
@@ -318,25 +279,22 @@ class Spool:
         if not disk:
             raise NotCached
         path = self.directory / segment_name(seq)
-        with path.open("rb") as f:
-            f.seek(offset)
-            head = f.read(HEADER.size)
-            magic, length, count, crc = HEADER.unpack(head)
-            payload = f.read(length)
-        if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
+        record = read_record(path, offset)
+        if record is None:
             log.error(
                 "InfluxDB spool segment %s is corrupt at byte %d; skipping its rest", path, offset
             )
             self._sizes[seq] = offset
             return self._record_at((seq, offset))
-        return payload, count, (seq, offset + HEADER.size + length), None
+        payload, count, next_offset = record
+        return payload, count, (seq, next_offset), None
 
     def commit(self, chunk: Chunk) -> None:
         """Mark ``chunk`` delivered; delete segments that are fully delivered."""
         with self._lock:
             self._advance(chunk)
             self._save_position(force=False)
-            if self._warned and self.disk_bytes < self.max_bytes * WARN_FRACTIONS[0]:
+            if self._fill.may_clear(disk_bytes=self.disk_bytes, max_bytes=self.max_bytes):
                 self._warn_fill()
 
     def commit_in_memory(self, chunk: Chunk) -> bool:
@@ -348,7 +306,7 @@ class Spool:
             return False
         try:
             if (
-                self._warned
+                self._fill.warned
                 or time.monotonic() - self._position_saved_at >= POSITION_SAVE_INTERVAL_S
                 or any(self._delivered_by(seq, chunk.end) for seq in self._sizes)
             ):
@@ -383,8 +341,7 @@ class Spool:
         """Drop cached records before the read position (delivered or dropped). Only here:
         a read that looks past its last record must not evict it, or the record is sent
         again without its append time (and so without waiting for more points)."""
-        while self._cache and self._cache[0].pos < self._read:
-            self._cache_bytes -= len(self._cache.popleft().payload)
+        self._cache.evict_before(self._read)
 
     def _remove_segment(self, seq: int) -> None:
         if seq == self._writer_seq and self._writer is not None:
