@@ -330,7 +330,7 @@ class GarbledStrap(VirtualChestStrap):
 async def test_malformed_payloads_are_counted_and_the_source_keeps_going(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level("WARNING", logger="adapters.ble.source")
+    caplog.set_level("WARNING", logger="adapters.ble.intake")
     strap = GarbledStrap(address=STRAP, heart_rate=lambda: 75.0, interval_s=0.1)
     devices = [DeviceConfig(address=STRAP, patient="p-001", role="heart_rate")]
     async with VirtualWorld(wearables=[strap]) as world:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self
 
-from adapters.ble.source import BleSource, GapCallback
+from adapters.ble.intake import GapCallback
+from adapters.ble.source import BleSource
 from adapters.ble.virtual import (
     VirtualChestStrap,
     VirtualCoreSensor,

@@ -25,6 +25,11 @@ re-subscribes by itself.
 
 The backend classes (``scanner_backend`` / ``client_backend``) are passed to bleak as
 ``backend=`` and nothing else differs between real hardware and the virtual wearables.
+
+This module holds the plugin and the connection's lifetime; what becomes of a notification
+(times, duplicates, gaps, parse errors) is :mod:`adapters.ble.intake`'s, the options
+:mod:`adapters.ble.options`', the characteristics and their decoding
+:mod:`adapters.ble.readings`'.
 """
 
 from __future__ import annotations
@@ -32,10 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 from bleak import BleakClient, BleakScanner
@@ -48,6 +51,7 @@ from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
 
 from adapters import gatt
+from adapters.ble.intake import SOURCE_NAME, DeviceState, GapCallback, SampleIntake
 from adapters.ble.options import (
     CONNECT_ATTEMPTS,
     CONNECT_TIMEOUT_S,
@@ -60,38 +64,16 @@ from adapters.ble.readings import (
     CONNECT_SERVICES,
     ROLE_CHARACTERISTICS,
     DeviceStats,
-    Reading,
     UtcMonotonicClock,
-    decode,
     short_uuid,
 )
 from monitor.backoff import Backoff
 from monitor.config import DeviceConfig, HeatmonConfig
 from monitor.errors import ConfigError, HeatmonError, ParseError, SourceError
-from monitor.model import Sample, SampleKind
+from monitor.model import Sample
 from monitor.plugins import Emit, PluginContext, Source, validate_options
 
 log = logging.getLogger(__name__)
-
-SOURCE_NAME = "ble"
-MAX_CLOCK_AHEAD_S = 60.0
-"""A device time stamp further ahead of our clock than this is not believed."""
-MAX_STORED_AGE_S = 6 * 3600.0
-"""A device time stamp older than this (stored measurements) is not believed."""
-LOUD_PARSE_ERRORS = 10
-"""The first parse errors of a device are logged as warnings, then every 100th."""
-
-GapCallback = Callable[[str, str, float, float], None]
-"""``on_gap(patient, device, start, end)``: data from ``device`` missing from start to end."""
-
-
-@dataclass(slots=True)
-class _DeviceState:
-    config: DeviceConfig
-    stats: DeviceStats
-    last_time: dict[SampleKind, float] = field(default_factory=dict)
-    gap_open_since: float | None = None
-    parse_error_log_budget: int = LOUD_PARSE_ERRORS
 
 
 class BleSource(Source):
@@ -126,10 +108,8 @@ class BleSource(Source):
         self._reconnect_max_s = reconnect_max_s
         self._scanner_backend = scanner_backend
         self._client_backend = client_backend
-        self._on_gap = on_gap
-        self._clock: Callable[[], float] = clock or UtcMonotonicClock()
         self._states = {
-            d.address.upper(): _DeviceState(
+            d.address.upper(): DeviceState(
                 config=d,
                 stats=DeviceStats(address=d.address.upper(), patient=d.patient, role=d.role),
             )
@@ -138,8 +118,9 @@ class BleSource(Source):
         roles: dict[str, set[str]] = {}
         for d in devices:
             roles.setdefault(d.patient, set()).add(d.role)
-        self._roles_of_patient = roles
-        self._queue: asyncio.Queue[Sample] | None = None
+        self._intake = SampleIntake(
+            roles_of_patient=roles, clock=clock or UtcMonotonicClock(), on_gap=on_gap
+        )
 
     @classmethod
     def from_options(
@@ -172,14 +153,14 @@ class BleSource(Source):
 
     async def run(self, emit: Emit) -> None:
         queue: asyncio.Queue[Sample] = asyncio.Queue()
-        self._queue = queue
+        self._intake.queue = queue
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._deliver(queue, emit), name="ble-deliver")
                 for address, state in self._states.items():
                     group.create_task(self._keep_connected(state), name=f"ble-{address}")
         finally:
-            self._queue = None
+            self._intake.queue = None
 
     async def _deliver(self, queue: asyncio.Queue[Sample], emit: Emit) -> None:
         while True:
@@ -191,7 +172,7 @@ class BleSource(Source):
 
     # --- connection lifetime -------------------------------------------------------------
 
-    async def _keep_connected(self, state: _DeviceState) -> None:
+    async def _keep_connected(self, state: DeviceState) -> None:
         stats = state.stats
         backoff = Backoff(base_s=self._reconnect_base_s, max_s=self._reconnect_max_s)
         while True:
@@ -227,7 +208,7 @@ class BleSource(Source):
             )
         return device
 
-    async def _session(self, state: _DeviceState) -> bool:
+    async def _session(self, state: DeviceState) -> bool:
         """One connection, from scan to drop. Returns whether any sample came through."""
         stats = state.stats
         address = stats.address
@@ -275,14 +256,14 @@ class BleSource(Source):
                 state.gap_open_since = stats.last_sample_time
         return stats.samples > samples_before
 
-    async def _subscribe(self, client: BleakClient, state: _DeviceState) -> None:
+    async def _subscribe(self, client: BleakClient, state: DeviceState) -> None:
         stats = state.stats
         services = client.services
         battery = services.get_characteristic(gatt.BATTERY_LEVEL)
         if battery is not None and "read" in battery.properties:
             try:
                 raw = bytes(await client.read_gatt_char(battery))
-                self._take(state, gatt.BATTERY_LEVEL, raw)
+                self._intake.take(state, gatt.BATTERY_LEVEL, raw)
             except BleakError as err:
                 log.debug("ble %s: battery read failed: %s", stats.address, err)
         location = services.get_characteristic(gatt.BODY_SENSOR_LOCATION)
@@ -303,111 +284,20 @@ class BleSource(Source):
             uuid = char.uuid
 
             def on_value(_char: BleakGATTCharacteristic, data: bytearray, uuid: str = uuid) -> None:
-                self._take(state, uuid, bytes(data))
+                self._intake.take(state, uuid, bytes(data))
 
             await client.start_notify(char, on_value)
             subscribed.append(short_uuid(uuid))
         stats.subscribed = tuple(subscribed)
 
     def _characteristics_for(
-        self, state: _DeviceState, services: BleakGATTServiceCollection
+        self, state: DeviceState, services: BleakGATTServiceCollection
     ) -> list[BleakGATTCharacteristic]:
         for uuid in ROLE_CHARACTERISTICS[state.config.role]:
             char = services.get_characteristic(uuid)
             if char is not None and _can_notify(char):
                 return [char]
         return []
-
-    # --- from payload to sample ------------------------------------------------------------
-
-    def _decode(self, state: _DeviceState, uuid: str, data: bytes, where: str) -> list[Reading]:
-        return decode(
-            uuid,
-            data,
-            where=where,
-            role=state.config.role,
-            patient_roles=self._roles_of_patient[state.config.patient],
-        )
-
-    def _take(self, state: _DeviceState, uuid: str, data: bytes) -> None:
-        """Parse one notification and queue its samples; never raises."""
-        stats = state.stats
-        arrival = self._clock()
-        where = f"{stats.address} {short_uuid(uuid)}"
-        try:
-            readings = self._decode(state, uuid, data, where)
-        except ParseError as err:
-            stats.parse_errors += 1
-            stats.last_error = str(err)
-            if state.parse_error_log_budget > 0 or stats.parse_errors % 100 == 0:
-                state.parse_error_log_budget -= 1
-                log.warning("ble: rejected payload (%d so far): %s", stats.parse_errors, err)
-            return
-        for reading in readings:
-            self._emit_reading(state, reading, arrival)
-
-    def _emit_reading(self, state: _DeviceState, reading: Reading, arrival: float) -> None:
-        stats = state.stats
-        if not math.isfinite(reading.value):
-            stats.no_value += 1
-            return
-        when = arrival
-        if reading.device_time is not None:
-            if arrival - MAX_STORED_AGE_S <= reading.device_time <= arrival + MAX_CLOCK_AHEAD_S:
-                when = reading.device_time
-            else:
-                stats.untrusted_time += 1
-        last = state.last_time.get(reading.kind)
-        if last is not None and when <= last:
-            stats.duplicates += 1
-            log.debug(
-                "ble %s: dropped %s at %.3f (not newer than %.3f)",
-                stats.address,
-                reading.kind,
-                when,
-                last,
-            )
-            return
-        state.last_time[reading.kind] = when
-        if reading.kind is SampleKind.BATTERY:
-            stats.battery_percent = int(reading.value)
-        else:  # gaps and timings are about the vital signs
-            if state.gap_open_since is not None:
-                start, state.gap_open_since = state.gap_open_since, None
-                self._report_gap(state, start, when)
-            if stats.connected_at is not None and stats.first_sample_after_connect_s is None:
-                stats.first_sample_after_connect_s = time.monotonic() - stats.connected_at
-            stats.last_sample_time = max(when, stats.last_sample_time or when)
-        stats.samples += 1
-        sample = Sample(
-            patient=state.config.patient,
-            kind=reading.kind,
-            value=reading.value,
-            time=when,
-            device=stats.address,
-            source=SOURCE_NAME,
-            rr_intervals=reading.rr_intervals,
-            sensor_contact=reading.sensor_contact,
-        )
-        if self._queue is not None:
-            self._queue.put_nowait(sample)
-
-    def _report_gap(self, state: _DeviceState, start: float, end: float) -> None:
-        stats = state.stats
-        stats.gaps += 1
-        stats.gap_seconds += max(0.0, end - start)
-        log.warning(
-            "ble %s: data gap of %.1f s for patient %s (%s) after a reconnect",
-            stats.address,
-            end - start,
-            stats.patient,
-            stats.role,
-        )
-        if self._on_gap is not None:
-            try:
-                self._on_gap(stats.patient, stats.address, start, end)
-            except Exception:
-                log.exception("ble: on_gap callback failed")
 
 
 def gap_reporter(context: PluginContext) -> GapCallback:
