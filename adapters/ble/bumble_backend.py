@@ -20,19 +20,20 @@ module): with ``dangerous_use_bleak_cache=True`` (what bleak-retry-connector's
 skips discovery; :meth:`BumbleClientBackend.clear_cache` forgets it. ``services=`` (from
 ``BleakClient``) limits characteristic and descriptor discovery to those services, as
 CoreBluetooth and WinRT do.
+
+This module holds the two backends and the advertisement data; the GATT database (UUID
+conversions, the cache, discovery and the service tree built from it) is in
+:mod:`adapters.ble.bumble_gatt`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from bleak.args import SizedBuffer
-from bleak.assigned_numbers import CharacteristicPropertyName
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
@@ -42,29 +43,14 @@ from bleak.backends.scanner import (
     AdvertisementDataCallback,
     BaseBleakScanner,
 )
-from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakError
-from bumble.core import UUID as BumbleUUID
 from bumble.core import AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
-from bumble.gatt import Characteristic
-from bumble.gatt_client import CharacteristicProxy, Client, DescriptorProxy, ServiceProxy
 from bumble.hci import Address
 
+from adapters.ble.bumble_gatt import GattCache, bleak_uuid, discover, service_collection
+
 log = logging.getLogger(__name__)
-
-ATT_HEADER_BYTES = 3
-
-_PROPERTY_NAMES: tuple[tuple[int, CharacteristicPropertyName], ...] = (
-    (Characteristic.Properties.BROADCAST, "broadcast"),
-    (Characteristic.Properties.READ, "read"),
-    (Characteristic.Properties.WRITE_WITHOUT_RESPONSE, "write-without-response"),
-    (Characteristic.Properties.WRITE, "write"),
-    (Characteristic.Properties.NOTIFY, "notify"),
-    (Characteristic.Properties.INDICATE, "indicate"),
-    (Characteristic.Properties.AUTHENTICATED_SIGNED_WRITES, "authenticated-signed-writes"),
-    (Characteristic.Properties.EXTENDED_PROPERTIES, "extended-properties"),
-)
 
 _UUID_LIST_TYPES = (
     AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
@@ -74,34 +60,6 @@ _UUID_LIST_TYPES = (
     AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
     AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CachedDescriptor:
-    handle: int
-    uuid: BumbleUUID
-
-
-@dataclass(frozen=True, slots=True)
-class CachedCharacteristic:
-    handle: int
-    end_handle: int
-    uuid: BumbleUUID
-    properties: int
-    descriptors: tuple[CachedDescriptor, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CachedService:
-    handle: int
-    end_handle: int
-    uuid: BumbleUUID
-    characteristics: tuple[CachedCharacteristic, ...] | None
-    """``None``: the service was not explored (not among the requested ``services``)."""
-
-
-GattCache = dict[tuple[str, frozenset[str] | None], tuple[CachedService, ...]]
-"""Per (peer address, requested services): the GATT database found at the last discovery."""
 
 
 class CentralFactory(Protocol):
@@ -119,21 +77,6 @@ class CentralFactory(Protocol):
     def release_central(self, device: Device) -> None:
         """Take the device off the link."""
         ...
-
-
-_SIG_BASE_SUFFIX = "-0000-1000-8000-00805f9b34fb"
-
-
-def bumble_uuid(uuid: str) -> BumbleUUID:
-    """A bleak-style UUID string as bumble's UUID (16-bit when it is a SIG UUID)."""
-    if uuid.startswith("0000") and uuid.endswith(_SIG_BASE_SUFFIX):
-        return BumbleUUID.from_16_bits(int(uuid[4:8], 16))
-    return BumbleUUID(uuid)
-
-
-def bleak_uuid(uuid: BumbleUUID) -> str:
-    """bumble's UUID as bleak writes it: lowercase, 128-bit, dashed."""
-    return str(uuidlib.UUID(bytes=bytes(reversed(uuid.to_bytes(force_128=True)))))
 
 
 def bleak_address(address: Address) -> str:
@@ -282,84 +225,15 @@ class BumbleClientBackend(BaseBleakClient):
                 self._peer = Peer(connection)
                 cached = self.link.gatt_cache.get(self._cache_key) if use_cache else None
                 if cached is None:
-                    cached = await self._discover(self._peer)
+                    cached = await discover(self._peer, self._requested)
                     self.discoveries += 1
                     self.link.gatt_cache[self._cache_key] = cached
-                self.services = self._collection(self._peer.gatt_client, cached)
+                self.services = service_collection(
+                    self._peer.gatt_client, cached, lambda: self.mtu_size
+                )
         except Exception as err:
             await self._teardown()
             raise BleakError(f"{self.address}: cannot connect: {err!r}") from err
-
-    def _wanted(self, service: ServiceProxy) -> bool:
-        return self._requested is None or bleak_uuid(service.uuid) in self._requested
-
-    async def _discover(self, peer: Peer) -> tuple[CachedService, ...]:
-        found: list[CachedService] = []
-        for service in await peer.discover_services():
-            chars: list[CachedCharacteristic] | None = None
-            if self._wanted(service):
-                chars = []
-                for char in await peer.discover_characteristics(service=service):
-                    descriptors = await peer.discover_descriptors(char)
-                    chars.append(
-                        CachedCharacteristic(
-                            handle=char.handle,
-                            end_handle=char.end_group_handle,
-                            uuid=char.uuid,
-                            properties=int(char.properties),
-                            descriptors=tuple(
-                                CachedDescriptor(handle=d.handle, uuid=d.type) for d in descriptors
-                            ),
-                        )
-                    )
-            found.append(
-                CachedService(
-                    handle=service.handle,
-                    end_handle=service.end_group_handle,
-                    uuid=service.uuid,
-                    characteristics=None if chars is None else tuple(chars),
-                )
-            )
-        return tuple(found)
-
-    def _collection(
-        self, client: Client, cached: tuple[CachedService, ...]
-    ) -> BleakGATTServiceCollection:
-        """bumble proxies on this connection's GATT client (so reads, writes and
-        subscriptions work without rediscovery) and bleak's view of them."""
-        client.services = []
-        collection = BleakGATTServiceCollection()
-        for s in cached:
-            service = ServiceProxy(client, s.handle, s.end_handle, s.uuid)  # type: ignore[no-untyped-call]
-            client.services.append(service)
-            if s.characteristics is None:
-                continue
-            bleak_service = BleakGATTService(service, s.handle, bleak_uuid(s.uuid))
-            collection.add_service(bleak_service)
-            for c in s.characteristics:
-                char = CharacteristicProxy[bytes](
-                    client, c.handle, c.end_handle, c.uuid, c.properties
-                )
-                char.descriptors = [
-                    DescriptorProxy(client, d.handle, d.uuid) for d in c.descriptors
-                ]
-                char.descriptors_discovered = True  # subscribe() then finds the CCCD at once
-                service.characteristics.append(char)
-                props = [name for bit, name in _PROPERTY_NAMES if c.properties & bit]
-                bleak_char = BleakGATTCharacteristic(
-                    char,
-                    c.handle,
-                    bleak_uuid(c.uuid),
-                    props,
-                    lambda: self.mtu_size - ATT_HEADER_BYTES,
-                    bleak_service,
-                )
-                collection.add_characteristic(bleak_char)
-                for desc in char.descriptors:
-                    collection.add_descriptor(
-                        BleakGATTDescriptor(desc, desc.handle, bleak_uuid(desc.type), bleak_char)
-                    )
-        return collection
 
     def _on_disconnection(self, reason: int) -> None:
         log.debug("%s: link dropped (reason 0x%02X)", self.address, reason)

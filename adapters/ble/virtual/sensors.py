@@ -15,7 +15,7 @@ from bumble.device import Connection
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
 from adapters import gatt
-from adapters.ble.bumble_backend import bumble_uuid
+from adapters.ble.bumble_gatt import bumble_uuid
 from adapters.ble.virtual.wearable import (
     INDICATION_TIMEOUT_S,
     STORED_MEASUREMENTS,

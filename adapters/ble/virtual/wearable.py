@@ -20,7 +20,7 @@ from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
 from adapters import gatt
-from adapters.ble.bumble_backend import bumble_uuid
+from adapters.ble.bumble_gatt import bumble_uuid
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
-from adapters.ble.bumble_backend import GattCache, backends_for
+from adapters.ble.bumble_backend import backends_for
+from adapters.ble.bumble_gatt import GattCache
 from adapters.ble.virtual.wearable import CENTRAL_ADDRESS_PREFIX, VirtualWearable
 
 
