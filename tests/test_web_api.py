@@ -66,6 +66,7 @@ async def test_state_changing_requests_need_the_csrf_token(http: aiohttp.ClientS
         headers={"X-CSRF-Token": token, "Origin": "https://evil.example"},
     ) as resp:
         assert resp.status == 403
+        assert "another site" in (await resp.json())["error"]
     async with http.post(
         "/api/patients/p-hot/symptoms", json={"note": "tingling"}, headers={"X-CSRF-Token": token}
     ) as resp:

@@ -153,6 +153,11 @@ async def test_https_at_the_proxy_passes_the_origin_check_and_makes_cookies_secu
         # and an https Origin is cross-origin.
         resp = await try_login(direct, CAROL.login, CAROL.password, https)
         assert resp.status == 403
+        # ... and the answer says why: a TLS proxy heatmon does not trust (counted)
+        said = (await resp.json())["error"]
+        assert "https://" in said and "trusted_proxies" in said, said
+        async with direct.get("/healthz") as health:
+            assert (await health.json())["rejected"].get("origin") == 1
         resp = await try_login(direct, CAROL.login, CAROL.password, via_proxy(ALICE_ADDR))
         assert resp.status == 200 and not resp.cookies["heatmon_session"]["secure"]
 

@@ -64,12 +64,29 @@ CSP = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _cross_origin(request: web.Request, origin: str) -> web.Response:
+    """Refuse a state-changing request from another origin (counted). The same host under
+    another scheme is almost always a TLS proxy heatmon does not trust (it then sees
+    ``http`` where the browser used ``https``): the answer and the log say so."""
+    scheme, _, host = origin.partition("://")
+    if host == request.host and scheme != request.scheme:
+        why = (
+            f"the page's origin is {scheme}:// but heatmon received the request over "
+            f"{request.scheme}:// — behind a TLS proxy, add the proxy's address to [web] "
+            "trusted_proxies (docs/dashboards.md, 'Behind a reverse proxy')"
+        )
+    else:
+        why = "the Origin header names another site"
+    state_of(request).rejections.count("origin", f"{request.method}: {why}")
+    return json_error(403, f"cross-origin request refused: {why}")
+
+
 @web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in SAFE_METHODS:
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
-            return json_error(403, "cross-origin request refused")
+            return _cross_origin(request, origin)
         session = session_of(request)
         sent = request.headers.get(CSRF_HEADER, "")
         if session is not None:
