@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -206,6 +206,24 @@ def bounded_lines(
         progress(done)
 
 
+def csv_rows(lines: Iterable[str]) -> Iterator[list[str] | csv.Error]:
+    """Each line as one CSV row of its own (or the :class:`csv.Error` that says why it is
+    not one). A recording's cells never span lines, and one ``csv.reader`` over the whole
+    file would take every line after a quote left open into that one cell (up to its 128-KB
+    field limit): thousands of rows lost as one rejected row, reported at the wrong line. A
+    quote left open is reported as such."""
+    for line in lines:
+        try:
+            row = next(csv.reader((line,)), [])
+        except csv.Error as err:
+            yield err
+            continue
+        if row and "\n" in row[-1] and line.count('"') % 2:
+            yield csv.Error("a quote opened in this line is not closed")
+            continue
+        yield row
+
+
 def replay(
     input_path: Path,
     *,
@@ -257,13 +275,13 @@ def replay(
         reject(line, f"line is not UTF-8 ({where}); save the file as CSV UTF-8")
 
     with input_path.open("rb") as raw:
-        reader = csv.reader(bounded_lines(raw, progress, too_long, not_utf8))
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise InputError("empty file: no header", where=f"{name}:1") from None
-        except csv.Error as err:
-            raise InputError(f"header is not CSV: {err}", where=f"{name}:1") from err
+        reader = csv_rows(bounded_lines(raw, progress, too_long, not_utf8))
+        first = next(reader, None)
+        if first is None:
+            raise InputError("empty file: no header", where=f"{name}:1")
+        if isinstance(first, csv.Error):
+            raise InputError(f"header is not CSV: {first}", where=f"{name}:1")
+        header = [h.strip() for h in first]
         if len(header) > MAX_COLUMNS:
             raise InputError(f"header has more than {MAX_COLUMNS} columns", where=f"{name}:1")
         twice = sorted({c for c in header if c and header.count(c) > 1})
@@ -281,34 +299,30 @@ def replay(
         i_core = header.index("core_temp_c") if "core_temp_c" in header else -1
         width = len(header)
         write = writers.write
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as err:
+        for line_num, row in enumerate(reader, start=2):
+            if isinstance(row, csv.Error):
                 report.rows += 1
-                reject(reader.line_num, f"not a CSV row ({err})")
+                reject(line_num, f"not a CSV row ({row})")
                 continue
-            report.rows += 1
             if len(row) != width:
                 if not row or row == [""]:
-                    report.rows -= 1
                     continue
-                reject(reader.line_num, f"expected {width} cells, found {len(row)}")
+                report.rows += 1
+                reject(line_num, f"expected {width} cells, found {len(row)}")
                 continue
+            report.rows += 1
             try:
                 t = _time(row[i_time], latest)
                 hr = _number(row[i_hr], "heart_rate_bpm")
                 skin = _number(row[i_skin], "skin_temp_c")
                 core = _number(row[i_core], "core_temp_c") if i_core >= 0 else None
             except ValueError as err:
-                reject(reader.line_num, str(err))
+                reject(line_num, str(err))
                 continue
             patient = row[i_pat]
             pe = engines.get(patient)
             if pe is None and len(engines) >= MAX_PATIENTS:
-                reject(reader.line_num, f"more than {MAX_PATIENTS} patients in one file")
+                reject(line_num, f"more than {MAX_PATIENTS} patients in one file")
                 continue
             if pe is None and pseudonym_key is not None:
                 pe = engines[patient] = engine.engine(pseudonymize(patient, key=pseudonym_key))
@@ -318,7 +332,7 @@ def replay(
                 except (ValidationError, InputError):
                     # not repeated: a cell that is no pseudonym is most likely a raw id
                     reject(
-                        reader.line_num,
+                        line_num,
                         "the patient id is not a valid pseudonym (letters, digits, '.', '_', "
                         "'-'; raw ids need --pseudonymize)",
                     )

@@ -375,3 +375,22 @@ def test_an_output_that_is_the_recording_is_refused_before_anything_is_written(
         assert "same file" in err and "Traceback" not in err, (argv, err)
         assert src.read_text() == text, argv
     assert not (tmp_path / "e.jsonl").exists()
+
+
+def test_an_unclosed_quote_costs_its_own_row_only(tmp_path: Path) -> None:
+    """A cell that opens a quote and never closes it: csv.reader took every following line
+    into that one cell (up to its 128-KB field limit), so 2,999 rows after it were lost,
+    counted as one rejected row and reported at the file's last line. Each line is one
+    row: the quote's row is refused at its own line, the rows after it are replayed."""
+    src = tmp_path / "quote.csv"
+    lines = ["time,patient,heart_rate_bpm,skin_temp_c"]
+    lines += [f"{T0 + t},p1,70,33.0" for t in range(3000)]
+    lines[3] = f'{T0 + 2},"p1,70,33.0'
+    src.write_text("\n".join(lines) + "\n")
+    errors: list[str] = []
+    with (tmp_path / "e.jsonl").open("w") as ev, (tmp_path / "s.csv").open("w") as est:
+        report = replay(src, events_out=ev, estimates_out=est, on_error=errors.append)
+    assert len(errors) == 1 and errors[0].startswith("quote.csv:4: "), errors
+    assert "quote" in errors[0]
+    assert report.rows == 3000 and report.rejected_rows == 1
+    assert report.samples == 2 * 2999

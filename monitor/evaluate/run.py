@@ -27,7 +27,7 @@ from monitor.evaluate.metrics import SessionScore, Truth, score_session
 from monitor.model import parse_time
 from monitor.profile import PatientProfile
 from monitor.pseudonym import pseudonymize
-from monitor.replay import ReplayReport, bounded_lines, replay
+from monitor.replay import ReplayReport, bounded_lines, csv_rows, replay
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,9 @@ def _read_truth(
     # The rows replay already bounded and reported: read the same way (the byte-order mark
     # dropped, too long lines skipped unread), and a row that is not CSV passed over.
     with path.open("rb") as f:
-        reader = csv.reader(bounded_lines(f, None, lambda _line: None))
-        header = [h.strip() for h in next(reader, [])]
+        reader = csv_rows(bounded_lines(f, None, lambda _line: None))
+        first = next(reader, [])
+        header = [] if isinstance(first, csv.Error) else [h.strip() for h in first]
         if "core_temp_c" not in header:
             raise InputError(
                 "no core_temp_c column: evaluate needs a measured core temperature "
@@ -103,14 +104,8 @@ def _read_truth(
             )
         i_t, i_p, i_c = header.index("time"), header.index("patient"), header.index("core_temp_c")
         width = len(header)
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error:
-                continue
-            if len(row) != width or not row[i_c]:
+        for row in reader:
+            if isinstance(row, csv.Error) or len(row) != width or not row[i_c]:
                 continue
             try:
                 t = parse_time(row[i_t])
