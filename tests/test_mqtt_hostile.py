@@ -182,3 +182,43 @@ def test_nesting_depth_is_found_without_parsing_whatever_the_strings_hold(value:
     """The depth limit is checked before parsing; brackets, quotes and backslashes inside
     strings never fool it."""
     assert nesting_depth(json.dumps(value).encode()) == depth_of(value)
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("device", "w\n1"),
+        ("device", "w1\\"),
+        ("device", "w\x001"),
+        ("device", "w\r1"),
+        ("source", "s\n"),
+        ("source", "ble\\"),
+    ],
+)
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_sample_whose_device_or_source_cannot_be_stored_is_refused(
+    field: str, text: str, batch: bool
+) -> None:
+    """A device or source with a line break or a trailing backslash cannot be a tag in
+    InfluxDB's line protocol: the input took it (into the engine and its alerts, PUBACKed),
+    and storage then quarantined every such point, one error in the log each. Refused at
+    the input, naming the field, counted."""
+    harness = Harness()
+    sink = harness.sink
+    item = {"kind": "heart_rate", "value": 70, "unit": "bpm", "time": NOW, field: text}
+    doc = {"v": 1, "samples": [item]} if batch else {"v": 1, **item}
+
+    async def run() -> None:
+        await sink.handle(f"{PREFIX}/patients/p1/samples", json.dumps(doc).encode())
+
+    asyncio.run(run())
+    assert sink.counters.get("samples_in", 0) == 0
+    assert sink.counters.get("rejected", 0) == 1
+    reason = json.loads(sink._errors[-1][1])["reason"]
+    assert field in reason, reason
+    good = Harness()
+    item[field] = "polar-h10.A1_B2 x"
+    asyncio.run(
+        good.sink.handle(f"{PREFIX}/patients/p1/samples", json.dumps(item | {"v": 1}).encode())
+    )
+    assert good.sink.counters.get("samples_in", 0) == 1

@@ -21,7 +21,7 @@ from referencing import Registry, Resource
 
 from monitor.errors import InputError
 from monitor.model import Sample, SampleKind, iso_utc, parse_time
-from monitor.mqtt.fastdecode import FastSampleDecoder
+from monitor.mqtt.fastdecode import TAG_RULE, FastSampleDecoder, unstorable_tag
 from monitor.mqtt.payloads import (
     MAX_FUTURE_S,
     MAX_PAST_S,
@@ -178,6 +178,10 @@ class PayloadCodec:
                     where=where,
                 )
             t = self._time(item["time"], at=f"{at}time", where=where, limit=limit)
+            device, source = str(item.get("device", "")), str(item.get("source", "mqtt"))
+            for name, text in (("device", device), ("source", source)):
+                if unstorable_tag(text):
+                    raise InputError(f"{at}{name}: {TAG_RULE}", where=where)
             contact = item.get("sensor_contact")
             out.append(
                 Sample(
@@ -185,8 +189,8 @@ class PayloadCodec:
                     kind=SampleKind(item["kind"]),
                     value=float(item["value"]),
                     time=t,
-                    device=str(item.get("device", "")),
-                    source=str(item.get("source", "mqtt")),
+                    device=device,
+                    source=source,
                     rr_intervals=tuple(float(x) for x in item.get("rr_intervals", ())),
                     sensor_contact=contact if isinstance(contact, bool) else None,
                 )

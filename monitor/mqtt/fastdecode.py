@@ -17,6 +17,7 @@ schemas give, word for word, and a payload that passes here would pass there too
 from __future__ import annotations
 
 import math
+import re
 from types import MappingProxyType
 from typing import Annotated, Literal
 
@@ -38,6 +39,19 @@ _BOUNDS = MappingProxyType(
     }
 )
 """Per kind (as in the schemas' ``allOf``): the unit and the inclusive value range."""
+
+_UNSTORABLE_TAG = re.compile(r"[\x00-\x1f\x7f]|\\\Z")
+"""What a ``device`` or ``source`` may not hold: a control character (a line break ends a
+line of InfluxDB's line protocol, where both are tags) or a final backslash (it would
+escape the separator after it)."""
+TAG_RULE = "holds a control character (a line break, NUL, …) or ends with a backslash"
+"""Why a ``device`` or ``source`` is refused (the words the error gives)."""
+
+
+def unstorable_tag(text: str) -> bool:
+    """Whether ``text`` (a sample's ``device`` or ``source``) cannot be stored as a tag."""
+    return _UNSTORABLE_TAG.search(text) is not None
+
 
 _Patient = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 _TimeText = Annotated[str, msgspec.Meta(min_length=10, max_length=40)]
@@ -95,7 +109,12 @@ class FastSampleDecoder:
         bounds = _BOUNDS
         hi_time = min(limit, MAX_TIME_S)
         lo_time = max(earliest, MIN_TIME_S)
+        tags = ("", "mqtt")  # the last device and source found storable
         for item in items:
+            if (item.device, item.source) != tags:
+                if unstorable_tag(item.device) or unstorable_tag(item.source):
+                    return None
+                tags = (item.device, item.source)
             unit, lo, hi = bounds[item.kind]
             value = item.value
             if item.unit != unit or not lo <= value <= hi:
