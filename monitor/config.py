@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -94,8 +95,8 @@ class HeatmonConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_refs(self) -> HeatmonConfig:
-        ids = [p.id for p in self.patients]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        ids = Counter(p.id for p in self.patients)
+        dupes = sorted(i for i, n in ids.items() if n > 1)
         if dupes:
             raise ValueError(f"patient ids must be unique; repeated: {', '.join(dupes)}")
         known = set(ids)
