@@ -58,6 +58,8 @@ patients = ["p-0001"]
     assert code == 1 and "threshold_rise_c" in err
     code, _, err = admin(*edit[:-1], "2", "--set", "threshold_rise_c=" + "[" * 5000)
     assert code == 2 and "nests 5000 levels deep" in err  # before: a RecursionError traceback
+    code, _, err = admin(*edit[:-1], "2", "--set", "age=" + "4" * 5000)
+    assert code == 2 and "--set: age: a number of 5000 digits" in err  # before: a traceback
     code, _, err = admin("patients", "add", "p-0001", "--by", "physio1")
     assert code == 1 and "already taken" in err
 

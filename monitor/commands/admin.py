@@ -117,7 +117,7 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _value(text: str) -> Any:
+def _value(key: str, text: str) -> Any:
     """A ``--set`` value: JSON when it is JSON (nesting bounded before parsing, as for any
     input: ``monitor/mqtt/strictjson.py``), else the text itself."""
     depth = nesting_depth(text.encode("utf-8", "surrogatepass"))
@@ -129,6 +129,11 @@ def _value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        digits = sum(c.isdigit() for c in text)
+        raise InputError(
+            f"{key[:40]}: a number of {digits} digits is no profile value", where="--set"
+        ) from None
 
 
 def run_patients(args: argparse.Namespace) -> int:
@@ -150,7 +155,7 @@ def run_patients(args: argparse.Namespace) -> int:
             key, sep, value = item.partition("=")
             if not sep:
                 raise InputError(f"{item!r}: write KEY=VALUE", where="--set")
-            changes[key] = _value(value)
+            changes[key] = _value(key, value)
         try:
             if action == "add":
                 try:
