@@ -74,3 +74,36 @@ def test_replay_pseudonymize_keeps_raw_ids_out_of_every_output(tmp_path: Path) -
         check=True,
     )
     assert cli.stdout.strip() == pseudonymize(raw[0], key=KEY)
+
+
+def _pseudonym_cli(
+    args: list[bytes], stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "HEATMON_PSEUDONYM_KEY": KEY.decode()}
+    return subprocess.run(
+        [sys.executable.encode(), b"-m", b"monitor.cli", b"pseudonym", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_pseudonym_refuses_text_that_is_not_utf8_and_drops_a_byte_order_mark() -> None:
+    """Raw ids that are not UTF-8 (a cp1252 file on stdin, an argument in Latin-1) were a
+    UnicodeEncodeError traceback after some pseudonyms were printed; a spreadsheet's
+    byte-order mark before the first id gave that patient a pseudonym of "\\ufeffA-17",
+    which matches nothing. Now: the mark is dropped; a line or argument that is not UTF-8
+    is refused naming its place (never its text), exit 2, nothing printed."""
+    good = pseudonymize("A-17", key=KEY)
+    r = _pseudonym_cli([], stdin=b"\xef\xbb\xbfA-17\r\nB-18\r\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == [good, pseudonymize("B-18", key=KEY)]
+    r = _pseudonym_cli([], stdin="A-17\nM\u00fcller\n".encode("cp1252"))
+    assert r.returncode == 2 and r.stdout == b""
+    assert b"line 2: not UTF-8" in r.stderr and b"Traceback" not in r.stderr
+    assert b"ller" not in r.stderr
+    r = _pseudonym_cli([b"A-17", "M\u00fcller".encode("latin-1")])
+    assert r.returncode == 2 and r.stdout == b""
+    assert b"argument 2: not UTF-8" in r.stderr and b"Traceback" not in r.stderr
