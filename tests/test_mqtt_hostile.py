@@ -222,3 +222,29 @@ def test_a_sample_whose_device_or_source_cannot_be_stored_is_refused(
         good.sink.handle(f"{PREFIX}/patients/p1/samples", json.dumps(item | {"v": 1}).encode())
     )
     assert good.sink.counters.get("samples_in", 0) == 1
+
+
+def test_a_topic_whose_patient_is_no_pseudonym_is_not_repeated_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gateway set up with raw ids (names, clinic numbers) publishes on
+    ``…/patients/Hans Mueller/samples``: the rejection was logged with the name twice, in
+    the topic and in the reason. A patient segment that is no pseudonym is left out of the
+    log (the errors topic, behind the ACL, still says what was wrong); the count is kept."""
+    harness = Harness()
+    sink = harness.sink
+
+    async def run() -> None:
+        for topic in ("Hans Mueller/samples", "Jane Doe, MRN 0012345/symptoms", "Ann/B/ack"):
+            await sink.handle(f"{PREFIX}/patients/{topic}", b'{"v":1}')
+
+    with caplog.at_level("WARNING", logger="monitor.mqtt.inbound"):
+        asyncio.run(run())
+    logged = caplog.text
+    assert sink.counters.get("rejected", 0) == 3
+    assert logged.count("rejected input") == 3
+    for raw in ("Mueller", "Hans", "Jane", "0012345", "Ann/B"):
+        assert raw not in logged, logged
+    assert f"{PREFIX}/patients/…/samples" in logged
+    reason = json.loads(sink._errors[0][1])["reason"]
+    assert "not a pseudonym" in reason or "patient id" in reason, reason

@@ -277,9 +277,11 @@ class Inbound:
         n = self._count("rejected")
         self._count(f"rejected.{channel.value if channel else 'topic'}")
         if n <= 10 or n % LOG_EVERY_N_REJECTIONS == 0:
-            log.warning(
-                "mqtt: rejected input #%d on %s: %s", n, topic[:200], loggable(reason, channel)
-            )
+            if patient is None:  # the topic names no pseudonym: maybe a raw id, never logged
+                shown, why = self._topics.without_patient(topic), loggable(reason, Channel.ACK)
+            else:
+                shown, why = topic[:200], loggable(reason, channel)
+            log.warning("mqtt: rejected input #%d on %s: %s", n, shown, why)
         payload = payloads.encode_error(
             topic=topic,
             reason=reason,

@@ -82,6 +82,15 @@ class Topics:
         """The filter that matches ``channel`` for every patient."""
         return f"{self.prefix}/patients/+/{channel.value}"
 
+    def without_patient(self, topic: str) -> str:
+        """``topic`` for a log, its patient segment (which may be a raw id when it is no
+        pseudonym) left out: ``…/patients/…/samples``."""
+        head = f"{self.prefix}/patients/"
+        if not topic.startswith(head):
+            return topic[:200]
+        _, sep, channel = topic[len(head) :].rpartition("/")
+        return f"{head}…/{channel[:40]}" if sep else f"{head}…"
+
     def parse(self, topic: str) -> tuple[str, Channel]:
         """``(patient, channel)`` of a patient topic; :class:`InputError` if it is not one."""
         head = f"{self.prefix}/patients/"
