@@ -122,3 +122,26 @@ async def test_a_failing_source_is_restarted() -> None:
         async with asyncio.timeout(5):
             await flaky.restarted.wait()
     assert monitor.counters["source_failures.flaky"] == 1
+
+
+async def test_a_symptom_report_dated_away_from_the_estimate_gets_no_rise() -> None:
+    """The MQTT input takes a symptom report up to 7 days old (a phone that was offline):
+    it was stored with the current session and the current estimated rise, so one sent
+    late, at the peak of today's session, taught the personal threshold "symptoms at
+    today's peak". A report is matched to the estimate only when it is dated near it
+    (``SYMPTOM_MATCH_S``); otherwise it is kept without the rise (the learning leaves it
+    out), and without the session if it is dated before the session began."""
+    from monitor.engine import SYMPTOM_MATCH_S
+    from tests.threshold_helpers import feed_session
+
+    t0 = 1_790_000_000.0
+    async with Monitor(engine=MonitorEngine(profiles={"p1": PatientProfile(id="p1")})) as m:
+        t, state = await feed_session(m, "p1", start=t0, rise_c=0.4)
+        now = m.report_symptom("p1", time=t)
+        assert now.session == state.session and now.core_delta_c == state.core_delta_c
+        for late in (t - 6 * 86_400, t0 - 2 * SYMPTOM_MATCH_S):  # before the session
+            old = m.report_symptom("p1", time=late)
+            assert old.session == "" and old.core_delta_c is None, late
+        for late in (t - 2 * SYMPTOM_MATCH_S, t0 + 1):  # in it, far from the estimate
+            old = m.report_symptom("p1", time=late)
+            assert old.session == state.session and old.core_delta_c is None, late

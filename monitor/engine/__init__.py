@@ -17,6 +17,7 @@ from monitor.profile import PatientProfile
 
 __all__ = [
     "ESTIMATORS",
+    "SYMPTOM_MATCH_S",
     "ECTempEstimator",
     "Estimator",
     "HeatBalanceEstimator",
@@ -24,6 +25,11 @@ __all__ = [
     "PatientEngine",
     "StepResult",
 ]
+
+SYMPTOM_MATCH_S = 60.0
+"""A symptom report dated further than this from the engine's latest estimate (or before
+its session began) is not given that estimate's rise or session: the estimate says nothing
+of that moment."""
 
 
 class MonitorEngine:
@@ -112,13 +118,21 @@ class MonitorEngine:
             yield engine.close()
 
     def report_symptom(self, patient: str, *, time: float, note: str = "") -> SymptomReport:
+        """``patient`` feels symptoms at ``time``: with the current session if ``time`` is
+        in it, and its estimated rise if ``time`` is also within :data:`SYMPTOM_MATCH_S` of
+        the estimate; a report dated elsewhere (the MQTT input takes them up to 7 days old)
+        is kept without them, so the rise of now is never put to the symptoms of then."""
         engine = self.engine(patient)
         state = engine.state
+        session = engine.session
+        if session is not None and time < engine.session_start - SYMPTOM_MATCH_S:
+            session = None  # before the session began
+        near = state is not None and abs(time - state.time) <= SYMPTOM_MATCH_S
         return SymptomReport(
             patient=patient,
             time=time,
-            session=engine.session or "",
-            core_delta_c=state.core_delta_c if state is not None else None,
+            session=session or "",
+            core_delta_c=state.core_delta_c if state is not None and session and near else None,
             note=note,
         )
 

@@ -115,6 +115,11 @@ class PatientEngine(WindowJudgment):
         return self._session
 
     @property
+    def session_start(self) -> float:
+        """Time of the current session's first sample (0 without a session)."""
+        return self._session_start
+
+    @property
     def level(self) -> Level:
         return self._risk.level
 
