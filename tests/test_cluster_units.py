@@ -352,3 +352,77 @@ async def test_a_reset_to_the_care_teams_threshold_passes_every_workers_check() 
         assert newest.hand_set_c == pytest.approx(0.45)
     assert newest.change == "threshold.reset"
     assert counted == ["profiles_published"] * 3
+
+
+async def test_an_ack_over_the_inbound_stream_names_a_caregiver_not_the_patient() -> None:
+    """In one process the MQTT input refuses an acknowledgement whose ``by`` is no login:
+    a caregiver's app could otherwise store ``by = "patient:self"``, which the records and
+    the dashboard read as "the patient acknowledged it themselves". A cluster worker took
+    any ``by`` from the inbound stream, where caregivers publish acks too (their NATS and
+    MQTT permissions), because its own dashboard sent the patient's "I'm cooling down"
+    there. The dashboard's acks now go on a channel of their own (``web_ack``) that only
+    the workers' login may publish (no generated permission names it); on ``ack`` ``by``
+    must be a login."""
+    import time
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from monitor.cluster.partition import Partition
+    from monitor.cluster.subjects import WEB_ACK
+    from monitor.engine import MonitorEngine
+    from monitor.model import Acknowledgement, Event, EventKind, Level, Quality
+    from monitor.mqtt.codec import PayloadCodec
+    from monitor.mqtt.payloads import encode_ack
+    from monitor.service import Monitor
+    from tests.mqtt_helpers import RecordingSink
+
+    names = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
+    records = RecordingSink()
+    now = time.time()
+    monitor = Monitor(
+        engine=MonitorEngine(profiles={"p1": PatientProfile(id="p1")}), sinks=[records]
+    )
+    refused: list[str] = []
+    counted: list[str] = []
+
+    async def refuse(patient: str, channel: str, reason: str, *, seq: int) -> None:
+        refused.append(f"{channel}: {reason}")
+
+    worker = SimpleNamespace(
+        names=names,
+        profiles={"p1": PatientProfile(id="p1")},
+        count=lambda n, k=1: counted.append(n),
+        refuse=refuse,
+        codec=PayloadCodec(),
+        monitor=monitor,
+        cc=SimpleNamespace(lease_ttl_s=6.0),
+    )
+    part = Partition(cast(Any, worker), names.partition("p1"), revision=1)
+
+    def alert(n: int) -> Event:
+        return Event(
+            id=f"p1-e{n}",
+            patient="p1",
+            time=now,
+            session="s",
+            kind=EventKind.LEVEL,
+            level=Level.COOL_DOWN,
+            previous_level=Level.CAUTION,
+            quality=Quality.GOOD,
+            core_delta_c=0.5,
+            message="cool down",
+            requires_ack=True,
+        )
+
+    monitor.restore_open_alerts("p1", [alert(n) for n in range(4)])
+    base = f"hm.in.{names.partition('p1')}.p1"
+    await part._handle(f"{base}.ack", encode_ack(event_id="p1-e0", by="patient:self", time=now), 1)
+    await part._handle(f"{base}.ack", encode_ack(event_id="p1-e1", by="carol", time=now), 2)
+    await part._handle(
+        f"{base}.{WEB_ACK}", encode_ack(event_id="p1-e2", by="patient:self", time=now), 3
+    )
+    await part._handle(f"{base}.{WEB_ACK}", encode_ack(event_id="p1-e3", by="carol", time=now), 4)
+    acks = [(r.event_id, r.by) for r in records.records if isinstance(r, Acknowledgement)]
+    assert acks == [("p1-e1", "carol"), ("p1-e2", "patient:self"), ("p1-e3", "carol")]
+    assert len(refused) == 1 and refused[0].startswith("ack: by:"), refused
+    assert "rejected.ack" in counted

@@ -29,6 +29,11 @@ from monitor.mqtt.topics import INBOUND, Channel, check_patient_id
 OUTBOUND = (Channel.STATE, Channel.ALERTS, Channel.RECOVERED)
 RECORDS = "records"
 """Out channel of session records, acknowledgements and symptom reports."""
+WEB_ACK = "web_ack"
+"""In channel of the acknowledgements a worker's dashboard took (a caregiver's, or the
+patient's own "I'm cooling down", ``by = "patient:self"``): published by the workers' login
+straight to the partition's subject, which no generated permission names, so no caregiver
+can send one (their ``ack`` must name a login)."""
 
 
 def partition_of(token: str, partitions: int) -> int:
@@ -113,6 +118,11 @@ class Names:
         """The stream subject an inbound message of ``patient`` is mapped to."""
         token = patient_token(patient)
         return f"{self.root}.in.{self.partition(patient)}.{token}.{channel.value}"
+
+    def web_ack(self, patient: str) -> str:
+        """Where a worker's dashboard publishes an acknowledgement (:data:`WEB_ACK`)."""
+        token = patient_token(patient)
+        return f"{self.root}.in.{self.partition(patient)}.{token}.{WEB_ACK}"
 
     def may_publish(self, patient: str, channel: Channel) -> list[str]:
         """A publish permission for ``channel`` of ``patient``: the server checks an MQTT

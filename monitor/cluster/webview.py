@@ -222,7 +222,12 @@ class ClusterControl:
         self.counters: dict[str, int] = {}
 
     def _send(self, patient: str, channel: Channel, payload: bytes, msg_id: str) -> None:
-        subject = self._names.inbound(patient, channel)
+        # an acknowledgement on its own channel, which only the workers may publish: the
+        # patient's own (by "patient:self") must not be something a caregiver can send
+        if channel is Channel.ACK:
+            subject = self._names.web_ack(patient)
+        else:
+            subject = self._names.inbound(patient, channel)
         task = asyncio.get_running_loop().create_task(self._publish(subject, payload, msg_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
