@@ -62,6 +62,11 @@ patients = ["p-0001"]
     assert code == 2 and "--set: age: a number of 5000 digits" in err  # before: a traceback
     code, _, err = admin("patients", "add", "p-0001", "--by", "physio1")
     assert code == 1 and "already taken" in err
+    # a line break after a valid login passed re.match's "$": the audit log kept "physio1\n"
+    code, _, err = admin("patients", "add", "p-0002", "--by", "physio1\n")
+    assert code == 2 and "--by" in err
+    code, _, err = admin(*edit[:2], "p-0001\n", *edit[3:-1], "2", "--set", "age=50")
+    assert code == 2 and "patient" in err
 
     code, out, _ = admin("link", "p-0001", "--by", "physio1")
     assert code == 0 and "https://heatmon.example.org/patient/p-0001?token=" in out

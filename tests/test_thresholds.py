@@ -226,6 +226,9 @@ async def test_profile_command_lists_and_decides_and_the_service_applies_it(
         assert main(["profile", "--store", str(path), "reject", suggestion.id, "--by", "x"]) == 2
         assert "accepted already" in capsys.readouterr().err
         assert main(["profile", "--store", str(path), "accept", suggestion.id, "--by", "a b"]) == 2
+        # a line break after a valid name passed re.match's "$" and was recorded as who decided
+        assert main(["profile", "--store", str(path), "reset", PATIENT, "--by", "dr-ng\n"]) == 2
+        assert main(["profile", "--store", str(path), "reset", PATIENT + "\n", "--by", "x"]) == 2
         assert main(["profile", "--store", str(path), "suggestions", PATIENT, "--json"]) == 0
         assert '"set_by": "dr-ng"' in capsys.readouterr().out
 

@@ -98,13 +98,13 @@ def _open(args: argparse.Namespace) -> tuple[CareStore, HeatmonConfig]:
 
 def _by(args: argparse.Namespace) -> str:
     by = args.by
-    if not by or not re.match(LOGIN_PATTERN, by):
+    if not by or not re.fullmatch(LOGIN_PATTERN, by):
         raise InputError("--by takes a login: letters, digits and ._@-", where="--by")
     return str(by)
 
 
 def _need(value: str | None, what: str, pattern: str) -> str:
-    if not value or not re.match(pattern, value):
+    if not value or not re.fullmatch(pattern, value):
         raise InputError(f"give a valid {what}", where=what)
     return value
 

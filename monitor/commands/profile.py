@@ -134,7 +134,7 @@ def _profile(config: HeatmonConfig, patient: str) -> PatientProfile:
 
 def run_suggestions(args: argparse.Namespace) -> int:
     patient: str = args.patient
-    if not re.match(PATIENT_ID_PATTERN, patient):
+    if not re.fullmatch(PATIENT_ID_PATTERN, patient):
         raise InputError(f"{patient!r} is not a valid patient id", where="patient")
     config = _config(args)
     base, source = _profile(config, patient), "configured"
@@ -180,9 +180,9 @@ def _print_suggestion(s: dict[str, Any]) -> None:
 def run_decide(args: argparse.Namespace) -> int:
     sid: str = args.suggestion
     by: str = args.by
-    if not re.match(ID_PATTERN, sid):
+    if not re.fullmatch(ID_PATTERN, sid):
         raise InputError(f"{sid!r} is not a suggestion id", where="ID")
-    if not re.match(NAME_PATTERN, by):
+    if not re.fullmatch(NAME_PATTERN, by):
         raise InputError("--by takes a login: letters, digits and ._@-", where="--by")
     config = _config(args)
     with _store(args, config) as store, _team(config) as team:
@@ -217,9 +217,9 @@ def run_decide(args: argparse.Namespace) -> int:
 
 
 def _check_patient_and_name(patient: str, by: str) -> None:
-    if not re.match(PATIENT_ID_PATTERN, patient):
+    if not re.fullmatch(PATIENT_ID_PATTERN, patient):
         raise InputError(f"{patient!r} is not a valid patient id", where="patient")
-    if not re.match(NAME_PATTERN, by):
+    if not re.fullmatch(NAME_PATTERN, by):
         raise InputError("--by takes a login: letters, digits and ._@-", where="--by")
 
 

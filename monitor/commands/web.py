@@ -55,7 +55,7 @@ def run_hash_password(args: argparse.Namespace) -> int:
 
 def run_patient_token(args: argparse.Namespace) -> int:
     patient: str = args.patient
-    if not re.match(PATIENT_ID_PATTERN, patient):
+    if not re.fullmatch(PATIENT_ID_PATTERN, patient):
         raise ConfigError(f"patient: {patient!r} is not a valid patient id")
     token, digest = new_patient_token()
     print(f"token (give it to the patient; it is not stored): {token}")

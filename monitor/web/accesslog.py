@@ -58,7 +58,7 @@ def redacted_query(query_string: str) -> str:
     parts = []
     for item in query_string.split("&")[:MAX_QUERY_KEYS]:
         key, sep, _ = item.partition("=")
-        key = key if _SAFE_KEY.match(key) else REDACTED
+        key = key if _SAFE_KEY.fullmatch(key) else REDACTED
         parts.append(f"{key}={REDACTED}" if sep else key)
     if query_string.count("&") >= MAX_QUERY_KEYS:
         parts.append(REDACTED)
