@@ -112,3 +112,32 @@ async def test_refused_reads_still_counted_at_shutdown_are_written(careteam_url:
         entries = store.audit(limit=100)
     reads = [e for e in entries if e.actor == "cody" and e.action == "patient.read"]
     assert [e.after for e in reads] == [{"count": 4}, None], reads
+
+
+async def test_a_refused_patient_add_keeps_an_id_that_is_no_pseudonym_out_of_the_audit(
+    careteam_url: str,
+) -> None:
+    """A caregiver (no admin) adds a patient typing the name as its id: the refusal was
+    written to the append-only audit log with the subject "patient:Hans Mueller 1950", a
+    raw id kept for ever where only pseudonyms belong. The refusal is still written; its
+    subject says the id was no pseudonym instead of repeating it."""
+    await asyncio.to_thread(seed, careteam_url)
+    stack = build_team_stack(careteam_url)
+    async with stack.monitor:
+        admin, cody = Client(stack), Client(stack)
+        try:
+            await admin.log_in_as_admin()
+            status, body = await cody.post(
+                "/api/login", {"login": "cody", "password": CODY_PASSWORD}
+            )
+            assert status == 200, body
+            for pid in ("Hans Mueller 1950", "p-fine"):
+                status, body = await cody.post("/api/team/patients", {"id": pid})
+                assert status == 403, body
+            refused = [e for e in await refused_of(admin) if e["action"] == "patient.add"]
+            assert len(refused) == 2, refused
+            assert "Mueller" not in str(refused), refused
+            assert any("p-fine" in str(e["subject"]) for e in refused), refused
+        finally:
+            await admin.http.close()
+            await cody.http.close()

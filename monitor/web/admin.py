@@ -19,6 +19,7 @@ care-team store must be configured: ``[careteam]``; otherwise these answer 503).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from aiohttp import web
 
 from monitor.careteam.decisions import latest_decision
 from monitor.careteam.records import THRESHOLD_FIELDS, CareTeamError
-from monitor.profile import PatientProfile
+from monitor.profile import PATIENT_ID_PATTERN, PatientProfile
 from monitor.web.bodies import BODY
 from monitor.web.teamguard import Guard, body_object, json_error, store_error, version_of
 
@@ -95,8 +96,11 @@ def add_team_routes(
         pid = body.get("id")
         if not isinstance(pid, str):
             raise json_error(400, "id: the patient's pseudonym (a string)")
+        # a refusal is audited for ever: an id that is no pseudonym (a name typed as the
+        # id) is not written there
+        subject = pid if re.fullmatch(PATIENT_ID_PATTERN, pid) else "(not a pseudonym)"
         login = await guard.need_admin(
-            request, action="patient.add", kind="patient", subject=pid[:64], patient=None
+            request, action="patient.add", kind="patient", subject=subject, patient=None
         )
         fields = body.get("profile") or {}
         if not isinstance(fields, dict):
