@@ -543,3 +543,31 @@ async def test_forced_drop_becomes_a_quality_event_in_the_monitor() -> None:
     assert len(gap_events) == 1
     assert gap_events[0].patient == "p-001"
     assert STRAP in gap_events[0].message
+
+
+def test_devices_scan_shows_a_hostile_name_as_text(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone in radio range chooses the name their device advertises. ``heatmon devices
+    scan`` put it in a rich table as markup: "[/]" stopped the scan with a MarkupError
+    traceback, "[link=…]" made a hyperlink and escape sequences (clear the screen, OSC 8
+    links) reached the terminal. Now the name is plain text without control characters."""
+    from monitor.cli import main
+    from monitor.commands import devices
+
+    hostile = "Polar [/] [link=https://evil.example]H10[/link]\x1b[2J\x1b]8;;http://x\x1b\\"
+
+    @asynccontextmanager
+    async def backends() -> AsyncIterator[tuple[object, object]]:
+        world = VirtualWorld(
+            wearables=[VirtualChestStrap(address=STRAP, name=hostile, heart_rate=lambda: 72.0)]
+        )
+        async with world:
+            yield world.scanner_backend, world.client_backend
+
+    monkeypatch.setattr(devices, "_virtual_backends", backends)
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["devices", "scan", "--virtual", "--timeout", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "Polar [/] [link=https://evil.example]H10[/link]" in out
+    assert "\x1b" not in out
