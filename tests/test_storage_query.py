@@ -404,3 +404,36 @@ async def test_a_csv_export_never_hands_a_spreadsheet_a_formula(
     printed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str)
     assert printed["note"].tolist() == ["'" + note for note in FORMULAS]
     assert printed["core_delta_c"].tolist() == ["0.4"] * 3
+
+
+async def test_query_table_shows_stored_text_as_text(
+    influx_db: InfluxDatabase, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symptom note is what a patient typed (a device tag what a gateway sent): ``heatmon
+    query`` in table form (the default on a terminal) read it as rich markup, so a note with
+    "[/]" stopped the query with a MarkupError traceback and "[link=…]" or escape sequences
+    reached the researcher's terminal. Now every cell is plain text."""
+    from monitor.model import SymptomReport
+    from monitor.storage import lineprotocol as lp
+
+    monkeypatch.setenv("COLUMNS", "300")  # one line a row
+    note = "dizzy [/] [link=https://evil.example]call[/link] \x1b[2J"
+    influx_db.write(
+        lp.record_line(
+            SymptomReport(patient="p-001", time=T0, session="s", core_delta_c=0.3, note=note)
+        )
+    )
+    code = run_cli(
+        "query",
+        "SELECT note FROM symptoms",
+        "--format",
+        "table",
+        "--url",
+        influx_db.url,
+        "--database",
+        influx_db.name,
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "dizzy [/] [link=https://evil.example]call[/link]" in out.replace("\n", "")
+    assert "\x1b" not in out

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
@@ -28,9 +27,9 @@ from bleak.exc import BleakError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from adapters import gatt
+from monitor.commands._text import plain
 from monitor.errors import ParseError, SourceError
 
 log = logging.getLogger(__name__)
@@ -225,17 +224,6 @@ async def _scan_main(args: argparse.Namespace, console: Console) -> list[Found]:
     return await scan(timeout_s=args.timeout, connect=args.connect, progress=console.is_terminal)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-"""Control characters (escape sequences among them) but the line break, in what a cell shows."""
-
-
-def _cell(text: str) -> Text:
-    """A table cell as plain text: a name any device in radio range chose is never read as
-    rich markup (``[/]`` would stop the scan, ``[link=…]`` make a hyperlink) and never
-    reaches the terminal with an escape sequence."""
-    return Text(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", text))
-
-
 def run_scan(args: argparse.Namespace) -> int:
     console = Console()
     found = asyncio.run(_scan_main(args, console))
@@ -265,7 +253,7 @@ def run_scan(args: argparse.Namespace) -> int:
                 "–" if f.battery is None else f"{f.battery} %",
                 f.location or "–",
             ]
-        table.add_row(*(_cell(text) for text in row))
+        table.add_row(*(plain(text) for text in row))
     console.print(table)
     console.print(
         "Add a wearable to the configuration as "

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from monitor.commands._influx import add_connection_args, options_from_args
+from monitor.commands._text import plain
 from monitor.storage.export import spreadsheet_safe
 from monitor.storage.query import HeatmonStore
 
@@ -53,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
         table = Table(show_lines=False)
         for column in frame.columns:
-            table.add_column(str(column))
+            table.add_column(plain(str(column)))
         for row in frame.itertuples(index=False):
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_row(*(plain("" if v is None else str(v)) for v in row))
         Console().print(table)
         print(f"{len(frame)} rows", file=sys.stderr)
     return 0
