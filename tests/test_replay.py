@@ -394,3 +394,25 @@ def test_an_unclosed_quote_costs_its_own_row_only(tmp_path: Path) -> None:
     assert "quote" in errors[0]
     assert report.rows == 3000 and report.rejected_rows == 1
     assert report.samples == 2 * 2999
+
+
+@pytest.mark.parametrize("command", ["replay", "evaluate"])
+def test_a_cell_that_looks_like_markup_is_skipped_not_fatal(tmp_path: Path, command: str) -> None:
+    """The message of a refused row quotes its cell, and the command printed it as rich
+    markup: a heart-rate cell "[/]" stopped the whole run with a MarkupError traceback
+    (and "[link=…]" made a hyperlink on the terminal). The row is skipped; the run goes on."""
+    src = tmp_path / "mk.csv"
+    rows = [f"{T0 + t},p1,80,34,37.0" for t in range(5)]
+    rows[1] = f"{T0 + 1},p1,[/],34,37.0"
+    rows[2] = f"{T0 + 2},p1,[link=https://evil.example]80[/link],34,37.0"
+    src.write_text("\n".join(["time,patient,heart_rate_bpm,skin_temp_c,core_temp_c", *rows]) + "\n")
+    outs = (
+        ("--events-out", tmp_path / "e", "--estimates-out", tmp_path / "s")
+        if command == "replay"
+        else ("--json", tmp_path / "r.json")
+    )
+    r = heatmon(command, src, *outs)
+    assert r.returncode in (0, 1), r.stderr  # evaluate: 1 when its targets are not met
+    assert "Traceback" not in r.stderr
+    assert "mk.csv:3: heart_rate_bpm '[/]' is not a number" in r.stderr
+    assert "mk.csv:4: heart_rate_bpm '[link=https://evil.example]80[/link]'" in r.stderr

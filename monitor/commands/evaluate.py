@@ -19,8 +19,10 @@ from rich.progress import (
     Progress,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from monitor.commands._paths import refuse_overwriting
+from monitor.commands._text import plain
 from monitor.config import EngineConfig
 from monitor.engine.estimators import ESTIMATORS
 from monitor.errors import ConfigError
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def on_error(message: str) -> None:
-        console.print(f"[yellow]skipped[/] {message}", highlight=False)
+        # the message quotes a cell of the file: text, never rich markup
+        console.print(Text.assemble(("skipped", "yellow"), " ", plain(message)), highlight=False)
 
     with Progress(
         "[progress.description]{task.description}",
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=lambda done: progress.update(task, completed=done),
             )
         (args.out / "evaluation.json").write_text(text, encoding="utf-8")
-        console.print(f"report: {index}", highlight=False)
+        console.print(f"report: {index}", highlight=False, markup=False)
     if args.json is not None:
         if str(args.json) == "-":
             sys.stdout.write(text + "\n")

@@ -11,8 +11,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.text import Text
 
 from monitor.commands._paths import refuse_overwriting
+from monitor.commands._text import plain
 from monitor.config import EngineConfig
 from monitor.engine.estimators import ESTIMATORS
 from monitor.errors import ConfigError
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def on_error(message: str) -> None:
-        console.print(f"[yellow]skipped[/] {message}", highlight=False)
+        # the message quotes a cell of the file: text, never rich markup
+        console.print(Text.assemble(("skipped", "yellow"), " ", plain(message)), highlight=False)
 
     with (
         args.events_out.open("w", encoding="utf-8") as events,
