@@ -426,3 +426,23 @@ async def test_an_ack_over_the_inbound_stream_names_a_caregiver_not_the_patient(
     assert acks == [("p1-e1", "carol"), ("p1-e2", "patient:self"), ("p1-e3", "carol")]
     assert len(refused) == 1 and refused[0].startswith("ack: by:"), refused
     assert "rejected.ack" in counted
+
+
+async def test_an_inbound_subject_whose_patient_is_no_pseudonym_is_counted_not_raised() -> None:
+    """``hm.in.0.p$1.samples`` (a NATS login allowed more than the generated permissions
+    give): computing the partition of "p$1" raised InputError out of the message handler,
+    so the worker skipped the rest of the fetched batch, which the next batch's
+    acknowledgement (AckPolicy.ALL) then acknowledged: lost without a count. Now it is
+    counted as a bad subject like any other, and the next message is handled."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from monitor.cluster.partition import Partition
+
+    names = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
+    counted: list[str] = []
+    worker = SimpleNamespace(names=names, profiles={}, count=lambda n, k=1: counted.append(n))
+    part = Partition(cast(Any, worker), 0, revision=1)
+    for n, subject in enumerate(("hm.in.0.p$1.samples", "hm.in.0.-p.ack", "hm.in.x.p1.samples")):
+        await part._handle(subject, b"{}", n + 1)
+    assert counted == ["bad_subjects"] * 3

@@ -229,10 +229,11 @@ class Partition:
     async def _handle(self, subject: str, data: bytes, seq: int) -> None:
         try:
             number, patient, channel = self.w.names.parse_in(subject)
-        except ValueError:
+            partition = self.w.names.partition(patient)  # InputError: no pseudonym
+        except (ValueError, InputError):
             self.w.count("bad_subjects")
             return
-        if number != self.number or self.w.names.partition(patient) != number:
+        if number != self.number or partition != number:
             self.w.count("misrouted")
             return
         if patient not in self.w.profiles:
