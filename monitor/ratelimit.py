@@ -58,8 +58,27 @@ class WindowLimiter:
             times = self._events.setdefault(key, deque(maxlen=self._max))
             times.append(now)
             self._events.move_to_end(key)
-        while len(self._events) > MAX_LIMITER_KEYS:
-            self._events.popitem(last=False)
+        if len(self._events) > MAX_LIMITER_KEYS:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Down to 90 % of :data:`MAX_LIMITER_KEYS` (so this runs once in many notes):
+        first the keys whose window has passed, then the oldest under their limit, and
+        only then keys at their limit. A flood of failures under other names (many
+        addresses) therefore cannot push out, and so lift, a lockout in force."""
+        events = self._events
+        target = MAX_LIMITER_KEYS * 9 // 10
+        horizon = self._clock() - self._window_s
+        for done in (
+            lambda times: not times or times[-1] < horizon,
+            lambda times: len(times) < self._max,
+        ):
+            for key in [k for k, times in events.items() if done(times)]:
+                if len(events) <= target:
+                    return
+                del events[key]
+        while len(events) > MAX_LIMITER_KEYS:
+            events.popitem(last=False)
 
     def forget(self, *keys: str) -> None:
         """Start the keys' counts afresh (a successful login)."""

@@ -446,3 +446,68 @@ async def test_an_inbound_subject_whose_patient_is_no_pseudonym_is_counted_not_r
     for n, subject in enumerate(("hm.in.0.p$1.samples", "hm.in.0.-p.ack", "hm.in.x.p1.samples")):
         await part._handle(subject, b"{}", n + 1)
     assert counted == ["bad_subjects"] * 3
+
+
+def test_worker_written_data_nested_or_dated_absurdly_is_refused_not_raised() -> None:
+    """The profiles bucket and the checkpoints are written by the workers' login alone, but
+    a worker of another version (or with a wrong clock) may write them: a document nested
+    deeper than the interpreter's stack raised RecursionError out of the reader, and a
+    change dated far ahead would, newest winning, block every later change."""
+    import time
+
+    from monitor.cluster.snapshot import SnapshotError, loads
+
+    names = Names(root="hm", topic_prefix="heatmon/v1", partitions=4)
+    configured = {"p.2": PatientProfile(id="p.2")}
+    deep = b"[" * 4000 + b"]" * 4000  # inside the 8 KB of a profile change
+    with pytest.raises(InputError, match="nested too deeply"):
+        decode_change(deep, key=names.profile_key("p.2"), names=names, configured=configured)
+    with pytest.raises(SnapshotError, match="nested too deeply"):
+        loads(deep, max_bytes=1_000_000)
+    ahead = _change(at=time.time() + 86_400 * 365 * 100)
+    with pytest.raises(InputError, match="ahead"):
+        decode_change(ahead, key=names.profile_key("p.2"), names=names, configured=configured)
+
+
+async def test_an_unexpected_error_on_input_is_counted_and_the_batch_goes_on() -> None:
+    """A bug while taking one message (here the monitor raising) is counted, answered on
+    the errors subject and logged once with its traceback; it is not raised out of the
+    handler, where it would skip the rest of the fetched batch (then acknowledged with the
+    next batch: lost)."""
+    import time
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from monitor.cluster.partition import Partition
+    from monitor.mqtt.codec import PayloadCodec
+    from monitor.mqtt.payloads import encode_symptom
+
+    names = Names(root="hm", topic_prefix="heatmon/v1", partitions=1)
+    counted: list[str] = []
+    refused: list[str] = []
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug")
+
+    async def refuse(patient: str, channel: str, reason: str, *, seq: int) -> None:
+        refused.append(reason)
+
+    class Taken:
+        def over(self, patient: str) -> bool:
+            return False
+
+    worker = SimpleNamespace(
+        names=names,
+        profiles={"p1": PatientProfile(id="p1")},
+        count=lambda n, k=1: counted.append(n),
+        codec=PayloadCodec(),
+        monitor=SimpleNamespace(report_symptom=broken),
+        symptoms=Taken(),
+        refuse=refuse,
+    )
+    part = Partition(cast(Any, worker), 0, revision=1)
+    subject = f"hm.in.0.{patient_token('p1')}.symptoms"
+    for seq in (1, 2):
+        await part._handle(subject, encode_symptom(time=time.time()), seq)
+    assert counted == ["input_errors", "input_errors"]
+    assert refused == ["could not be processed (RuntimeError)"] * 2

@@ -198,3 +198,20 @@ def test_login_limiter_window_slides() -> None:
     assert limiter.retry_after("k") == pytest.approx(10)
     now[0] = 10.5
     assert limiter.retry_after("k") == 0
+
+
+def test_a_flood_of_failures_under_other_names_does_not_lift_a_lockout() -> None:
+    """The limiter keeps at most MAX_LIMITER_KEYS keys. Failed logins under 20,000 other
+    names (a botnet's addresses, made-up logins) used to push the oldest keys out, carol's
+    lockout first, and so lift it; now the keys under their limit go first."""
+    from monitor.ratelimit import MAX_LIMITER_KEYS
+
+    now = [0.0]
+    limiter = WindowLimiter(max_events=3, window_s=300, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.note("login:carol")
+    for n in range(2 * MAX_LIMITER_KEYS):
+        now[0] += 0.001
+        limiter.note(f"login:x{n}", f"addr:10.{n // 65536}.{n // 256 % 256}.{n % 256}")
+    assert limiter.retry_after("login:carol") > 250, "carol's lockout was lifted"
+    assert limiter.retry_after("login:x0") == 0  # the flood's own keys went first

@@ -54,6 +54,7 @@ class Partition:
     """Ownership state of one partition and the task that works it."""
 
     __slots__ = (
+        "_unexpected",
         "ckpt_seq",
         "dirty",
         "last_seq",
@@ -83,6 +84,8 @@ class Partition:
         self.last_seq = 0
         self.lost = False
         """Set when the lease is gone: nothing more may be written for this partition."""
+        self._unexpected: set[str] = set()
+        """Kinds of unexpected error on input logged with their traceback (then counted)."""
 
     def fresh(self) -> bool:
         """Still surely ours: renewed within the last two thirds of the lease."""
@@ -290,6 +293,21 @@ class Partition:
                 loggable(err.reason, Channel(channel) if known else None),
             )
             await self.w.refuse(patient, channel, err.reason, seq=seq)
+        except Exception as err:  # a bug, not the sender's fault: the batch goes on
+            # (raised out of here, it would skip the rest of the fetched batch, which the
+            # next batch's acknowledgement, AckPolicy.ALL, then acknowledges: lost)
+            kind = f"{channel}:{type(err).__name__}"
+            if kind not in self._unexpected:
+                self._unexpected.add(kind)
+                log.exception(
+                    "partition %d: unexpected error on input (%s); counted from now on",
+                    self.number,
+                    kind,
+                )
+            self.w.count("input_errors")
+            await self.w.refuse(
+                patient, channel, f"could not be processed ({type(err).__name__})", seq=seq
+            )
 
     async def _checkpoint(self) -> None:
         """Write the changed patients' engines and the partition's marker. The snapshots all

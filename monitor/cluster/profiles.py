@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -57,6 +57,9 @@ CHANGES = ("threshold.accept", "threshold.reset", "profile.edit")
 """What a person does: accept a suggested threshold, go back to the configured one, edit the
 profile in the care-team store. Nothing else changes a profile."""
 MAX_BY = 64
+MAX_AHEAD_S = 3600.0
+"""A change dated further ahead of this worker's clock is refused: newest wins, so one dated
+far in the future (a worker with a wrong clock) would block every later change."""
 WRITE_TRIES = 8
 INITIAL_LOAD_S = 30.0
 """How long a starting worker waits for the bucket's entries before it claims partitions."""
@@ -112,8 +115,8 @@ def decode_change(
         raise InputError(f"larger than {MAX_PROFILE_BYTES} bytes", where=where)
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise InputError("not JSON", where=where) from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InputError("not JSON (or nested too deeply)", where=where) from None
     if not isinstance(doc, dict) or doc.get("v") != FORMAT:
         raise InputError(f"not a profile change of format {FORMAT}", where=where)
     patient = doc.get("patient")
@@ -132,8 +135,15 @@ def decode_change(
         raise InputError("change: not one a person makes", where=where)
     if not isinstance(by, str) or not _BY.fullmatch(by):
         raise InputError(f"by: who accepted it (1–{MAX_BY} characters)", where=where)
-    if isinstance(at, bool) or not isinstance(at, int | float) or not 0 < at < math.inf:
-        raise InputError("at: when it was accepted (epoch seconds)", where=where)
+    if (
+        isinstance(at, bool)
+        or not isinstance(at, int | float)
+        or not 0 < at <= time.time() + MAX_AHEAD_S
+    ):
+        raise InputError(
+            f"at: when it was accepted (epoch seconds, at most {MAX_AHEAD_S:.0f} s ahead)",
+            where=where,
+        )
     suggestion, version = doc.get("suggestion"), doc.get("version")
     if suggestion is not None and (not isinstance(suggestion, str) or len(suggestion) > 64):
         raise InputError("suggestion: an id", where=where)

@@ -202,6 +202,8 @@ def loads(data: bytes, *, max_bytes: int) -> tuple[Any, dict[str, Any]]:
         doc = json.loads(data)
     except ValueError as err:
         raise SnapshotError(f"checkpoint is not JSON: {err}") from err
+    except RecursionError as err:  # nested deeper than the interpreter's stack
+        raise SnapshotError("checkpoint is nested too deeply") from err
     if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
         raise SnapshotError(
             f"checkpoint format {doc.get('v') if isinstance(doc, dict) else None!r} "

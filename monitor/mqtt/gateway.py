@@ -166,7 +166,7 @@ class Gateway:
             try:
                 doc = json.loads(payload_bytes(message.payload))
                 reason, channel = str(doc.get("reason", "?")), doc.get("channel")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 reason, channel = "?", None
             try:
                 kind = Channel(channel) if isinstance(channel, str) else None
