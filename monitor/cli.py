@@ -37,7 +37,23 @@ COMMANDS: tuple[str, ...] = (
 DISCLAIMER = "heatmon is not a medical device. Thresholds and advice must be set with a clinician."
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, when only it needs its module: the first word that is
+    not an option, unless ``-h``/``--help``/``--version`` comes before it (those list or
+    need every command)."""
+    for arg in argv:
+        if arg in ("-h", "--help", "--version"):
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: with a known subcommand in it, only that subcommand's module
+    is imported and registered (some pull in Bluetooth, pandas or SQLAlchemy, about 2 s of
+    imports that ``heatmon replay`` does not need); otherwise, or with no ``argv``, all."""
+    named = None if argv is None else _named_command(argv)
     parser = argparse.ArgumentParser(
         prog="heatmon",
         description="Warns people with MS to cool down before exercise heat brings on "
@@ -46,14 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"heatmon {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in COMMANDS if named is None else (named,):
         module = importlib.import_module(f"monitor.commands.{name}")
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
