@@ -14,10 +14,10 @@ from monitor.config import EngineConfig
 from monitor.engine import MonitorEngine
 from monitor.plugins import Sink
 from monitor.service import Monitor
-from monitor.web.auth import hash_password
 from monitor.web.demo import demo_web_config
 from monitor.web.sink import WebSink
 from tests.fixtures.web import RecordingSink
+from tests.passwords import seeded_hash
 
 ADMIN = "ada"
 ADMIN_PASSWORD = "a long passphrase for ada"
@@ -39,7 +39,7 @@ class TeamStack:
 def seed_admin(url: str) -> None:
     """What ``heatmon admin import --admin ada`` leaves: one admin with a password."""
     with CareStore(url=url) as store:
-        store.add_caregiver(ADMIN, "admin", by="setup", password_hash=hash_password(ADMIN_PASSWORD))
+        store.add_caregiver(ADMIN, "admin", by="setup", password_hash=seeded_hash(ADMIN_PASSWORD))
 
 
 def build_team_stack(

@@ -15,7 +15,7 @@ from adapters.simulator import SCENARIOS, SimulatedPatient
 from monitor.cluster.subjects import Names
 from monitor.model import Sample, SampleKind
 from monitor.mqtt.payloads import encode_batch, sample_dict
-from monitor.web.auth import hash_password
+from tests.passwords import seeded_hash
 
 T0 = 1_750_000_000.0
 PASSWORDS = {"heatmon": "monitor-pw", "gw1": "gateway-pw", "carol": "carer-pw"}
@@ -37,7 +37,7 @@ def write_config(
     if web_port is not None:
         web = (
             f"[sinks.web]\nport = {web_port}\n\n[web.users.carol]\n"
-            f"password_hash = {json.dumps(hash_password(PASSWORDS['carol']))}\n"
+            f"password_hash = {json.dumps(seeded_hash(PASSWORDS['carol']))}\n"
             f"patients = {json.dumps(list(CAROL_SEES))}\n"
         )
     path.write_text(

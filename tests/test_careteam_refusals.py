@@ -11,8 +11,8 @@ import pytest
 from monitor.careteam.store import CareStore
 from monitor.profile import PatientProfile
 from monitor.web import teamguard
-from monitor.web.auth import hash_password
 from tests.careteam_helpers import NEW, build_team_stack, seed_admin
+from tests.passwords import seeded_hash
 from tests.test_careteam_thresholds import Client
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,7 +29,7 @@ def seed(url: str) -> None:
         store.add_patient(PatientProfile(id=NEW), by="setup")
         store.add_patient(PatientProfile(id="p-other"), by="setup")
         store.add_caregiver(
-            "cody", "caregiver", by="setup", password_hash=hash_password(CODY_PASSWORD)
+            "cody", "caregiver", by="setup", password_hash=seeded_hash(CODY_PASSWORD)
         )
         store.assign("cody", "p-other", by="setup")
 
@@ -42,6 +42,7 @@ async def refused_of(admin: Client) -> list[dict[str, object]]:
     return [e for e in entries if e["outcome"] == "refused" and e["actor"] == "cody"]
 
 
+@pytest.mark.slow
 async def test_refused_reads_are_written_once_a_window_with_their_count(
     careteam_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

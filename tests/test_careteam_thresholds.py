@@ -154,6 +154,7 @@ SLOW_HASH_TIME_COST = 60
 ``heatmon admin import`` took over), time enough to disable him meanwhile."""
 
 
+@pytest.mark.slow
 async def test_a_caregiver_disabled_while_their_password_is_checked_gets_no_session(
     careteam_url: str,
 ) -> None:

@@ -27,7 +27,6 @@ from monitor.profile import PatientProfile
 from monitor.thresholds.learner import make_draft
 from monitor.thresholds.records import StoredReport, new_id
 from monitor.thresholds.store import ThresholdStore
-from monitor.web.auth import hash_password
 from tests.cluster_helpers import (
     NAMES,
     PASSWORDS,
@@ -39,6 +38,7 @@ from tests.cluster_helpers import (
     write_config,
 )
 from tests.fixtures.nats import NatsClusterFactory
+from tests.passwords import seeded_hash
 from tests.test_cluster import Dashboard, authorization, owners, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -51,7 +51,7 @@ def seed(url: str) -> str:
     """The care team (admin ada, assigned to p1; the four patients) and three symptom
     reports of p1 at +0.33–0.37 °C from earlier sessions: a pending suggestion. Its id."""
     with CareStore(url=url) as team:
-        team.add_caregiver(ADA, "admin", by="setup", password_hash=hash_password(ADA_PW))
+        team.add_caregiver(ADA, "admin", by="setup", password_hash=seeded_hash(ADA_PW))
         for p in PATIENTS:
             team.add_patient(PatientProfile(id=p), by="setup")
         team.assign(ADA, "p1", by="setup")

@@ -12,6 +12,7 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Browser, expect
 
 from monitor.model import Level
@@ -27,6 +28,7 @@ TIMEOUT_MS = 30_000
 WENDY = DemoUser("wendy", "a third long passphrase", ("p-warm",))
 
 
+@pytest.mark.slow
 async def test_every_page_passes_axe_and_the_patient_page_stays_consistent(
     influx_db: InfluxDatabase, chromium: Browser, screenshots: Path, tmp_path: Path
 ) -> None:

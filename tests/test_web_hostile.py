@@ -215,6 +215,7 @@ async def test_a_report_the_monitor_refuses_is_422_not_500() -> None:
             assert resp.status == 200, "the service keeps answering"
 
 
+@pytest.mark.slow
 async def test_slow_and_silent_clients_hold_no_connection() -> None:
     """Slowloris: a connection that sends nothing, a request head sent a byte at a time and
     a body that never arrives are all let go after ``request_timeout_s`` (aiohttp's own
@@ -293,6 +294,7 @@ async def stream_ends_within(stream: aiohttp.ClientResponse, seconds: float) -> 
     return True
 
 
+@pytest.mark.slow
 async def test_a_stream_ends_with_its_session_however_the_session_is_dropped(
     web_stack: WebStack, http: aiohttp.ClientSession
 ) -> None:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from monitor.model import Acknowledgement, Level, Sample, SampleKind
@@ -73,6 +74,7 @@ async def stored_acks(db: InfluxDatabase, event_id: str) -> list[list[Any]]:
     return []
 
 
+@pytest.mark.slow
 async def test_cool_down_prompts_until_the_patient_says_cooling_down(
     influx_db: InfluxDatabase, chromium: Browser, screenshots: Path, tmp_path: Path
 ) -> None:
@@ -245,6 +247,7 @@ async def start_server(stack: WebStack, port: int) -> None:
     await stack.sink.start()
 
 
+@pytest.mark.slow
 async def test_not_watching_when_offline_or_the_server_stops(
     chromium: Browser, screenshots: Path
 ) -> None:

@@ -192,6 +192,7 @@ async def test_symptom_reports_of_one_patient_are_bounded_in_time(
             assert resp.status == 200
 
 
+@pytest.mark.slow
 async def test_a_symptom_report_is_on_disk_when_the_page_is_told_it_is_noted(
     tmp_path: Path,
 ) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import jsonschema
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from monitor.model import Sample, SampleKind
@@ -47,6 +48,7 @@ async def api(page: Page, method: str, path: str, *, csrf: bool = True) -> Any:
     )
 
 
+@pytest.mark.slow
 async def test_caregiver_accepts_a_learnt_threshold_and_the_engine_uses_it(
     chromium: Browser, screenshots: Path, tmp_path: Path
 ) -> None:
