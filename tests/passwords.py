@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import functools
 
+from argon2 import PasswordHasher
+
 from monitor.web.auth import hash_password
 
 
 @functools.cache
-def seeded_hash(password: str) -> str:
+def seeded_hash(password: str, *, time_cost: int | None = None) -> str:
     """``hash_password(password)``, remembered: for users a test sets up, not for the hashing
-    a test exercises (call ``hash_password`` there)."""
-    return hash_password(password)
+    a test exercises (call ``hash_password`` there). With ``time_cost``, a hash with that many
+    argon2 passes (a deliberately slow one to check)."""
+    if time_cost is None:
+        return hash_password(password)
+    return PasswordHasher(time_cost=time_cost).hash(password)

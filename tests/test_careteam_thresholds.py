@@ -26,6 +26,7 @@ from tests.careteam_helpers import (
     build_team_stack,
     seed_admin,
 )
+from tests.passwords import seeded_hash
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -158,14 +159,12 @@ SLOW_HASH_TIME_COST = 60
 async def test_a_caregiver_disabled_while_their_password_is_checked_gets_no_session(
     careteam_url: str,
 ) -> None:
-    from argon2 import PasswordHasher
-
     from monitor.careteam.store import CareStore
 
     await asyncio.to_thread(seed_admin, careteam_url)
 
     def add_bob() -> None:
-        slow = PasswordHasher(time_cost=SLOW_HASH_TIME_COST).hash("bob's long passphrase")
+        slow = seeded_hash("bob's long passphrase", time_cost=SLOW_HASH_TIME_COST)
         with CareStore(url=careteam_url) as store:
             store.add_caregiver("bob", "caregiver", by="setup", password_hash=slow)
 

@@ -32,7 +32,6 @@ def test_a_short_or_missing_key_is_refused() -> None:
         key_from_env({"HEATMON_PSEUDONYM_KEY": "short"})
 
 
-@pytest.mark.slow
 def test_replay_pseudonymize_keeps_raw_ids_out_of_every_output(tmp_path: Path) -> None:
     raw = ("Jane Doe, MRN 0012345", "Ola Nordmann / 77")
     src = tmp_path / "raw.csv"

@@ -43,7 +43,6 @@ def read_events(path: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize("epoch", [False, True])
-@pytest.mark.slow
 def test_replay_contract(tmp_path: Path, epoch: bool) -> None:
     src = tmp_path / "in.csv"
     write_hot_session(src, patients=("p1", "p2"), epoch=epoch)
@@ -68,7 +67,6 @@ def test_replay_contract(tmp_path: Path, epoch: bool) -> None:
     assert "samples/s" in r.stderr
 
 
-@pytest.mark.slow
 def test_malformed_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
     lines = ["time,patient,heart_rate_bpm,skin_temp_c"]
@@ -92,7 +90,6 @@ def test_malformed_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Pat
     assert times[-1] >= iso_utc(T0 + 590)  # the run went on to the end
 
 
-@pytest.mark.slow
 def test_implausible_values_are_flagged_and_counted(tmp_path: Path) -> None:
     src = tmp_path / "flags.csv"
     rows = ["time,patient,heart_rate_bpm,skin_temp_c"]
@@ -117,7 +114,6 @@ def test_missing_header_column_is_a_clear_error(tmp_path: Path) -> None:
     assert "nohdr.csv:1: header lacks skin_temp_c" in r.stderr
 
 
-@pytest.mark.slow
 def test_profiles_file_sets_thresholds(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     write_hot_session(src, patients=("p1",))
@@ -142,7 +138,6 @@ def test_profiles_file_sets_thresholds(tmp_path: Path) -> None:
     assert not later or str(later[0]["time"]) > str(first_strict)
 
 
-@pytest.mark.slow
 def test_simulate_then_replay_with_measured_core(tmp_path: Path) -> None:
     rec = tmp_path / "sim.csv"
     r = heatmon(
