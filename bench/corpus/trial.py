@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from bench.corpus.windows import STEP_S, Windows
 from monitor.engine.estimators import HeatBalanceEstimator
-from monitor.engine.forecast import ForecastParams, minutes_to_likely_threshold
+from monitor.engine.forecast import ForecastParams, forecast_minutes
 from monitor.engine.judging import (
     BASELINE_WINDOW_S,
     DEFAULT_RESTING_HR_BPM,
@@ -89,25 +89,15 @@ def run_session(
             rate = (delta - last_delta) / (dt / 60.0)
             slope += min(1.0, dt / SLOPE_TAU_S) * (rate - slope)
         last_delta = delta
-        eq, loss, var = est.forecast_process() or (0.0, 1.0, 0.0)
         sd = est.sd_c
-        fast = est.forecast_fast() or (0.0, 0.0, 0.0)
-        pull = est.forecast_pull() or (0.0, 0.0)
-        mtt = minutes_to_likely_threshold(
+        mtt = forecast_minutes(  # (a heat-balance model: it always has a process)
+            est,
             rise=delta,
-            variance=var,
-            equilibrium=eq,
-            loss_per_min=loss,
             threshold=profile.effective_threshold_c,
             horizon_min=horizon,
-            z=fc.z_for(profile.heat_sensitivity, base_skin),
-            forecast_var_per_min=fc.forecast_var_per_min,
-            fast_rise=fast[0],
-            fast_equilibrium=fast[1],
-            fast_loss_per_min=fast[2],
-            increment_sd_per_c=fc.increment_sd_per_c,
-            pull_per_min=pull[0],
-            pull_rise=pull[1],
+            heat_sensitivity=profile.heat_sensitivity,
+            baseline_skin_c=base_skin,
+            params=fc,
         )
         if hr is not None:
             risk.update(end, delta, mtt, rising=slope >= MIN_FORECAST_SLOPE_C_PER_MIN)

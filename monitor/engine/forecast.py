@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from monitor.engine.params import ROOM_SKIN_REF_C
 from monitor.profile import HeatSensitivity
@@ -134,3 +135,52 @@ def minutes_to_likely_threshold(
         t += step_min
         g_prev = bound
     return None
+
+
+class ForecastModel(Protocol):
+    """What :func:`forecast_minutes` reads of an estimator (``monitor.engine.estimators``)."""
+
+    def forecast_process(self) -> tuple[float, float, float] | None: ...
+
+    def forecast_fast(self) -> tuple[float, float, float] | None: ...
+
+    def forecast_pull(self) -> tuple[float, float] | None: ...
+
+
+def forecast_minutes(
+    est: ForecastModel,
+    *,
+    process: tuple[float, float, float] | None = None,
+    rise: float,
+    threshold: float,
+    horizon_min: float,
+    heat_sensitivity: HeatSensitivity,
+    baseline_skin_c: float | None,
+    params: ForecastParams = FORECAST_PARAMS,
+) -> float | None:
+    """:func:`minutes_to_likely_threshold` with the estimator's own process, fast
+    compartment and heart-rate pull, as the engine judges each window (and the corpus
+    benchmarks replay it); ``None`` also when the model has no process to run forward
+    (the engine then extrapolates). ``process``: ``est.forecast_process()`` if the caller
+    has it already."""
+    process = process or est.forecast_process()
+    if process is None:
+        return None
+    fast = est.forecast_fast() or (0.0, 0.0, 0.0)
+    pull = est.forecast_pull() or (0.0, 0.0)
+    return minutes_to_likely_threshold(
+        rise=rise,
+        variance=process[2],
+        equilibrium=process[0],
+        loss_per_min=process[1],
+        threshold=threshold,
+        horizon_min=horizon_min,
+        z=params.z_for(heat_sensitivity, baseline_skin_c),
+        forecast_var_per_min=params.forecast_var_per_min,
+        fast_rise=fast[0],
+        fast_equilibrium=fast[1],
+        fast_loss_per_min=fast[2],
+        increment_sd_per_c=params.increment_sd_per_c,
+        pull_per_min=pull[0],
+        pull_rise=pull[1],
+    )

@@ -13,7 +13,7 @@ import math
 from monitor.config import EngineConfig
 from monitor.engine.advice import QUALITY_MESSAGES, level_message, recovered_message
 from monitor.engine.estimators import Estimator
-from monitor.engine.forecast import FORECAST_PARAMS, minutes_to_likely_threshold
+from monitor.engine.forecast import forecast_minutes
 from monitor.engine.risk import RiskStateMachine
 from monitor.model import (
     Event,
@@ -153,23 +153,14 @@ class WindowJudgment:
         if process is None:
             mtt = self._minutes_to_threshold(delta)
         else:
-            fast = est.forecast_fast() or (0.0, 0.0, 0.0)
-            pull = est.forecast_pull() or (0.0, 0.0)
-            mtt = minutes_to_likely_threshold(
+            mtt = forecast_minutes(
+                est,
+                process=process,
                 rise=delta,
-                variance=process[2],
-                equilibrium=process[0],
-                loss_per_min=process[1],
                 threshold=profile.effective_threshold_c,
                 horizon_min=max(profile.forecast_horizon_min, profile.cool_down_lead_min),
-                z=FORECAST_PARAMS.z_for(profile.heat_sensitivity, self._baseline_skin),
-                forecast_var_per_min=FORECAST_PARAMS.forecast_var_per_min,
-                fast_rise=fast[0],
-                fast_equilibrium=fast[1],
-                fast_loss_per_min=fast[2],
-                increment_sd_per_c=FORECAST_PARAMS.increment_sd_per_c,
-                pull_per_min=pull[0],
-                pull_rise=pull[1],
+                heat_sensitivity=profile.heat_sensitivity,
+                baseline_skin_c=self._baseline_skin,
             )
         if hr is not None or core is not None:
             rising = self._slope >= MIN_FORECAST_SLOPE_C_PER_MIN
