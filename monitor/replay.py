@@ -346,7 +346,7 @@ def replay(
                     write(r)
     for result in engine.close():
         writers.write(result)
-    report.patients = len(engines)
+    report.patients = len({pe.profile.id for pe in engines.values()})  # " p1" is "p1"
     for pe in engines.values():
         for flag, n in pe.counters.items():
             report.flags[flag] = report.flags.get(flag, 0) + n

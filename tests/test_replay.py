@@ -284,6 +284,22 @@ def test_a_file_that_is_not_utf8_never_merges_two_patients(tmp_path: Path) -> No
     assert report.flags.get("duplicate", 0) == 0
 
 
+def test_one_raw_id_spelled_with_spaces_is_one_patient_in_the_report(tmp_path: Path) -> None:
+    """With ``--pseudonymize`` a raw id and the same id with spaces around it share one
+    pseudonym and one engine; the report counted each spelling as a patient."""
+    src = tmp_path / "spaced.csv"
+    lines = ["time,patient,heart_rate_bpm,skin_temp_c"]
+    for t in range(0, 60, 2):
+        lines += [f"{T0 + t},Ana,70,33.0", f"{T0 + t + 1}, Ana ,70,33.0", f"{T0 + t},Bo,70,33"]
+    src.write_text("\n".join(lines) + "\n")
+    with (tmp_path / "e.jsonl").open("w") as ev, (tmp_path / "s.csv").open("w") as est:
+        report = replay(
+            src, events_out=ev, estimates_out=est, pseudonym_key=b"k" * 32, now=T0 + 3600
+        )
+    assert report.rejected_rows == 0 and report.samples == 180
+    assert report.patients == 2
+
+
 def test_raw_ids_without_pseudonymize_are_refused_without_repeating_them(
     tmp_path: Path,
 ) -> None:
