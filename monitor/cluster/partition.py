@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -24,17 +23,14 @@ from monitor.cluster.subjects import WEB_ACK
 from monitor.engine import PatientEngine
 from monitor.errors import InputError
 from monitor.model import Event
-from monitor.mqtt.inbound import loggable
+from monitor.mqtt.inbound import loggable, require_caregiver
 from monitor.mqtt.topics import Channel
-from monitor.profile import LOGIN_PATTERN
 from monitor.web.patient_routes import PATIENT_ACK_BY
 
 if TYPE_CHECKING:
     from monitor.cluster.worker import ClusterWorker
 
 log = logging.getLogger(__name__)
-
-_LOGIN = re.compile(LOGIN_PATTERN)
 
 JetStreamSubscription = JetStreamContext.PullSubscription
 
@@ -273,12 +269,8 @@ class Partition:
             elif channel in ("ack", WEB_ACK):
                 event_id, by, t = self.w.codec.decode_ack(data, where=subject)
                 # "patient:self" only from a worker's dashboard, never a caregiver's app
-                if not _LOGIN.fullmatch(by) and (channel != WEB_ACK or by != PATIENT_ACK_BY):
-                    raise InputError(
-                        "by: an acknowledgement names a caregiver's login (letters, digits, "
-                        "'.', '_', '@', '-'; at most 64)",
-                        where=subject,
-                    )
+                if channel != WEB_ACK or by != PATIENT_ACK_BY:
+                    require_caregiver(by, where=subject)
                 self.w.monitor.acknowledge(patient, event_id, by=by, time=t)
             else:
                 self.w.count("unknown_channels")

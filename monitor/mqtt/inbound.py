@@ -81,6 +81,18 @@ def loggable(reason: str, channel: Channel | None) -> str:
     return _LONG_QUOTED.sub("'…'", reason)[:300]
 
 
+def require_caregiver(by: str, *, where: str, via: str = "") -> None:
+    """An acknowledgement from a caregiver's app (MQTT, or the cluster's inbound ``ack``
+    channel) names a caregiver's login: never ``"patient:self"``, which only the dashboard
+    records when a patient acknowledges on their own page. Raises :class:`InputError`."""
+    if not _LOGIN.fullmatch(by):
+        raise InputError(
+            f"by: an acknowledgement {via}names a caregiver's login (letters, digits, '.', "
+            "'_', '@', '-'; at most 64)",
+            where=where,
+        )
+
+
 def _refuse_retained(retained: bool, topic: str) -> None:
     if retained:
         raise InputError(
@@ -246,12 +258,7 @@ class Inbound:
         elif channel is Channel.ACK:
             event_id, by, at = codec.decode_ack(payload, where=topic, now=self._clock())
             _refuse_retained(retained, topic)
-            if not _LOGIN.fullmatch(by):  # "patient:self" is the dashboard's, never MQTT's
-                raise InputError(
-                    "by: an acknowledgement over MQTT names a caregiver's login (letters, "
-                    "digits, '.', '_', '@', '-'; at most 64)",
-                    where=topic,
-                )
+            require_caregiver(by, where=topic, via="over MQTT ")
             if self._repeated(("ack", patient, event_id, by)):
                 self._count("acks_repeated")
                 return
