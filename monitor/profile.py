@@ -38,6 +38,12 @@ class HeatSensitivity(StrEnum):
     """Sweats less (tested or observed): the model loses heat more slowly, warned earlier."""
 
 
+THRESHOLD_ABOVE_C = 0.1
+"""A threshold rise must be above this (°C)."""
+THRESHOLD_MAX_C = 2.0
+"""... and at most this (°C)."""
+
+
 class PatientProfile(StrictModel):
     """Per-patient settings. ``id`` is a pseudonym; ``display_name`` never leaves the UI."""
 
@@ -45,7 +51,7 @@ class PatientProfile(StrictModel):
 
     id: str = Field(pattern=PATIENT_ID_PATTERN)
     display_name: str | None = Field(default=None, max_length=80)
-    threshold_rise_c: float = Field(default=0.5, gt=0.1, le=2.0)
+    threshold_rise_c: float = Field(default=0.5, gt=THRESHOLD_ABOVE_C, le=THRESHOLD_MAX_C)
     caution_margin_c: float = Field(default=0.2, ge=0.0, le=1.0)
     forecast_horizon_min: float = Field(default=10.0, ge=0.0, le=60.0)
     cool_down_lead_min: float = Field(default=5.0, ge=0.0, le=30.0)

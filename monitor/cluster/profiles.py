@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from monitor.cluster.subjects import Names
 from monitor.errors import HeatmonError, InputError
 from monitor.mqtt.topics import check_patient_id
-from monitor.profile import PatientProfile
+from monitor.profile import THRESHOLD_ABOVE_C, THRESHOLD_MAX_C, PatientProfile
 from monitor.thresholds.floor import floor_for
 from monitor.thresholds.records import ThresholdChange
 
@@ -155,7 +155,7 @@ def decode_change(
     if hand_set_c is not None and (
         isinstance(hand_set_c, bool)
         or not isinstance(hand_set_c, int | float)
-        or not 0.1 < hand_set_c <= 2.0  # as PatientProfile.threshold_rise_c
+        or not THRESHOLD_ABOVE_C < hand_set_c <= THRESHOLD_MAX_C
     ):
         raise InputError("hand_set_c: a threshold (°C) or null", where=where)
     raw = doc.get("profile")
