@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 LOG_EVERY_N_LIMITED = 100
 """After the first, only every n-th symptom report over the limit is logged (each counted)."""
 MAX_LIMITER_KEYS = 10_000
-"""Keys (login names, addresses, patients) counted at most; the oldest are forgotten first."""
+"""Keys (login names, addresses, patients) counted at most; past it the keys whose window
+has passed are forgotten first, a lockout in force last (:meth:`WindowLimiter._evict`)."""
 
 
 class WindowLimiter:
