@@ -158,6 +158,11 @@ async def test_https_at_the_proxy_passes_the_origin_check_and_makes_cookies_secu
         assert "https://" in said and "trusted_proxies" in said, said
         async with direct.get("/healthz") as health:
             assert (await health.json())["rejected"].get("origin") == 1
+        # a scheme that is no web scheme is not repeated back: "another site"
+        odd = {**via_proxy(ALICE_ADDR), "Origin": origin.replace("https", "x" * 500, 1)}
+        resp = await try_login(direct, CAROL.login, CAROL.password, odd)
+        said = (await resp.json())["error"]
+        assert resp.status == 403 and "another site" in said and "xxx" not in said, said
         resp = await try_login(direct, CAROL.login, CAROL.password, via_proxy(ALICE_ADDR))
         assert resp.status == 200 and not resp.cookies["heatmon_session"]["secure"]
 

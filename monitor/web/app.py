@@ -69,7 +69,7 @@ def _cross_origin(request: web.Request, origin: str) -> web.Response:
     another scheme is almost always a TLS proxy heatmon does not trust (it then sees
     ``http`` where the browser used ``https``): the answer and the log say so."""
     scheme, _, host = origin.partition("://")
-    if host == request.host and scheme != request.scheme:
+    if host == request.host and scheme in ("http", "https") and scheme != request.scheme:
         why = (
             f"the page's origin is {scheme}:// but heatmon received the request over "
             f"{request.scheme}:// — behind a TLS proxy, add the proxy's address to [web] "
